@@ -1,0 +1,47 @@
+"""rumpkernel: a rump kernel in Python.
+
+    import rumpkernel
+    k = rumpkernel.boot()                  # a kernel with every available component
+    fd = k.sys.open("/tmp/x", os.O_CREAT | os.O_RDWR, 0o644)
+    k.sys.write(fd, b"hello"); k.sys.close(fd)
+    k.halt()
+
+``boot`` takes the host (``PosixHost()`` by default, ``SimHost(seed)`` for deterministic tests),
+the components to include (``None``: all; ``()``: the base kernel alone), the number of virtual
+CPUs, a memory limit in bytes and a host name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rumpkernel.hypercall import Hypercalls, PosixHost, SimHost
+from rumpkernel.kern.errno import Errno, KernelError, KernelPanic
+from rumpkernel.kern.kernel import Kernel
+
+__version__ = "0.1.0"
+__all__ = ["Errno", "Kernel", "KernelError", "KernelPanic", "PosixHost", "SimHost", "boot"]
+
+
+def boot(host: Hypercalls | None = None, *, components: Iterable[str] | None = None,
+         ncpu: int = 1, memlimit: int | None = None, hostname: str | None = None,
+         verbose: bool = False) -> Kernel:
+    """Boot a kernel and return it, ready for ``k.sys`` calls.  Raises KernelError for an
+    unknown component or an incompatible host."""
+    from rumpkernel.client.local import attach
+    from rumpkernel.kern.component import resolve
+
+    comps = resolve(components)
+    k = Kernel(host or PosixHost(), ncpu=ncpu, memlimit=memlimit, hostname=hostname)
+    k.verbose = verbose
+    import rumpkernel.kern.kern_syscalls as kern_syscalls
+
+    with k.entered():
+        k.install_syscalls("kern", kern_syscalls)
+        for c in comps:
+            c.init(k)
+            k.components.append(c.name)
+            k.factions.add(c.faction)
+        k.finish_sysent()
+    attach(k)
+    return k

@@ -16,6 +16,7 @@ GENERATORS: dict[str, tuple[str, str]] = {
     "vfs/vnode_if.py": ("rumpkernel.vfs.vnode_table", "render"),
     "kern/syscall/sysent.py": ("rumpkernel.kern.syscall.master", "render_sysent"),
     "client/sys_stubs.py": ("rumpkernel.kern.syscall.master", "render_stubs"),
+    "../../docs/syscalls.md": ("rumpkernel.kern.syscall.master", "render_docs"),
 }
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent

@@ -1,0 +1,134 @@
+"""Kernel synchronisation: mutexes, readers-writer locks, condition variables.
+
+All are built on host primitives from the hypercall layer with the dissertation's
+"try, then unschedule and block" rule: the uncontended path never gives up the vCPU; a thread that
+must wait releases its vCPU first and takes one again after the wait.
+
+Interface:
+    KMutex(k)      enter() / tryenter() / exit() / owned() ; usable as ``with m:``
+    KRWLock(k)     enter(write) / exit() ; reader() / writer() context managers
+    KCondVar(k)    wait(mtx, timeout_ns=None, interruptible=True) -> bool (False on timeout)
+                   signal() / broadcast()
+
+Interruptible waits make a killed lwp (its process is exiting, or the kernel is halting) leave
+with ``KernelError(EINTR)``: the waiter publishes its wait channel before checking ``killed``
+and the killer sets ``killed`` before reading the channel, so no kill is lost.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rumpkernel.kern.errno import Errno, KernelError
+
+if TYPE_CHECKING:
+    from rumpkernel.kern.kernel import Kernel
+
+
+class KMutex:
+    __slots__ = ("_curlwp", "_sched", "hmtx", "owner")
+
+    def __init__(self, k: Kernel) -> None:
+        self.hmtx = k.host.mutex_create()
+        self._sched = k.sched
+        self._curlwp = k.host.curlwp_get
+        self.owner: Any = None
+
+    def enter(self) -> None:
+        if not self.hmtx.tryenter():
+            l = self._curlwp()
+            sched = self._sched
+            if l is not None and l.cpu is not None:
+                sched.unschedule(l)
+                try:
+                    self.hmtx.enter()
+                finally:
+                    sched.schedule(l)
+            else:
+                self.hmtx.enter()
+        self.owner = True
+
+    def tryenter(self) -> bool:
+        if self.hmtx.tryenter():
+            self.owner = True
+            return True
+        return False
+
+    def exit(self) -> None:
+        self.owner = None
+        self.hmtx.exit()
+
+    def owned(self) -> bool:
+        return self.owner is not None
+
+    def __enter__(self) -> KMutex:
+        self.enter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.exit()
+
+
+class KRWLock:
+    __slots__ = ("_curlwp", "_sched", "hrw")
+
+    def __init__(self, k: Kernel) -> None:
+        self.hrw = k.host.rw_create()
+        self._sched = k.sched
+        self._curlwp = k.host.curlwp_get
+
+    def enter(self, write: bool) -> None:
+        if self.hrw.tryenter(write):
+            return
+        l = self._curlwp()
+        if l is not None and l.cpu is not None:
+            self._sched.unschedule(l)
+            try:
+                self.hrw.enter(write)
+            finally:
+                self._sched.schedule(l)
+        else:
+            self.hrw.enter(write)
+
+    def exit(self) -> None:
+        self.hrw.exit()
+
+
+class KCondVar:
+    __slots__ = ("_curlwp", "_sched", "hcv")
+
+    def __init__(self, k: Kernel) -> None:
+        self.hcv = k.host.cv_create()
+        self._sched = k.sched
+        self._curlwp = k.host.curlwp_get
+
+    def wait(self, mtx: KMutex, timeout_ns: int | None = None, interruptible: bool = True) -> bool:
+        """Wait for a signal with ``mtx`` held (it is released while waiting and held again on
+        return).  Returns False if ``timeout_ns`` elapsed first.  EINTR if the lwp is killed."""
+        l = self._curlwp()
+        if l is not None and interruptible:
+            l.wchan = (self, mtx)
+            if l.killed:
+                l.wchan = None
+                raise KernelError(Errno.EINTR, "lwp killed")
+        mtx.owner = None
+        resched = l is not None and l.cpu is not None
+        if resched:
+            self._sched.unschedule(l)
+        try:
+            ok = self.hcv.wait(mtx.hmtx, timeout_ns)
+        finally:
+            if resched:
+                self._sched.schedule(l)
+            mtx.owner = True
+            if l is not None:
+                l.wchan = None
+        if l is not None and interruptible and l.killed:
+            raise KernelError(Errno.EINTR, "lwp killed")
+        return ok
+
+    def signal(self) -> None:
+        self.hcv.signal()
+
+    def broadcast(self) -> None:
+        self.hcv.broadcast()

@@ -1,0 +1,84 @@
+"""Structures that cross the system-call boundary, declared once (DESIGN rule 6).
+
+The kernel packs them with ``pack`` before ``copyout``; clients (local and remote) unpack them.
+Little-endian, fixed size, no host types.
+
+Interface:  STAT, STATVFS, TIMESPEC, POLLFD — ``Struct`` objects with ``size``, ``pack(*fields)``,
+            ``unpack(buf) -> tuple`` and ``names``; ``pack_dirent`` / ``iter_dirents`` for the
+            variable-length records of ``getdents``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+from rumpkernel.kern.errno import Errno, KernelError
+
+
+class Struct:
+    __slots__ = ("_s", "name", "names", "size")
+
+    def __init__(self, name: str, fields: tuple[tuple[str, str], ...]) -> None:
+        self.name = name
+        self.names = tuple(n for n, _ in fields)
+        self._s = struct.Struct("<" + "".join(f for _, f in fields))
+        self.size = self._s.size
+
+    def pack(self, *values: int) -> bytes:
+        return self._s.pack(*values)
+
+    def unpack(self, buf: bytes | bytearray | memoryview) -> tuple[int, ...]:
+        if len(buf) < self.size:
+            raise KernelError(Errno.EINVAL, f"short {self.name} ({len(buf)} < {self.size})")
+        return self._s.unpack_from(buf)
+
+    def unpack_from(self, buf: bytes | bytearray | memoryview, offset: int) -> tuple[int, ...]:
+        if offset < 0 or len(buf) < offset + self.size:
+            raise KernelError(Errno.EINVAL, f"short {self.name}")
+        return self._s.unpack_from(buf, offset)
+
+
+STAT = Struct("stat", (
+    ("dev", "Q"), ("ino", "Q"), ("mode", "I"), ("nlink", "I"), ("uid", "I"), ("gid", "I"),
+    ("rdev", "Q"), ("size", "q"), ("atime_ns", "q"), ("mtime_ns", "q"), ("ctime_ns", "q"),
+    ("birthtime_ns", "q"), ("blksize", "I"), ("flags", "I"), ("blocks", "q"), ("gen", "Q"),
+))
+
+STATVFS = Struct("statvfs", (
+    ("bsize", "Q"), ("frsize", "Q"), ("blocks", "Q"), ("bfree", "Q"), ("bavail", "Q"),
+    ("files", "Q"), ("ffree", "Q"), ("favail", "Q"), ("fsid", "Q"), ("flag", "Q"),
+    ("namemax", "Q"),
+))
+
+TIMESPEC = Struct("timespec", (("sec", "q"), ("nsec", "q")))
+
+POLLFD = Struct("pollfd", (("fd", "i"), ("events", "h"), ("revents", "h")))
+
+# getdents record: ino u64, next-offset u64, reclen u16, namlen u16, type u8, name, pad to 8
+_DIRENT_HEAD = struct.Struct("<QqHHB")
+DIRENT_HEAD_SIZE = _DIRENT_HEAD.size
+
+
+def dirent_reclen(namelen: int) -> int:
+    return (DIRENT_HEAD_SIZE + namelen + 1 + 7) & ~7
+
+
+def pack_dirent(ino: int, next_off: int, dtype: int, name: bytes) -> bytes:
+    reclen = dirent_reclen(len(name))
+    head = _DIRENT_HEAD.pack(ino, next_off, reclen, len(name), dtype)
+    return head + name + bytes(reclen - DIRENT_HEAD_SIZE - len(name))
+
+
+def iter_dirents(buf: bytes | bytearray | memoryview) -> Iterator[tuple[int, int, int, bytes]]:
+    """Yield (ino, next_offset, dtype, name) from a getdents buffer."""
+    pos = 0
+    n = len(buf)
+    while pos + DIRENT_HEAD_SIZE <= n:
+        ino, off, reclen, namlen, dtype = _DIRENT_HEAD.unpack_from(buf, pos)
+        if reclen < DIRENT_HEAD_SIZE + namlen or pos + reclen > n:
+            raise KernelError(Errno.EINVAL, "malformed dirent record")
+        start = pos + DIRENT_HEAD_SIZE
+        yield ino, off, dtype, bytes(buf[start : start + namlen])
+        pos += reclen
+
