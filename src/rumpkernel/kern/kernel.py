@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import traceback
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -107,6 +108,7 @@ class Kernel:
         self.callouts = Callouts(self)
         self.softints = Softints(self)
         self.kthreads: dict[Any, Lwp] = {}
+        self.implicit_lwps: weakref.WeakSet[Lwp] = weakref.WeakSet()
         self._sysent: dict[int, Callable[..., Any]] = {}
         self.vfs: Any = None
         self.reboot_requested: int | None = None
@@ -162,12 +164,12 @@ class Kernel:
             return self._sysent[num](l, *args)
         except KernelError:
             raise
-        except KeyError:
+        except KeyError as e:
             if num not in self._sysent:
                 raise KernelError(Errno.ENOSYS, f"no system call {num}") from None
-            raise self._bug(num) from None
-        except Exception:
-            raise self._bug(num) from None
+            raise self._bug(num, e) from None
+        except Exception as e:
+            raise self._bug(num, e) from None
         finally:
             sched.unschedule(l)
             l.inkernel = 0
@@ -176,10 +178,7 @@ class Kernel:
         with self.entered() as l:
             return self._sysent.get(num, _badsys)(l, *args)
 
-    def _bug(self, what: object) -> KernelPanic:
-        import sys as _sys  # only to fetch the exception being handled
-
-        exc = _sys.exc_info()[1]
+    def _bug(self, what: object, exc: BaseException) -> KernelPanic:
         if isinstance(exc, KernelPanic):
             return exc
         return self.panic(f"unexpected {type(exc).__name__} in {what}: {exc}", exc)
@@ -192,8 +191,8 @@ class Kernel:
             yield l
         except (KernelError, KernelPanic, GeneratorExit):
             raise
-        except Exception:
-            raise self._bug("kernel entry") from None
+        except Exception as e:
+            raise self._bug("kernel entry", e) from None
         finally:
             self._leave(l)
 
@@ -207,6 +206,7 @@ class Kernel:
         l = self._curlwp_get()
         if l is None:
             l = Lwp(self, self.proc1, 1, implicit=True)
+            self.implicit_lwps.add(l)
             self.host.curlwp_set(l)
         if l.inkernel == 0:
             if l.proc.exiting:
@@ -223,6 +223,9 @@ class Kernel:
             self.sched.unschedule(l)
             if self._hooks_needed:
                 self.host.sched_leave()
+
+    def new_fdtable(self) -> FdTable:
+        return FdTable(self)
 
     # ---- kernel threads ---------------------------------------------------------------------
     def kthread_create(self, fn: Callable[[], None], name: str) -> Any:
@@ -292,21 +295,34 @@ class Kernel:
         self.host.console_write(f"[{self.hostname}] {stacks}\n")
         self.panicked = KernelPanic(msg, stacks)
         self.dead = True
-        for p in list(self.procs.procs.values()):
-            for l in list(p.lwps):
-                l.killed = True
-        for p in list(self.procs.procs.values()):
-            for l in list(p.lwps):
-                with contextlib.suppress(Exception):
-                    l.kill()
+        self.kill_all_lwps()
         return self.panicked
+
+    def all_lwps(self) -> list[Lwp]:
+        out = [l for p in list(self.procs.procs.values()) for l in list(p.lwps)]
+        return out + list(self.implicit_lwps)
+
+    def kill_all_lwps(self) -> None:
+        """Make every lwp leave its interruptible waits with EINTR (halt, panic)."""
+        lwps = self.all_lwps()
+        for l in lwps:
+            l.killed = True
+        for l in lwps:
+            with contextlib.suppress(Exception):
+                l.kill()
 
     def halt(self, sync: bool = True) -> None:
         """Shut the kernel down: flush and unmount file systems (unless ``sync`` is False), stop
         kernel threads, end every process.  Later calls raise ENXIO.  Idempotent."""
         if self.dead:
             return
-        with self.entered():
+        with self.entered() as me:
+            others = [l for l in self.all_lwps() if l is not me and l.proc is not self.proc0]
+            for l in others:
+                l.killed = True
+            for l in others:
+                with contextlib.suppress(KernelError):
+                    l.kill()
             self.hooks.run_reversed("halt", sync)
             for p in sorted(self.procs.procs.values(), key=lambda p: -p.pid):
                 if p.pid > 1:

@@ -1,7 +1,7 @@
 """The vnode-operation table: every operation a file system driver may implement, declared once.
 
 This is the Python counterpart of NetBSD's ``vnode_if.src``.  ``vfs/vnode_if.py`` (the driver base
-class ``FileSystem``) is generated from it by ``python -m rumpkernel.kern.codegen``, and a test
+class ``FileSystem``) is generated from it by ``python -m rumpkernel.testing.codegen``, and a test
 regenerates and diffs it.
 
 Calling conventions every operation shares:

@@ -6,7 +6,7 @@ From this table come:
   * the remote (sysproxy) marshalling, which reads ``SYSCALLS`` to know which arguments are
     client pointers and in which direction data moves;
   * ``docs/syscalls.md`` (generated).
-Run ``python -m rumpkernel.kern.codegen`` after editing; a test regenerates and diffs.
+Run ``python -m rumpkernel.testing.codegen`` after editing; a test regenerates and diffs.
 
 Argument kinds (the raw, C-level view; the ``Sys`` facade turns Python arguments into these):
     int    an integer

@@ -1,0 +1,46 @@
+"""Shared fixtures: fresh kernels per test, leak checks at teardown."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import rumpkernel
+from rumpkernel import SimHost
+
+
+def leak_report(k: rumpkernel.Kernel, baseline: dict) -> list[str]:
+    s = k.statistics()
+    problems = []
+    for key in ("lwps", "processes", "open_files"):
+        if s[key] != baseline[key]:
+            problems.append(f"{key}: {baseline[key]} at boot, {s[key]} at teardown")
+    if "vnodes_referenced" in s and s["vnodes_referenced"] != baseline.get("vnodes_referenced"):
+        problems.append(f"referenced vnodes: {baseline.get('vnodes_referenced')} at boot, "
+                        f"{s['vnodes_referenced']} at teardown")
+    return problems
+
+
+@pytest.fixture
+def kernel() -> Iterator[rumpkernel.Kernel]:
+    """A fresh kernel with every component on the deterministic sim host; teardown fails the
+    test on leaked lwps, processes, open files or vnode references, then halts."""
+    k = rumpkernel.boot(SimHost(seed=1234))
+    baseline = k.statistics()
+    yield k
+    if not k.dead:
+        problems = leak_report(k, baseline)
+        k.halt()
+        assert not problems, "kernel leaked: " + "; ".join(problems)
+
+
+@pytest.fixture
+def posix_kernel() -> Iterator[rumpkernel.Kernel]:
+    k = rumpkernel.boot()
+    baseline = k.statistics()
+    yield k
+    if not k.dead:
+        problems = leak_report(k, baseline)
+        k.halt()
+        assert not problems, "kernel leaked: " + "; ".join(problems)
