@@ -47,7 +47,7 @@ def test_there_are_modules_to_check() -> None:
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(SRC)))
 def test_no_host_access_outside_hypercall(path: Path) -> None:
     rel = path.relative_to(SRC)
-    if rel.parts[0] in HOST_ALLOWED or rel.name == "__init__.py" and len(rel.parts) == 1:
+    if rel.parts[0] in HOST_ALLOWED or (rel.name == "__init__.py" and len(rel.parts) == 1):
         return
     bad = [m for m in imports(path) if m.split(".")[0] in HOST_MODULES]
     # kern/kernel.py fetches the exception being handled through sys.exc_info only
@@ -78,4 +78,4 @@ def test_generated_files_are_current(relpath: str) -> None:
     text = (codegen.PACKAGE_ROOT / relpath).read_text()
     first = text.splitlines()[0]
     assert "GENERATED" in first, f"{relpath} must say it is generated in its first line"
-    assert codegen.check_generated(relpath), f"{relpath} is stale: run python -m rumpkernel.testing.codegen"
+    assert codegen.check_generated(relpath), f"{relpath} is stale: regenerate it"

@@ -41,13 +41,13 @@ def test_panic_wakes_blocked_threads_sim() -> None:
     import time
     k = rumpkernel.boot(SimHost(9), components=())
     k.install_syscall(TEST_SYSCALL, buggy)
-    r, w = k.sys.pipe()
+    r, _w = k.sys.pipe()
     result: list[BaseException] = []
 
     def reader() -> None:
         try:
             k.sys.read(r, 1)
-        except BaseException as e:  # noqa: BLE001 - asserted below
+        except BaseException as e:
             result.append(e)
 
     t = threading.Thread(target=reader)

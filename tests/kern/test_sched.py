@@ -60,7 +60,7 @@ def test_vcpu_invariant_under_contention() -> None:
         try:
             for _ in range(n_calls):
                 k.sys.getpid()
-        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+        except BaseException as e:
             errors.append(e)
 
     ts = [threading.Thread(target=hammer) for _ in range(n_threads)]
