@@ -52,8 +52,8 @@ CATALOG_MODULES = (
     "rumpkernel.vfs.component",
     "rumpkernel.dev.component",
     "rumpkernel.fs.tmpfs",
-    "rumpkernel.fs.ext2",
-    "rumpkernel.fs.msdos",
+    "rumpkernel.fs.ext2.component",
+    "rumpkernel.fs.msdos.component",
 )
 
 FACTIONS = ("vfs", "dev", "net")

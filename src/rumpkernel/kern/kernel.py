@@ -343,6 +343,39 @@ class Kernel:
     def __exit__(self, *exc: object) -> None:
         self.halt()
 
+    # ---- file system API (the vfs faction) ----------------------------------------------------
+    def _vfs_api(self) -> Any:
+        if self.vfs is None:
+            raise KernelError(Errno.EOPNOTSUPP, "the vfs faction is not in this kernel")
+        return self.vfs.api
+
+    def etfs_register(self, key: str, host_path: str, kind: str, *, offset: int = 0,
+                      size: int | None = None, readonly: bool = False) -> None:
+        """Map a host file or directory into the kernel at ``key`` (rump_etfs(3)).  ``kind``:
+        "reg", "blk", "chr", "dir" or "dir_subdirs".  ENOENT, EEXIST, EINVAL."""
+        with self.entered():
+            self._vfs_api().etfs_register(key, host_path, kind, offset, size, readonly)
+
+    def etfs_remove(self, key: str) -> None:
+        with self.entered():
+            self._vfs_api().etfs_remove(key)
+
+    def mount_image(self, host_path: str, target: str, *, fstype: str | None = None,
+                    readonly: bool = False, partition: int | None = None, offset: int = 0,
+                    options: dict[str, Any] | str | None = None) -> str:
+        """Register ``host_path`` as a block device, detect its file system unless ``fstype``
+        is given, create ``target`` if missing and mount it there.  Returns the type mounted.
+        EINVAL naming every type tried when none recognises the image."""
+        with self.entered() as l:
+            return self._vfs_api().mount_image(l, host_path, target, fstype, readonly,
+                                               partition, offset, options)
+
+    def newfs(self, fstype: str, host_path: str, *, partition: int | None = None,
+              offset: int = 0, **options: Any) -> None:
+        """Create an empty ``fstype`` file system on a host file (the kernel's newfs)."""
+        with self.entered():
+            self._vfs_api().newfs(fstype, host_path, partition, offset, options)
+
     # ---- introspection ------------------------------------------------------------------------
     def statistics(self) -> dict[str, Any]:
         """Counts of what the kernel holds: lwps (bound and kernel threads), processes, open
