@@ -44,7 +44,8 @@ class FsEnv:
         self.k.mount_image(str(self.image), MNT, fstype=self.fstype, options=self.mount_opts)
 
     @contextlib.contextmanager
-    def user(self, uid: int = 1000, gid: int = 1000, groups: tuple[int, ...] = ()) -> Iterator[None]:
+    def user(self, uid: int = 1000, gid: int = 1000,
+             groups: tuple[int, ...] = ()) -> Iterator[None]:
         """Run the body as an unprivileged process (a child of pid 1)."""
         self.k.lwproc.rfork()
         try:
