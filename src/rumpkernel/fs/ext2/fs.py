@@ -214,8 +214,13 @@ class ExtFileSystem(MountState, FileSystem):
             node.iblock[:] = target.ljust(60, b"\0")
             node.size = len(target)
         else:
+            node.size = len(target)
+            if self.extents:
+                node.flags |= L.INODE_EXTENTS_FL
+                node.iblock[:] = empty_root()
             try:
-                fileio.write(self, node, 0, target)
+                (_, pblk, _, _), = self.bmap(node).map_alloc(0, 1, self.goal_for(node))
+                self.vol.write(pblk, target.ljust(self.vol.block_size, b"\0"))
             except KernelError:
                 node.links = 0
                 self._free_inode(node)
