@@ -189,10 +189,7 @@ class IndirectMap:
         for i, p in enumerate(ptrs):
             if not p or (i + 1) * span <= first:
                 continue
-            if level == 1:
-                self._free(p)
-                ptrs[i] = 0
-            elif self._trunc_tree(p, level - 1, max(0, first - i * span)):
+            if level == 1 or self._trunc_tree(p, level - 1, max(0, first - i * span)):
                 self._free(p)
                 ptrs[i] = 0
             else:

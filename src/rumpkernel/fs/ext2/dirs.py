@@ -26,7 +26,15 @@ from rumpkernel.fs.ext2 import layout as L
 from rumpkernel.fs.ext2.csum import DX_HASH_VERSIONS, dx_hash
 from rumpkernel.kern.errno import Errno, KernelError, corrupt
 from rumpkernel.vfs.vattr import (
-    DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, DT_UNKNOWN, DirEnt,
+    DT_BLK,
+    DT_CHR,
+    DT_DIR,
+    DT_FIFO,
+    DT_LNK,
+    DT_REG,
+    DT_SOCK,
+    DT_UNKNOWN,
+    DirEnt,
 )
 
 _HEAD = struct.Struct("<IHBB")

@@ -27,7 +27,16 @@ from rumpkernel.fs.ext2.inode import Inode
 from rumpkernel.fs.ext2.mount import MountState
 from rumpkernel.kern.errno import Errno, KernelError, corrupt
 from rumpkernel.vfs.vattr import (
-    S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, DirEnt, SetAttr, StatFS, VAttr, dtype_of,
+    S_IFBLK,
+    S_IFCHR,
+    S_IFDIR,
+    S_IFLNK,
+    S_IFMT,
+    DirEnt,
+    SetAttr,
+    StatFS,
+    VAttr,
+    dtype_of,
 )
 from rumpkernel.vfs.vnode_if import FileSystem
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rumpkernel.kern.errno import Errno, KernelError, corrupt
 from rumpkernel.fs.ext2 import layout as L
+from rumpkernel.kern.errno import Errno, KernelError, corrupt
 
 
 @dataclass(frozen=True, slots=True)
