@@ -232,7 +232,7 @@ def _dx_walk(fs: Any, dnode: Any, name: bytes) -> int | None:
         if not 0 < blk < nblocks:
             return None
         data, off = fs.read_dir_block(dnode, blk), L.DX_NODE_ENTRIES_OFFSET
-    for off, ino, _, _, ename in _block_entries(fs, dnode, blk, data):
+    for _, ino, _, _, ename in _block_entries(fs, dnode, blk, data):
         if ename == name:
             return ino
     nxt = entries[idx + 1][0] if idx + 1 < len(entries) else None

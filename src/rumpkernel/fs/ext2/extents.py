@@ -111,9 +111,9 @@ class ExtentMap:
     def runs(self, lblk: int, count: int) -> list[tuple[int, int, int]]:
         out = []
         end = lblk + count
-        i = self._index(lblk)
         exts = self.exts
         while lblk < end:
+            i = self._index(lblk)
             if i >= 0 and lblk < exts[i][0] + exts[i][2]:
                 e = exts[i]
                 n = min(end, e[0] + e[2]) - lblk
@@ -123,7 +123,6 @@ class ExtentMap:
                 n = min(end, nxt) - lblk
                 out.append((lblk, 0, n))
             lblk += n
-            i += 1
         return out
 
     def next_data(self, lblk: int) -> int | None:

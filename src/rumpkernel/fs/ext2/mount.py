@@ -163,6 +163,7 @@ class MountState:
         vol.bio.write(rec.jsb_block, journal.clean_jsb(rec, vol))
         vol.bio.flush(sync=True)
         self._reload_super()
+        vol = self.vol
         vol.update_super(s_feature_incompat=vol.sb.s_feature_incompat & ~L.INCOMPAT_RECOVER)
         vol.write_super_now()
         vol.bio.flush(sync=True)

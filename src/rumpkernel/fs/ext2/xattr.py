@@ -35,9 +35,9 @@ def split_name(full: bytes) -> tuple[int, bytes]:
             return idx, b""
     best = None
     for idx, pre in PREFIXES.items():
-        if idx not in _EXACT and full.startswith(pre) and len(full) > len(pre):
-            if best is None or len(pre) > len(PREFIXES[best]):
-                best = idx
+        if idx not in _EXACT and full.startswith(pre) and len(full) > len(pre) and \
+                (best is None or len(pre) > len(PREFIXES[best])):
+            best = idx
     if best is None:
         raise KernelError(Errno.EOPNOTSUPP, f"ext: unsupported xattr namespace {full!r}")
     return best, full[len(PREFIXES[best]):]
