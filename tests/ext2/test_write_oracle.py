@@ -13,7 +13,14 @@ from rumpkernel.fs.ext2 import Ext2Type, Ext4Type
 from rumpkernel.testing.hostdev import HostFileDevice
 
 from .conftest import (
-    assert_fsck_clean, loop_mount, make_source_tree, mke2fs, mounted, run, walk_fs, walk_host,
+    assert_fsck_clean,
+    loop_mount,
+    make_source_tree,
+    mke2fs,
+    mounted,
+    run,
+    walk_fs,
+    walk_host,
 )
 from .workload import node_of, write_tree
 
