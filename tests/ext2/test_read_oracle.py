@@ -76,7 +76,7 @@ def test_tree_matches_kernel_ns(images, config, tmp_path):
             assert fs.getattr(resolve(fs, "old.txt")).mtime_ns == -315_619_199_876_543_211
     for path in want:
         if want[path][6] is None:
-            want[path] = want[path][:3] + (None,) + want[path][4:]
+            want[path] = (*want[path][:3], None, *want[path][4:])
     assert got == want
 
 
