@@ -82,7 +82,7 @@ def _regions(img: Path) -> dict[str, list[int]]:
         root_blocks = D.dir_blocks(fs, fs.vget(2))
         out["rootdir"] = [b * bs + i for b in root_blocks for i in range(bs)]
         out["xattr"] = [resolve(fs, "xattr").file_acl * bs + i for i in range(bs)]
-        jnode, jmap = fs._load_journal()
+        _jnode, jmap = fs._load_journal()
         jblocks = [p for _, p, n in jmap.runs(0, 4) for p in range(p, p + n)]
         out["journal"] = [b * bs + i for b in jblocks for i in range(bs)]
     return out
@@ -228,7 +228,7 @@ def test_unmutated_base_walks(base):
 
 
 def test_mutants_hit_every_region(base):
-    image, regions = base
+    _image, regions = base
     kinds = {sorted(regions)[s % len(regions)] for s in range(MUTANTS)}
     assert kinds == set(regions)
     assert len(regions) >= 9
