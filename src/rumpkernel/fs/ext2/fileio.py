@@ -103,9 +103,12 @@ def write(fs: Any, node: Any, offset: int, data: bytes) -> int:
     try:
         runs = bmap.map_alloc(first, last - first + 1, fs.goal_for(node))
     except KernelError as err:
-        if err.errno == Errno.ENOSPC:
-            bmap.truncate(-(-node.size // bs))
-        raise
+        if err.errno != Errno.ENOSPC:
+            raise
+        bmap.truncate(-(-node.size // bs))
+        if first == last:
+            raise
+        return _write_prefix(fs, node, offset, data)
     mv = memoryview(data)
     for lblk, pblk, n, new in runs:
         lo = max(offset, lblk * bs)
@@ -116,6 +119,24 @@ def write(fs: Any, node: Any, offset: int, data: bytes) -> int:
     node.mtime = node.ctime = fs.now()
     node.dirty = True
     return len(data)
+
+
+def _write_prefix(fs: Any, node: Any, offset: int, data: bytes) -> int:
+    """After ENOSPC: write block by block and return the length of the prefix that fit."""
+    bs = fs.vol.block_size
+    pos, end = offset, offset + len(data)
+    while pos < end:
+        n = min(end, (pos // bs + 1) * bs) - pos
+        try:
+            write(fs, node, pos, data[pos - offset:pos - offset + n])
+        except KernelError as err:
+            if err.errno != Errno.ENOSPC:
+                raise
+            break
+        pos += n
+    if pos == offset:
+        raise KernelError(Errno.ENOSPC, "ext: no free blocks")
+    return pos - offset
 
 
 def _write_run(fs: Any, pblk: int, lblk: int, n: int, skip: int, chunk: memoryview,
