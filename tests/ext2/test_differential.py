@@ -65,7 +65,7 @@ def gen_ops(seed: int, count: int) -> list[tuple]:
             files.add(p)
         elif r < 0.80:
             f = rng.choice(sorted(files))
-            target = rng.choice([fresh(d)] + sorted(files - {f}))
+            target = rng.choice([fresh(d), *sorted(files - {f})])
             ops.append(("rename", f, target))
             files.discard(f)
             files.add(target)
