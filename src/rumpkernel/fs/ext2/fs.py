@@ -1,0 +1,395 @@
+"""The ext2/ext3/ext4 driver: one ``FileSystem`` for the whole family.
+
+Interface: ``ExtFileSystem(ctx, name)`` mounts (see ``mount.py`` for the feature policy and the
+journal) and implements the vnode operations of ``vfs.vnode_table``.  Nodes are
+``inode.Inode`` objects (``node.ino``); the same object is returned for an inode while it is
+cached, until ``reclaim``.
+
+Rules:
+- Writes bypass the journal: a read-write mount first replays a journal that needs recovery,
+  then clears the clean flag in the superblock (so a crash is caught by fsck, as for ext2),
+  writes metadata in place, and on ``unmount`` writes everything back and sets the clean flag.
+  The journal itself is left empty (``s_start == 0``), as after a clean Linux unmount.
+- Unlinked inodes are freed by ``inactive`` (last reference gone) or at ``unmount``.
+- Directories written by this driver are linear (an htree index is dropped on first change).
+- Inline-data, encrypted-name and casefolded file systems are mounted read-only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rumpkernel.fs.ext2 import dirs, fileio, xattr
+from rumpkernel.fs.ext2 import layout as L
+from rumpkernel.fs.ext2.blockmap import IndirectMap
+from rumpkernel.fs.ext2.extents import ExtentMap, empty_root
+from rumpkernel.fs.ext2.inode import Inode
+from rumpkernel.fs.ext2.mount import MountState
+from rumpkernel.kern.errno import Errno, KernelError, corrupt
+from rumpkernel.vfs.vattr import (
+    S_IFBLK,
+    S_IFCHR,
+    S_IFDIR,
+    S_IFLNK,
+    S_IFMT,
+    DirEnt,
+    SetAttr,
+    StatFS,
+    VAttr,
+    dtype_of,
+)
+from rumpkernel.vfs.vnode_if import FileSystem
+
+_FT = {0o100000: L.FT_REG, 0o040000: L.FT_DIR, 0o020000: L.FT_CHR, 0o060000: L.FT_BLK,
+       0o010000: L.FT_FIFO, 0o140000: L.FT_SOCK, 0o120000: L.FT_SYMLINK}
+
+
+def ftype_of(mode: int) -> int:
+    return _FT.get(mode & S_IFMT, L.FT_UNKNOWN)
+
+
+class ExtFileSystem(MountState, FileSystem):
+    """A mounted ext2/3/4 file system (state and mount logic in ``MountState``)."""
+
+    # -- node cache ---------------------------------------------------------------------------
+    def vget(self, ino: int) -> Inode:
+        node = self.inodes.get(ino)
+        if node is not None:
+            return node
+        if not 1 <= ino <= self.vol.geo.inodes_count or \
+                (ino < self.vol.geo.first_ino and ino != L.ROOT_INO):
+            raise KernelError(Errno.ENOENT, f"ext: inode {ino} out of range")
+        node = Inode.decode(self.vol, ino, self.vol.read_inode_raw(ino))
+        if node.links == 0 and not (node.is_dir and node.mode):
+            raise KernelError(Errno.ENOENT, f"ext: inode {ino} is not in use")
+        node.check_live()
+        self.inodes[ino] = node
+        return node
+
+    def reclaim(self, node: Inode) -> None:
+        if node.links == 0:
+            self._free_inode(node)
+        self._write_inode(node)
+        self.inodes.pop(node.ino, None)
+
+    def inactive(self, node: Inode) -> None:
+        if node.links == 0 and not self.readonly:
+            self._free_inode(node)
+
+    def bmap(self, node: Inode) -> Any:
+        if node.emap is None:
+            if not fileio.has_map(node):
+                raise corrupt(f"ext: inode {node.ino} has no block map")
+            node.emap = ExtentMap(self, node) if node.uses_extents else IndirectMap(self, node)
+        return node.emap
+
+    def goal_for(self, node: Inode) -> int:
+        geo = self.vol.geo
+        return geo.group_first_block((node.ino - 1) // geo.inodes_per_group)
+
+    def inline_xattr(self, node: Inode) -> bytes:
+        return xattr.inline_data(self, node)
+
+    def read_dir_block(self, dnode: Inode, lblk: int) -> bytes:
+        (_, pblk, _), = self.bmap(dnode).runs(lblk, 1)
+        if not pblk:
+            raise corrupt(f"ext: directory {dnode.ino}: hole at block {lblk}")
+        return self.vol.read(pblk)
+
+    # -- attributes ---------------------------------------------------------------------------
+    def getattr(self, node: Inode) -> VAttr:
+        rdev = fileio.decode_rdev(node) if node.mode & S_IFMT in (S_IFCHR, S_IFBLK) else 0
+        return VAttr(
+            ino=node.ino, mode=node.mode, nlink=node.links, uid=node.uid, gid=node.gid,
+            size=node.size, atime_ns=node.atime, mtime_ns=node.mtime, ctime_ns=node.ctime,
+            birthtime_ns=node.crtime, rdev=rdev, blocks=node.blocks,
+            blksize=self.vol.block_size, gen=node.generation, flags=node.flags)
+
+    def setattr(self, node: Inode, changes: SetAttr) -> None:
+        self._check_rw()
+        if changes.size is not None:
+            if not node.is_reg:
+                raise KernelError(Errno.EINVAL, "ext: size change of a non-regular file")
+            fileio.truncate(self, node, changes.size)
+        if changes.mode is not None:
+            node.mode = (node.mode & S_IFMT) | (changes.mode & 0o7777)
+        if changes.uid is not None:
+            node.uid = changes.uid
+        if changes.gid is not None:
+            node.gid = changes.gid
+        if changes.atime_ns is not None:
+            node.atime = changes.atime_ns
+        if changes.mtime_ns is not None:
+            node.mtime = changes.mtime_ns
+        node.ctime = self.now()
+        node.dirty = True
+
+    # -- names --------------------------------------------------------------------------------
+    def lookup(self, dnode: Inode, name: bytes) -> int:
+        if not dnode.is_dir:
+            raise KernelError(Errno.ENOTDIR, "ext: lookup in a non-directory")
+        if name == b".":
+            return dnode.ino
+        ino = dirs.lookup(self, dnode, name)
+        if ino is None:
+            raise KernelError(Errno.ENOENT, name.decode("utf-8", "replace"))
+        return ino
+
+    def readdir(self, dnode: Inode, cookie: int) -> list[DirEnt]:
+        if not dnode.is_dir:
+            raise KernelError(Errno.ENOTDIR, "ext: readdir of a non-directory")
+        ents = dirs.readdir(self, dnode, cookie)
+        if not self.filetype:
+            return [DirEnt(e.name, e.ino, dtype_of(self.vget(e.ino).mode), e.cookie)
+                    for e in ents]
+        return ents
+
+    def _new_node(self, dnode: Inode, mode: int, uid: int, gid: int) -> Inode:
+        self._check_rw()
+        group = (dnode.ino - 1) // self.vol.geo.inodes_per_group
+        ino = self.vol.alloc_inode(group, mode & S_IFMT == S_IFDIR)
+        self.generation = (self.generation + 1) & 0xFFFFFFFF
+        node = Inode.new(self.vol, ino, mode, uid, gid, self.now(), self.generation)
+        if self.extents and mode & S_IFMT in (0o100000, S_IFDIR):
+            node.flags |= L.INODE_EXTENTS_FL
+            node.iblock[:] = empty_root()
+        self.inodes[ino] = node
+        return node
+
+    def _link_into(self, dnode: Inode, name: bytes, node: Inode) -> None:
+        try:
+            dirs.add_entry(self, dnode, name, node.ino, ftype_of(node.mode))
+        except KernelError:
+            node.links = 0
+            self._free_inode(node)
+            raise
+        dnode.mtime = dnode.ctime = self.now()
+        dnode.dirty = True
+
+    def _check_new_name(self, dnode: Inode, name: bytes) -> None:
+        self._check_rw()
+        if dirs.lookup(self, dnode, name) is not None:
+            raise KernelError(Errno.EEXIST, name.decode("utf-8", "replace"))
+
+    def create(self, dnode: Inode, name: bytes, mode: int, uid: int, gid: int,
+               rdev: int) -> int:
+        self._check_new_name(dnode, name)
+        node = self._new_node(dnode, mode, uid, gid)
+        if mode & S_IFMT in (S_IFCHR, S_IFBLK):
+            fileio.encode_rdev(node, rdev)
+        elif mode & S_IFMT != 0o100000:
+            node.iblock[:] = bytes(60)
+            node.flags &= ~L.INODE_EXTENTS_FL
+        self._link_into(dnode, name, node)
+        return node.ino
+
+    def mkdir(self, dnode: Inode, name: bytes, mode: int, uid: int, gid: int) -> int:
+        self._check_new_name(dnode, name)
+        if dnode.links >= self.link_max and not self.dir_nlink:
+            raise KernelError(Errno.EMLINK, "ext: too many subdirectories")
+        node = self._new_node(dnode, S_IFDIR | (mode & 0o7777), uid, gid)
+        node.links = 2
+        try:
+            (_, pblk, _, _), = self.bmap(node).map_alloc(0, 1, self.goal_for(node))
+        except KernelError:
+            node.links = 0
+            self._free_inode(node)
+            raise
+        node.size = self.vol.block_size
+        dirs.write_block(self, node, pblk, dirs.new_dir_block(self, node.ino, dnode.ino, node))
+        self._link_into(dnode, name, node)
+        self._inc_dir_links(dnode)
+        return node.ino
+
+    def _inc_dir_links(self, dnode: Inode) -> None:
+        if dnode.links >= self.link_max - 1 or dnode.links == 1:
+            dnode.links = 1 if self.dir_nlink else dnode.links + 1
+        else:
+            dnode.links += 1
+        dnode.dirty = True
+
+    def _dec_dir_links(self, dnode: Inode) -> None:
+        if dnode.links > 2:
+            dnode.links -= 1
+        dnode.dirty = True
+
+    def symlink(self, dnode: Inode, name: bytes, target: bytes, uid: int, gid: int) -> int:
+        self._check_new_name(dnode, name)
+        if not target or len(target) >= self.vol.block_size or len(target) > 4095:
+            raise KernelError(Errno.ENAMETOOLONG, "ext: symlink target too long")
+        node = self._new_node(dnode, S_IFLNK | 0o777, uid, gid)
+        if len(target) < 60:
+            node.flags &= ~L.INODE_EXTENTS_FL
+            node.iblock[:] = target.ljust(60, b"\0")
+            node.size = len(target)
+        else:
+            node.size = len(target)
+            if self.extents:
+                node.flags |= L.INODE_EXTENTS_FL
+                node.iblock[:] = empty_root()
+            try:
+                (_, pblk, _, _), = self.bmap(node).map_alloc(0, 1, self.goal_for(node))
+                self.vol.write(pblk, target.ljust(self.vol.block_size, b"\0"))
+            except KernelError:
+                node.links = 0
+                self._free_inode(node)
+                raise
+        self._link_into(dnode, name, node)
+        return node.ino
+
+    def link(self, dnode: Inode, name: bytes, node: Inode) -> None:
+        self._check_new_name(dnode, name)
+        if node.links >= self.link_max:
+            raise KernelError(Errno.EMLINK, "ext: too many links")
+        dirs.add_entry(self, dnode, name, node.ino, ftype_of(node.mode))
+        node.links += 1
+        node.ctime = dnode.mtime = dnode.ctime = self.now()
+        node.dirty = dnode.dirty = True
+
+    def unlink(self, dnode: Inode, name: bytes, node: Inode) -> None:
+        self._check_rw()
+        dirs.remove_entry(self, dnode, name)
+        node.links = max(0, node.links - 1)
+        node.ctime = dnode.mtime = dnode.ctime = self.now()
+        node.dirty = dnode.dirty = True
+
+    def rmdir(self, dnode: Inode, name: bytes, node: Inode) -> None:
+        self._check_rw()
+        if not dirs.is_empty(self, node):
+            raise KernelError(Errno.ENOTEMPTY, name.decode("utf-8", "replace"))
+        dirs.remove_entry(self, dnode, name)
+        node.links = 0
+        self._dec_dir_links(dnode)
+        node.ctime = dnode.mtime = dnode.ctime = self.now()
+        node.dirty = True
+
+    def rename(self, sdnode: Inode, sname: bytes, snode: Inode, tdnode: Inode, tname: bytes,
+               tnode: Inode | None) -> None:
+        self._check_rw()
+        if tnode is snode:
+            return
+        ft = ftype_of(snode.mode)
+        if tnode is not None:
+            if tnode.is_dir and not dirs.is_empty(self, tnode):
+                raise KernelError(Errno.ENOTEMPTY, tname.decode("utf-8", "replace"))
+            dirs.set_entry(self, tdnode, tname, snode.ino, ft)
+            if tnode.is_dir:
+                tnode.links = 0
+                self._dec_dir_links(tdnode)
+            else:
+                tnode.links = max(0, tnode.links - 1)
+            tnode.ctime = self.now()
+            tnode.dirty = True
+        else:
+            dirs.add_entry(self, tdnode, tname, snode.ino, ft)
+        dirs.remove_entry(self, sdnode, sname)
+        if snode.is_dir and sdnode is not tdnode:
+            dirs.set_entry(self, snode, b"..", tdnode.ino, L.FT_DIR)
+            self._dec_dir_links(sdnode)
+            self._inc_dir_links(tdnode)
+        now = self.now()
+        snode.ctime = sdnode.mtime = sdnode.ctime = tdnode.mtime = tdnode.ctime = now
+        snode.dirty = sdnode.dirty = tdnode.dirty = True
+
+    # -- contents -----------------------------------------------------------------------------
+    def readlink(self, node: Inode) -> bytes:
+        return fileio.readlink(self, node)
+
+    def read(self, node: Inode, offset: int, size: int) -> bytes:
+        if node.is_dir:
+            raise KernelError(Errno.EISDIR, "ext: read of a directory")
+        return fileio.read(self, node, offset, size)
+
+    def write(self, node: Inode, offset: int, data: bytes) -> int:
+        self._check_rw()
+        if not node.is_reg:
+            raise KernelError(Errno.EINVAL, "ext: write to a non-regular file")
+        return fileio.write(self, node, offset, data)
+
+    def seek_data(self, node: Inode, offset: int) -> int:
+        return fileio.seek(self, node, offset, True)
+
+    def seek_hole(self, node: Inode, offset: int) -> int:
+        return fileio.seek(self, node, offset, False)
+
+    # -- extended attributes ------------------------------------------------------------------
+    def getxattr(self, node: Inode, name: bytes) -> bytes:
+        attrs = xattr.load(self, node)
+        if name not in attrs or name == xattr.INLINE_NAME:
+            raise KernelError(Errno.ENOATTR, name.decode("utf-8", "replace"))
+        return attrs[name]
+
+    def listxattr(self, node: Inode) -> list[bytes]:
+        return [n for n in xattr.load(self, node) if n != xattr.INLINE_NAME]
+
+    def setxattr(self, node: Inode, name: bytes, value: bytes, flags: int) -> None:
+        self._check_rw()
+        if node.inline:
+            raise KernelError(Errno.EROFS, "ext: inline-data inode")
+        attrs = dict(xattr.load(self, node))
+        if flags & 1 and name in attrs:
+            raise KernelError(Errno.EEXIST, name.decode("utf-8", "replace"))
+        if flags & 2 and name not in attrs:
+            raise KernelError(Errno.ENOATTR, name.decode("utf-8", "replace"))
+        xattr.split_name(name)
+        attrs[name] = bytes(value)
+        xattr.store(self, node, attrs)
+        node.ctime = self.now()
+
+    def removexattr(self, node: Inode, name: bytes) -> None:
+        self._check_rw()
+        attrs = dict(xattr.load(self, node))
+        if name not in attrs or name == xattr.INLINE_NAME:
+            raise KernelError(Errno.ENOATTR, name.decode("utf-8", "replace"))
+        del attrs[name]
+        xattr.store(self, node, attrs)
+        node.ctime = self.now()
+
+    # -- whole file system --------------------------------------------------------------------
+    def statfs(self) -> StatFS:
+        vol = self.vol
+        fb, fi = vol.total_free()
+        sb = vol.sb
+        reserved = sb.s_r_blocks_count_lo | (sb.s_r_blocks_count_hi << 32 if self.is64 else 0)
+        return StatFS(bsize=vol.block_size, frsize=vol.block_size,
+                      blocks=vol.geo.blocks_count, bfree=fb, bavail=max(0, fb - reserved),
+                      files=vol.geo.inodes_count, ffree=fi, favail=fi, namemax=255,
+                      fsid=int.from_bytes(sb.s_uuid[:8], "little"))
+
+    def info(self) -> dict[str, object]:
+        sb = self.vol.sb
+        return {"type": self.fstype, "uuid": sb.s_uuid.hex(), "label": self.label,
+                "block_size": self.vol.block_size, "blocks": self.vol.geo.blocks_count,
+                "readonly": self.readonly, "replayed_journal": self.replayed,
+                "features": self.feature_names()}
+
+    # -- freeing ------------------------------------------------------------------------------
+    def _free_inode(self, node: Inode) -> None:
+        if node.mode == 0:
+            return
+        if fileio.has_map(node):
+            self.bmap(node).truncate(0)
+            node.emap = None
+        if node.file_acl:
+            xattr.release_block(self, node)
+        is_dir = node.is_dir
+        node.size = 0
+        node.dtime = self.now() // 1_000_000_000 & 0xFFFFFFFF
+        node.links = 0
+        node.iblock[:] = empty_root() if node.uses_extents else bytes(60)
+        node.blocks = 0
+        node.dirty = True
+        self._write_inode(node)
+        node.mode = 0
+        self.vol.free_inode(node.ino, is_dir)
+        node.dirty = False
+        self.inodes.pop(node.ino, None)
+
+    def _write_inode(self, node: Inode) -> None:
+        if self.readonly:
+            return
+        if node.emap is not None and node.emap.dirty:
+            node.emap.store()
+        if node.dirty:
+            self.vol.write_inode_raw(node.ino, node.encode(self.vol))
+            node.dirty = False

@@ -1,0 +1,266 @@
+"""Mounting and unmounting: the feature policy, journal recovery, clean/error state, inode
+write-back and ``sync``.  ``fs.ExtFileSystem`` inherits this.
+
+Policy:
+- incompat features outside ``INCOMPAT_READ`` (compression, journal device, dirdata,
+  encryption): refused with EOPNOTSUPP naming the feature.
+- features outside ``INCOMPAT_WRITE`` / ``RO_COMPAT_WRITE`` (inline_data, mmp, casefold,
+  ea_inode, bigalloc, quota, verity, orphan_present...), a non-empty orphan list, or an error
+  state recorded by the kernel: mounted read-only, with a ``ctx.log`` line saying why.
+- a journal that needs recovery is replayed into the device on a read-write mount and into
+  an in-memory overlay on a read-only one (the device is then never written).  An external
+  journal, or one that cannot be replayed, refuses a read-write mount (EROFS/EUCLEAN).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rumpkernel.fs.ext2 import journal
+from rumpkernel.fs.ext2 import layout as L
+from rumpkernel.fs.ext2.volume import Volume
+from rumpkernel.kern.errno import Errno, KernelError
+from rumpkernel.vfs.fstype import MountContext
+from rumpkernel.vfs.vattr import FsFeatures
+
+INCOMPAT_WRITE = (L.INCOMPAT_FILETYPE | L.INCOMPAT_RECOVER | L.INCOMPAT_META_BG
+                  | L.INCOMPAT_EXTENTS | L.INCOMPAT_64BIT | L.INCOMPAT_FLEX_BG
+                  | L.INCOMPAT_CSUM_SEED | L.INCOMPAT_LARGEDIR)
+INCOMPAT_READ = INCOMPAT_WRITE | L.INCOMPAT_INLINE_DATA | L.INCOMPAT_MMP | L.INCOMPAT_EA_INODE \
+    | L.INCOMPAT_CASEFOLD
+RO_COMPAT_WRITE = (L.RO_COMPAT_SPARSE_SUPER | L.RO_COMPAT_LARGE_FILE | L.RO_COMPAT_HUGE_FILE
+                   | L.RO_COMPAT_GDT_CSUM | L.RO_COMPAT_DIR_NLINK | L.RO_COMPAT_EXTRA_ISIZE
+                   | L.RO_COMPAT_METADATA_CSUM | L.RO_COMPAT_PROJECT)
+
+_NAMES = {
+    "compat": {L.COMPAT_HAS_JOURNAL: "has_journal", L.COMPAT_EXT_ATTR: "ext_attr",
+               L.COMPAT_RESIZE_INODE: "resize_inode", L.COMPAT_DIR_INDEX: "dir_index",
+               L.COMPAT_SPARSE_SUPER2: "sparse_super2", L.COMPAT_FAST_COMMIT: "fast_commit",
+               L.COMPAT_STABLE_INODES: "stable_inodes", L.COMPAT_ORPHAN_FILE: "orphan_file",
+               L.COMPAT_DIR_PREALLOC: "dir_prealloc", L.COMPAT_IMAGIC_INODES: "imagic_inodes"},
+    "incompat": {L.INCOMPAT_COMPRESSION: "compression", L.INCOMPAT_FILETYPE: "filetype",
+                 L.INCOMPAT_RECOVER: "needs_recovery", L.INCOMPAT_JOURNAL_DEV: "journal_dev",
+                 L.INCOMPAT_META_BG: "meta_bg", L.INCOMPAT_EXTENTS: "extent",
+                 L.INCOMPAT_64BIT: "64bit", L.INCOMPAT_MMP: "mmp",
+                 L.INCOMPAT_FLEX_BG: "flex_bg", L.INCOMPAT_EA_INODE: "ea_inode",
+                 L.INCOMPAT_DIRDATA: "dirdata", L.INCOMPAT_CSUM_SEED: "metadata_csum_seed",
+                 L.INCOMPAT_LARGEDIR: "large_dir", L.INCOMPAT_INLINE_DATA: "inline_data",
+                 L.INCOMPAT_ENCRYPT: "encrypt", L.INCOMPAT_CASEFOLD: "casefold"},
+    "ro_compat": {L.RO_COMPAT_SPARSE_SUPER: "sparse_super", L.RO_COMPAT_LARGE_FILE:
+                  "large_file", L.RO_COMPAT_HUGE_FILE: "huge_file",
+                  L.RO_COMPAT_GDT_CSUM: "uninit_bg", L.RO_COMPAT_DIR_NLINK: "dir_nlink",
+                  L.RO_COMPAT_EXTRA_ISIZE: "extra_isize", L.RO_COMPAT_QUOTA: "quota",
+                  L.RO_COMPAT_BIGALLOC: "bigalloc", L.RO_COMPAT_METADATA_CSUM:
+                  "metadata_csum", L.RO_COMPAT_READONLY: "read-only",
+                  L.RO_COMPAT_PROJECT: "project", L.RO_COMPAT_VERITY: "verity",
+                  L.RO_COMPAT_ORPHAN_PRESENT: "orphan_present",
+                  L.RO_COMPAT_HAS_SNAPSHOT: "snapshot", L.RO_COMPAT_REPLICA: "replica",
+                  L.RO_COMPAT_SHARED_BLOCKS: "shared_blocks", L.RO_COMPAT_BTREE_DIR:
+                  "btree_dir"},
+}
+
+
+def feature_list(kind: str, bits: int) -> list[str]:
+    names = _NAMES[kind]
+    out = []
+    for bit in range(32):
+        if bits >> bit & 1:
+            out.append(names.get(1 << bit, f"{kind}_{1 << bit:#x}"))
+    return out
+
+
+def read_super(dev: Any) -> bytes:
+    ss = dev.sector_size
+    start = L.SUPERBLOCK_OFFSET // ss * ss
+    end = -(-(L.SUPERBLOCK_OFFSET + L.SUPERBLOCK_SIZE) // ss) * ss
+    if dev.size < end:
+        raise KernelError(Errno.EINVAL, "ext: device too small for a superblock")
+    raw = dev.pread(start, end - start)
+    return raw[L.SUPERBLOCK_OFFSET - start:L.SUPERBLOCK_OFFSET - start + L.SUPERBLOCK_SIZE]
+
+
+class MountState:
+    """Mount-time state of an ext file system (mixed into ``ExtFileSystem``)."""
+
+    def __init__(self, ctx: MountContext, name: str) -> None:
+        if ctx.dev is None:
+            raise KernelError(Errno.ENOTBLK, "ext: needs a block device")
+        self.ctx = ctx
+        self.fstype = name
+        self.inodes: dict[int, Any] = {}
+        self.replayed = False
+        raw = read_super(ctx.dev)
+        sb = L.Superblock.parse(raw)
+        if sb.s_magic != L.EXT2_MAGIC:
+            raise KernelError(Errno.EINVAL, "ext: bad superblock magic")
+        why = self._policy(sb)
+        self.readonly = bool(ctx.readonly or ctx.dev.readonly or "ro" in ctx.options or why)
+        if why and not (ctx.readonly or ctx.dev.readonly or "ro" in ctx.options):
+            ctx.log(f"ext: {ctx.dev.name}: mounting read-only: {why}")
+        bs = 1024 << min(sb.s_log_block_size, 6)
+        bio = ctx.blockio(bs)
+        self.vol = Volume(bio, raw, ctx.dev.size // bs, self.readonly, ctx.log)
+        self.vol.load_gds()
+        if self.vol.geo.incompat & L.INCOMPAT_RECOVER:
+            self._recover()
+        self._settle()
+        if not self.readonly:
+            self._mark_mounted()
+
+    # -- feature policy -----------------------------------------------------------------------
+    def _policy(self, sb: Any) -> str:
+        """Refuse what cannot be read; return why a write mount is impossible ('' if fine)."""
+        incompat = sb.s_feature_incompat if sb.s_rev_level else 0
+        ro_compat = sb.s_feature_ro_compat if sb.s_rev_level else 0
+        bad = incompat & ~INCOMPAT_READ
+        if bad:
+            raise KernelError(Errno.EOPNOTSUPP, "ext: unsupported features: "
+                              + ",".join(feature_list("incompat", bad)))
+        reasons = feature_list("incompat", incompat & ~INCOMPAT_WRITE)
+        reasons += feature_list("ro_compat", ro_compat & ~RO_COMPAT_WRITE)
+        why = "features not supported for writing: " + ",".join(reasons) if reasons else ""
+        if sb.s_last_orphan and not why:
+            why = "orphan inode list is not empty (run e2fsck)"
+        if sb.s_state & L.STATE_ERROR and not why:
+            why = "file system has errors (run e2fsck)"
+        return why
+
+    def _recover(self) -> None:
+        vol = self.vol
+        sb = vol.sb
+        if not sb.s_feature_compat & L.COMPAT_HAS_JOURNAL or sb.s_journal_dev or \
+                sb.s_journal_inum == 0:
+            if not self.readonly:
+                raise KernelError(Errno.EROFS, "ext: needs recovery from an external journal")
+            self.ctx.log("ext: external journal not replayed (read-only mount)")
+            return
+        try:
+            rec = journal.recover(vol, self._load_journal)
+        except KernelError as err:
+            if self.readonly:
+                self.ctx.log(f"ext: journal not replayed: {err}")
+                return
+            raise KernelError(err.errno, f"ext: journal recovery failed: {err.detail}") from None
+        self._apply_recovery(rec)
+
+    def _load_journal(self) -> tuple[Any, Any]:
+        from rumpkernel.fs.ext2.inode import Inode
+
+        ino = self.vol.sb.s_journal_inum
+        node = Inode.decode(self.vol, ino, self.vol.read_inode_raw(ino))
+        return node, self.bmap(node)  # type: ignore[attr-defined]
+
+    def _apply_recovery(self, rec: journal.Recovery) -> None:
+        vol = self.vol
+        self.replayed = bool(rec.blocks)
+        if self.readonly:
+            vol.overlay = dict(rec.blocks)
+            self._reload_super()
+            self.ctx.log(f"ext: replayed {rec.transactions} transactions into memory")
+            return
+        for blk, data in sorted(rec.blocks.items()):
+            vol.bio.write(blk, data)
+        vol.bio.write(rec.jsb_block, journal.clean_jsb(rec, vol))
+        vol.bio.flush(sync=True)
+        self._reload_super()
+        vol = self.vol
+        vol.update_super(s_feature_incompat=vol.sb.s_feature_incompat & ~L.INCOMPAT_RECOVER)
+        vol.write_super_now()
+        vol.bio.flush(sync=True)
+        self.ctx.log(f"ext: replayed {rec.transactions} journal transactions")
+
+    def _reload_super(self) -> None:
+        """Rebuild the volume from the (replayed) superblock and descriptors."""
+        old = self.vol
+        bs = old.block_size
+        blk, off = divmod(L.SUPERBLOCK_OFFSET, bs)
+        raw = old.read(blk)[off:off + L.SUPERBLOCK_SIZE]
+        old.bio.invalidate()
+        vol = Volume(old.bio, raw, self.ctx.dev.size // bs, old.readonly, old.log)  # type: ignore
+        vol.overlay = old.overlay
+        vol.load_gds()
+        self.vol = vol
+
+    def _settle(self) -> None:
+        vol = self.vol
+        geo = vol.geo
+        sb = vol.sb
+        self.label = sb.s_volume_name.split(b"\0")[0].decode("utf-8", "replace")
+        self.filetype = bool(geo.incompat & L.INCOMPAT_FILETYPE)
+        self.extents = bool(geo.incompat & L.INCOMPAT_EXTENTS)
+        self.is64 = bool(geo.incompat & L.INCOMPAT_64BIT)
+        self.largedir = bool(geo.incompat & L.INCOMPAT_LARGEDIR)
+        self.dir_index = bool(geo.compat & L.COMPAT_DIR_INDEX)
+        self.dir_nlink = bool(geo.ro_compat & L.RO_COMPAT_DIR_NLINK)
+        self.hash_seed = tuple(int.from_bytes(sb.s_hash_seed[i:i + 4], "little")
+                               for i in range(0, 16, 4))
+        self.hash_unsigned = bool(sb.s_flags & L.FLAGS_UNSIGNED_HASH)
+        self.link_max = 65000 if self.extents or self.dir_nlink else 32000
+        self.max_file_size = self._max_size()
+        self.generation = int.from_bytes(self.ctx.random_bytes(4), "little")
+        self.features = FsFeatures(xattr=True, link_max=self.link_max, name_max=255,
+                                   max_file_size=self.max_file_size)
+
+    def _max_size(self) -> int:
+        bs = self.vol.block_size
+        if self.extents:
+            return min((1 << 32) * bs, (1 << 44) * 512) - bs
+        p = bs // 4
+        blocks = 12 + p + p * p + p * p * p
+        limit = blocks * bs
+        if not self.vol.geo.ro_compat & L.RO_COMPAT_LARGE_FILE:
+            limit = min(limit, (1 << 31) - 1)
+        return min(limit, (1 << 32) * 512 - 1 if not self.vol.geo.ro_compat &
+                   L.RO_COMPAT_HUGE_FILE else limit)
+
+    def feature_names(self) -> list[str]:
+        g = self.vol.geo
+        return (feature_list("compat", g.compat) + feature_list("incompat", g.incompat)
+                + feature_list("ro_compat", g.ro_compat))
+
+    # -- state --------------------------------------------------------------------------------
+    def now(self) -> int:
+        return self.ctx.now_ns()
+
+    def _check_rw(self) -> None:
+        if self.readonly:
+            raise KernelError(Errno.EROFS, "ext: mounted read-only")
+
+    def _mark_mounted(self) -> None:
+        vol = self.vol
+        sb = vol.sb
+        self.was_clean = bool(sb.s_state & L.STATE_VALID)
+        secs = self.now() // 1_000_000_000
+        vol.update_super(s_state=sb.s_state & ~L.STATE_VALID,
+                         s_mnt_count=(sb.s_mnt_count + 1) & 0xFFFF,
+                         s_mtime=secs & 0xFFFFFFFF, s_mtime_hi=(secs >> 32) & 0xFF)
+        vol.write_super_now()
+        vol.bio.flush(sync=True)
+
+    def _write_dirty_inodes(self) -> None:
+        for node in list(self.inodes.values()):
+            self._write_inode(node)  # type: ignore[attr-defined]
+
+    def sync(self) -> None:
+        if self.readonly:
+            return
+        self._write_dirty_inodes()
+        secs = self.now() // 1_000_000_000
+        self.vol.update_super(s_wtime=secs & 0xFFFFFFFF, s_wtime_hi=(secs >> 32) & 0xFF)
+        self.vol.flush(sync=True)
+
+    def fsync(self, node: Any, datasync: bool) -> None:
+        self.sync()
+
+    def unmount(self) -> None:
+        if not self.readonly:
+            for node in list(self.inodes.values()):
+                if node.links == 0 and node.mode:
+                    self._free_inode(node)  # type: ignore[attr-defined]
+            self._write_dirty_inodes()
+            sb = self.vol.sb
+            if self.was_clean:
+                self.vol.update_super(s_state=sb.s_state | L.STATE_VALID)
+            self.sync()
+        self.vol.bio.invalidate()
+        self.inodes.clear()

@@ -1,0 +1,141 @@
+"""Write oracle: after writes through the driver, e2fsck is clean and Linux reads back exactly
+the tree we wrote."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from rumpkernel.fs.ext2 import Ext2Type, Ext4Type
+from rumpkernel.testing.hostdev import HostFileDevice
+
+from .conftest import (
+    assert_fsck_clean,
+    loop_mount,
+    make_source_tree,
+    mke2fs,
+    mounted,
+    run,
+    walk_fs,
+    walk_host,
+)
+from .workload import node_of, write_tree
+
+pytestmark = [pytest.mark.oracle, pytest.mark.root]
+
+MKE2FS = {
+    "ext2-1k": ("ext2", "96M", []),
+    "ext3-2k": ("ext3", "96M", ["-b", "2048"]),
+    "ext4-4k": ("ext4", "96M", ["-b", "4096"]),
+    "ext4-1k-no64-nocsum": ("ext4", "96M", ["-b", "1024", "-O", "^64bit,^metadata_csum"]),
+    "ext4-uninit_bg": ("ext4", "96M", ["-O", "^metadata_csum,uninit_bg"]),
+    "ext4-meta_bg": ("ext4", "96M", ["-O", "meta_bg,^resize_inode"]),
+    "ext4-orphan_file": ("ext4", "96M", ["-O", "orphan_file", "-b", "4096"]),
+    "ext4-csum_seed": ("ext4", "96M", ["-O", "metadata_csum_seed"]),
+}
+NEWFS = {"newfs-ext2": Ext2Type, "newfs-ext4": Ext4Type}
+
+
+def _make(tmp_path: Path, config: str) -> Path:
+    img = tmp_path / f"{config}.img"
+    if config in NEWFS:
+        with open(img, "wb") as f:
+            f.truncate(96 << 20)
+        with HostFileDevice(img) as dev:
+            NEWFS[config].newfs(dev, timestamp=1_700_000_000)
+        return img
+    fstype, size, opts = MKE2FS[config]
+    return mke2fs(img, fstype, size, None, *opts)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "d"
+    if stat.S_ISLNK(mode):
+        return "l"
+    if stat.S_ISCHR(mode):
+        return "c"
+    if stat.S_ISFIFO(mode):
+        return "p"
+    return "f"
+
+
+def check_kernel_view(mnt: Path, expect: dict[str, tuple]) -> None:
+    for path, (kind, content, perm, uid, gid) in expect.items():
+        full = mnt / path.lstrip("/")
+        st = os.lstat(full)
+        assert _kind(st.st_mode) == kind, path
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (perm, uid, gid), path
+        if kind == "f":
+            assert st.st_size == len(content), path
+            assert full.read_bytes() == content, path
+        elif kind == "l":
+            assert os.readlink(os.fsencode(full)) == content, path
+        elif kind == "c":
+            assert st.st_rdev == content, path
+
+
+@pytest.mark.parametrize("config", list(MKE2FS) + list(NEWFS))
+def test_workload_is_fsck_clean_and_kernel_readable(tmp_path, config):
+    img = _make(tmp_path, config)
+    with mounted(img) as fs:
+        expect = write_tree(fs).tree
+        fs.sync()
+    assert_fsck_clean(img)
+    with loop_mount(img) as mnt:
+        check_kernel_view(mnt, expect)
+        kernel_tree = walk_host(mnt)
+        assert os.stat(mnt / "a" / "b" / "hard").st_nlink == 2
+        xnode = mnt / "a" / "b" / "big"
+        assert os.getxattr(xnode, "user.small") == b"s"
+        assert len(os.getxattr(xnode, "user.large")) > 100
+        assert "trusted.gone" not in os.listxattr(xnode)
+        assert os.stat(mnt / "a" / "size100000").st_size == 1
+    with mounted(img, readonly=True) as fs:
+        assert walk_fs(fs) == kernel_tree
+    dump = run("dumpe2fs", "-h", str(img)).stdout
+    assert "clean" in dump.split("Filesystem state:")[1].splitlines()[0]
+
+
+def test_writes_into_htree_directories(tmp_path):
+    """Directories indexed by e2fsck -D are turned linear on first change and stay valid."""
+    src = make_source_tree(tmp_path / "src", nfiles=900, big_sparse=False, xattrs=False)
+    img = mke2fs(tmp_path / "h.img", "ext4", "64M", src)
+    run("e2fsck", "-fyD", str(img), check=False)
+    with mounted(img) as fs:
+        d = node_of(fs, "/dir0")
+        assert d.flags & 0x1000
+        for i in range(0, 900, 12):
+            name = f"file{i:04d}.dat".encode()
+            node = fs.vget(fs.lookup(d, name))
+            fs.unlink(d, name, node)
+            fs.inactive(node)
+        for i in range(50):
+            fs.create(d, f"added-{i}".encode(), 0o100644, 0, 0, 0)
+        assert not d.flags & 0x1000
+    assert_fsck_clean(img)
+    with loop_mount(img) as mnt:
+        names = set(os.listdir(mnt / "dir0"))
+    assert {f"added-{i}" for i in range(50)} <= names
+    assert not any(f"file{i:04d}.dat" in names for i in range(0, 900, 12))
+    assert "file0006.dat" in names and "file0019.dat" not in names  # 19 lives in dir1
+    assert len(names) == 150 - 75 + 50
+
+
+def test_remount_sees_writes_and_state(tmp_path):
+    img = mke2fs(tmp_path / "s.img", "ext4", "32M")
+    before = run("dumpe2fs", "-h", str(img)).stdout
+    count = int(before.split("Mount count:")[1].split()[0])
+    with mounted(img) as fs:
+        fs.write(fs.vget(fs.create(fs.vget(2), b"f", 0o100644, 0, 0, 0)), 0, b"x" * 5000)
+        during = run("dumpe2fs", "-h", str(img)).stdout
+        assert "not clean" in during.split("Filesystem state:")[1].splitlines()[0]
+    after = run("dumpe2fs", "-h", str(img)).stdout
+    assert int(after.split("Mount count:")[1].split()[0]) == count + 1
+    assert "clean" in after.split("Filesystem state:")[1].splitlines()[0]
+    assert "Last write time" in after
+    with mounted(img, readonly=True) as fs:
+        assert fs.read(node_of(fs, "/f"), 0, 10_000) == b"x" * 5000
