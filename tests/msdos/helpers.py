@@ -18,7 +18,7 @@ from rumpkernel.vfs.fstype import MountContext
 from rumpkernel.vfs.vattr import S_IFREG, S_ISDIR, SetAttr
 
 HAVE_TOOLS = all(shutil.which(t) for t in ("mkfs.fat", "fsck.fat", "mcopy", "mdir", "mtype"))
-ENV = dict(os.environ, MTOOLS_SKIP_CHECK="1", LC_ALL="C.UTF-8")
+ENV = dict(os.environ, MTOOLS_SKIP_CHECK="1", LC_ALL="C.UTF-8", TZ="UTC")
 NOW_NS = 1_700_000_000 * 10**9
 
 
@@ -153,3 +153,90 @@ def host_tree(root: Path) -> dict[str, object]:
 
 def memory_image(path: Path) -> MemoryDevice:
     return MemoryDevice(bytearray(path.read_bytes()))
+
+
+LONG_NAMES = [
+    "readme.txt", "README2.TXT", "Mixed Case.Name", "a", "x.y.z.tar.gz", "spaces in name .txt",
+    "café.txt", "über", "日本語.txt", "naïve résumé.doc", "a" * 120, "UPPER", "lower",
+    "file+plus;semi,comma=eq[1].txt", "dot.in.middle", ".hidden", "~tilde~", "ABCDEFGH.IJK",
+]
+
+
+def make_tree(root: Path, cluster: int, seed: int = 1, big_dir: int = 40, depth: int = 6) -> None:
+    """A deterministic tree: awkward names, cluster-boundary sizes, deep and big directories."""
+    import random
+
+    rnd = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    sizes = [0, 1, 511, 512, 513, cluster - 1, cluster, cluster + 1, 2 * cluster, 3 * cluster + 7]
+    for i, name in enumerate(LONG_NAMES):
+        (root / name).write_bytes(rnd.randbytes(sizes[i % len(sizes)]))
+    deep = root
+    for d in range(depth):
+        deep = deep / f"level {d} directory"
+        deep.mkdir()
+        (deep / f"file{d}.bin").write_bytes(rnd.randbytes(rnd.randrange(0, 3 * cluster)))
+    big = root / "big dir"
+    big.mkdir()
+    for i in range(big_dir):
+        (big / f"entry number {i:05d} with a long name.dat").write_bytes(
+            rnd.randbytes(rnd.randrange(0, 200)))
+    (root / "empty dir").mkdir()
+    t = 1_600_000_000
+    for k, p in enumerate(sorted(root.rglob("*"))):
+        if p.is_file():
+            os.utime(p, (t + 86400 * k + 17, t + 3600 * k + 3))
+
+
+def mtools_image(img: Path, tree: Path, mkfs_args: list[str], size_kib: int,
+                 offset_sectors: int = 0) -> str:
+    """Make ``img`` with mkfs.fat and copy ``tree`` in with mcopy; return the mtools target."""
+    if img.exists():
+        img.unlink()
+    if offset_sectors:
+        with open(img, "wb") as f:
+            f.truncate(size_kib * 1024 + offset_sectors * 512)
+        _write_mbr(img, offset_sectors, size_kib * 2)
+        run("mkfs.fat", *mkfs_args, f"--offset={offset_sectors}", str(img), str(size_kib))
+        target = f"{img}@@{offset_sectors * 512}"
+    else:
+        run("mkfs.fat", "-C", *mkfs_args, str(img), str(size_kib))
+        target = str(img)
+    entries = [str(p) for p in sorted(tree.iterdir())]
+    run("mcopy", "-s", "-m", "-i", target, *entries, "::/")
+    return target
+
+
+def _write_mbr(img: Path, start: int, count: int) -> None:
+    import struct
+
+    mbr = bytearray(512)
+    mbr[446:462] = struct.pack("<B3sB3sII", 0, b"\0\0\0", 0x0C, b"\0\0\0", start, count)
+    mbr[510:512] = b"\x55\xaa"
+    with open(img, "r+b") as f:
+        f.write(mbr)
+
+
+def mtools_extract(target: str, out: Path) -> dict[str, object]:
+    """Copy the whole image out with mcopy and return it as a tree dict."""
+    out.mkdir()
+    listing = run("mdir", "-b", "-i", target, "::/").stdout.decode().split()
+    if listing:
+        run("mcopy", "-s", "-n", "-m", "-i", target, "::/*", str(out))
+    return host_tree(out)
+
+
+def mdir_names(target: str, path: str = "::/") -> list[str]:
+    """Long (or short) names mdir shows in one directory, without . and .."""
+    text = run("mdir", "-a", "-i", target, path).stdout.decode()
+    names = []
+    for line in text.splitlines():
+        if not line or line.startswith((" ", "Directory for")) or line[:1] == "\t":
+            continue
+        parts = line.split()
+        if parts[0] in (".", ".."):
+            continue
+        # long name, when present, follows the time column
+        cols = line[42:].strip() if len(line) > 42 else ""
+        names.append(cols or line[:12].strip())
+    return names
