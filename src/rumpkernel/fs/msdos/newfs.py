@@ -15,6 +15,8 @@ the smallest cluster size that fits, as mkfs.fat does), ``cluster_size`` (bytes)
 (bytes into the device), ``hidden_sectors``.  EINVAL when the options cannot make a valid FAT.
 
 Rules: data structures are aligned to the cluster size above 8192 sectors (mkfs.fat's default);
+unlike mkfs.fat 4.2 the total sector count is not rounded down to whole tracks (so the layout
+matches mkfs.fat's in everything but ``total_sectors`` when the size is not a track multiple);
 the FAT, the root directory and the FSInfo/backup sectors are written, file data is not.
 """
 
@@ -124,7 +126,8 @@ def plan(size: int, **opts: object) -> tuple[BootSector, Geometry]:
     if fat_type is None and size >= 512 * 1024 * 1024:
         fat_type = 32
     if fat_type == 32:
-        mb = size // (1024 * 1024)
+        # mkfs.fat's size table counts the volume in 512-byte units whatever the sector size
+        mb = sectors * 512 // (1024 * 1024)
         spc = 64 if mb > 32768 else 32 if mb > 16384 else 16 if mb > 8192 else 8 if mb > 260 else 1
     spc, fixed = _cluster_option(opts, bps, spc)
     if opts.get("root_entries"):
@@ -199,7 +202,7 @@ def newfs(dev, **opts: object) -> None:
     size = int(opts.get("size") or (dev.size - offset))  # type: ignore[call-overload]
     if size <= 0 or offset + size > dev.size:
         raise KernelError(Errno.EINVAL, f"msdos: size {size} does not fit the device")
-    boot, geo = plan(size, **opts)
+    boot, geo = plan(size, **{k: v for k, v in opts.items() if k != "size"})
     bps = geo.sector_size
     if bps % dev.sector_size:
         raise KernelError(Errno.EINVAL, f"msdos: sector size {bps} vs device {dev.sector_size}")
