@@ -12,7 +12,6 @@ from pathlib import Path
 
 from rumpkernel.fs.msdos import MsdosType
 from rumpkernel.fs.msdos.vfsops import MsdosFS
-from rumpkernel.testing.hostdev import HostFileDevice
 from rumpkernel.vfs.bio import MemoryDevice
 from rumpkernel.vfs.fstype import MountContext
 from rumpkernel.vfs.vattr import S_IFREG, S_ISDIR, SetAttr

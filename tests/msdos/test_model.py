@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.fs.msdos import MsdosType
+from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.testing.hostdev import HostFileDevice
 
 from .helpers import HAVE_TOOLS, MiniVfs, fsck, mount_dev, mtools_extract

@@ -6,10 +6,10 @@ import hashlib
 
 import pytest
 
-from rumpkernel.kern.errno import KernelError
 from rumpkernel.fs.msdos import MsdosType
 from rumpkernel.fs.msdos.layout import BootSector
 from rumpkernel.fs.msdos.newfs import plan
+from rumpkernel.kern.errno import KernelError
 from rumpkernel.testing.hostdev import HostFileDevice
 from rumpkernel.vfs.bio import MemoryDevice
 

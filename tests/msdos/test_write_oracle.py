@@ -8,7 +8,16 @@ from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.testing.hostdev import HostFileDevice
 
 from .helpers import (
-    HAVE_TOOLS, MiniVfs, fsck, make_tree, mkfs, mount_dev, mtools_extract, mtools_image, run)
+    HAVE_TOOLS,
+    MiniVfs,
+    fsck,
+    make_tree,
+    mkfs,
+    mount_dev,
+    mtools_extract,
+    mtools_image,
+    run,
+)
 
 pytestmark = [pytest.mark.oracle, pytest.mark.skipif(not HAVE_TOOLS, reason="dosfstools/mtools")]
 
