@@ -7,11 +7,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.fs.msdos.fattime import from_fat, to_fat
 from rumpkernel.fs.msdos.layout import (
-    BootSector, FsInfo, Geometry, LfnEntry, ShortEntry, lfn_checksum)
+    BootSector,
+    FsInfo,
+    Geometry,
+    LfnEntry,
+    ShortEntry,
+    lfn_checksum,
+)
 from rumpkernel.fs.msdos.names import ShortNamer, check_long, decode_lfn, lfn_slots
+from rumpkernel.kern.errno import Errno, KernelError
 
 # First 96 bytes of `mkfs.fat -C -F 32 -n TESTVOL --invariant img 65536` (mkfs.fat 4.2).
 FAT32_BOOT = bytes.fromhex(

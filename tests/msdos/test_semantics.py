@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.fs.msdos import FSTYPES, MsdosType
 from rumpkernel.fs.msdos.vfsops import FAT_FEATURES
+from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.vfs.bio import MemoryDevice
 from rumpkernel.vfs.vattr import S_IFCHR, S_IFIFO, S_IFREG, SetAttr
 

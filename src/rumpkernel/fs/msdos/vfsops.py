@@ -25,8 +25,10 @@ from rumpkernel.fs.msdos.fattime import date_to_ns, from_fat, to_fat
 from rumpkernel.fs.msdos.layout import (
     ATTR_ARCHIVE,
     ATTR_DIR,
+    ATTR_HIDDEN,
     ATTR_LFN,
     ATTR_READONLY,
+    ATTR_SYSTEM,
     ATTR_VOLUME,
     DIRENT_SIZE,
     FsInfo,
@@ -82,6 +84,9 @@ class MsdosFS(DirOps, FileSystem):
         self.label = self._read_label()
         if not self.was_clean:
             self.log("msdos: volume was not properly unmounted; run fsck")
+        self._kmem_bytes = self.fat.arr.itemsize * len(self.fat.arr) + 4 * len(self._owner)
+        if ctx.kmem is not None:
+            ctx.kmem.alloc(self._kmem_bytes, "msdos")
         if not self.readonly:
             self.fat.set_clean(False)
             self.sync()
@@ -326,7 +331,8 @@ class MsdosFS(DirOps, FileSystem):
             birth = from_fat(e.cdate, e.ctime, e.ctime_cs, off)
         return VAttr(ino=node.ino, mode=mode, nlink=nlink, uid=opts.uid, gid=opts.gid,
                      size=size, atime_ns=atime, mtime_ns=mtime, ctime_ns=mtime,
-                     birthtime_ns=birth, blocks=nblocks, blksize=geo.cluster_size)
+                     birthtime_ns=birth, blocks=nblocks, blksize=geo.cluster_size,
+                     flags=_flags(e.attr))
 
     def statfs(self) -> StatFS:
         cs = self.geo.cluster_size
@@ -361,6 +367,8 @@ class MsdosFS(DirOps, FileSystem):
             self.fat.set_clean(True)
         self.sync()
         self.bio.close()
+        if self.ctx.kmem is not None:
+            self.ctx.kmem.free(self._kmem_bytes, "msdos")
 
     def info(self) -> dict[str, object]:
         g = self.geo
@@ -368,3 +376,11 @@ class MsdosFS(DirOps, FileSystem):
                 "free_clusters": self.fat.free_count, "label": self.label,
                 "volume_id": f"{self.boot.volume_id:08X}", "clean_at_mount": self.was_clean}
 
+
+# FAT attributes as BSD file flags (FreeBSD's msdosfs values), shown in ``VAttr.flags``.
+UF_SYSTEM, UF_ARCHIVE, UF_READONLY, UF_HIDDEN = 0x80, 0x800, 0x1000, 0x8000
+
+
+def _flags(attr: int) -> int:
+    return ((UF_READONLY if attr & ATTR_READONLY else 0) | (UF_HIDDEN if attr & ATTR_HIDDEN else 0)
+            | (UF_SYSTEM if attr & ATTR_SYSTEM else 0) | (UF_ARCHIVE if attr & ATTR_ARCHIVE else 0))
