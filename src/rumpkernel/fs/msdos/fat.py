@@ -68,9 +68,13 @@ class FatTable:
     def _load(self) -> bytes:
         geo = self.geo
         first = geo.reserved + (geo.active_fat or 0) * geo.fat_sectors
+        # only the part of the FAT that describes existing clusters (a hostile FAT size
+        # must not make us read or hold more than the volume's clusters need)
+        need = -(-(geo.max_cluster + 1) * self.bits // 8 // geo.sector_size) + 1
+        count = min(geo.fat_sectors, need)
         parts = []
-        for s in range(0, geo.fat_sectors, _LOAD_CHUNK):
-            parts.append(self.bio.read_run(first + s, min(_LOAD_CHUNK, geo.fat_sectors - s)))
+        for s in range(0, count, _LOAD_CHUNK):
+            parts.append(self.bio.read_run(first + s, min(_LOAD_CHUNK, count - s)))
         return b"".join(parts)
 
     # -- reading ----------------------------------------------------------------------------

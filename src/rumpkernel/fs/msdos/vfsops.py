@@ -18,7 +18,7 @@ from array import array
 from dataclasses import replace
 
 from rumpkernel.fs.msdos import fileio
-from rumpkernel.fs.msdos.directory import Directory
+from rumpkernel.fs.msdos.directory import MAX_SLOTS, Directory
 from rumpkernel.fs.msdos.dirops import DirOps
 from rumpkernel.fs.msdos.fat import FatTable
 from rumpkernel.fs.msdos.fattime import date_to_ns, from_fat, to_fat
@@ -215,6 +215,8 @@ class MsdosFS(DirOps, FileSystem):
                 d = Directory(self, [], sectors, True)
             else:
                 chain = self.chain_of(node)
+                if len(chain) * self.geo.cluster_size > MAX_SLOTS * DIRENT_SIZE:
+                    raise corrupt(f"msdos: directory {node.ino} longer than 2 MiB")
                 d = Directory(self, chain, self.cluster_sectors(chain), node.ino == ROOT_INO)
             d.owner = node.serial
             node.dir = d
