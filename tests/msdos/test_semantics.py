@@ -243,3 +243,37 @@ def test_bad_mount_options():
         with pytest.raises(KernelError) as ei:
             mount_dev(_dev(), **opts)
         assert ei.value.errno == Errno.EINVAL
+
+
+def test_fat32_mirroring_off_writes_only_the_active_fat():
+    dev = _dev(32, 40 << 20)
+    fs = mount_dev(dev)
+    geo = fs.geo
+    fs.unmount()
+    dev.data[40:42] = (0x80 | 1).to_bytes(2, "little")     # ext_flags: mirroring off, FAT #1
+    bps = geo.sector_size
+    fat0 = slice(geo.reserved * bps, (geo.reserved + geo.fat_sectors) * bps)
+    fat1 = slice(fat0.stop, fat0.stop + geo.fat_sectors * bps)
+    before0, before1 = bytes(dev.data[fat0]), bytes(dev.data[fat1])
+    fs = mount_dev(dev)
+    assert fs.geo.active_fat == 1
+    MiniVfs(fs).create("f", bytes(5000))
+    fs.unmount()
+    assert bytes(dev.data[fat0]) == before0 and bytes(dev.data[fat1]) != before1
+
+
+@pytest.mark.parametrize("mode,want", [
+    ("mixed", ["README.TXT", "lower.txt", "Mixed.Txt"]),
+    ("winnt", ["README.TXT", "lower.txt", "Mixed.Txt"]),
+    ("win95", ["README.TXT", "LOWER.TXT", "Mixed.Txt"]),
+    ("lower", ["readme.txt", "lower.txt", "Mixed.Txt"]),
+])
+def test_shortname_display_modes(mode, want):
+    dev = _dev()
+    fs = mount_dev(dev, shortname="winnt")      # lower.txt: NT flag, no LFN; Mixed: LFN
+    vfs = MiniVfs(fs)
+    for name in ("README.TXT", "lower.txt", "Mixed.Txt"):
+        vfs.create(name)
+    fs.unmount()
+    shown = MiniVfs(mount_dev(dev, shortname=mode)).listdir("")
+    assert shown == want

@@ -104,8 +104,13 @@ def test_workload_fsck_and_mtools(tmp_path, fmt):
         assert got[k] == v, k
     with HostFileDevice(img, readonly=True) as dev:
         fs = mount_dev(dev, readonly=True)
-        assert MiniVfs(fs).walk() == want
+        vfs = MiniVfs(fs)
+        assert vfs.walk() == want
         assert fs.was_clean
+        for k, v in want.items():      # mcopy -m kept the times our driver wrote (UTC)
+            if v is not None:
+                ours = fs.getattr(vfs.node(k)).mtime_ns // 10**9
+                assert abs((tmp_path / "out" / k).stat().st_mtime - ours) <= 2, k
 
 
 def test_short_names_and_tails(tmp_path):
