@@ -98,6 +98,9 @@ def test_workload_fsck_and_mtools(tmp_path, fmt):
         fs.unmount()
     r = fsck(img)
     assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+    listing = run("mdir", "-/", "-a", "-i", str(img), "::/").stdout.decode()
+    for k in want:
+        assert k.rpartition("/")[2] in listing, k
     got = mtools_extract(str(img), tmp_path / "out")
     assert sorted(got) == sorted(want)
     for k, v in want.items():

@@ -174,8 +174,8 @@ def display_short(name11: bytes, ntres: int, mode: str, codepage: str) -> str:
     raw = name11
     if raw[:1] == b"\x05":
         raw = b"\xe5" + raw[1:]
-    base = raw[:8].decode(codepage).rstrip(" ")
-    ext = raw[8:11].decode(codepage).rstrip(" ")
+    base = raw[:8].decode(codepage, "replace").rstrip(" ")
+    ext = raw[8:11].decode(codepage, "replace").rstrip(" ")
     if mode == "lower":
         base, ext = base.lower(), ext.lower()
     elif mode != "win95":

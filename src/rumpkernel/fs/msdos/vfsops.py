@@ -126,7 +126,7 @@ class MsdosFS(DirOps, FileSystem):
             raw = self.boot.label
         if raw is None or raw == b"NO NAME    ":
             return ""
-        return raw.decode(self.codepage).rstrip(" ")
+        return raw.decode(self.codepage, "replace").rstrip(" ")
 
     def _next_serial(self) -> int:
         self._serial = self._serial + 1 if self._serial < 0xFFFFFFFF else 1
