@@ -1,0 +1,289 @@
+"""A parsed directory: names, slot map and free-slot search, built once per directory node.
+
+Interface:
+    Directory(store, clusters, sectors, is_root)  -- parse the directory's sectors
+    .lookup(name: str) -> DirSlot | None          -- case-insensitive, long or short name
+    .entries_from(index) -> list[DirSlot]         -- live entries in slot order (readdir)
+    .add(name, entry) -> DirSlot                  -- write LFN slots + short entry (ENOSPC, EEXIST)
+    .remove(slot)                                 -- mark the entry's slots deleted (0xE5)
+    .epos(index) -> int                           -- absolute entry number (32-byte units from
+                                                     the start of the file system): the natural
+                                                     inode number of the entry at ``index``
+    .dotdot                                       -- cluster in the ``..`` entry (None if absent)
+
+``store`` is the mounted file system; the directory uses its ``bio``, ``geo``, ``fat``,
+``namer``, ``mode``, ``codepage``, ``log`` and ``grow_dir(dir)``.
+
+Rules: the parse tolerates hostile data -- orphan or mismatched LFN slots fall back to the short
+name; names with ``/`` or NUL, stray ``.``/``..`` entries, duplicates and volume labels are
+skipped (logged); a 0x00 lead byte ends the directory.  The slot map never lets a 0x00 slot sit
+before a used one.  Directories are limited to 65536 slots (2 MiB) as FAT requires.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from dataclasses import dataclass, replace
+
+from rumpkernel.fs.msdos.layout import (
+    ATTR_DIR,
+    ATTR_LFN,
+    ATTR_VOLUME,
+    DIRENT_SIZE,
+    LFN_LAST,
+    ShortEntry,
+    lfn_checksum,
+)
+from rumpkernel.fs.msdos.names import DOT, DOTDOT, decode_lfn, display_short, fold, lfn_slots
+from rumpkernel.kern.errno import Errno, KernelError, corrupt
+
+MAX_SLOTS = 65536
+
+
+@dataclass(slots=True)
+class DirSlot:
+    """One live entry: ``name`` as shown, ``first``..``index`` its slots (LFN then short)."""
+
+    name: str
+    short: bytes
+    first: int
+    index: int
+    is_dir: bool
+    short_key: str
+
+
+class Directory:
+    def __init__(self, store, clusters: list[int], sectors: list[int], is_root: bool) -> None:
+        self.store = store
+        self.clusters = clusters
+        self.sectors = sectors
+        self.is_root = is_root
+        self.per_sector = store.geo.sector_size // DIRENT_SIZE
+        self.nslots = len(sectors) * self.per_sector
+        if self.nslots > MAX_SLOTS:
+            raise corrupt(f"msdos: directory of {self.nslots} entries (max {MAX_SLOTS})")
+        self.used = bytearray(self.nslots)
+        self.end = self.nslots
+        self.by_key: dict[str, DirSlot] = {}
+        self.by_short_key: dict[str, DirSlot] = {}
+        self.shorts: set[bytes] = set()
+        self.slots: dict[int, DirSlot] = {}
+        self.order: list[int] = []
+        self.hints: dict[str, int] = {}
+        self.subdirs = 0
+        self.dotdot: int | None = None
+        self.label: bytes | None = None
+        self.dead = False
+        self.owner = 0
+        self._parse(store.read_sectors(sectors))
+
+    # -- parsing ----------------------------------------------------------------------------
+    def _parse(self, data: bytes) -> None:
+        parts: list[bytes] = []
+        expect = 0
+        csum = -1
+        first = -1
+        for i in range(self.nslots):
+            o = i * DIRENT_SIZE
+            b0 = data[o]
+            if b0 == 0:
+                self.end = i
+                return
+            if b0 == 0xE5:
+                expect, parts = 0, []
+                continue
+            self.used[i] = 1
+            if data[o + 11] == ATTR_LFN:
+                chunk = data[o + 1 : o + 11] + data[o + 14 : o + 26] + data[o + 28 : o + 32]
+                if b0 & LFN_LAST and 1 <= (b0 & 0x1F) <= 20:
+                    parts, expect, csum, first = [chunk], (b0 & 0x1F) - 1, data[o + 13], i
+                elif expect and b0 == expect and data[o + 13] == csum:
+                    parts.append(chunk)
+                    expect -= 1
+                else:
+                    expect, parts = 0, []
+                continue
+            long_ok = bool(parts) and expect == 0 and first >= 0
+            self._short(i, data[o : o + DIRENT_SIZE], parts if long_ok else None, csum, first)
+            parts, expect, first = [], 0, -1
+
+    def _short(self, i: int, raw: bytes, parts: list[bytes] | None, csum: int,
+               first: int) -> None:
+        name11, attr, ntres = raw[:11], raw[11], raw[12]
+        log = self.store.log
+        if attr & ATTR_VOLUME:
+            if self.is_root and not attr & ATTR_DIR and self.label is None:
+                self.label = name11
+            return
+        if name11 in (DOT, DOTDOT):
+            if not self.is_root and i == (0 if name11 == DOT else 1):
+                if name11 == DOTDOT:
+                    self.dotdot = ShortEntry.parse(raw).cluster
+            else:
+                log(f"msdos: stray dot entry at slot {i} skipped")
+            return
+        store = self.store
+        short = display_short(name11, ntres, store.mode, store.codepage)
+        name = None
+        if parts is not None and lfn_checksum(name11) == csum:
+            name = decode_lfn(b"".join(reversed(parts)))
+            if name is not None and not _sane(name):
+                log(f"msdos: long name {name!r} refused; using short name")
+                name = None
+        else:
+            first = i
+        if name is None:
+            first = i
+            name = short
+        if not _sane(name):
+            log(f"msdos: entry {name!r} at slot {i} skipped (bad name)")
+            return
+        key, skey = fold(name), fold(short)
+        if key in self.by_key or key in self.by_short_key or skey in self.by_key:
+            log(f"msdos: duplicate name {name!r} at slot {i} skipped")
+            return
+        self._index(DirSlot(name, bytes(name11), first, i, bool(attr & ATTR_DIR), skey))
+
+    def _index(self, s: DirSlot) -> None:
+        self.by_key[fold(s.name)] = s
+        self.by_short_key.setdefault(s.short_key, s)
+        self.shorts.add(s.short)
+        self.slots[s.index] = s
+        insort(self.order, s.index)
+        if s.is_dir:
+            self.subdirs += 1
+
+    def _unindex(self, s: DirSlot) -> None:
+        del self.by_key[fold(s.name)]
+        if self.by_short_key.get(s.short_key) is s:
+            del self.by_short_key[s.short_key]
+        self.shorts.discard(s.short)
+        del self.slots[s.index]
+        del self.order[bisect_left(self.order, s.index)]
+        if s.is_dir:
+            self.subdirs -= 1
+
+    # -- queries ----------------------------------------------------------------------------
+    def lookup(self, name: str) -> DirSlot | None:
+        key = fold(name)
+        return self.by_key.get(key) or self.by_short_key.get(key)
+
+    def entries_from(self, index: int, limit: int = 256) -> list[DirSlot]:
+        k = bisect_left(self.order, index)
+        return [self.slots[i] for i in self.order[k : k + limit]]
+
+    @property
+    def empty(self) -> bool:
+        return not self.slots
+
+    def epos(self, index: int) -> int:
+        sec, k = divmod(index, self.per_sector)
+        return self.sectors[sec] * self.per_sector + k
+
+    def taken(self, name11: bytes) -> bool:
+        if name11 in self.shorts:
+            return True
+        store = self.store
+        shown = fold(display_short(name11, 0, "win95", store.codepage))
+        return shown in self.by_key or shown in self.by_short_key
+
+    # -- slot I/O ---------------------------------------------------------------------------
+    def read_slot(self, index: int) -> bytes:
+        sec, k = divmod(index, self.per_sector)
+        data = self.store.bio.read(self.sectors[sec])
+        return data[k * DIRENT_SIZE : (k + 1) * DIRENT_SIZE]
+
+    def write_slots(self, index: int, raw: bytes) -> None:
+        """Write consecutive 32-byte slots starting at ``index`` (read-modify-write sectors)."""
+        bio = self.store.bio
+        per = self.per_sector
+        pos = 0
+        while pos < len(raw):
+            sec, k = divmod(index + pos // DIRENT_SIZE, per)
+            take = min(len(raw) - pos, (per - k) * DIRENT_SIZE)
+            blk = bytearray(bio.read(self.sectors[sec]))
+            blk[k * DIRENT_SIZE : k * DIRENT_SIZE + take] = raw[pos : pos + take]
+            bio.write(self.sectors[sec], bytes(blk))
+            pos += take
+
+    def extend(self, clusters: list[int], sectors: list[int]) -> None:
+        """The store appended zeroed ``clusters`` (``sectors``) to this directory."""
+        more = len(sectors) * self.per_sector
+        if self.nslots + more > MAX_SLOTS:
+            raise KernelError(Errno.ENOSPC, "msdos: directory full (65536 entries)")
+        self.clusters.extend(clusters)
+        self.sectors.extend(sectors)
+        self.used.extend(bytes(more))
+        self.nslots += more
+
+    # -- changes ----------------------------------------------------------------------------
+    def _find_free(self, k: int) -> int:
+        while True:
+            i = self.used.find(bytes(k))
+            if i >= 0 and i + k <= self.nslots:
+                return i
+            self.store.grow_dir(self)
+
+    def add(self, name: str, entry: ShortEntry) -> tuple[DirSlot, ShortEntry]:
+        """Write ``name`` (long + short entries); ``entry`` supplies every field but the name.
+        Returns the new slot and the short entry as written."""
+        if self.dead:
+            raise KernelError(Errno.ENOENT, "msdos: directory was removed")
+        short11, ntres, need_lfn = self.store.namer.plan(name, self.taken, self.hints)
+        chunks = lfn_slots(name) if need_lfn else []
+        k = len(chunks) + 1
+        i = self._find_free(k)
+        csum = lfn_checksum(short11)
+        raw = bytearray()
+        n = len(chunks)
+        for seq in range(n, 0, -1):
+            raw += _lfn_raw(seq | (LFN_LAST if seq == n else 0), chunks[seq - 1], csum)
+        written = replace(entry, name=short11, ntres=(entry.ntres & ~0x18) | ntres)
+        raw += written.emit()
+        self.write_slots(i, bytes(raw))
+        self.used[i : i + k] = b"\x01" * k
+        self._terminate(i + k)
+        store = self.store
+        short = display_short(short11, ntres, store.mode, store.codepage)
+        slot = DirSlot(name if need_lfn else short, short11, i, i + k - 1,
+                       bool(entry.attr & ATTR_DIR), fold(short))
+        self._index(slot)
+        return slot, written
+
+    def _terminate(self, after: int) -> None:
+        if after <= self.end:
+            return
+        self.end = after
+        if after < self.nslots and self.read_slot(after)[0] != 0:
+            self.write_slots(after, bytes(DIRENT_SIZE))
+
+    def remove(self, slot: DirSlot) -> None:
+        per = self.per_sector
+        bio = self.store.bio
+        for sec_i in range(slot.first // per, slot.index // per + 1):
+            blk = bytearray(bio.read(self.sectors[sec_i]))
+            lo, hi = max(slot.first, sec_i * per), min(slot.index, sec_i * per + per - 1)
+            for i in range(lo, hi + 1):
+                blk[(i - sec_i * per) * DIRENT_SIZE] = 0xE5
+            bio.write(self.sectors[sec_i], bytes(blk))
+        self.used[slot.first : slot.index + 1] = bytes(slot.index + 1 - slot.first)
+        self._unindex(slot)
+
+    def set_dotdot(self, cluster: int) -> None:
+        if self.is_root or self.nslots < 2:
+            return
+        raw = self.read_slot(1)
+        if raw[:11] != DOTDOT:
+            return
+        ent = ShortEntry.parse(raw).with_cluster(cluster)
+        self.write_slots(1, ent.emit())
+        self.dotdot = cluster
+
+
+def _lfn_raw(seq: int, chunk: bytes, csum: int) -> bytes:
+    return (bytes([seq]) + chunk[:10] + bytes([ATTR_LFN, 0, csum]) + chunk[10:22]
+            + b"\x00\x00" + chunk[22:26])
+
+
+def _sane(name: str) -> bool:
+    return bool(name) and "/" not in name and "\x00" not in name and name not in (".", "..")

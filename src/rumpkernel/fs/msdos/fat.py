@@ -1,0 +1,220 @@
+"""The file allocation table, cached whole in memory.
+
+Interface:
+    FatTable(bio, geo)          -- load the active FAT (copy 0, or the one FAT32 ext_flags names)
+    .chain(start) -> list[int]  -- the cluster chain from ``start``; EUCLEAN on a free, reserved,
+                                   bad or out-of-range link, or a chain longer than the volume
+                                   (a cycle).  Work is bounded by the cluster count.
+    .allocate(n, near) -> list  -- ``n`` free clusters (contiguous from ``near`` when possible),
+                                   linked into a chain ending in EOC; ENOSPC when fewer are free.
+    .link(prev, first)          -- make ``prev`` point at ``first``
+    .free_chain(clusters)       -- mark clusters free
+    .set_eoc(c)                 -- terminate a chain at ``c``
+    .clean / .set_clean(flag)   -- the FAT16/32 "volume clean" bit in FAT[1]
+    .flush()                    -- write dirty FAT sectors to every mirrored FAT copy (delayed
+                                   writes through BlockIO; the caller flushes BlockIO)
+    .free_count, .next_free     -- for statfs and the FAT32 FSInfo sector
+
+Rules: entries are kept in an ``array`` (FAT12 also keeps its packed bytes); the top 4 bits of
+FAT32 entries are preserved on update.  Only the sectors touched since the last flush are
+written, to each FAT copy (or only the active one when FAT32 mirroring is off).
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from array import array
+
+from rumpkernel.fs.msdos.layout import Geometry
+from rumpkernel.kern.errno import Errno, KernelError, corrupt
+from rumpkernel.vfs.bio import BlockIO
+
+_EOC = {12: 0xFF8, 16: 0xFFF8, 32: 0x0FFFFFF8}
+_MASK = {12: 0xFFF, 16: 0xFFFF, 32: 0x0FFFFFFF}
+_CLEAN_BIT = {16: 0x8000, 32: 0x08000000}
+_BIG = sys.byteorder == "big"
+_LOAD_CHUNK = 2048
+
+
+class FatTable:
+    __slots__ = ("_dirty", "_raw12", "arr", "bio", "bits", "eoc", "free_count", "geo", "mask",
+                 "max_cluster", "next_free")
+
+    def __init__(self, bio: BlockIO, geo: Geometry) -> None:
+        self.bio = bio
+        self.geo = geo
+        self.bits = geo.fat_bits
+        self.eoc = _EOC[self.bits]
+        self.mask = _MASK[self.bits]
+        self.max_cluster = geo.max_cluster
+        self._dirty: set[int] = set()
+        raw = self._load()
+        self._raw12: bytearray | None = None
+        if self.bits == 12:
+            self._raw12 = bytearray(raw)
+            self.arr = _unpack12(raw)
+        else:
+            self.arr = array("H" if self.bits == 16 else "I")
+            usable = len(raw) - len(raw) % self.arr.itemsize
+            self.arr.frombytes(raw[:usable])
+            if _BIG:
+                self.arr.byteswap()
+        if len(self.arr) < self.max_cluster + 1:
+            raise corrupt("msdos: FAT shorter than the cluster count")
+        self.free_count = self.arr[2 : self.max_cluster + 1].count(0)
+        self.next_free = 2
+
+    def _load(self) -> bytes:
+        geo = self.geo
+        first = geo.reserved + (geo.active_fat or 0) * geo.fat_sectors
+        # only the part of the FAT that describes existing clusters (a hostile FAT size
+        # must not make us read or hold more than the volume's clusters need)
+        need = -(-(geo.max_cluster + 1) * self.bits // 8 // geo.sector_size) + 1
+        count = min(geo.fat_sectors, need)
+        parts = []
+        for s in range(0, count, _LOAD_CHUNK):
+            parts.append(self.bio.read_run(first + s, min(_LOAD_CHUNK, count - s)))
+        return b"".join(parts)
+
+    # -- reading ----------------------------------------------------------------------------
+    def get(self, c: int) -> int:
+        return self.arr[c] & self.mask
+
+    def chain(self, start: int) -> list[int]:
+        """Clusters of the chain starting at ``start`` (EUCLEAN on any bad link)."""
+        arr, mask, eoc, top = self.arr, self.mask, self.eoc, self.max_cluster
+        if not 2 <= start <= top:
+            raise corrupt(f"msdos: chain starts at cluster {start} (valid 2..{top})")
+        out = [start]
+        c = start
+        limit = top
+        while True:
+            v = arr[c] & mask
+            if v >= eoc:
+                return out
+            if v < 2 or v > top:
+                raise corrupt(f"msdos: cluster {c} links to {v:#x}")
+            out.append(v)
+            if len(out) > limit:
+                raise corrupt(f"msdos: cluster chain from {start} loops")
+            c = v
+
+    # -- writing ----------------------------------------------------------------------------
+    def _set(self, c: int, v: int) -> None:
+        bits = self.bits
+        if bits == 32:
+            self.arr[c] = (self.arr[c] & 0xF0000000) | v
+            self._dirty.add(c * 4 // self.geo.sector_size)
+        elif bits == 16:
+            self.arr[c] = v
+            self._dirty.add(c * 2 // self.geo.sector_size)
+        else:
+            self.arr[c] = v
+            raw = self._raw12
+            assert raw is not None
+            off = c + (c >> 1)
+            if c & 1:
+                raw[off] = (raw[off] & 0x0F) | ((v & 0x0F) << 4)
+                raw[off + 1] = v >> 4
+            else:
+                raw[off] = v & 0xFF
+                raw[off + 1] = (raw[off + 1] & 0xF0) | (v >> 8)
+            bps = self.geo.sector_size
+            self._dirty.add(off // bps)
+            self._dirty.add((off + 1) // bps)
+
+    def set_eoc(self, c: int) -> None:
+        self._set(c, self.mask)
+
+    def link(self, prev: int, first: int) -> None:
+        self._set(prev, first)
+
+    def _find_free(self, start: int) -> int:
+        arr, top = self.arr, self.max_cluster + 1
+        for lo, hi in ((start, top), (2, start)):
+            if lo < hi:
+                try:
+                    return arr.index(0, lo, hi)
+                except ValueError:
+                    pass
+        raise KernelError(Errno.ENOSPC, "msdos: no free clusters")
+
+    def allocate(self, n: int, near: int = 0) -> list[int]:
+        """``n`` free clusters, chained and terminated; contiguous after ``near`` if free."""
+        if n <= 0:
+            return []
+        if n > self.free_count:
+            raise KernelError(Errno.ENOSPC, f"msdos: {n} clusters wanted, {self.free_count} free")
+        arr, top = self.arr, self.max_cluster
+        c = near + 1 if 2 <= near < top and arr[near + 1] == 0 else self._find_free(
+            self.next_free if 2 <= self.next_free <= top else 2)
+        out = [c]
+        while len(out) < n:
+            nxt = c + 1
+            c = nxt if nxt <= top and arr[nxt] == 0 else self._find_free(nxt if nxt <= top else 2)
+            out.append(c)
+        for a, b in itertools.pairwise(out):
+            self._set(a, b)
+        self._set(out[-1], self.mask)
+        self.free_count -= n
+        self.next_free = out[-1] + 1 if out[-1] < top else 2
+        return out
+
+    def free_chain(self, clusters: list[int]) -> None:
+        for c in clusters:
+            self._set(c, 0)
+        self.free_count += len(clusters)
+
+    # -- clean bit --------------------------------------------------------------------------
+    @property
+    def clean(self) -> bool:
+        bit = _CLEAN_BIT.get(self.bits)
+        return bit is None or bool(self.arr[1] & bit)
+
+    def set_clean(self, flag: bool) -> None:
+        bit = _CLEAN_BIT.get(self.bits)
+        if bit is None or self.clean == flag:
+            return
+        v = self.arr[1] | bit if flag else self.arr[1] & ~bit
+        if self.bits == 32:
+            self.arr[1] = v
+            self._dirty.add(0)
+        else:
+            self._set(1, v)
+
+    # -- write-back -------------------------------------------------------------------------
+    def _sector_bytes(self, s: int) -> bytes:
+        bps = self.geo.sector_size
+        if self._raw12 is not None:
+            return bytes(self._raw12[s * bps : (s + 1) * bps])
+        per = bps // self.arr.itemsize
+        part = self.arr[s * per : (s + 1) * per]
+        if _BIG:
+            part.byteswap()
+        data = part.tobytes()
+        return data + bytes(bps - len(data))
+
+    def flush(self) -> None:
+        geo = self.geo
+        copies = [geo.active_fat] if geo.active_fat is not None else range(geo.num_fats)
+        for s in sorted(self._dirty):
+            if s >= geo.fat_sectors:
+                continue
+            data = self._sector_bytes(s)
+            for k in copies:
+                self.bio.write(geo.reserved + k * geo.fat_sectors + s, data)
+        self._dirty.clear()
+
+
+def _unpack12(raw: bytes) -> array:
+    n = len(raw) * 2 // 3
+    padded = bytes(raw) + b"\x00\x00\x00"
+    out = array("H", bytes(2 * (n + 1)))
+    for i in range(0, n, 2):
+        o = i + (i >> 1)
+        b0, b1, b2 = padded[o], padded[o + 1], padded[o + 2]
+        out[i] = b0 | ((b1 & 0x0F) << 8)
+        out[i + 1] = (b1 >> 4) | (b2 << 4)
+    del out[n:]
+    return out

@@ -1,0 +1,388 @@
+"""The mounted FAT file system: mount-time checks, nodes, and the vnode operations.
+
+Interface:
+    mount_fs(ctx, fstype) -> MsdosFS       -- validate the boot sector, load the FAT, parse root
+    MsdosFS                                -- ``vnode_if.FileSystem`` for FAT12/16/32 + VFAT
+
+Rules: the driver runs under the VFS's per-mount lock and trusts the VFS for permission, EROFS,
+type and name-syntax checks.  Everything read from the image is checked before use (layout,
+Geometry, FatTable.chain, Directory); failures are KernelError (EUCLEAN for corruption, EINVAL
+for "not FAT").  While mounted read-write the FAT16/32 clean bit is cleared; a clean unmount sets
+it again (unless the volume was already dirty at mount).  Directory operations live in
+``dirops``; file data in ``fileio``.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import replace
+
+from rumpkernel.fs.msdos import fileio
+from rumpkernel.fs.msdos.directory import MAX_SLOTS, Directory
+from rumpkernel.fs.msdos.dirops import DirOps
+from rumpkernel.fs.msdos.fat import FatTable
+from rumpkernel.fs.msdos.fattime import date_to_ns, from_fat, to_fat
+from rumpkernel.fs.msdos.layout import (
+    ATTR_ARCHIVE,
+    ATTR_DIR,
+    ATTR_HIDDEN,
+    ATTR_LFN,
+    ATTR_READONLY,
+    ATTR_SYSTEM,
+    ATTR_VOLUME,
+    DIRENT_SIZE,
+    FsInfo,
+    Geometry,
+    ShortEntry,
+)
+from rumpkernel.fs.msdos.names import DOT, DOTDOT, ShortNamer
+from rumpkernel.fs.msdos.node import ROOT_INO, InodeTable, Node
+from rumpkernel.fs.msdos.options import MountOptions
+from rumpkernel.fs.msdos.probe import find_volume
+from rumpkernel.kern.errno import Errno, KernelError, corrupt
+from rumpkernel.vfs.bio import BlockIO
+from rumpkernel.vfs.fstype import MountContext
+from rumpkernel.vfs.vattr import S_IFDIR, S_IFREG, FsFeatures, StatFS, VAttr
+from rumpkernel.vfs.vnode_if import FileSystem
+
+FAT_FEATURES = FsFeatures(
+    symlinks=False, hardlinks=False, special_files=False, owners=False, permissions=False,
+    link_max=1, name_max=255, case_insensitive=True, sparse=False, xattr=False,
+    time_resolution_ns=2_000_000_000, max_file_size=fileio.MAX_FILE_SIZE,
+    unsupported_errno={"symlink": int(Errno.EPERM), "link": int(Errno.EPERM),
+                       "mknod": int(Errno.EPERM), "chown": int(Errno.EPERM)})
+
+
+class MsdosFS(DirOps, FileSystem):
+    features = FAT_FEATURES
+    root_ino = ROOT_INO
+
+    def __init__(self, ctx: MountContext, fstype: str) -> None:
+        self.ctx = ctx
+        self.log = ctx.log
+        self.fstype = fstype
+        self.opts = MountOptions.parse(ctx.options)
+        self.mode = self.opts.shortname
+        self.codepage = self.opts.codepage
+        self.namer = ShortNamer(self.mode)
+        dev = ctx.dev
+        if dev is None:
+            raise KernelError(Errno.ENOTBLK, "msdos: needs a block device")
+        self.offset, boot = find_volume(dev, self.opts.offset, self.opts.partition)
+        self.boot = boot
+        self.geo = Geometry.from_boot(boot, dev.size - self.offset)
+        self.readonly = bool(ctx.readonly or dev.readonly)
+        self.bio: BlockIO = ctx.blockio(self.geo.sector_size, first_byte=self.offset)
+        self.fat = FatTable(self.bio, self.geo)
+        self.inos = InodeTable()
+        self._serial = 1
+        self._owner = array("I", bytes(4 * (self.geo.max_cluster + 1)))
+        self._parent_hint: dict[int, int] = {}
+        self.fsinfo_ok = self._read_fsinfo()
+        self.was_clean = self.fat.clean
+        self.root = self._make_root()
+        self.label = self._read_label()
+        if not self.was_clean:
+            self.log("msdos: volume was not properly unmounted; run fsck")
+        self._kmem_bytes = self.fat.arr.itemsize * len(self.fat.arr) + 4 * len(self._owner)
+        if ctx.kmem is not None:
+            ctx.kmem.alloc(self._kmem_bytes, "msdos")
+        if not self.readonly:
+            self.fat.set_clean(False)
+            self.sync()
+
+    # -- mount helpers ----------------------------------------------------------------------
+    def _read_fsinfo(self) -> bool:
+        geo, boot = self.geo, self.boot
+        if geo.fat_bits != 32 or not 1 <= boot.fsinfo_sector < geo.reserved:
+            return False
+        try:
+            info = FsInfo.parse(self.bio.read(boot.fsinfo_sector))
+        except KernelError:
+            self.log("msdos: FSInfo sector invalid; ignored")
+            return False
+        if 2 <= info.next_free <= geo.max_cluster:
+            self.fat.next_free = info.next_free
+        return True
+
+    def _make_root(self) -> Node:
+        geo = self.geo
+        ent = ShortEntry(name=b" " * 11, attr=ATTR_DIR).with_cluster(geo.root_cluster)
+        node = Node(ROOT_INO, self._next_serial(), ent, None, True)
+        node.parent = ROOT_INO
+        self.inos.live[ROOT_INO] = node
+        self.root = node
+        if geo.fat_bits == 32:
+            self.chain_of(node)
+        else:
+            node.chain = []
+        self.dir_of(node)
+        return node
+
+    def _read_label(self) -> str:
+        assert self.root.dir is not None
+        raw = self.root.dir.label
+        if raw is None and self.boot.ext_signature in (0x28, 0x29):
+            raw = self.boot.label
+        if raw is None or raw == b"NO NAME    ":
+            return ""
+        return raw.decode(self.codepage, "replace").rstrip(" ")
+
+    def _next_serial(self) -> int:
+        self._serial = self._serial + 1 if self._serial < 0xFFFFFFFF else 1
+        return self._serial
+
+    # -- services for Directory and fileio --------------------------------------------------
+    def read_sectors(self, sectors: list[int]) -> bytes:
+        out = []
+        i = 0
+        while i < len(sectors):
+            j = i + 1
+            while j < len(sectors) and sectors[j] == sectors[j - 1] + 1 and j - i < 2048:
+                j += 1
+            out.append(self.bio.read_run(sectors[i], j - i))
+            i = j
+        return b"".join(out)
+
+    def cluster_sectors(self, clusters: list[int]) -> list[int]:
+        geo = self.geo
+        spc = geo.cluster_sectors
+        out: list[int] = []
+        for c in clusters:
+            s = geo.data_start + (c - 2) * spc
+            out.extend(range(s, s + spc))
+        return out
+
+    def chain_of(self, node: Node) -> list[int]:
+        """The node's cluster chain (walked once, checked for sharing with live nodes)."""
+        if node.chain is None:
+            first = node.entry.cluster
+            chain = self.fat.chain(first) if first else []
+            self.own(node, chain)
+            node.chain = chain
+        return node.chain
+
+    def own(self, node: Node, clusters: list[int]) -> None:
+        owner, me = self._owner, node.serial
+        for c in clusters:
+            o = owner[c]
+            if o and o != me:
+                raise corrupt(f"msdos: cluster {c} belongs to two files")
+            owner[c] = me
+        for c in clusters:
+            owner[c] = me
+
+    def release(self, node: Node, clusters: list[int]) -> None:
+        """Free ``clusters`` (a tail of ``node``'s chain) in the FAT."""
+        owner, me = self._owner, node.serial
+        spc = self.geo.cluster_sectors
+        for c in clusters:
+            if owner[c] == me:
+                owner[c] = 0
+            self.bio.forget(self.geo.cluster_sector(c), spc)
+        self.fat.free_chain(clusters)
+
+    def _disown(self, node: Node) -> None:
+        if node.chain:
+            owner, me = self._owner, node.serial
+            for c in node.chain:
+                if owner[c] == me:
+                    owner[c] = 0
+
+    def grow_dir(self, d: Directory) -> None:
+        if d.is_root and self.geo.fat_bits != 32:
+            raise KernelError(Errno.ENOSPC, "msdos: root directory full")
+        if d.nslots + self.geo.cluster_size // DIRENT_SIZE > 65536:
+            raise KernelError(Errno.ENOSPC, "msdos: directory full (65536 entries)")
+        last = d.clusters[-1]
+        new = self.fat.allocate(1, near=last)
+        self.fat.link(last, new[0])
+        owner = self._owner
+        owner[new[0]] = d.owner
+        sectors = self.cluster_sectors(new)
+        zero = bytes(self.geo.sector_size)
+        for s in sectors:
+            self.bio.write(s, zero)
+        d.extend(new, sectors)
+
+    def dir_of(self, node: Node) -> Directory:
+        if node.dir is None:
+            if not node.is_dir:
+                raise KernelError(Errno.ENOTDIR, "msdos: not a directory")
+            if node.ino == ROOT_INO and self.geo.fat_bits != 32:
+                geo = self.geo
+                sectors = list(range(geo.root_start, geo.root_start + geo.root_sectors))
+                d = Directory(self, [], sectors, True)
+            else:
+                chain = self.chain_of(node)
+                if len(chain) * self.geo.cluster_size > MAX_SLOTS * DIRENT_SIZE:
+                    raise corrupt(f"msdos: directory {node.ino} longer than 2 MiB")
+                d = Directory(self, chain, self.cluster_sectors(chain), node.ino == ROOT_INO)
+            d.owner = node.serial
+            node.dir = d
+        return node.dir
+
+    # -- entries and times ------------------------------------------------------------------
+    def now_fat(self) -> tuple[int, int, int]:
+        return to_fat(self.ctx.now_ns(), self.opts.time_offset_s)
+
+    def write_entry(self, node: Node) -> None:
+        if node.epos is None or self.readonly:
+            return
+        per = self.geo.sector_size // DIRENT_SIZE
+        sec, k = divmod(node.epos, per)
+        blk = bytearray(self.bio.read(sec))
+        blk[k * DIRENT_SIZE : (k + 1) * DIRENT_SIZE] = node.entry.emit()
+        self.bio.write(sec, bytes(blk))
+
+    def set_first_cluster(self, node: Node, cluster: int) -> None:
+        node.entry = node.entry.with_cluster(cluster)
+
+    def file_changed(self, node: Node, size: int) -> None:
+        d, t, _ = self.now_fat()
+        e = node.entry
+        node.entry = replace(e, attr=e.attr | ATTR_ARCHIVE, adate=d, mtime=t, mdate=d, size=size)
+        self.write_entry(node)
+
+    def touch_dir(self, dnode: Node) -> None:
+        if dnode.epos is None:
+            return
+        d, t, _ = self.now_fat()
+        e = dnode.entry
+        dnode.entry = replace(e, adate=d, mtime=t, mdate=d)
+        self.write_entry(dnode)
+
+    # -- vget / reclaim ---------------------------------------------------------------------
+    def vget(self, ino: int) -> Node:
+        node = self.inos.live.get(ino)
+        if node is not None:
+            return node
+        epos = self.inos.pos_of(ino)
+        if epos is None:
+            raise KernelError(Errno.ENOENT, f"msdos: inode {ino} is stale")
+        ent = self._load_entry(epos)
+        node = Node(ino, self._next_serial(), ent, epos, bool(ent.attr & ATTR_DIR))
+        node.parent = self._parent_hint.pop(ino, None)
+        self._check_node(node)
+        self.inos.live[ino] = node
+        return node
+
+    def _load_entry(self, epos: int) -> ShortEntry:
+        geo = self.geo
+        per = geo.sector_size // DIRENT_SIZE
+        sec, k = divmod(epos, per)
+        lo = geo.root_start if geo.fat_bits != 32 else geo.data_start
+        if not lo <= sec < geo.data_start + geo.clusters * geo.cluster_sectors:
+            raise KernelError(Errno.ENOENT, f"msdos: inode {epos} outside directories")
+        raw = self.bio.read(sec)[k * DIRENT_SIZE : (k + 1) * DIRENT_SIZE]
+        ent = ShortEntry.parse(raw)
+        if (raw[0] in (0, 0xE5) or ent.attr == ATTR_LFN or ent.attr & ATTR_VOLUME
+                or ent.name in (DOT, DOTDOT)):
+            raise KernelError(Errno.ENOENT, f"msdos: no entry at inode {epos}")
+        return ent
+
+    def _check_node(self, node: Node) -> None:
+        ent, geo = node.entry, self.geo
+        c = ent.cluster
+        if node.is_dir:
+            if not 2 <= c <= geo.max_cluster:
+                raise corrupt(f"msdos: directory {node.ino} starts at cluster {c}")
+            self.chain_of(node)
+            return
+        if c and not 2 <= c <= geo.max_cluster:
+            raise corrupt(f"msdos: file {node.ino} starts at cluster {c}")
+        cap = len(self.chain_of(node)) * geo.cluster_size
+        if ent.size > cap:
+            self.log(f"msdos: file {node.ino}: size {ent.size} beyond its chain ({cap}); "
+                     "clamped")
+            node.entry = replace(ent, size=cap)
+
+    def reclaim(self, node: Node) -> None:
+        if node is self.root:
+            return
+        self._disown(node)
+        self.inos.forget(node)
+
+    def inactive(self, node: Node) -> None:
+        if node.unlinked and node.chain:
+            self.release(node, node.chain)
+            node.chain = []
+
+    # -- attributes -------------------------------------------------------------------------
+    def getattr(self, node: Node) -> VAttr:
+        e, geo, opts = node.entry, self.geo, self.opts
+        off = opts.time_offset_s
+        if node.is_dir:
+            mode = S_IFDIR | (0o777 & ~opts.dmask)
+            d = self.dir_of(node)
+            nlink = 0 if node.unlinked else 2 + d.subdirs
+            size = len(d.sectors) * geo.sector_size
+        else:
+            mode = S_IFREG | (0o777 & ~opts.fmask)
+            if e.attr & ATTR_READONLY:
+                mode &= ~0o222
+            nlink = 0 if node.unlinked else 1
+            size = e.size
+        nblocks = len(node.chain or ()) * geo.cluster_size // 512
+        if node is self.root:
+            mtime = atime = birth = 0
+            nblocks = size // 512
+        else:
+            mtime = from_fat(e.mdate, e.mtime, 0, off)
+            atime = date_to_ns(e.adate, off)
+            birth = from_fat(e.cdate, e.ctime, e.ctime_cs, off)
+        return VAttr(ino=node.ino, mode=mode, nlink=nlink, uid=opts.uid, gid=opts.gid,
+                     size=size, atime_ns=atime, mtime_ns=mtime, ctime_ns=mtime,
+                     birthtime_ns=birth, blocks=nblocks, blksize=geo.cluster_size,
+                     flags=_flags(e.attr))
+
+    def statfs(self) -> StatFS:
+        cs = self.geo.cluster_size
+        free = self.fat.free_count
+        return StatFS(bsize=cs, frsize=cs, blocks=self.geo.clusters, bfree=free, bavail=free,
+                      files=0, ffree=0, favail=0, namemax=255,
+                      fsid=self.boot.volume_id)
+
+    # -- data -------------------------------------------------------------------------------
+    def read(self, node: Node, offset: int, size: int) -> bytes:
+        if node.is_dir:
+            raise KernelError(Errno.EISDIR, "msdos: read of a directory")
+        return fileio.read_data(self, node, offset, size)
+
+    def write(self, node: Node, offset: int, data: bytes) -> int:
+        if node.is_dir:
+            raise KernelError(Errno.EISDIR, "msdos: write to a directory")
+        return fileio.write_data(self, node, offset, data)
+
+    # -- flushing ---------------------------------------------------------------------------
+    def sync(self) -> None:
+        if self.readonly:
+            return
+        self.fat.flush()
+        if self.fsinfo_ok:
+            info = FsInfo(self.fat.free_count, self.fat.next_free)
+            self.bio.write(self.boot.fsinfo_sector, info.emit(self.geo.sector_size))
+        self.bio.flush(sync=True)
+
+    def unmount(self) -> None:
+        if not self.readonly and self.was_clean:
+            self.fat.set_clean(True)
+        self.sync()
+        self.bio.close()
+        if self.ctx.kmem is not None:
+            self.ctx.kmem.free(self._kmem_bytes, "msdos")
+
+    def info(self) -> dict[str, object]:
+        g = self.geo
+        return {"fat_bits": g.fat_bits, "cluster_size": g.cluster_size, "clusters": g.clusters,
+                "free_clusters": self.fat.free_count, "label": self.label,
+                "volume_id": f"{self.boot.volume_id:08X}", "clean_at_mount": self.was_clean}
+
+
+# FAT attributes as BSD file flags (FreeBSD's msdosfs values), shown in ``VAttr.flags``.
+UF_SYSTEM, UF_ARCHIVE, UF_READONLY, UF_HIDDEN = 0x80, 0x800, 0x1000, 0x8000
+
+
+def _flags(attr: int) -> int:
+    return ((UF_READONLY if attr & ATTR_READONLY else 0) | (UF_HIDDEN if attr & ATTR_HIDDEN else 0)
+            | (UF_SYSTEM if attr & ATTR_SYSTEM else 0) | (UF_ARCHIVE if attr & ATTR_ARCHIVE else 0))
