@@ -17,6 +17,7 @@ from rumpkernel import SimHost
 from rumpkernel.vfs.vattr import FsFeatures
 
 MNT = "/mnt"
+TOP = "/mnt/t"   # the tests work in a fresh directory: real images have lost+found and more
 
 
 @dataclass
@@ -34,7 +35,7 @@ class FsEnv:
         return self.k.sys
 
     def p(self, *parts: str) -> str:
-        return "/".join((MNT, *parts))
+        return "/".join((TOP, *parts))
 
     def remount(self) -> None:
         """Unmount and mount again: what reached the 'disk' is all that is left."""
@@ -82,6 +83,7 @@ def make_tmpfs(tmp: Path) -> FsEnv:
     k = rumpkernel.boot(SimHost(seed=99))
     k.sys.mkdir(MNT, 0o755)
     k.sys.mount("tmpfs", MNT, 0, {"mode": "755", "link_max": "64"})
+    k.sys.mkdir(TOP, 0o755)
     return FsEnv(k, "tmpfs", _features(k), persistent=False)
 
 
@@ -92,6 +94,7 @@ def have(tool: str) -> bool:
 def image_env(name: str, fstype: str, image: Path, opts: dict | None = None) -> FsEnv:
     k = rumpkernel.boot()
     k.mount_image(str(image), MNT, fstype=fstype, options=opts)
+    k.sys.mkdir(TOP, 0o755)
     return FsEnv(k, name, _features(k), persistent=True, image=image, mount_opts=opts,
                  fstype=fstype)
 

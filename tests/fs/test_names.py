@@ -39,7 +39,7 @@ def test_rmdir(fs) -> None:
     s.mkdir(fs.p("e"))
     assert err(s.rmdir, fs.p("e", ".")) == E.EINVAL
     assert err(s.rmdir, fs.p("e", "..")) == E.ENOTEMPTY
-    assert err(s.rmdir, fs.p("")) == E.EBUSY                 # a mount point
+    assert err(s.rmdir, "/mnt") == E.EBUSY                   # a mount point
 
 
 def test_unlink(fs) -> None:
@@ -183,7 +183,7 @@ def test_dotdot_crosses_mount_point(fs) -> None:
     s = fs.sys
     s.mkdir(fs.p("d"))
     s.chdir(fs.p("d"))
-    s.chdir("../..")
+    s.chdir("../../..")
     assert s.getcwd() == "/"
     assert "mnt" in s.listdir(".")
     s.chdir("/")

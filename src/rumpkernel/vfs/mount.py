@@ -126,7 +126,8 @@ class Vfs:
         if dev is not None and dev.readonly and not readonly:
             self.k.log(f"{dev.name}: device is read-only, mounting read-only")
             readonly = True
-        fs = cls.mount(self.context(dev, readonly, options))
+        driver_opts = {k: v for k, v in options.items() if k not in ("from", "ro", "rw")}
+        fs = cls.mount(self.context(dev, readonly, driver_opts))
         readonly = readonly or fs.readonly
         mp = Mount(self.k, self._next_mount_id, cls.name, fs, readonly, dev, source, options)
         self._next_mount_id += 1
