@@ -1,0 +1,435 @@
+"""rump_server: host a kernel and serve it to remote clients (rump_server(1)).
+
+    rump_server [-c NCPU] [-r MEMLIMIT] [-l COMPONENT]... [-m MODULE.py]...
+                [-d key=KEY,hostpath=PATH,size=SIZE[,offset=N][,type=blk|chr|reg]]...
+                [-s] [-v] [--auth-file FILE] URL
+
+URL is ``unix://PATH`` (socket mode 0600) or ``tcp://HOST:PORT`` (``tcp://0:PORT`` = every
+address; requires a shared secret: ``--auth-file``, $RUMP_AUTH_FILE or $RUMP_AUTH).  With no
+``-l`` every available component is loaded (rump_allserver).  ``-d`` maps a host file as an etfs
+device (created 0644 if missing, extended if smaller; SIZE takes k/m/g/t suffixes, ``b`` = 512
+bytes, or ``host`` = the file's size).  ``-m`` runs ``rump_modinit(k)`` of a Python file after
+boot (a loadable module).  Without ``-s`` the server detaches once it is listening (the parent
+exits 0, or 1 with the error); ``-s`` stays in the foreground.  ``-v`` logs every connection.
+SIGTERM, SIGINT or a client's reboot (rump.halt) shut down cleanly: connections end, file systems
+are flushed and unmounted, the socket file is removed.  A kernel panic dumps every thread's stack
+and exits 70.
+
+Library use (tests, embedding): ``Server(k, url).start()`` ... ``server.stop()``.
+
+Threads: one accept thread; one reader thread per connection (it never blocks on the kernel or
+on sending); system calls run on a shared pool of worker threads, one per call in flight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from rumpkernel.client.sysproxy.session import SpServer, SpSession
+from rumpkernel.client.sysproxy.wire import ProtocolError
+from rumpkernel.hypercall import spsock
+from rumpkernel.kern.errno import KernelError, KernelPanic
+
+RECV_SIZE = 1 << 18
+EXIT_PANIC = 70
+RB_NOSYNC = 0x4
+
+
+class WorkerPool:
+    """Host threads for system calls: an idle worker takes the next job (a lock hand-off);
+    when none is idle a new one starts.  At most ``max_idle`` stay around."""
+
+    def __init__(self, max_idle: int = 16) -> None:
+        self.max_idle = max_idle
+        self._lock = threading.Lock()
+        self._idle: list[list[Any]] = []
+        self._threads: set[threading.Thread] = set()
+        self._stopping = False
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            if self._stopping:
+                raise RuntimeError("worker pool stopped")
+            if self._idle:
+                w = self._idle.pop()
+                w[1] = fn
+                w[0].release()
+                return
+            w = [threading.Lock(), fn]
+            w[0].acquire()
+            t = threading.Thread(target=self._loop, args=(w,), name="sp-worker", daemon=True)
+            self._threads.add(t)
+        t.start()
+
+    def _loop(self, w: list[Any]) -> None:
+        try:
+            while True:
+                fn, w[1] = w[1], None
+                if fn is None:
+                    return
+                try:
+                    fn()
+                except BaseException:  # a bug in the session code: report, keep serving
+                    traceback.print_exc()
+                with self._lock:
+                    if self._stopping or len(self._idle) >= self.max_idle:
+                        return
+                    self._idle.append(w)
+                w[0].acquire()
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            self._stopping = True
+            idle, self._idle = self._idle, []
+            threads = list(self._threads)
+        for w in idle:
+            w[1] = None
+            w[0].release()
+        for t in threads:
+            t.join(timeout)
+
+
+class _Conn:
+    """One client connection: the socket, its session, its reader thread."""
+
+    def __init__(self, server: Server, sock: socket.socket, peer: str) -> None:
+        self.server = server
+        self.sock = sock
+        self.wlock = threading.Lock()
+        self.session: SpSession = server.sp.new_session(self, peer)
+        self.thread = threading.Thread(target=self._read_loop, name=f"sp-conn-{peer}",
+                                       daemon=True)
+
+    # Transport
+    def send(self, data: bytes) -> None:
+        with self.wlock:
+            self.sock.sendall(data)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        self.server.pool.submit(fn)
+
+    def _read_loop(self) -> None:
+        s = self.session
+        reason = "closed by client"
+        try:
+            self.send(s.start())
+            while True:
+                s.data_received(self.sock.recv(RECV_SIZE))
+        except EOFError:
+            pass
+        except ProtocolError as e:
+            reason = f"protocol error: {e}"
+            self.server.log_always(f"conn {s.id}{s.peer}: closing: {reason}")
+        except OSError as e:
+            reason = f"connection error: {e}"
+        except KernelPanic as e:
+            reason = f"kernel panic: {e.message}"
+        except Exception as e:  # pragma: no cover - a bug in the session code
+            reason = f"internal error: {type(e).__name__}: {e}"
+            self.server.log_always(f"conn {s.id}: {reason}\n{traceback.format_exc()}")
+        finally:
+            self.close()
+            try:
+                s.connection_lost(reason)
+            finally:
+                self.sock.close()
+                self.server._conn_done(self)
+
+
+class Server:
+    """Serve kernel ``k`` at ``url``.  ``secret`` (bytes) enables challenge-response
+    authentication (required for tcp://)."""
+
+    def __init__(self, k: Any, url: str, *, secret: bytes | None = None, verbose: bool = False,
+                 mode: int = 0o600, log: Callable[[str], None] | None = None) -> None:
+        kind = spsock.parse_url(url)[0]
+        if kind == "tcp" and secret is None:
+            raise ValueError("tcp:// needs a shared secret (RUMP_AUTH_FILE or RUMP_AUTH)")
+        self.k = k
+        self.url = url
+        self.mode = mode
+        self.verbose = verbose
+        self._log = log or (lambda m: (sys.stderr.write(f"rump_server: {m}\n"),
+                                       sys.stderr.flush()))
+        self.sp = SpServer(k, secret, self.log)
+        self.sp.on_reboot = self._on_reboot
+        self.sp.on_panic = self._on_panic
+        self.pool = WorkerPool()
+        self.conns: set[_Conn] = set()
+        self._lock = threading.Lock()
+        self._lsock: socket.socket | None = None
+        self._accept_thread: threading.Thread | None = None
+        self.stop_requested = threading.Event()
+        self.exit_code = 0
+        self.halt_sync = True
+        self.stopped = False
+
+    def log(self, msg: str) -> None:
+        if self.verbose:
+            self._log(msg)
+
+    def log_always(self, msg: str) -> None:
+        self._log(msg)
+
+    def listen(self) -> None:
+        self._lsock = spsock.listen(self.url, self.mode)
+
+    def start(self) -> Server:
+        if self._lsock is None:
+            self.listen()
+        self._accept_thread = threading.Thread(target=self._accept_loop, name="sp-accept",
+                                               daemon=True)
+        self._accept_thread.start()
+        return self
+
+    def _accept_loop(self) -> None:
+        lsock = self._lsock
+        assert lsock is not None
+        while not self.stop_requested.is_set():
+            try:
+                sock, addr = lsock.accept()
+            except OSError as e:
+                if self.stop_requested.is_set() or self._lsock is None:
+                    return
+                self.log_always(f"accept: {e}")
+                continue
+            spsock.tune_accepted(sock)
+            peer = f" from {addr[0]}:{addr[1]}" if isinstance(addr, tuple) else ""
+            with contextlib.suppress(KernelError, KernelPanic):
+                self.sp.reap_forks()
+            with self._lock:
+                if self.stop_requested.is_set():
+                    sock.close()
+                    return
+                conn = _Conn(self, sock, peer)
+                self.conns.add(conn)
+            conn.thread.start()
+
+    def _conn_done(self, conn: _Conn) -> None:
+        with self._lock:
+            self.conns.discard(conn)
+
+    def _on_reboot(self, howto: int) -> None:
+        self.log_always(f"reboot requested by a client (howto 0x{howto:x})")
+        self.request_stop(sync=not howto & RB_NOSYNC)
+
+    def _on_panic(self, exc: KernelPanic | None) -> None:
+        self.log_always("kernel panic: shutting down")
+        self.request_stop(code=EXIT_PANIC)
+
+    def request_stop(self, code: int = 0, sync: bool = True) -> None:
+        if not self.stop_requested.is_set():
+            self.exit_code = code
+            self.halt_sync = sync
+        self.stop_requested.set()
+
+    def wait(self) -> int:
+        """Block until a stop is requested (signal, reboot, panic), then stop; the exit code."""
+        while not self.stop_requested.wait(0.5):
+            pass
+        self.stop(sync=self.halt_sync)
+        return self.exit_code
+
+    def stop(self, sync: bool = True, halt: bool = True, timeout: float = 10.0) -> None:
+        """Stop accepting, end every connection, halt the kernel (flushing unless ``sync`` is
+        False), remove the socket file."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self.stop_requested.set()
+        lsock, self._lsock = self._lsock, None
+        if lsock is not None:
+            with contextlib.suppress(OSError):
+                lsock.shutdown(socket.SHUT_RDWR)
+            lsock.close()
+        if self._accept_thread is not None:
+            self._accept_thread.join(timeout)
+        with self._lock:
+            conns = list(self.conns)
+        for c in conns:
+            c.close()
+        for c in conns:
+            c.thread.join(timeout)
+        with contextlib.suppress(KernelError, KernelPanic):
+            self.sp.reap_forks(everything=True)
+        self.pool.stop()
+        if halt and not self.k.dead:
+            self.k.halt(sync=sync)
+        spsock.remove_socket(self.url)
+
+
+# ---- command line ------------------------------------------------------------------------------
+_SUFFIX = {"": 1, "b": 512, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    t = text.strip().lower()
+    num = t.rstrip("bkmgt")
+    suffix = t[len(num):]
+    if not num.isdigit() or suffix not in _SUFFIX:
+        raise ValueError(f"bad size {text!r} (e.g. 4096, 64k, 16m, 1g)")
+    return int(num) * _SUFFIX[suffix]
+
+
+def parse_drivespec(spec: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "blk", "offset": 0}
+    for part in spec.split(","):
+        name, eq, value = part.partition("=")
+        if not eq or name not in ("key", "hostpath", "size", "offset", "type"):
+            raise ValueError(f"drivespec {spec!r}: unknown or malformed field {part!r}")
+        out[name] = value
+    for need in ("key", "hostpath", "size"):
+        if need not in out:
+            raise ValueError(f"drivespec {spec!r}: missing {need}=")
+    if out["type"] not in ("blk", "chr", "reg"):
+        raise ValueError(f"drivespec {spec!r}: type must be blk, chr or reg")
+    out["offset"] = parse_size(str(out["offset"]))
+    return out
+
+
+def register_drive(k: Any, spec: dict[str, Any]) -> None:
+    path = spec["hostpath"]
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
+        os.close(fd)
+    have = os.path.getsize(path)
+    size = have - spec["offset"] if spec["size"] == "host" else parse_size(spec["size"])
+    if size <= 0:
+        raise ValueError(f"{path}: nothing to map (size {size})")
+    if os.path.isfile(path) and have < spec["offset"] + size:
+        os.truncate(path, spec["offset"] + size)
+    k.etfs_register(spec["key"], path, spec["type"], offset=spec["offset"], size=size)
+
+
+def component_name(lib: str) -> str:
+    """Accept NetBSD library names too: librumpfs_tmpfs / rumpfs_tmpfs -> tmpfs, rumpvfs ->
+    vfs, rumpdev_xxx -> xxx."""
+    n = lib.removeprefix("lib").removesuffix(".so")
+    for prefix, repl in (("rumpfs_", ""), ("rumpdev_", ""), ("rumpkern_", "")):
+        if n.startswith(prefix):
+            return repl + n[len(prefix):]
+    return {"rumpvfs": "vfs", "rumpdev": "dev", "rumpkern": "kern"}.get(n, n)
+
+
+def load_module(k: Any, path: str) -> None:
+    spec = importlib.util.spec_from_file_location(f"rumpmod_{abs(hash(path))}", path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"{path}: not a Python module")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    init = getattr(mod, "rump_modinit", None)
+    if init is None:
+        raise ValueError(f"{path}: no rump_modinit(k)")
+    init(k)
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="rump_server", description="Serve a rump kernel to "
+                                "remote clients (sysproxy).")
+    p.add_argument("-c", dest="ncpu", type=int, default=os.cpu_count() or 1, help="vCPUs")
+    p.add_argument("-r", dest="memlimit", type=parse_size, default=None,
+                   help="kernel memory limit (e.g. 64m)")
+    p.add_argument("-l", dest="libs", action="append", default=[],
+                   help="component to load (default: all)")
+    p.add_argument("-m", dest="modules", action="append", default=[],
+                   help="Python module whose rump_modinit(k) runs after boot")
+    p.add_argument("-d", dest="drives", action="append", default=[], type=parse_drivespec,
+                   help="key=KEY,hostpath=PATH,size=SIZE[,offset=N][,type=blk|chr|reg]")
+    p.add_argument("-s", dest="foreground", action="store_true", help="do not detach")
+    p.add_argument("-v", dest="verbose", action="store_true", help="verbose")
+    p.add_argument("--auth-file", help="file whose first line is the shared secret")
+    p.add_argument("url")
+    return p.parse_args(argv)
+
+
+def _boot(a: argparse.Namespace) -> Any:
+    import rumpkernel
+
+    comps = [component_name(c) for c in a.libs] or None
+    if comps is not None:
+        comps = [c for c in comps if c != "kern"]
+    k = rumpkernel.boot(components=comps, ncpu=max(1, a.ncpu), memlimit=a.memlimit,
+                        verbose=a.verbose)
+    for d in a.drives:
+        register_drive(k, d)
+    for m in a.modules:
+        load_module(k, m)
+    return k
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _args(argv)
+    try:
+        if a.auth_file:
+            os.environ["RUMP_AUTH_FILE"] = a.auth_file
+        secret = spsock.secret_from_env()
+        spsock.parse_url(a.url)
+        if spsock.parse_url(a.url)[0] == "tcp" and secret is None:
+            raise ValueError("tcp:// needs a shared secret: --auth-file, RUMP_AUTH_FILE or "
+                             "RUMP_AUTH")
+        lsock = spsock.listen(a.url)
+    except (OSError, ValueError) as e:
+        print(f"rump_server: {e}", file=sys.stderr)
+        return 1
+    ready_w = None
+    if not a.foreground:
+        ready_r, ready_w = os.pipe()
+        if os.fork():
+            os.close(ready_w)
+            lsock.close()
+            msg = os.read(ready_r, 4096)
+            if msg == b"ok":
+                return 0
+            sys.stderr.write(msg.decode(errors="replace") or "rump_server: failed\n")
+            return 1
+        os.close(ready_r)
+        os.setsid()
+    try:
+        k = _boot(a)
+    except Exception as e:
+        spsock.remove_socket(a.url)
+        lsock.close()
+        text = f"rump_server: boot failed: {e}\n"
+        if ready_w is not None:
+            os.write(ready_w, text.encode())
+        sys.stderr.write(text)
+        return 1
+    server = Server(k, a.url, secret=secret, verbose=a.verbose)
+    server._lsock = lsock
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: server.request_stop())
+    server.start()
+    server.log(f"serving {k.hostname} at {a.url}")
+    if ready_w is not None:
+        os.write(ready_w, b"ok")
+        os.close(ready_w)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+    code = server.wait()
+    if code == EXIT_PANIC:
+        sys.stderr.write("rump_server: kernel panic, exiting\n")
+    sys.stderr.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,443 @@
+"""The kernel side of sysproxy: one ``SpSession`` per client connection (rump_sp in rumpkern).
+
+The IO loop around a session (``apps/rump_server.py``) owns the socket and the host threads; it
+hands this module three callables and the bytes it reads:
+
+    transport.send(data)      write bytes to the client (thread-safe, may block)
+    transport.close()         drop the connection
+    transport.submit(fn)      run fn() on a worker host thread (never on the reader thread)
+
+and calls, from its reader thread, ``session.start()`` (the banner to send),
+``session.data_received(data)`` (``b""`` at EOF; ProtocolError / EOFError end the connection)
+and finally ``session.connection_lost(reason)``.
+
+Semantics (dissertation section 3.12.5): a GUEST handshake creates a process, child of init, with
+root credentials and a clean descriptor table; a FORK handshake attaches to the process PREFORK
+made (cookie).  Each system call runs on a worker thread bound to an lwp of that process (lwps are
+pooled per connection: one per concurrently running call).  When the connection goes, every lwp
+of the process is killed -- waits end with EINTR -- the session waits for its calls to unwind,
+then frees the lwps, which ends the process and releases everything it held.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from rumpkernel.client.sysproxy.marshal import check_args, encode_result
+from rumpkernel.client.sysproxy.messages import (
+    COOKIE_SIZE,
+    NONCE_SIZE,
+    CopyData,
+    Copyin,
+    Copyinstr,
+    Copyout,
+    Handshake,
+    Message,
+    Prefork,
+    PreforkReply,
+    PtrDesc,
+    Raise,
+    Syscall,
+    SyscallReply,
+)
+from rumpkernel.client.sysproxy.protocol import ServerProtocol
+from rumpkernel.client.sysproxy.vmspace import REMOTE_VM, RemotePtr
+from rumpkernel.client.sysproxy.wire import HandshakeKind, ProtocolError
+from rumpkernel.kern.errno import Errno, KernelError, KernelPanic
+from rumpkernel.kern.proc import RFCFDG, RFFDG, Lwp, Proc
+from rumpkernel.kern.sync import KCondVar, KMutex
+
+FORK_COOKIE_TTL_NS = 60 * 10**9
+
+
+class Transport(Protocol):
+    def send(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def submit(self, fn: Callable[[], None]) -> None: ...
+
+
+class SpServer:
+    """Per-kernel sysproxy state: live sessions, unclaimed fork cookies, what to do on reboot
+    and panic (set ``on_reboot(howto)`` / ``on_panic(exc)``)."""
+
+    def __init__(self, k: Any, secret: bytes | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.k = k
+        self.secret = secret
+        self.log = log or (lambda msg: None)
+        self.lock = k.host.mutex_create()
+        self.sessions: set[SpSession] = set()
+        self.forks: dict[bytes, tuple[Proc, int]] = {}
+        self.on_reboot: Callable[[int], None] = lambda howto: None
+        self.on_panic: Callable[[KernelPanic], None] = lambda exc: None
+        self._next_id = 0
+
+    def new_session(self, transport: Transport, peer: str = "") -> SpSession:
+        self.lock.enter()
+        try:
+            self._next_id += 1
+            s = SpSession(self, transport, self._next_id, peer)
+            self.sessions.add(s)
+        finally:
+            self.lock.exit()
+        return s
+
+    def _forget(self, s: SpSession) -> None:
+        self.lock.enter()
+        self.sessions.discard(s)
+        self.lock.exit()
+
+    def reap_forks(self, everything: bool = False) -> None:
+        """End processes made by PREFORK that nobody claimed in time."""
+        now = self.k.monotonic_ns()
+        self.lock.enter()
+        try:
+            stale = [c for c, (_, t) in self.forks.items() if everything or t < now]
+            procs = [self.forks.pop(c)[0] for c in stale]
+        finally:
+            self.lock.exit()
+        if procs and not self.k.dead:
+            with self.k.entered():
+                for p in procs:
+                    self.log(f"fork cookie for pid {p.pid} expired")
+                    self.k.procs.exit(p)
+
+
+class SpSlot:
+    """One lwp of a session's process and the request it is running."""
+
+    __slots__ = ("cv", "lwp", "mtx", "reply", "reqid", "session")
+
+    def __init__(self, session: SpSession, lwp: Lwp) -> None:
+        k = session.k
+        self.session = session
+        self.lwp = lwp
+        self.mtx = KMutex(k)
+        self.cv = KCondVar(k)
+        self.reply: CopyData | None = None
+        self.reqid = 0
+
+    def _send_unscheduled(self, data: bytes) -> None:
+        sched = self.session.k.sched
+        l = self.lwp
+        held = l.cpu is not None
+        if held:
+            sched.unschedule(l)
+        try:
+            self.session.send(data)
+        finally:
+            if held:
+                sched.schedule(l)
+
+    def roundtrip(self, msg: Copyin | Copyinstr) -> CopyData:
+        s = self.session
+        if s.dead:
+            raise KernelError(Errno.EFAULT, "client is gone")
+        self.reply = None
+        self._send_unscheduled(s.encode(lambda p: p.send_copy_request(self.reqid, msg)))
+        with self.mtx:
+            while self.reply is None:
+                if s.dead:
+                    raise KernelError(Errno.EFAULT, "client went away during a copy")
+                self.cv.wait(self.mtx)
+            rep, self.reply = self.reply, None
+        return rep
+
+    def oneway(self, msg: Copyout | Raise) -> None:
+        s = self.session
+        if s.dead:
+            raise KernelError(Errno.EFAULT, "client is gone")
+        self._send_unscheduled(s.encode(lambda p: p.send_copyout(self.reqid, msg)))
+
+    def deliver(self, rep: CopyData) -> None:
+        with self.mtx:
+            self.reply = rep
+            self.cv.signal()
+
+    def wake(self) -> None:
+        with self.mtx:
+            self.cv.broadcast()
+
+
+class SpSession:
+    def __init__(self, server: SpServer, transport: Transport, sid: int, peer: str) -> None:
+        self.server = server
+        self.k = server.k
+        self.transport = transport
+        self.id = sid
+        self.peer = peer
+        self.proto = ServerProtocol(self.k.random_bytes(NONCE_SIZE), server.secret)
+        self.plock = self.k.host.mutex_create()       # protects proto
+        self.idle_cv = self.k.host.cv_create()        # inflight reaching 0 (with plock)
+        self.proc: Proc | None = None
+        self.progname = ""
+        self.free_slots: list[SpSlot] = []
+        self.active: dict[int, SpSlot] = {}
+        self.inflight = 0
+        self.dead = False
+        self.reason = ""
+
+    def __repr__(self) -> str:
+        pid = self.proc.pid if self.proc is not None else "-"
+        return f"<SpSession {self.id} pid={pid} {self.progname}>"
+
+    # ---- output ----
+    def encode(self, fn: Callable[[ServerProtocol], bytes]) -> bytes:
+        self.plock.enter()
+        try:
+            return fn(self.proto)
+        finally:
+            self.plock.exit()
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.transport.send(data)
+        except OSError as e:
+            self.dead = True
+            raise KernelError(Errno.EFAULT, f"client connection: {e}") from None
+
+    def start(self) -> bytes:
+        return self.proto.banner()
+
+    # ---- input (reader thread) ----
+    def data_received(self, data: bytes) -> None:
+        """Handle what arrived.  ProtocolError: close with that reason; EOFError: peer closed."""
+        proto = self.proto
+        proto.receive_data(data)
+        while True:
+            self.plock.enter()
+            try:
+                ev = proto.next_event()
+            finally:
+                self.plock.exit()
+            if ev is None:
+                return
+            reqid, msg = ev
+            self._dispatch(reqid, msg)
+
+    def _dispatch(self, reqid: int, msg: Message) -> None:
+        t = type(msg)
+        if t is CopyData:
+            slot = self.active.get(reqid)
+            if slot is None:  # pragma: no cover - the protocol checked it
+                raise ProtocolError(f"copy data for unknown request {reqid}")
+            slot.deliver(msg)  # type: ignore[arg-type]
+        elif t is Syscall:
+            self._begin()
+            self.transport.submit(lambda: self._run(reqid, msg))  # type: ignore[arg-type]
+        elif t is Prefork:
+            self._begin()
+            self.transport.submit(lambda: self._prefork(reqid))
+        elif t is Handshake:
+            self._handshake(msg)  # type: ignore[arg-type]
+
+    def _begin(self) -> None:
+        self.plock.enter()
+        self.inflight += 1
+        self.plock.exit()
+
+    def _end(self) -> None:
+        self.plock.enter()
+        self.inflight -= 1
+        if self.inflight == 0:
+            self.idle_cv.broadcast()
+        self.plock.exit()
+
+    # ---- handshake ----
+    def _handshake(self, hs: Handshake) -> None:
+        why = self.proto.check_auth(hs)
+        k = self.k
+        if why is None:
+            try:
+                with k.entered():
+                    self.proc = self._make_proc(hs)
+                    self.free_slots.append(self._new_slot())
+            except KernelError as e:
+                why = e.detail or e.errno.name
+                self._reply_handshake(hs, e.errno, why)
+                raise ProtocolError(f"handshake refused: {why}") from None
+            self.progname = hs.progname
+            self.proc.name = (hs.progname or "rumpclient")[:32]
+            self._reply_handshake(hs, 0, "")
+            self.server.log(f"conn {self.id}{self.peer}: {self.progname or '?'} is pid "
+                            f"{self.proc.pid}")
+            return
+        self._reply_handshake(hs, Errno.EAUTH, why)
+        raise ProtocolError(why)
+
+    def _reply_handshake(self, hs: Handshake, errno: int, detail: str) -> None:
+        pid = self.proc.pid if self.proc is not None and not errno else 0
+        data = self.encode(lambda p: p.send_handshake_reply(errno, pid, hs.nonce, detail))
+        with contextlib.suppress(OSError):
+            self.transport.send(data)
+
+    def _make_proc(self, hs: Handshake) -> Proc:
+        k = self.k
+        if hs.kind == HandshakeKind.GUEST:
+            p = k.procs.fork(k.proc1, RFCFDG)
+        elif hs.kind == HandshakeKind.FORK:
+            srv = self.server
+            srv.lock.enter()
+            try:
+                entry = srv.forks.pop(hs.cookie, None)
+            finally:
+                srv.lock.exit()
+            if entry is None:
+                raise KernelError(Errno.ESRCH, "unknown or expired fork cookie")
+            p = entry[0]
+        else:
+            raise KernelError(Errno.EINVAL, f"unknown handshake kind {hs.kind}")
+        p.vm = REMOTE_VM
+        return p
+
+    def _new_slot(self) -> SpSlot:
+        assert self.proc is not None
+        return SpSlot(self, self.k.lwproc.newlwp_in(self.proc, name="sp"))
+
+    # ---- requests (worker threads) ----
+    def _take_slot(self) -> SpSlot:
+        self.plock.enter()
+        try:
+            if self.free_slots:
+                return self.free_slots.pop()
+        finally:
+            self.plock.exit()
+        with self.k.entered():
+            slot = self._new_slot()
+        if self.dead:
+            slot.lwp.killed = True
+        return slot
+
+    def _put_slot(self, slot: SpSlot) -> None:
+        self.plock.enter()
+        self.free_slots.append(slot)
+        self.plock.exit()
+
+    def _bind(self, args: tuple[Any, ...], slot: SpSlot) -> tuple[Any, ...]:
+        def ptr(p: PtrDesc | None) -> RemotePtr | None:
+            return None if p is None else RemotePtr(p.handle, p.size, p.flags, p.data, slot)
+
+        out = []
+        for a in args:
+            t = type(a)
+            if t is PtrDesc:
+                out.append(ptr(a))
+            elif t is list:
+                out.append([(ptr(p), n) for p, n in a])
+            else:
+                out.append(a)
+        return tuple(out)
+
+    def _run(self, reqid: int, msg: Syscall) -> None:
+        k = self.k
+        host = k.host
+        try:
+            if self.dead:
+                return
+            why = check_args(msg.num, msg.args)
+            if why is not None:
+                self._reply(reqid, SyscallReply(Errno.EINVAL, None, why))
+                return
+            slot = self._take_slot()
+            slot.reqid = reqid
+            self.active[reqid] = slot
+            host.curlwp_set(slot.lwp)
+            try:
+                rep = self._syscall(msg.num, self._bind(msg.args, slot))
+            finally:
+                host.curlwp_set(None)
+                del self.active[reqid]
+                self._put_slot(slot)
+            self._reply(reqid, rep)
+            if rep.panic:
+                self.server.on_panic(k.panicked)
+            elif k.reboot_requested is not None:
+                self.server.on_reboot(k.reboot_requested)
+        except KernelError as e:   # no slot (the kernel halted or the process is gone)
+            self._reply(reqid, SyscallReply(e.errno, None, e.detail or ""))
+        finally:
+            self._end()
+
+    def _syscall(self, num: int, args: tuple[Any, ...]) -> SyscallReply:
+        try:
+            value = self.k.syscall(num, args)
+        except KernelError as e:
+            return SyscallReply(e.errno, None, e.detail or "")
+        except KernelPanic as e:
+            return SyscallReply(Errno.EIO, None, f"kernel panic: {e.message}", panic=True)
+        try:
+            return SyscallReply(0, encode_result(value))
+        except ValueError as e:
+            return SyscallReply(Errno.EIO, None, str(e))
+
+    def _reply(self, reqid: int, rep: SyscallReply | PreforkReply) -> None:
+        if self.dead:
+            return
+        data = self.encode(lambda p: p.send_reply(reqid, rep))
+        with contextlib.suppress(KernelError):
+            self.send(data)
+
+    def _prefork(self, reqid: int) -> None:
+        k = self.k
+        try:
+            with k.entered():
+                assert self.proc is not None
+                child = k.procs.fork(self.proc, RFFDG)
+                child.vm = REMOTE_VM
+                child.name = self.proc.name
+            cookie = k.random_bytes(COOKIE_SIZE)
+            srv = self.server
+            srv.lock.enter()
+            srv.forks[cookie] = (child, k.monotonic_ns() + FORK_COOKIE_TTL_NS)
+            srv.lock.exit()
+            self._reply(reqid, PreforkReply(0, cookie))
+        except KernelError as e:
+            self._reply(reqid, PreforkReply(e.errno, b""))
+        finally:
+            self._end()
+
+    def raise_signal(self, signo: int) -> None:
+        """Deliver host signal ``signo`` to the client (from a system call of this session)."""
+        l = self.k.host.curlwp_get()
+        for slot in list(self.active.values()):
+            if slot.lwp is l:
+                slot.oneway(Raise(signo))
+                return
+        raise KernelError(Errno.ESRCH, "raise: not running a call of this session")
+
+    # ---- the end ----
+    def connection_lost(self, reason: str) -> None:
+        """Kill the process: wake every wait, let the calls unwind, free what it held."""
+        if self.reason:
+            return
+        self.reason = reason or "closed"
+        self.dead = True
+        proc = self.proc
+        self.server.log(f"conn {self.id}{self.peer} (pid {proc.pid if proc else '-'}): "
+                        f"{self.reason}")
+        if proc is not None:
+            for l in list(proc.lwps):
+                l.killed = True
+            for l in list(proc.lwps):
+                with contextlib.suppress(Exception):
+                    l.kill()
+        for slot in list(self.active.values()):
+            slot.wake()
+        self.plock.enter()
+        try:
+            while self.inflight:
+                self.idle_cv.wait(self.plock)
+        finally:
+            self.plock.exit()
+        if proc is not None and not self.k.dead:
+            with contextlib.suppress(KernelError), self.k.entered():
+                for slot in self.free_slots:
+                    self.k.lwproc.free(slot.lwp)
+                if proc.pid in self.k.procs.procs and not proc.lwps:
+                    self.k.procs.exit(proc)
+        self.free_slots.clear()
+        self.server._forget(self)
