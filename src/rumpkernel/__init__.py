@@ -9,18 +9,23 @@
 ``boot`` takes the host (``PosixHost()`` by default, ``SimHost(seed)`` for deterministic tests),
 the components to include (``None``: all; ``()``: the base kernel alone), the number of virtual
 CPUs, a memory limit in bytes and a host name.
+
+    conn = rumpkernel.connect("unix:///tmp/sock")   # a kernel in a rump_server process
+    conn.sys.open(...)                              # the same facade, as remote system calls
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from rumpkernel.hypercall import Hypercalls, PosixHost, SimHost
 from rumpkernel.kern.errno import Errno, KernelError, KernelPanic
 from rumpkernel.kern.kernel import Kernel
 
 __version__ = "0.1.0"
-__all__ = ["Errno", "Kernel", "KernelError", "KernelPanic", "PosixHost", "SimHost", "boot"]
+__all__ = ["Errno", "Kernel", "KernelError", "KernelPanic", "PosixHost", "SimHost", "boot",
+           "connect"]
 
 
 def boot(host: Hypercalls | None = None, *, components: Iterable[str] | None = None,
@@ -43,5 +48,15 @@ def boot(host: Hypercalls | None = None, *, components: Iterable[str] | None = N
             k.components.append(c.name)
             k.factions.add(c.faction)
         k.finish_sysent()
+        k.init_stat_sysctl()
     attach(k)
     return k
+
+
+def connect(url: str | None = None, **kw: Any) -> Any:
+    """Connect to a ``rump_server`` at ``url`` (default ``$RUMP_SERVER``) and return the
+    connection; ``conn.sys`` is the same facade as ``k.sys``.  Options as
+    ``rumpkernel.client.remote.RemoteClient`` (retry=, piggyback=, autofork=, secret=)."""
+    from rumpkernel.client.remote import connect as _connect
+
+    return _connect(url, **kw)

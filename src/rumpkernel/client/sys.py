@@ -10,6 +10,7 @@ a sysproxy round trip for remote ones -- so both run exactly the same kernel cod
 
 from __future__ import annotations
 
+import errno as _errno
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -217,6 +218,20 @@ class Sys(SyscallStubs):
         n, typ = self.sys_sysctl(name.encode(), buf, len(buf), new, len(new or b""))
         raw = bytes(buf[:n])
         return int.from_bytes(raw, "little", signed=True) if typ == 1 else raw.decode()
+
+    def sysctl_names(self, prefix: str = "") -> list[str]:
+        """Every sysctl node name starting with ``prefix`` (sorted)."""
+        pre = prefix.encode()
+        while True:
+            n = self.sys_sysctlnames(pre, None, 0)
+            buf = bytearray(max(n, 1))
+            try:
+                n = self.sys_sysctlnames(pre, buf, len(buf)) if n else 0
+            except OSError as e:
+                if e.errno == _errno.ERANGE:  # nodes appeared in between: ask again
+                    continue
+                raise
+            return [x.decode() for x in bytes(buf[:n]).split(b"\0") if x]
 
     def reboot(self, howto: int = RB_HALT) -> None:
         self.sys_reboot(howto)

@@ -143,6 +143,10 @@ class SyscallStubs:
         """Measurement aid: npairs copyin/copyout pairs of n bytes (dissertation Figure ..."""
         return self._call(32, (npairs, src, dst, n))
 
+    def sys_sysctlnames(self, prefix: Any, buf: Any, n: Any) -> Any:
+        """Names of the sysctl nodes under a dotted prefix, NUL-separated; n=0 returns ..."""
+        return self._call(33, (prefix, buf, n))
+
     def sys_openat(self, dirfd: Any, path: Any, flags: Any, mode: Any) -> Any:
         """Open or create a file. ENOENT, EEXIST, EISDIR, ENOTDIR, EACCES, ELOOP, ..."""
         return self._call(40, (dirfd, path, flags, mode))

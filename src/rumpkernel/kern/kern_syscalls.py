@@ -376,6 +376,19 @@ def sys_sysctl(l: Lwp, name: Any, old: Any, oldlen: int, new: Any, newlen: int) 
     return len(enc), TYPE_CODES[node.kind]
 
 
+def sys_sysctlnames(l: Lwp, prefix: Any, buf: Any, n: int) -> int:
+    vm = l.proc.vm
+    pre = vm.copyinstr(prefix, 256).decode("ascii", "replace")
+    raw = b"".join(name.encode() + b"\0" for name in l.kernel.sysctl.names(pre))
+    if n == 0:
+        return len(raw)
+    if n < len(raw):
+        raise KernelError(Errno.ERANGE, f"sysctlnames: {len(raw)} bytes needed, {n} given")
+    if raw:
+        vm.copyout(raw, buf)
+    return len(raw)
+
+
 def sys_reboot(l: Lwp, howto: int) -> None:
     if not l.proc.cred.is_root:
         raise KernelError(Errno.EPERM, "reboot: not root")

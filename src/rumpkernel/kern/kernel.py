@@ -132,6 +132,15 @@ class Kernel:
         sc.add("hw.physmem", INT, getter=lambda: self.kmem.limit or 0)
         sc.add("hw.usermem", INT, getter=lambda: self.kmem.in_use)
 
+    def init_stat_sysctl(self) -> None:
+        """``kern.stat.<name>`` nodes for the integer counters of ``statistics()`` (so remote
+        clients can see them); called once the components are in."""
+        for key, value in self.statistics().items():
+            if type(value) is int and f"kern.stat.{key}" not in self.sysctl.nodes:
+                self.sysctl.add(f"kern.stat.{key}", INT,
+                                getter=lambda key=key: self.statistics().get(key, 0))
+        self.sysctl.add("kern.stat.memory_in_use", INT, getter=lambda: self.kmem.in_use)
+
     # ---- system call table ------------------------------------------------------------------
     def install_syscalls(self, faction: str, module: Any) -> None:
         """Point the dispatch entries of ``faction`` at the handlers in ``module``."""

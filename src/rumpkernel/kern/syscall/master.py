@@ -110,6 +110,9 @@ SYSCALLS: tuple[Syscall, ...] = (
        "Halt the kernel (RB_HALT 0x8; RB_NOSYNC 0x4 skips flushing). EPERM unless root."),
     _S(32, "copybench", "npairs:int, src:in, dst:out, n:int", "int", "kern",
        "Measurement aid: npairs copyin/copyout pairs of n bytes (dissertation Figure 3.37)."),
+    _S(33, "sysctlnames", "prefix:str, buf:out, n:int", "int", "kern",
+       "Names of the sysctl nodes under a dotted prefix, NUL-separated; n=0 returns the size "
+       "needed. ERANGE if n is too small."),
     # --- file system -------------------------------------------------------------------------
     _S(40, "openat", "dirfd:int, path:str, flags:int, mode:int", "int", "vfs",
        "Open or create a file. ENOENT, EEXIST, EISDIR, ENOTDIR, EACCES, ELOOP, EROFS, EMFILE."),

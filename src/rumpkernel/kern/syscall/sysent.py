@@ -35,6 +35,7 @@ SYS_clock_gettime = 29
 SYS_sysctl = 30
 SYS_reboot = 31
 SYS_copybench = 32
+SYS_sysctlnames = 33
 SYS_openat = 40
 SYS_fstatat = 41
 SYS_faccessat = 42
@@ -103,6 +104,7 @@ SYSENT: dict[int, tuple[str, str, str, int]] = {
     30: ('sysctl', 'kern', 'sys_sysctl', 5),
     31: ('reboot', 'kern', 'sys_reboot', 1),
     32: ('copybench', 'kern', 'sys_copybench', 4),
+    33: ('sysctlnames', 'kern', 'sys_sysctlnames', 3),
     40: ('openat', 'vfs', 'sys_openat', 4),
     41: ('fstatat', 'vfs', 'sys_fstatat', 4),
     42: ('faccessat', 'vfs', 'sys_faccessat', 4),
