@@ -9,11 +9,20 @@ from tests.conftest import leak_report
 from tests.fs.drivers import DRIVERS, FsEnv
 
 
-@pytest.fixture(params=sorted(DRIVERS))
+# every driver, through a local client and through a remote (sysproxy) client
+CLIENTS = ("local", "remote")
+
+
+@pytest.fixture(params=[(d, c) for d in sorted(DRIVERS) for c in CLIENTS],
+                ids=lambda p: p[0] if p[1] == "local" else f"{p[0]}-remote")
 def fs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FsEnv]:
-    env = DRIVERS[request.param](tmp_path)
+    driver, client = request.param
+    env = DRIVERS[driver](tmp_path, posix=client == "remote")
     baseline = env.k.statistics()
+    if client == "remote":
+        env.serve_remote(tmp_path)
     yield env
+    env.close_remote()
     k = env.k
     if not k.dead:
         problems = leak_report(k, baseline)

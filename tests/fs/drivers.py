@@ -9,11 +9,13 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
 import rumpkernel
-from rumpkernel import SimHost
+from rumpkernel import PosixHost, SimHost
+from rumpkernel.client.sys import Sys
 from rumpkernel.vfs.vattr import FsFeatures
 
 MNT = "/mnt"
@@ -29,10 +31,30 @@ class FsEnv:
     image: Path | None = None
     mount_opts: dict | None = None
     fstype: str = ""
+    remote: Any = None          # in remote mode: a sysproxy connection to ``k`` (tests/remote)
+    server: Any = None
+
+    remote_sys: Any = None
 
     @property
     def sys(self):
-        return self.k.sys
+        return self.remote_sys if self.remote is not None else self.k.sys
+
+    def serve_remote(self, tmp: Path) -> None:
+        """Remote mode: serve ``k`` in-process (a server thread on a unix socket) and make
+        ``sys`` a remote connection to it; every suite call is then a remote system call."""
+        from rumpkernel.apps.rump_server import Server
+
+        self.server = Server(self.k, f"unix://{tmp}/rump.sock").start()
+        self.remote = rumpkernel.connect(self.server.url, autofork=False)
+        # like k.sys follows the thread's lwp, this follows the current connection (user())
+        self.remote_sys = Sys(lambda num, args: self.remote._call(num, args))
+
+    def close_remote(self) -> None:
+        """End the connection and wait until the server has ended its process."""
+        if self.remote is not None:
+            self.remote.close()
+            self.server.stop(halt=False)
 
     def p(self, *parts: str) -> str:
         return "/".join((TOP, *parts))
@@ -48,6 +70,18 @@ class FsEnv:
     def user(self, uid: int = 1000, gid: int = 1000,
              groups: tuple[int, ...] = ()) -> Iterator[None]:
         """Run the body as an unprivileged process (a child of pid 1)."""
+        if self.remote is not None:   # a second connection is a new process, child of pid 1
+            main = self.remote
+            self.remote = rumpkernel.connect(self.server.url, autofork=False)
+            try:
+                self.sys.setgroups(list(groups))
+                self.sys.setgid(gid)
+                self.sys.setuid(uid)
+                yield
+            finally:
+                self.remote.close()
+                self.remote = main
+            return
         self.k.lwproc.rfork()
         try:
             self.sys.setgroups(list(groups))
@@ -58,7 +92,7 @@ class FsEnv:
             self.k.lwproc.release()
 
 
-Maker = Callable[[Path], FsEnv]
+Maker = Callable[..., FsEnv]   # (tmp, posix=False): posix=True needs a PosixHost kernel
 DRIVERS: dict[str, Maker] = {}
 
 
@@ -79,8 +113,8 @@ def _features(k: rumpkernel.Kernel) -> FsFeatures:
 
 
 @driver("tmpfs")
-def make_tmpfs(tmp: Path) -> FsEnv:
-    k = rumpkernel.boot(SimHost(seed=99))
+def make_tmpfs(tmp: Path, posix: bool = False) -> FsEnv:
+    k = rumpkernel.boot(PosixHost() if posix else SimHost(seed=99))
     k.sys.mkdir(MNT, 0o755)
     k.sys.mount("tmpfs", MNT, 0, {"mode": "755", "link_max": "64"})
     k.sys.mkdir(TOP, 0o755)
@@ -110,14 +144,15 @@ def _register_optional() -> None:
     names = catalog()
     if "ext2" in names:
         for flavour in ("ext2", "ext4"):
-            def make(tmp: Path, flavour: str = flavour) -> FsEnv:
+            def make(tmp: Path, posix: bool = False, flavour: str = flavour) -> FsEnv:
                 img = tmp / f"{flavour}.img"
                 run("mke2fs", "-q", "-F", "-t", flavour, "-b", "1024", str(img), "16M")
                 return image_env(flavour, "ext2", img)
             DRIVERS[flavour] = make
     if "msdos" in names:
         for bits, size in ((12, "4096"), (16, "32768"), (32, "65536")):
-            def make(tmp: Path, bits: int = bits, size: str = size) -> FsEnv:
+            def make(tmp: Path, posix: bool = False, bits: int = bits,
+                     size: str = size) -> FsEnv:
                 img = tmp / f"fat{bits}.img"
                 run("mkfs.fat", "-C", "-F", str(bits), str(img), size)
                 return image_env(f"fat{bits}", "msdos", img)
