@@ -14,8 +14,21 @@ import rumpkernel
 from rumpkernel import SimHost
 
 
-@pytest.fixture
-def k():
+@pytest.fixture(params=["local", "remote"])
+def k(request, tmp_path):
+    """The kernel under test, called locally or through a sysproxy connection (the remote
+    kernel runs on the posix host, so tests that need the sim's virtual clock are local_only)."""
+    if request.param == "remote":
+        if request.node.get_closest_marker("local_only"):
+            pytest.skip("local client only")
+        from tests.remote.harness import RemoteView
+
+        view = RemoteView(rumpkernel.boot(components=(), ncpu=1), tmp_path)
+        yield view
+        if not view.k.dead:
+            assert view.k.statistics()["open_files"] == 0, "test leaked descriptors"
+            view.halt()
+        return
     k = rumpkernel.boot(SimHost(7), components=())
     yield k
     if not k.dead:
@@ -23,6 +36,7 @@ def k():
         k.halt()
 
 
+@pytest.mark.local_only
 def test_ids_and_credentials(k) -> None:
     assert (k.sys.getpid(), k.sys.getppid(), k.sys.getuid(), k.sys.geteuid()) == (1, 0, 0, 0)
     k.lwproc.rfork()
@@ -137,6 +151,7 @@ def test_emfile(k) -> None:
         k.sys.close(fd)
 
 
+@pytest.mark.local_only
 def test_poll_timeout_uses_kernel_clock(k) -> None:
     r, w = k.sys.pipe()
     t0 = k.sys.clock_gettime_ns(time.CLOCK_MONOTONIC)
@@ -154,6 +169,7 @@ def test_poll_timeout_uses_kernel_clock(k) -> None:
     k.sys.close(r)
 
 
+@pytest.mark.local_only
 def test_nanosleep_virtual_time(k) -> None:
     t0 = k.sys.clock_gettime(time.CLOCK_MONOTONIC)
     k.sys.nanosleep(3.5)
