@@ -8,7 +8,6 @@ import pytest
 from tests.conftest import leak_report
 from tests.fs.drivers import DRIVERS, FsEnv
 
-
 # every driver, through a local client and through a remote (sysproxy) client
 CLIENTS = ("local", "remote")
 

@@ -9,9 +9,9 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import rumpkernel
 from rumpkernel import PosixHost, SimHost

@@ -254,6 +254,8 @@ class RemoteClient:
         return call
 
     def _call(self, num: int, args: tuple[Any, ...]) -> Any:
+        if not 0 <= num < 1 << 32:
+            raise oserror(Errno.ENOSYS, f"no system call {num}")
         try:
             wargs, bufs = encode_args(num, args, self.piggyback)
         except MarshalError as e:
