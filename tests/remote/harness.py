@@ -74,12 +74,15 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait()
             raise
+        finally:
+            if self.proc.poll() is not None:
+                _ = self.stderr
         return self.proc.returncode
 
     @property
     def stderr(self) -> str:
         if self._stderr is None:
-            assert self.proc.poll() is not None, "read stderr after the server exited"
+            self.proc.wait(60)
             self._stderr = self.proc.stderr.read() if self.proc.stderr else ""
             if self.proc.stderr:
                 self.proc.stderr.close()

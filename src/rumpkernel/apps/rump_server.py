@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         os.write(ready_w, b"ok")
         os.close(ready_w)
         devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1):
+        for fd in (0, 1, 2):      # a daemon has no terminal: run with -s to see diagnostics
             os.dup2(devnull, fd)
         os.close(devnull)
     code = server.wait()

@@ -78,6 +78,8 @@ class _End:
                 raise EOFError("peer closed the connection")
             return None
         if frame.type not in self._accept:
+            if frame.type not in MsgType.__members__.values():
+                raise ProtocolError(f"unknown message type 0x{frame.type:02x}")
             raise ProtocolError(f"message type 0x{frame.type:02x} not allowed in this direction")
         msg = decode(frame)
         self._check(frame.reqid, msg)

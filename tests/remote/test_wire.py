@@ -1,0 +1,249 @@
+"""The sysproxy wire format and state machines, without sockets: round trips of every message,
+hand-checked bytes, table-derived marshalling, and a fuzzed frame decoder."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rumpkernel.client.sysproxy import auth, wire
+from rumpkernel.client.sysproxy import messages as M
+from rumpkernel.client.sysproxy.marshal import KINDS, check_args, encode_args
+from rumpkernel.client.sysproxy.protocol import ClientProtocol, ServerProtocol, State
+from rumpkernel.client.sysproxy.wire import FrameDecoder, ProtocolError
+from rumpkernel.kern.syscall.master import SYSCALLS
+
+PTR = M.PtrDesc(3, 100, wire.PTR_WRITABLE)
+SAMPLES = [
+    M.Banner(1, wire.BANNER_AUTH, b"n" * 32, "rump-1"),
+    M.Handshake(1, 0, "prog", b"", b"c" * 32, b"m" * 32),
+    M.HandshakeReply(0, 7, b"x" * 32, ""),
+    M.Syscall(15, (3, PTR, 100)),
+    M.Syscall(20, (1, [(M.PtrDesc(0, 2, wire.PTR_DATA, b"ab"), 2), (None, 0)])),
+    M.SyscallReply(0, (3, 4)),
+    M.SyscallReply(2, None, "no such file"),
+    M.SyscallReply(5, None, "panic", panic=True),
+    M.Prefork(),
+    M.PreforkReply(0, b"k" * 32),
+    M.Copyin(1, 10, 20),
+    M.Copyinstr(0, 1024),
+    M.Copyout(2, 5, b"data"),
+    M.Raise(10),
+    M.CopyData(0, b"bytes"),
+    M.CopyData(14),
+]
+
+
+@pytest.mark.parametrize("msg", SAMPLES, ids=lambda m: type(m).__name__)
+def test_every_message_round_trips(msg: M.Message) -> None:
+    data = msg.encode(42)
+    dec = FrameDecoder()
+    for i in range(len(data)):           # byte by byte: frames reassemble from any split
+        assert dec.next() is None
+        dec.feed(data[i : i + 1])
+    frame = dec.next()
+    assert frame is not None and frame.reqid == 42 and dec.pending() == 0
+    assert M.decode(frame) == msg
+
+
+def test_frame_layout_by_hand() -> None:
+    data = M.Copyin(1, 2, 3).encode(0x0102030405060708)
+    assert data[:4] == (12 + 16).to_bytes(4, "little")          # length: rest of header + body
+    assert data[4] == 0x05 and data[5] == 0 and data[6:8] == b"\0\0"
+    assert data[8:16] == bytes.fromhex("0807060504030201")
+    assert data[16:] == bytes.fromhex("01000000" "0200000000000000" "03000000")
+    call = M.Syscall(1, (None, -1)).encode(1)
+    assert call[16:] == bytes.fromhex("01000000" "02" "00" "01ffffffffffffffff")
+
+
+def test_decoder_rejects_bad_lengths_before_buffering() -> None:
+    dec = FrameDecoder()
+    dec.feed((wire.MAX_FRAME).to_bytes(4, "little"))
+    with pytest.raises(ProtocolError, match="exceeds"):
+        dec.next()
+    dec = FrameDecoder()
+    dec.feed((3).to_bytes(4, "little") + b"\0" * 20)
+    with pytest.raises(ProtocolError, match="shorter"):
+        dec.next()
+    dec = FrameDecoder()
+    dec.feed(M.Copyin(1, 2, 3).encode(1)[:-1])
+    assert dec.next() is None
+    with pytest.raises(ProtocolError, match="inside a frame"):
+        dec.eof()
+
+
+def test_payload_checks() -> None:
+    for bad in (wire.encode_frame(0x7F, 1, b""),                        # unknown type
+                wire.encode_frame(wire.MsgType.COPYIN, 1, b"\1\0"),     # truncated
+                M.Copyin(1, 2, 3).encode(1) + b"",
+                wire.encode_frame(wire.MsgType.RAISE, 1, b"\1\0\0\0extra"),
+                wire.encode_frame(wire.MsgType.COPYIN, 1, bytes(16), flags=0x80)):
+        dec = FrameDecoder()
+        dec.feed(bad)
+        frame = dec.next()
+        assert frame is not None
+        if bad == M.Copyin(1, 2, 3).encode(1):
+            continue
+        with pytest.raises(ProtocolError):
+            M.decode(frame)
+
+
+def _sample(kind: str) -> object:
+    return {"int": 7, "str": b"/path", "in": b"input", "out": bytearray(8),
+            "inout": bytearray(8), "vin": [(b"a", 1)], "vout": [(bytearray(2), 2)]}[kind]
+
+
+@pytest.mark.parametrize("sc", SYSCALLS, ids=lambda s: s.name)
+def test_marshalling_follows_the_master_table(sc) -> None:
+    args = tuple(_sample(k) for _, k in sc.args)
+    wargs, bufs = encode_args(sc.num, args)
+    assert check_args(sc.num, wargs) is None
+    nptr = sum(1 if k in ("str", "in", "out", "inout") else len(_sample(k))
+               for _, k in sc.args if k != "int")
+    assert len(bufs) == nptr
+    for a, (_, kind) in zip(wargs, sc.args):
+        if kind in ("out", "inout"):
+            assert a.flags & wire.PTR_WRITABLE and a.data is None      # honest: no data
+        elif kind in ("str", "in"):
+            assert a.data is None
+    # every kind swapped for a wrong one is refused by the server
+    for i, (_, kind) in enumerate(sc.args):
+        wrong = list(wargs)
+        wrong[i] = M.PtrDesc(0, 1, 0) if kind == "int" else 5
+        assert check_args(sc.num, tuple(wrong)) is not None
+    assert check_args(sc.num, tuple(wargs) + (1,)) is not None
+
+
+def test_piggyback_carries_input_only() -> None:
+    wargs, _ = encode_args(40, (-100, b"/a/b\0junk", 0, 0o644), piggyback=True)
+    assert wargs[1].data == b"/a/b"
+    wargs, _ = encode_args(15, (3, bytearray(10), 10), piggyback=True)
+    assert wargs[1].data is None
+    assert set(KINDS) == {s.num for s in SYSCALLS}
+
+
+def test_client_side_argument_errors() -> None:
+    with pytest.raises(TypeError):
+        encode_args(15, (1, bytearray(1)))
+    with pytest.raises(TypeError):
+        encode_args(15, ("3", bytearray(1), 1))
+    with pytest.raises(OverflowError):
+        encode_args(26, (1, 1 << 64, 0))
+    wargs, _ = encode_args(16, (1, 12345, 1))
+    assert wargs[1].flags & wire.PTR_BAD
+
+
+def _handshake(server: ServerProtocol, client: ClientProtocol) -> None:
+    client.receive_data(server.banner())
+    assert client.next_event()[1].__class__ is M.Banner
+    server.receive_data(client.send_handshake(0, "t", b"", b"c" * 32))
+    _, hs = server.next_event()
+    assert server.check_auth(hs) is None
+    client.receive_data(server.send_handshake_reply(0, 5, hs.nonce))
+    _, rep = client.next_event()
+    client.check_handshake_reply(rep)
+    assert client.state is State.READY and server.state is State.READY
+
+
+@pytest.mark.parametrize("secret", [None, b"sesame"])
+def test_state_machines_talk(secret) -> None:
+    server = ServerProtocol(b"s" * 32, secret)
+    client = ClientProtocol(secret)
+    _handshake(server, client)
+    server.receive_data(client.send_syscall(1, 15, (0, PTR, 10)))
+    assert server.next_event()[0] == 1
+    client.receive_data(server.send_copy_request(1, M.Copyinstr(0, 10)))
+    assert client.next_event() == (1, M.Copyinstr(0, 10))
+    server.receive_data(client.send_copy_data(1, 0, b"x"))
+    assert server.next_event() == (1, M.CopyData(0, b"x"))
+    with pytest.raises(ProtocolError, match="asked for none"):   # a second, unasked reply
+        server.receive_data(client.send_copy_data(1, 0, b"x"))
+        server.next_event()
+
+
+def test_state_machine_violations() -> None:
+    server = ServerProtocol(b"s" * 32, None)
+    server.receive_data(M.Syscall(1, ()).encode(1))
+    with pytest.raises(ProtocolError, match="before the handshake"):
+        server.next_event()
+    server = ServerProtocol(b"s" * 32, None)
+    client = ClientProtocol(None)
+    _handshake(server, client)
+    server.receive_data(M.Syscall(1, ()).encode(0))
+    with pytest.raises(ProtocolError, match="zero or already"):
+        server.next_event()
+    client.receive_data(M.SyscallReply(0, 1).encode(9))
+    with pytest.raises(ProtocolError, match="not open"):
+        client.next_event()
+    client.receive_data(b"")
+    with pytest.raises(EOFError):
+        client.next_event()
+
+
+def test_auth_is_mutual_and_bound_to_the_nonces() -> None:
+    mac = auth.client_mac(b"k", b"s" * 32, b"c" * 32)
+    assert auth.verify_client(b"k", b"s" * 32, b"c" * 32, mac)
+    assert not auth.verify_client(b"other", b"s" * 32, b"c" * 32, mac)
+    assert not auth.verify_client(b"k", b"t" * 32, b"c" * 32, mac)       # replayed
+    assert not auth.verify_server(b"k", b"s" * 32, b"c" * 32, mac)       # not symmetric
+    server = ServerProtocol(b"s" * 32, b"right")
+    client = ClientProtocol(b"wrong")
+    client.receive_data(server.banner())
+    client.next_event()
+    server.receive_data(client.send_handshake(0, "t", b"", b"c" * 32))
+    _, hs = server.next_event()
+    assert server.check_auth(hs) == "authentication failed"
+
+
+# ---- fuzzing ---------------------------------------------------------------------------------
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.binary(max_size=64), max_size=8), st.booleans())
+def test_fuzz_server_side_never_crashes(chunks: list[bytes], handshaken: bool) -> None:
+    """Arbitrary bytes give events or ProtocolError/EOFError -- nothing else, bounded work."""
+    server = ServerProtocol(b"s" * 32, None)
+    if handshaken:
+        server.state = State.READY
+    try:
+        for c in [*chunks, b""]:
+            server.receive_data(c)
+            while server.next_event() is not None:
+                pass
+    except (ProtocolError, EOFError):
+        pass
+
+
+def _frames() -> st.SearchStrategy[bytes]:
+    types = st.sampled_from([int(t) for t in wire.MsgType] + [0, 0x7F])
+    return st.builds(lambda t, rid, body, fl: wire.encode_frame(t, rid, body, fl),
+                     types, st.integers(0, 5), st.binary(max_size=48), st.sampled_from([0, 1]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_frames(), max_size=6), st.integers(0, 3))
+def test_fuzz_well_framed_garbage(frames: list[bytes], cut: int) -> None:
+    data = b"".join(frames)
+    for proto in (ServerProtocol(b"s" * 32, None), ClientProtocol(None)):
+        try:
+            proto.receive_data(data[: len(data) - cut] if cut else data)
+            while proto.next_event() is not None:
+                pass
+        except (ProtocolError, EOFError):
+            pass
+
+
+values = st.recursive(
+    st.one_of(st.none(), st.integers(-(1 << 63), (1 << 63) - 1)),
+    lambda _: st.lists(st.tuples(
+        st.one_of(st.none(), st.builds(M.PtrDesc, st.integers(0, 2**32 - 1),
+                                       st.integers(0, 2**20), st.sampled_from([0, 1, 4]))),
+        st.integers(-5, 2**40)), max_size=4), max_leaves=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.lists(values, max_size=wire.MAX_ARGS))
+def test_syscall_values_round_trip(num: int, args: list) -> None:
+    msg = M.Syscall(num, tuple(args))
+    dec = FrameDecoder()
+    dec.feed(msg.encode(3))
+    assert M.decode(dec.next()) == msg
