@@ -112,7 +112,7 @@ def test_marshalling_follows_the_master_table(sc) -> None:
         wrong = list(wargs)
         wrong[i] = M.PtrDesc(0, 1, 0) if kind == "int" else 5
         assert check_args(sc.num, tuple(wrong)) is not None
-    assert check_args(sc.num, tuple(wargs) + (1,)) is not None
+    assert check_args(sc.num, (*wargs, 1)) is not None
 
 
 def test_piggyback_carries_input_only() -> None:
