@@ -105,6 +105,7 @@ class RemoteClient:
         self.pid = 0
         self.server_name = ""
         self.on_signal = spsock.raise_signal
+        self.stats = {"calls": 0, "copyin": 0, "copyinstr": 0, "copyout": 0, "raise": 0}
         self.sys = Sys(self._call)
         self._closed = False
         self._fork_cookie: bytes | None = None
@@ -235,7 +236,7 @@ class RemoteClient:
             delay = min(delay * 2, 1.0)
 
     # ---- calls -------------------------------------------------------------------------------
-    def _start(self, build: Any, bufs: list[Any]) -> _Call:
+    def _start(self, build: Any, bufs: list[Any], resend: bool = True) -> _Call:
         if self._broken is not None:
             self._reconnect()
         with self._state:
@@ -250,6 +251,8 @@ class RemoteClient:
             with self._state:
                 self._pending.pop(call.rid, None)
             self._lost(f"send: {e}")
+            if resend and self.retry != 0 and not self._closed:
+                return self._start(build, bufs, False)   # never sent: safe to send again
             raise oserror(Errno.ENOTCONN, f"connection to {self.url} lost: {e}") from None
         return call
 
@@ -260,6 +263,7 @@ class RemoteClient:
             wargs, bufs = encode_args(num, args, self.piggyback)
         except MarshalError as e:
             raise oserror(Errno[e.errno_name], str(e)) from None
+        self.stats["calls"] += 1
         call = self._start(lambda p, rid: p.send_syscall(rid, num, wargs), bufs)
         rep: SyscallReply = self._wait(call)  # type: ignore[assignment]
         if rep.errno:
@@ -394,19 +398,24 @@ class RemoteClient:
 
     def _serve(self, call: _Call, msg: Message) -> None:
         t = type(msg)
+        stats = self.stats
         if t is Copyout:
+            stats["copyout"] += 1
             if not call.abandoned:
                 _copyout(call.bufs, msg)  # type: ignore[arg-type]
             return
         if t is Raise:
+            stats["raise"] += 1
             self.on_signal(msg.signo)  # type: ignore[attr-defined]
             return
         errno, data = 0, b""
         if call.abandoned:
             errno = Errno.EFAULT
         elif t is Copyin:
+            stats["copyin"] += 1
             errno, data = _copyin(call.bufs, msg)  # type: ignore[arg-type]
         elif t is Copyinstr:
+            stats["copyinstr"] += 1
             errno, data = _copyinstr(call.bufs, msg)  # type: ignore[arg-type]
         try:
             with self._wlock:

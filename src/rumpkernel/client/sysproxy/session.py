@@ -43,7 +43,7 @@ from rumpkernel.client.sysproxy.messages import (
     SyscallReply,
 )
 from rumpkernel.client.sysproxy.protocol import ServerProtocol
-from rumpkernel.client.sysproxy.vmspace import REMOTE_VM, RemotePtr
+from rumpkernel.client.sysproxy.vmspace import RemotePtr, RemoteVmspace
 from rumpkernel.client.sysproxy.wire import HandshakeKind, ProtocolError
 from rumpkernel.kern.errno import Errno, KernelError, KernelPanic
 from rumpkernel.kern.proc import RFCFDG, RFFDG, Lwp, Proc
@@ -291,7 +291,7 @@ class SpSession:
             p = entry[0]
         else:
             raise KernelError(Errno.EINVAL, f"unknown handshake kind {hs.kind}")
-        p.vm = REMOTE_VM
+        p.vm = RemoteVmspace(self)
         return p
 
     def _new_slot(self) -> SpSlot:
@@ -387,7 +387,7 @@ class SpSession:
             with k.entered():
                 assert self.proc is not None
                 child = k.procs.fork(self.proc, RFFDG)
-                child.vm = REMOTE_VM
+                child.vm = RemoteVmspace(None)
                 child.name = self.proc.name
             cookie = k.random_bytes(COOKIE_SIZE)
             srv = self.server
@@ -400,9 +400,8 @@ class SpSession:
         finally:
             self._end()
 
-    def raise_signal(self, signo: int) -> None:
+    def raise_signal(self, l: Lwp, signo: int) -> None:
         """Deliver host signal ``signo`` to the client (from a system call of this session)."""
-        l = self.k.host.curlwp_get()
         for slot in list(self.active.values()):
             if slot.lwp is l:
                 slot.oneway(Raise(signo))
@@ -433,6 +432,8 @@ class SpSession:
                 self.idle_cv.wait(self.plock)
         finally:
             self.plock.exit()
+        if proc is not None and isinstance(proc.vm, RemoteVmspace):
+            proc.vm.session = None
         if proc is not None and not self.k.dead:
             with contextlib.suppress(KernelError), self.k.entered():
                 for slot in self.free_slots:

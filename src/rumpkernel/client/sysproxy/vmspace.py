@@ -9,6 +9,7 @@ client.  ``REMOTE_VM`` implements the contract of ``kern.vm`` on top:
     copyin(p, n, off)   cached content if piggy-backed, else COPYIN round trips of at most
                         COPY_CHUNK bytes each                         EFAULT, EINTR
     copyout(data, p, off)   COPYOUT frames (no reply, as in the dissertation's Table 3.6)
+    raise_signal(l, signo)  a RAISE frame: the client process gets a host signal
     copyinstr(p, maxlen)    one COPYINSTR round trip                  EFAULT, ENAMETOOLONG
     vec(v)              the iovec list decoded from the request       EFAULT, EINVAL
 
@@ -66,8 +67,21 @@ def _fetch(p: RemotePtr, msg: Copyin | Copyinstr) -> bytes:
 
 
 class RemoteVmspace:
-    __slots__ = ()
+    """One per remote process; ``session`` is the connection serving it (None between a
+    PREFORK and the child's handshake)."""
+
+    __slots__ = ("session",)
     remote = True
+
+    def __init__(self, session: Any = None) -> None:
+        self.session = session
+
+    def raise_signal(self, l: Any, signo: int) -> None:
+        """Deliver host signal ``signo`` to the client process (Table 3.6 ``raise``); ``l`` must
+        be running a call of that client.  ESRCH otherwise."""
+        if self.session is None:
+            raise KernelError(Errno.ESRCH, "raise: process has no client")
+        self.session.raise_signal(l, signo)
 
     def copyin(self, uaddr: Any, n: int, off: int = 0) -> bytes:
         p = _ptr(uaddr, "copyin")
@@ -121,5 +135,3 @@ class RemoteVmspace:
             raise KernelError(Errno.EINVAL, "too many iovecs")
         return uvec
 
-
-REMOTE_VM = RemoteVmspace()
