@@ -214,8 +214,16 @@ class Sys(SyscallStubs):
         if value is not None:
             new = value.to_bytes(8, "little", signed=True) if isinstance(value, int) \
                 else value.encode()
-        buf = bytearray(256)
-        n, typ = self.sys_sysctl(name.encode(), buf, len(buf), new, len(new or b""))
+        size = 256
+        while True:
+            buf = bytearray(size)
+            try:
+                n, typ = self.sys_sysctl(name.encode(), buf, len(buf), new, len(new or b""))
+                break
+            except OSError as e:
+                if e.errno != _errno.ENOMEM or size >= 1 << 20:
+                    raise
+                size *= 16    # a long string node: ask again with room for it
         raw = bytes(buf[:n])
         return int.from_bytes(raw, "little", signed=True) if typ == 1 else raw.decode()
 

@@ -140,6 +140,11 @@ class Kernel:
                 self.sysctl.add(f"kern.stat.{key}", INT,
                                 getter=lambda key=key: self.statistics().get(key, 0))
         self.sysctl.add("kern.stat.memory_in_use", INT, getter=lambda: self.kmem.in_use)
+        if self.vfs is not None and "vfs.mounts" not in self.sysctl.nodes:
+            # one line per mount: "<id = st_dev of its files> <fstype> <source> ro|rw"
+            self.sysctl.add("vfs.mounts", STR, getter=lambda: "\n".join(
+                f"{m.id} {m.fstype} {m.source} {'ro' if m.readonly else 'rw'}"
+                for m in self.vfs.mounts))
 
     # ---- system call table ------------------------------------------------------------------
     def install_syscalls(self, faction: str, module: Any) -> None:
