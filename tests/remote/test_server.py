@@ -35,7 +35,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 
 def baseline(srv: ServerProcess) -> dict[str, int]:
     with srv.connect() as c:
-        out = {n: stat(c, n) for n in ("processes", "lwps", "open_files")}
+        out = {n: stat(c, n) for n in ("processes", "lwps", "open_files", "vnodes_referenced")}
     # the probe connection itself was one process with one lwp
     assert wait_for(lambda: _counts(srv) == out)
     return out
@@ -43,7 +43,7 @@ def baseline(srv: ServerProcess) -> dict[str, int]:
 
 def _counts(srv: ServerProcess) -> dict[str, int]:
     with srv.connect() as c:
-        return {n: stat(c, n) for n in ("processes", "lwps", "open_files")}
+        return {n: stat(c, n) for n in ("processes", "lwps", "open_files", "vnodes_referenced")}
 
 
 def test_connection_is_a_process(server) -> None:
