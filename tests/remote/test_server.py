@@ -27,7 +27,8 @@ RW = os.O_RDWR | os.O_CREAT
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("srv")
-    srv = ServerProcess(f"unix://{tmp}/sock", "-c", "2", "-v")
+    srv = ServerProcess(f"unix://{tmp}/sock", "-c", "2", "-r", "64m", "-v", "-lrumpvfs",
+                        "-lrumpfs_tmpfs")
     yield srv
     assert srv.stop() == 0
     assert not Path(f"{tmp}/sock").exists(), "socket file left behind"
@@ -60,6 +61,12 @@ def test_connection_is_a_process(server) -> None:
         a.sys.setuid(1000)                              # credentials are per process
         assert a.sys.getuid() == 1000 and b.sys.getuid() == 0
         assert a.sys.sysctl("kern.stat.processes") >= 4
+        assert a.sys.sysctl("hw.ncpu") == 2 and a.sys.sysctl("hw.physmem") == 64 << 20
+        b.sys.mkdir("/tmp")
+        b.sys.mount("tmpfs", "/tmp")                  # -lrumpfs_tmpfs loaded tmpfs
+        assert "tmpfs tmpfs rw" in b.sys.sysctl("vfs.mounts")
+        b.sys.unmount("/tmp")
+        b.sys.rmdir("/tmp")
 
 
 def test_two_clients_share_the_file_system(server) -> None:
