@@ -113,7 +113,7 @@ else:
     chunk = b"x" * (4 << 20)
     print("ready", flush=True)
     while True:
-        c.sys.write(fd, chunk)
+        c.sys.pwrite(fd, chunk, 0)      # the same 4 MiB again and again
 """
 
 
