@@ -345,3 +345,22 @@ def test_errors_keep_their_errno(server) -> None:
         with pytest.raises(OSError) as ei:
             c.sys.sys_read(0, b"readonly", 4)
         assert ei.value.errno in (errno.EBADF, errno.EFAULT)
+
+
+def test_too_many_calls_in_flight(server) -> None:
+    """Requests that block (reads of an empty pipe) pile up to a limit; past it the connection
+    is closed and everything it held is freed."""
+    from rumpkernel.client.sysproxy.session import MAX_INFLIGHT
+
+    before = baseline(server)
+    s = _raw(server.url)
+    try:
+        _hello(s)
+        s.sendall(M.Syscall(14, (0,)).encode(1))                          # pipe2
+        rfd = _recv_frame(s).value[0]
+        s.sendall(b"".join(M.Syscall(15, (rfd, M.PtrDesc(0, 1, 1), 1)).encode(i)
+                           for i in range(2, MAX_INFLIGHT + 3)))
+        assert _recv_frame(s) is None
+    finally:
+        s.close()
+    assert wait_for(lambda: _counts(server) == before, 20), (_counts(server), before)

@@ -50,6 +50,7 @@ from rumpkernel.kern.proc import RFCFDG, RFFDG, Lwp, Proc
 from rumpkernel.kern.sync import KCondVar, KMutex
 
 FORK_COOKIE_TTL_NS = 60 * 10**9
+MAX_INFLIGHT = 256      # calls one connection may have running at once (each holds a thread)
 
 
 class Transport(Protocol):
@@ -237,8 +238,12 @@ class SpSession:
 
     def _begin(self) -> None:
         self.plock.enter()
-        self.inflight += 1
-        self.plock.exit()
+        try:
+            if self.inflight >= MAX_INFLIGHT:
+                raise ProtocolError(f"more than {MAX_INFLIGHT} calls in flight")
+            self.inflight += 1
+        finally:
+            self.plock.exit()
 
     def _end(self) -> None:
         self.plock.enter()
