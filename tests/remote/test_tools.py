@@ -94,3 +94,25 @@ def test_halt_without_sync(tmp_path: Path) -> None:
     finally:
         srv.close()
     assert "reboot requested" in srv.stderr and "0xc" in srv.stderr
+
+
+def test_console_scripts_resolve() -> None:
+    import importlib
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    for name in ("rump_server", "rump.halt", "rump.sysctl", "rump.ls", "rump.cat", "rump.cp",
+                 "rump.df", "rump.mount", "rump.umount", "rumphijack"):
+        module, _, func = scripts[name].partition(":")
+        assert callable(getattr(importlib.import_module(module), func)), name
+
+
+def test_tool_usage_errors(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "rumpkernel.apps.rumptools", "frobnicate"],
+                       env=env(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "usage" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "rumpkernel.apps.rumptools", "ls", "-u",
+                        f"unix://{tmp_path}/nobody"], env=env(), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1 and "rump.ls:" in r.stderr
