@@ -364,3 +364,26 @@ def test_too_many_calls_in_flight(server) -> None:
     finally:
         s.close()
     assert wait_for(lambda: _counts(server) == before, 20), (_counts(server), before)
+
+
+def test_sigterm_with_a_blocked_client(tmp_path: Path) -> None:
+    srv = ServerProcess(f"unix://{tmp_path}/s", "-l", "tmpfs")
+    c = srv.connect()
+    try:
+        r, _w = c.sys.pipe()
+        errors: list[OSError] = []
+
+        def reader() -> None:
+            try:
+                c.sys.read(r, 1)
+            except OSError as e:
+                errors.append(e)
+
+        t = threading.Thread(target=reader)
+        t.start()
+        time.sleep(0.2)
+        assert srv.stop(signal.SIGTERM) == 0          # does not wait for the blocked read
+        t.join(10)
+        assert not t.is_alive() and errors[0].errno == errno.ENOTCONN
+    finally:
+        c.close()
