@@ -20,6 +20,7 @@ from rumpkernel.vfs.vattr import FsFeatures
 
 MNT = "/mnt"
 TOP = "/mnt/t"   # the tests work in a fresh directory: real images have lost+found and more
+TMPFS_OPTS = {"mode": "755", "link_max": "64"}
 
 
 @dataclass
@@ -50,11 +51,42 @@ class FsEnv:
         # like k.sys follows the thread's lwp, this follows the current connection (user())
         self.remote_sys = Sys(lambda num, args: self.remote._call(num, args))
 
+    def serve_process(self, server: Any) -> None:
+        """Remote mode against a real ``rump_server`` process shared by the session (tmpfs only:
+        image drivers need the in-process kernel to remount); each test gets a fresh tmpfs at
+        /mnt, mounted like make_tmpfs's, and ``close_remote`` puts the root back as it was."""
+        self.server = server
+        self.remote = server.connect()
+        self.remote_sys = Sys(lambda num, args: self.remote._call(num, args))
+        if "mnt" not in self.sys.listdir("/"):
+            self.sys.mkdir(MNT, 0o755)
+        self.sys.mount("tmpfs", MNT, 0, TMPFS_OPTS)
+        self.sys.mkdir(TOP, 0o755)
+
     def close_remote(self) -> None:
-        """End the connection and wait until the server has ended its process."""
-        if self.remote is not None:
+        """End the connection and wait until the server has ended its process.  A shared server
+        process must then show no leftover processes or descriptors."""
+        if self.remote is None:
+            return
+        if not hasattr(self.server, "proc"):
             self.remote.close()
             self.server.stop(halt=False)
+            return
+        from tests.remote.harness import stat, wait_for
+
+        s = self.sys
+        s.chdir("/")
+        root_dev = s.stat("/").st_dev
+        for name in s.listdir("/"):
+            if name != "dev":
+                if s.stat("/" + name).st_dev != root_dev:
+                    s.unmount("/" + name)
+                if name != "mnt":
+                    _remove_tree(s, "/" + name)
+        self.remote.close()
+        with self.server.connect() as probe:
+            assert wait_for(lambda: (stat(probe, "processes"), stat(probe, "open_files"))
+                            == (3, 0)), "the server process leaked"
 
     def p(self, *parts: str) -> str:
         return "/".join((TOP, *parts))
@@ -92,6 +124,17 @@ class FsEnv:
             self.k.lwproc.release()
 
 
+def _remove_tree(s: Any, path: str) -> None:
+    import stat as st
+
+    if st.S_ISDIR(s.lstat(path).st_mode):
+        for name in s.listdir(path):
+            _remove_tree(s, f"{path}/{name}")
+        s.rmdir(path)
+    else:
+        s.unlink(path)
+
+
 Maker = Callable[..., FsEnv]   # (tmp, posix=False): posix=True needs a PosixHost kernel
 DRIVERS: dict[str, Maker] = {}
 
@@ -116,7 +159,7 @@ def _features(k: rumpkernel.Kernel) -> FsFeatures:
 def make_tmpfs(tmp: Path, posix: bool = False) -> FsEnv:
     k = rumpkernel.boot(PosixHost() if posix else SimHost(seed=99))
     k.sys.mkdir(MNT, 0o755)
-    k.sys.mount("tmpfs", MNT, 0, {"mode": "755", "link_max": "64"})
+    k.sys.mount("tmpfs", MNT, 0, TMPFS_OPTS)
     k.sys.mkdir(TOP, 0o755)
     return FsEnv(k, "tmpfs", _features(k), persistent=False)
 
