@@ -32,7 +32,17 @@ def kernel() -> Iterator[rumpkernel.Kernel]:
     if not k.dead:
         problems = leak_report(k, baseline)
         k.halt()
+        problems += halt_report(k)
         assert not problems, "kernel leaked: " + "; ".join(problems)
+
+
+def halt_report(k: rumpkernel.Kernel) -> list[str]:
+    """After halt every accounted byte must be back: caches dropped, file systems unmounted."""
+    mem = k.statistics()["memory"]
+    if mem["in_use"]:
+        return [f"{mem['in_use']} bytes of kernel memory still accounted after halt: "
+                f"{mem['by_tag']}"]
+    return []
 
 
 @pytest.fixture
@@ -43,4 +53,5 @@ def posix_kernel() -> Iterator[rumpkernel.Kernel]:
     if not k.dead:
         problems = leak_report(k, baseline)
         k.halt()
+        problems += halt_report(k)
         assert not problems, "kernel leaked: " + "; ".join(problems)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import leak_report
+from tests.conftest import halt_report, leak_report
 from tests.fs.drivers import DRIVERS, FsEnv
 
 
@@ -18,4 +18,5 @@ def fs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FsEnv]:
     if not k.dead:
         problems = leak_report(k, baseline)
         k.halt()
+        problems += halt_report(k)
         assert not problems, "kernel leaked: " + "; ".join(problems)
