@@ -12,7 +12,6 @@ import stat
 import sys
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -102,6 +101,8 @@ class PosixHost(Hypercalls):
             self._threads.remove(handle)
 
     def thread_stacks(self) -> str:
+        import traceback
+
         frames = sys._current_frames()
         out = []
         for t in threading.enumerate():
