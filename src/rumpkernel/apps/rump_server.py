@@ -17,8 +17,10 @@ and exits 70.
 
 Library use (tests, embedding): ``Server(k, url).start()`` ... ``server.stop()``.
 
-Threads: one accept thread; one reader thread per connection (it never blocks on the kernel or
-on sending); system calls run on a shared pool of worker threads, one per call in flight.
+Threads: one accept thread; per connection, whichever thread holds its read token reads and
+runs the calls it reads inline (leader/follower, see ``_Conn``); a watchdog hands the token to a
+pool worker when its holder stays blocked in the kernel; calls that arrive while their reader
+is in the middle of another call run on the shared worker pool.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +44,7 @@ from rumpkernel.hypercall import spsock
 from rumpkernel.kern.errno import KernelError, KernelPanic
 
 RECV_SIZE = 1 << 18
+BUSY_NS = 2_000_000     # a read-token holder busy in the kernel this long hands reading over
 EXIT_PANIC = 70
 RB_NOSYNC = 0x4
 
@@ -103,17 +107,34 @@ class WorkerPool:
 
 
 class _Conn:
-    """One client connection: the socket, its session, its reader thread."""
+    """One client connection: the socket, its session, and its read token.
+
+    Leader/follower: at any time one thread holds the connection's *read token* and is the
+    only one reading the socket.  The holder runs the system calls it reads itself, inline (no
+    hand-off to another thread); while it runs kernel code the token is *busy*.  A thread
+    whose call waits for a copy reply takes the token if it is free or busy (the busy holder
+    simply finds, when its call ends, that it has lost it and leaves) and reads its own reply;
+    otherwise it sleeps and the holder delivers.  A holder that stays busy longer than
+    ``BUSY_NS`` (a call blocked in the kernel) loses the token to a fresh worker (the server's
+    watchdog), so requests from the client's other threads are still read.  Calls read while
+    their reader is itself in the middle of a call go to the worker pool.
+    """
 
     def __init__(self, server: Server, sock: socket.socket, peer: str) -> None:
         self.server = server
         self.sock = sock
         self.wlock = threading.Lock()
+        self.lock = threading.Lock()
+        self.holder: int | None = None        # thread ident with the read token
+        self.busy_since: int | None = None    # the holder runs kernel code since (ns)
+        self.waiting: list[Any] = []          # slots asleep waiting for copy data
+        self.failure: str | None = None
+        self.finished = threading.Event()
         self.session: SpSession = server.sp.new_session(self, peer)
-        self.thread = threading.Thread(target=self._read_loop, name=f"sp-conn-{peer}",
+        self.thread = threading.Thread(target=self._first, name=f"sp-conn-{peer}",
                                        daemon=True)
 
-    # Transport
+    # ---- Transport ---------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
         with self.wlock:
             self.sock.sendall(data)
@@ -122,35 +143,160 @@ class _Conn:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
 
-    def submit(self, fn: Callable[[], None]) -> None:
-        self.server.pool.submit(fn)
-
-    def _read_loop(self) -> None:
-        s = self.session
-        reason = "closed by client"
-        try:
-            self.send(s.start())
-            while True:
-                s.data_received(self.sock.recv(RECV_SIZE))
-        except EOFError:
-            pass
-        except ProtocolError as e:
-            reason = f"protocol error: {e}"
-            self.server.log_always(f"conn {s.id}{s.peer}: closing: {reason}")
-        except OSError as e:
-            reason = f"connection error: {e}"
-        except KernelPanic as e:
-            reason = f"kernel panic: {e.message}"
-        except Exception as e:  # pragma: no cover - a bug in the session code
-            reason = f"internal error: {type(e).__name__}: {e}"
-            self.server.log_always(f"conn {s.id}: {reason}\n{traceback.format_exc()}")
-        finally:
-            self.close()
+    def await_copy(self, slot: Any) -> None:
+        """Called by a thread in the middle of a call (vCPU held) once it has asked for
+        client memory: read until the answer is there, or sleep while another thread reads."""
+        me = threading.get_ident()
+        sched = self.server.k.sched
+        l = slot.lwp
+        while slot.reply is None and not self.session.dead:
+            with self.lock:
+                take = self.holder == me or self.holder is None or self.busy_since is not None
+                if take:
+                    self.holder, self.busy_since = me, None
+                else:
+                    self.waiting.append(slot)
+            if not take:
+                try:
+                    slot.wait()
+                finally:
+                    with self.lock:
+                        if slot in self.waiting:
+                            self.waiting.remove(slot)
+                continue
+            held = l.cpu is not None
+            if held:
+                sched.unschedule(l)
             try:
-                s.connection_lost(reason)
+                self._read_some(inline=False)
             finally:
-                self.sock.close()
-                self.server._conn_done(self)
+                if held:
+                    sched.schedule(l)
+        self._go_busy(me)
+
+    # ---- the token -----------------------------------------------------------------------------
+    def _go_busy(self, me: int) -> None:
+        """The holder starts (or resumes) running kernel code."""
+        with self.lock:
+            if self.holder != me:
+                return
+            self.busy_since = time.monotonic_ns()
+            wake = self.waiting[:1]
+        for slot in wake:            # someone wants to read: it may take the token now
+            slot.wake()
+        self.server.watch()
+
+    def _still_holder(self, me: int) -> bool:
+        with self.lock:
+            if self.holder == me:
+                self.busy_since = None
+                return True
+            return False
+
+    def steal_if_stuck(self, now: int) -> bool:
+        """Watchdog: a holder busy for too long loses the token to a new worker."""
+        with self.lock:
+            if self.busy_since is None or now - self.busy_since < BUSY_NS:
+                return self.busy_since is not None
+            self.holder, self.busy_since = None, None
+        self.server.pool.submit(self._lead)
+        return False
+
+    # ---- reading -------------------------------------------------------------------------------
+    def _first(self) -> None:
+        with self.lock:
+            self.holder = threading.get_ident()
+        try:
+            self.send(self.session.start())
+        except OSError as e:
+            self.failure = f"connection error: {e}"
+        self._lead()
+
+    def _lead(self) -> None:
+        """Run as the token holder: read, handle, run calls inline; leave when the token has
+        gone to another thread; end the connection when it is over."""
+        me = threading.get_ident()
+        with self.lock:
+            if self.holder is None:
+                self.holder = me
+            elif self.holder != me:
+                return
+        while self.failure is None:
+            job = self._next_job()
+            if job is None:
+                continue
+            self._go_busy(me)
+            job()
+            if not self._still_holder(me):
+                return
+        self._finish()
+
+    def _next_job(self) -> Any:
+        """One step as holder (not busy): the next job to run inline, or None."""
+        s = self.session
+        try:
+            ev = s.next_event()
+            if ev is None:
+                s.feed(self.sock.recv(RECV_SIZE))
+                return None
+            return s.handle(*ev)
+        except BaseException as e:
+            self._fail(e)
+            return None
+
+    def _read_some(self, inline: bool) -> None:
+        """Holder in the middle of a call: read one chunk, deliver copy data, hand new calls to
+        the pool."""
+        s = self.session
+        try:
+            ev = s.next_event()
+            if ev is None:
+                s.feed(self.sock.recv(RECV_SIZE))
+                ev = s.next_event()
+            while ev is not None:
+                job = s.handle(*ev)
+                if job is not None:
+                    self.server.pool.submit(self._pooled(job))
+                ev = s.next_event()
+        except BaseException as e:
+            self._fail(e)
+
+    def _pooled(self, job: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            job()
+            if self._still_holder(threading.get_ident()):  # it took the token on the way
+                self._lead()
+        return run
+
+    def _fail(self, e: BaseException) -> None:
+        if self.failure is not None:
+            return
+        s = self.session
+        if isinstance(e, EOFError):
+            self.failure = "closed by client"
+        elif isinstance(e, ProtocolError):
+            self.failure = f"protocol error: {e}"
+            self.server.log_always(f"conn {s.id}{s.peer}: closing: {self.failure}")
+        elif isinstance(e, OSError):
+            self.failure = f"connection error: {e}"
+        elif isinstance(e, KernelPanic):
+            self.failure = f"kernel panic: {e.message}"
+        else:  # pragma: no cover - a bug in the session code
+            self.failure = f"internal error: {type(e).__name__}: {e}"
+            self.server.log_always(f"conn {s.id}: {self.failure}\n{traceback.format_exc()}")
+        self.close()
+        s.kill()
+
+    def _finish(self) -> None:
+        with self.lock:
+            if self.finished.is_set():
+                return
+            self.finished.set()
+        try:
+            self.session.connection_lost(self.failure or "closed")
+        finally:
+            self.sock.close()
+            self.server._conn_done(self)
 
 
 class Server:
@@ -180,6 +326,9 @@ class Server:
         self.exit_code = 0
         self.halt_sync = True
         self.stopped = False
+        self._busy = threading.Event()
+        self._watchdog_thread = threading.Thread(target=self._watchdog, name="sp-watchdog",
+                                                 daemon=True)
 
     def log(self, msg: str) -> None:
         if self.verbose:
@@ -197,7 +346,29 @@ class Server:
         self._accept_thread = threading.Thread(target=self._accept_loop, name="sp-accept",
                                                daemon=True)
         self._accept_thread.start()
+        self._watchdog_thread.start()
         return self
+
+    def watch(self) -> None:
+        """A connection's reader went busy: make sure the watchdog is looking."""
+        if not self._busy.is_set():
+            self._busy.set()
+
+    def _watchdog(self) -> None:
+        """Every BUSY_NS while some reader is busy: hand stuck connections a new reader."""
+        while not self.stopped:
+            self._busy.wait()
+            if self.stopped:
+                return
+            time.sleep(BUSY_NS / 1e9)
+            now = time.monotonic_ns()
+            with self._lock:
+                conns = list(self.conns)
+            busy = [c.steal_if_stuck(now) for c in conns]
+            if not any(busy):
+                self._busy.clear()
+                if self.stopped or any(c.busy_since is not None for c in conns):
+                    self._busy.set()
 
     def _accept_loop(self) -> None:
         lsock = self._lsock
@@ -266,9 +437,12 @@ class Server:
         for c in conns:
             c.close()
         for c in conns:
-            c.thread.join(timeout)
+            c.finished.wait(timeout)
         with contextlib.suppress(KernelError, KernelPanic):
             self.sp.reap_forks(everything=True)
+        self._busy.set()
+        if self._watchdog_thread.is_alive():
+            self._watchdog_thread.join(timeout)
         self.pool.stop()
         if halt and not self.k.dead:
             self.k.halt(sync=sync)

@@ -1,15 +1,18 @@
 """The kernel side of sysproxy: one ``SpSession`` per client connection (rump_sp in rumpkern).
 
 The IO loop around a session (``apps/rump_server.py``) owns the socket and the host threads; it
-hands this module three callables and the bytes it reads:
+gives the session a transport:
 
-    transport.send(data)      write bytes to the client (thread-safe, may block)
-    transport.close()         drop the connection
-    transport.submit(fn)      run fn() on a worker host thread (never on the reader thread)
+    transport.send(data)        write bytes to the client (thread-safe, may block)
+    transport.close()           drop the connection
+    transport.await_copy(slot)  return once ``slot.reply`` is set or the session is dead: read
+                                the socket itself when it may (see the server), else sleep in
+                                ``slot.wait()`` until a reader delivers
 
-and calls, from its reader thread, ``session.start()`` (the banner to send),
-``session.data_received(data)`` (``b""`` at EOF; ProtocolError / EOFError end the connection)
-and finally ``session.connection_lost(reason)``.
+and drives it from whichever thread holds the connection's read token: ``session.start()`` (the
+banner to send), ``feed(data)`` (``b""`` at EOF), ``next_event()`` (ProtocolError / EOFError
+end the connection), ``handle(reqid, msg)`` (returns the job of a SYSCALL/PREFORK, which the
+caller runs inline or on another thread, or None), and finally ``connection_lost(reason)``.
 
 Semantics (dissertation section 3.12.5): a GUEST handshake creates a process, child of init, with
 root credentials and a clean descriptor table; a FORK handshake attaches to the process PREFORK
@@ -58,7 +61,7 @@ class Transport(Protocol):
 
     def close(self) -> None: ...
 
-    def submit(self, fn: Callable[[], None]) -> None: ...
+    def await_copy(self, slot: SpSlot) -> None: ...
 
 
 class SpServer:
@@ -111,7 +114,7 @@ class SpServer:
 class SpSlot:
     """One lwp of a session's process and the request it is running."""
 
-    __slots__ = ("cv", "lwp", "mtx", "reply", "reqid", "session")
+    __slots__ = ("cv", "kicked", "lwp", "mtx", "reply", "reqid", "session")
 
     def __init__(self, session: SpSession, lwp: Lwp) -> None:
         k = session.k
@@ -121,6 +124,7 @@ class SpSlot:
         self.cv = KCondVar(k)
         self.reply: CopyData | None = None
         self.reqid = 0
+        self.kicked = False
 
     def _send_unscheduled(self, data: bytes) -> None:
         sched = self.session.k.sched
@@ -140,13 +144,20 @@ class SpSlot:
             raise KernelError(Errno.EFAULT, "client is gone")
         self.reply = None
         self._send_unscheduled(s.encode(lambda p: p.send_copy_request(self.reqid, msg)))
+        s.transport.await_copy(self)
         with self.mtx:
-            while self.reply is None:
-                if s.dead:
-                    raise KernelError(Errno.EFAULT, "client went away during a copy")
-                self.cv.wait(self.mtx)
             rep, self.reply = self.reply, None
+        if rep is None:
+            raise KernelError(Errno.EFAULT, "client went away during a copy")
         return rep
+
+    def wait(self) -> None:
+        """Sleep until a reply is delivered, ``wake()`` is called or the session dies
+        (EINTR if the lwp is killed)."""
+        with self.mtx:
+            while self.reply is None and not self.kicked and not self.session.dead:
+                self.cv.wait(self.mtx)
+            self.kicked = False
 
     def oneway(self, msg: Copyout | Raise) -> None:
         s = self.session
@@ -161,6 +172,7 @@ class SpSlot:
 
     def wake(self) -> None:
         with self.mtx:
+            self.kicked = True
             self.cv.broadcast()
 
 
@@ -204,23 +216,22 @@ class SpSession:
     def start(self) -> bytes:
         return self.proto.banner()
 
-    # ---- input (reader thread) ----
-    def data_received(self, data: bytes) -> None:
-        """Handle what arrived.  ProtocolError: close with that reason; EOFError: peer closed."""
-        proto = self.proto
-        proto.receive_data(data)
-        while True:
-            self.plock.enter()
-            try:
-                ev = proto.next_event()
-            finally:
-                self.plock.exit()
-            if ev is None:
-                return
-            reqid, msg = ev
-            self._dispatch(reqid, msg)
+    # ---- input (whoever holds the connection's read token) ----
+    def feed(self, data: bytes) -> None:
+        """Bytes from the socket (``b""``: the client closed)."""
+        self.proto.receive_data(data)
 
-    def _dispatch(self, reqid: int, msg: Message) -> None:
+    def next_event(self) -> tuple[int, Message] | None:
+        """The next message, or None.  ProtocolError: close with that reason; EOFError: the
+        client closed."""
+        self.plock.enter()
+        try:
+            return self.proto.next_event()
+        finally:
+            self.plock.exit()
+
+    def handle(self, reqid: int, msg: Message) -> Callable[[], None] | None:
+        """Act on a message; for a SYSCALL or PREFORK return the job that runs it."""
         t = type(msg)
         if t is CopyData:
             slot = self.active.get(reqid)
@@ -229,12 +240,26 @@ class SpSession:
             slot.deliver(msg)  # type: ignore[arg-type]
         elif t is Syscall:
             self._begin()
-            self.transport.submit(lambda: self._run(reqid, msg))  # type: ignore[arg-type]
+            return lambda: self._run(reqid, msg)  # type: ignore[arg-type]
         elif t is Prefork:
             self._begin()
-            self.transport.submit(lambda: self._prefork(reqid))
+            return lambda: self._prefork(reqid)
         elif t is Handshake:
             self._handshake(msg)  # type: ignore[arg-type]
+        return None
+
+    def kill(self) -> None:
+        """The connection is gone: every wait of the process ends (EINTR / EFAULT)."""
+        self.dead = True
+        proc = self.proc
+        if proc is not None:
+            for l in list(proc.lwps):
+                l.killed = True
+            for l in list(proc.lwps):
+                with contextlib.suppress(Exception):
+                    l.kill()
+        for slot in list(self.active.values()):
+            slot.wake()
 
     def _begin(self) -> None:
         self.plock.enter()
@@ -419,18 +444,10 @@ class SpSession:
         if self.reason:
             return
         self.reason = reason or "closed"
-        self.dead = True
         proc = self.proc
         self.server.log(f"conn {self.id}{self.peer} (pid {proc.pid if proc else '-'}): "
                         f"{self.reason}")
-        if proc is not None:
-            for l in list(proc.lwps):
-                l.killed = True
-            for l in list(proc.lwps):
-                with contextlib.suppress(Exception):
-                    l.kill()
-        for slot in list(self.active.values()):
-            slot.wake()
+        self.kill()
         self.plock.enter()
         try:
             while self.inflight:
