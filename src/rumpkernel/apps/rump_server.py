@@ -436,6 +436,7 @@ class Server:
             conns = list(self.conns)
         for c in conns:
             c.close()
+            c.session.kill()      # calls blocked in the kernel unwind now (EINTR)
         for c in conns:
             c.finished.wait(timeout)
         with contextlib.suppress(KernelError, KernelPanic):
