@@ -278,3 +278,35 @@ def test_32_clients_at_once(tmp_path: Path) -> None:
             assert c.sys.listdir("/") == ["dev"]
     finally:
         assert srv.stop() == 0
+
+
+def test_stop_right_after_a_call_blocks(tmp_path: Path) -> None:
+    """Before the watchdog has handed the connection a new reader, stop() still ends the blocked
+    call at once."""
+    k = rumpkernel.boot(components=())
+    from rumpkernel.apps.rump_server import Server
+
+    srv = Server(k, f"unix://{tmp_path}/s").start()
+    c = rumpkernel.connect(srv.url, autofork=False)
+    try:
+        r, _w = c.sys.pipe()
+        errors: list[OSError] = []
+
+        def reader() -> None:
+            try:
+                c.sys.read(r, 1)
+            except OSError as e:
+                errors.append(e)
+
+        t = threading.Thread(target=reader)
+        t.start()
+        time.sleep(0.0005)
+        t0 = time.monotonic()
+        srv.stop()
+        assert time.monotonic() - t0 < 5
+        t.join(10)
+        assert errors and not t.is_alive()
+    finally:
+        c.close()
+        if not k.dead:
+            k.halt()
