@@ -175,3 +175,23 @@ def test_policy(tmp_path: Path) -> None:
     assert hijack(None, str(q), str(tmp_path / "k" / "f"), cwd=tmp_path,
                   policy=f"path={tmp_path}/k").stdout.split() == ["False", "True"]
     assert not (tmp_path / "k").exists()
+
+
+def test_fork_in_a_hijacked_program(server, tmp_path: Path) -> None:
+    """The child of os.fork gets its own kernel process holding the same open file (shared
+    offset, as after a host fork)."""
+    prog = tmp_path / "f.py"
+    prog.write_text(textwrap.dedent("""
+        import os
+        f = open("/rump/forked.txt", "w")
+        f.write("parent\\n"); f.flush()
+        pid = os.fork()
+        if pid == 0:
+            f.write("child\\n"); f.flush()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        f.close()
+        print(open("/rump/forked.txt").read().split())
+    """))
+    out = hijack(server.url, str(prog), cwd=tmp_path).stdout
+    assert out.strip() == "['parent', 'child']"
