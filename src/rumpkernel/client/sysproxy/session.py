@@ -16,8 +16,9 @@ caller runs inline or on another thread, or None), and finally ``connection_lost
 
 Semantics (dissertation section 3.12.5): a GUEST handshake creates a process, child of init, with
 root credentials and a clean descriptor table; a FORK handshake attaches to the process PREFORK
-made (cookie).  Each system call runs on a worker thread bound to an lwp of that process (lwps are
-pooled per connection: one per concurrently running call).  When the connection goes, every lwp
+made (cookie).  Each system call runs on a host thread of the server (the connection's reader or
+a pool worker) bound to an lwp of that process (lwps are pooled per connection: one per
+concurrently running call).  When the connection goes, every lwp
 of the process is killed -- waits end with EINTR -- the session waits for its calls to unwind,
 then frees the lwps, which ends the process and releases everything it held.
 """
