@@ -310,3 +310,15 @@ def test_stop_right_after_a_call_blocks(tmp_path: Path) -> None:
         c.close()
         if not k.dead:
             k.halt()
+
+
+def test_sim_host_kernels_are_not_served(tmp_path: Path) -> None:
+    from rumpkernel import SimHost
+    from rumpkernel.apps.rump_server import Server
+
+    k = rumpkernel.boot(SimHost(1), components=())
+    try:
+        with pytest.raises(ValueError, match="PosixHost"):
+            Server(k, f"unix://{tmp_path}/s")
+    finally:
+        k.halt()

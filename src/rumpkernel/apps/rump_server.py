@@ -306,6 +306,9 @@ class Server:
     def __init__(self, k: Any, url: str, *, secret: bytes | None = None, verbose: bool = False,
                  mode: int = 0o600, log: Callable[[str], None] | None = None) -> None:
         kind = spsock.parse_url(url)[0]
+        if getattr(k.host, "needs_sched_hooks", False):
+            raise ValueError("a served kernel needs a host with real threads (PosixHost); the "
+                             "deterministic sim host schedules only its own threads")
         if kind == "tcp" and secret is None:
             raise ValueError("tcp:// needs a shared secret (RUMP_AUTH_FILE or RUMP_AUTH)")
         self.k = k
