@@ -247,3 +247,18 @@ def test_syscall_values_round_trip(num: int, args: list) -> None:
     dec = FrameDecoder()
     dec.feed(msg.encode(3))
     assert M.decode(dec.next()) == msg
+
+
+def test_piggyback_budget_and_vector_limits() -> None:
+    from rumpkernel.client.sysproxy.marshal import PIGGYBACK_TOTAL, MarshalError
+
+    vec = [(bytes(60_000), 60_000)] * 40                    # 2.4 MB of input in one writev
+    wargs, _ = encode_args(20, (1, vec), piggyback=True)
+    carried = sum(len(p.data) for p, _ in wargs[1] if p.data is not None)
+    assert 0 < carried <= PIGGYBACK_TOTAL
+    assert len(M.Syscall(20, wargs).encode(1)) < wire.MAX_FRAME
+    with pytest.raises(MarshalError) as ei:
+        encode_args(19, (1, [(bytearray(1), 1)] * (wire.MAX_VEC + 1)))
+    assert ei.value.errno_name == "EINVAL"
+    with pytest.raises(ValueError, match="frame limit"):
+        M.CopyData(0, bytes(wire.MAX_PAYLOAD)).encode(1)

@@ -20,14 +20,15 @@ from __future__ import annotations
 from typing import Any
 
 from rumpkernel.client.sysproxy.messages import I64_MAX, I64_MIN, PtrDesc
-from rumpkernel.client.sysproxy.wire import MAX_ARGS, PTR_BAD, PTR_DATA, PTR_WRITABLE
+from rumpkernel.client.sysproxy.wire import MAX_ARGS, MAX_VEC, PTR_BAD, PTR_DATA, PTR_WRITABLE
 from rumpkernel.kern.syscall.master import POINTER_KINDS, SYSCALLS
 
 KINDS: dict[int, tuple[str, ...]] = {s.num: tuple(k for _, k in s.args) for s in SYSCALLS}
 NAMES: dict[int, str] = {s.num: s.name for s in SYSCALLS}
 VEC_KINDS = frozenset({"vin", "vout"})
 INPUT_KINDS = frozenset({"str", "in", "inout", "vin"})
-PIGGYBACK_MAX = 65536
+PIGGYBACK_MAX = 65536          # per pointer
+PIGGYBACK_TOTAL = 1 << 20      # per call: the rest goes the honest way
 
 
 class MarshalError(Exception):
@@ -49,7 +50,7 @@ def _int(v: Any, where: str) -> int:
     return v
 
 
-def _ptr(v: Any, kind: str, bufs: list[Any], piggyback: bool) -> PtrDesc:
+def _ptr(v: Any, kind: str, bufs: list[Any], piggyback: list[int] | None) -> PtrDesc:
     handle = len(bufs)
     bufs.append(v)
     try:
@@ -59,7 +60,9 @@ def _ptr(v: Any, kind: str, bufs: list[Any], piggyback: bool) -> PtrDesc:
     size = mv.nbytes
     flags = 0 if mv.readonly else PTR_WRITABLE
     data = None
-    if piggyback and kind in INPUT_KINDS and size <= PIGGYBACK_MAX:
+    if piggyback is not None and kind in INPUT_KINDS and size <= min(PIGGYBACK_MAX,
+                                                                      piggyback[0]):
+        piggyback[0] -= size
         raw = mv.tobytes()
         if kind == "str":
             nul = raw.find(b"\0")
@@ -70,11 +73,14 @@ def _ptr(v: Any, kind: str, bufs: list[Any], piggyback: bool) -> PtrDesc:
     return PtrDesc(handle, size, flags, data)
 
 
-def _vec(v: Any, kind: str, bufs: list[Any], piggyback: bool, where: str) -> list[Any]:
+def _vec(v: Any, kind: str, bufs: list[Any], piggyback: list[int] | None,
+         where: str) -> list[Any]:
     try:
         entries = [(u, int(n)) for u, n in v]
     except (TypeError, ValueError):
         raise MarshalError("EFAULT", f"{where}: bad iovec") from None
+    if len(entries) > MAX_VEC:
+        raise MarshalError("EINVAL", f"{where}: {len(entries)} iovecs")
     out = []
     for u, n in entries:
         if not I64_MIN <= n <= I64_MAX:
@@ -106,15 +112,16 @@ def encode_args(num: int, args: tuple[Any, ...], piggyback: bool = False
         raise TypeError(f"{NAMES[num]}() takes {len(kinds)} arguments ({len(args)} given)")
     bufs: list[Any] = []
     out: list[Any] = []
+    budget = [PIGGYBACK_TOTAL] if piggyback else None
     for i, (a, kind) in enumerate(zip(args, kinds)):
         if kind == "int":
             out.append(_int(a, f"argument {i + 1}"))
         elif a is None:
             out.append(None)
         elif kind in VEC_KINDS:
-            out.append(_vec(a, kind, bufs, piggyback, f"argument {i + 1}"))
+            out.append(_vec(a, kind, bufs, budget, f"argument {i + 1}"))
         else:
-            out.append(_ptr(a, kind, bufs, piggyback))
+            out.append(_ptr(a, kind, bufs, budget))
     return tuple(out), bufs
 
 

@@ -13,13 +13,16 @@ return values are tagged values (see ``wire.Tag``); here they are plain Python:
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rumpkernel.client.sysproxy.wire import (
     FLAG_PANIC,
     MAX_ARGS,
+    MAX_PAYLOAD,
     MAX_VEC,
+    MIN_LENGTH,
     PTR_DATA,
     Frame,
     MsgType,
@@ -27,9 +30,13 @@ from rumpkernel.client.sysproxy.wire import (
     Reader,
     Tag,
     Writer,
-    encode_frame,
 )
+from rumpkernel.client.sysproxy.wire import HEADER as _HEADER
 
+_NULL, _INT, _PTR, _VEC, _PAIR = (int(t) for t in (Tag.NULL, Tag.INT, Tag.PTR, Tag.VEC,
+                                                   Tag.PAIR))
+_TAG_INT = struct.Struct("<Bq")
+_PTR_HEAD = struct.Struct("<BIQB")
 NONCE_SIZE = 32
 MAC_SIZE = 32
 COOKIE_SIZE = 32
@@ -46,15 +53,18 @@ class PtrDesc:
 
 # ---- tagged values --------------------------------------------------------------------------
 def put_value(w: Writer, v: Any) -> None:
+    parts = w._parts
+    t = type(v)
     if v is None:
-        w.u8(Tag.NULL)
-    elif type(v) is int:
-        w.u8(Tag.INT).i64(v)
-    elif type(v) is PtrDesc:
-        w.u8(Tag.PTR)
-        _put_ptr(w, v)
-    elif type(v) is list:
-        w.u8(Tag.VEC).u32(len(v))
+        parts.append(b"\0")
+    elif t is int:
+        parts.append(_TAG_INT.pack(_INT, v))
+    elif t is PtrDesc:
+        parts.append(_PTR_HEAD.pack(_PTR, v.handle, v.size, v.flags))
+        if v.flags & PTR_DATA:
+            w.bytes(v.data or b"")
+    elif t is list:
+        w.u8(_VEC).u32(len(v))
         for p, n in v:
             if p is None:
                 w.u8(0)
@@ -62,8 +72,8 @@ def put_value(w: Writer, v: Any) -> None:
                 w.u8(1)
                 _put_ptr(w, p)
             w.i64(n)
-    elif type(v) is tuple and len(v) == 2:
-        w.u8(Tag.PAIR).i64(v[0]).i64(v[1])
+    elif t is tuple and len(v) == 2:
+        w.u8(_PAIR).i64(v[0]).i64(v[1])
     else:
         raise TypeError(f"cannot encode {type(v).__name__} as a sysproxy value")
 
@@ -88,13 +98,13 @@ def _get_ptr(r: Reader) -> PtrDesc:
 
 def get_value(r: Reader) -> Any:
     tag = r.u8()
-    if tag == Tag.NULL:
-        return None
-    if tag == Tag.INT:
+    if tag == _INT:
         return r.i64()
-    if tag == Tag.PTR:
+    if tag == _NULL:
+        return None
+    if tag == _PTR:
         return _get_ptr(r)
-    if tag == Tag.VEC:
+    if tag == _VEC:
         n = r.u32()
         if n > MAX_VEC:
             raise ProtocolError(f"vector of {n} entries exceeds {MAX_VEC}")
@@ -106,7 +116,7 @@ def get_value(r: Reader) -> Any:
             p = _get_ptr(r) if has else None
             out.append((p, r.i64()))
         return out
-    if tag == Tag.PAIR:
+    if tag == _PAIR:
         return (r.i64(), r.i64())
     raise ProtocolError(f"unknown value tag {tag}")
 
@@ -121,7 +131,12 @@ class Message:
         return b""
 
     def encode(self, reqid: int = 0) -> bytes:
-        return encode_frame(self.TYPE, reqid, self.payload(), self.frame_flags())
+        payload = self.payload()
+        if len(payload) > MAX_PAYLOAD:
+            raise ValueError(f"{type(self).__name__} of {len(payload)} bytes exceeds the frame "
+                             f"limit")
+        return _HEADER.pack(MIN_LENGTH + len(payload), self.TYPE, self.frame_flags(), 0,
+                            reqid) + payload
 
     def frame_flags(self) -> int:
         return 0
@@ -336,6 +351,9 @@ def decode(frame: Frame) -> Message:
     if frame.flags & ~(FLAG_PANIC if cls is SyscallReply else 0):
         raise ProtocolError(f"unknown flags 0x{frame.flags:x} on {cls.__name__}")
     r = Reader(frame.payload)
-    msg = cls.parse(r, frame.flags)
+    try:
+        msg = cls.parse(r, frame.flags)
+    except (struct.error, IndexError):
+        raise ProtocolError(f"{cls.__name__}: payload truncated") from None
     r.end()
     return msg

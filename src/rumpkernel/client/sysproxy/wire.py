@@ -153,7 +153,8 @@ class FrameDecoder:
 
 
 class Reader:
-    """Sequential field reader over one payload."""
+    """Sequential field reader over one payload.  Reading past the end raises struct.error or
+    IndexError, which ``messages.decode`` turns into ProtocolError."""
 
     __slots__ = ("_buf", "_pos")
 
@@ -161,39 +162,46 @@ class Reader:
         self._buf = payload
         self._pos = 0
 
-    def _take(self, s: struct.Struct) -> int:
-        try:
-            (v,) = s.unpack_from(self._buf, self._pos)
-        except struct.error:
-            raise ProtocolError("payload truncated") from None
-        self._pos += s.size
+    def u8(self) -> int:
+        p = self._pos
+        v = self._buf[p]
+        self._pos = p + 1
         return v
 
-    def u8(self) -> int:
-        return self._take(_U8)
-
     def u16(self) -> int:
-        return self._take(_U16)
+        p = self._pos
+        v = _U16.unpack_from(self._buf, p)[0]
+        self._pos = p + 2
+        return v
 
     def u32(self) -> int:
-        return self._take(_U32)
+        p = self._pos
+        v = _U32.unpack_from(self._buf, p)[0]
+        self._pos = p + 4
+        return v
 
     def u64(self) -> int:
-        return self._take(_U64)
+        p = self._pos
+        v = _U64.unpack_from(self._buf, p)[0]
+        self._pos = p + 8
+        return v
 
     def i64(self) -> int:
-        return self._take(_I64)
+        p = self._pos
+        v = _I64.unpack_from(self._buf, p)[0]
+        self._pos = p + 8
+        return v
 
     def bytes(self, limit: int = MAX_PAYLOAD) -> bytes:
         n = self.u32()
         if n > limit:
             raise ProtocolError(f"field of {n} bytes exceeds {limit}")
-        end = self._pos + n
+        p = self._pos
+        end = p + n
         if end > len(self._buf):
             raise ProtocolError("payload truncated")
-        v = self._buf[self._pos : end]
         self._pos = end
-        return v
+        return self._buf[p:end]
 
     def str(self, limit: int = MAX_STR) -> str:
         try:
