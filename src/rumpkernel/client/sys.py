@@ -10,6 +10,8 @@ a sysproxy round trip for remote ones -- so both run exactly the same kernel cod
 
 from __future__ import annotations
 
+import errno
+import json
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -456,6 +458,24 @@ class Sys(SyscallStubs):
 
     def fstatvfs(self, fd: int) -> Any:
         return self.statvfs(fd)
+
+    def fsinfo(self, path: Any) -> dict[str, Any]:
+        """Facts about the file system holding ``path``: ``fstype``, ``source`` (the device),
+        ``readonly``, ``options``, ``mount_id`` and ``info`` (the driver's own: label, UUID,
+        features, sizes...).  ENOENT, ENOTDIR."""
+        try:
+            for _ in range(4):
+                n = self.sys_fsinfo(_p(path), None, 0)
+                buf = bytearray(n)
+                try:
+                    n = self.sys_fsinfo(_p(path), buf, n)
+                    break
+                except OSError as e:
+                    if e.errno != errno.ERANGE:
+                        raise
+        except OSError as e:
+            raise _named(e, path) from None
+        return json.loads(bytes(buf[:n]).decode())
 
     def mount(self, fstype: str, target: Any, flags: int = 0,
               data: str | dict[str, Any] | None = None) -> None:

@@ -4,6 +4,7 @@ table names one handler module for the faction.)"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rumpkernel.hypercall.hostabi import (
@@ -411,6 +412,37 @@ def sys_statvfs(l: Any, path: Any, buf: Any) -> None:
 
 def sys_fstatvfs(l: Any, fd: int, buf: Any) -> None:
     l.proc.vm.copyout(_statvfs(fd_vnode(l, fd)), buf)
+
+
+def sys_fsinfo(l: Any, path: Any, buf: Any, n: int) -> int:
+    """JSON facts about the mount holding ``path`` (for ``fsu info``); n=0 returns the size."""
+    vfs = vfs_of(l)
+    vp = vfs.namei.walk(l, -100, path_arg(l, path))
+    try:
+        mp = vp.mount
+        if mp.dead:
+            raise KernelError(Errno.EIO, "file system was unmounted")
+        with mp.lock:
+            driver = mp.fs.info()
+        facts = {"fstype": mp.fstype, "source": mp.source, "readonly": mp.readonly,
+                 "options": dict(mp.options), "mount_id": mp.id, "info": driver}
+    finally:
+        release(vfs, vp)
+    data = json.dumps(facts, sort_keys=True, default=_json_default).encode()
+    if n == 0:
+        return len(data)
+    if n < len(data):
+        raise KernelError(Errno.ERANGE, f"fsinfo: {len(data)} bytes do not fit in {n}")
+    l.proc.vm.copyout(data, buf)
+    return len(data)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, (set, frozenset, tuple)):
+        return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+    return str(value)
 
 
 def parse_options(raw: bytes) -> dict[str, str]:

@@ -68,6 +68,7 @@ SYS_getxattr = 69
 SYS_setxattr = 70
 SYS_listxattr = 71
 SYS_removexattr = 72
+SYS_fsinfo = 73
 
 # number -> (name, faction, handler function name, argument count)
 SYSENT: dict[int, tuple[str, str, str, int]] = {
@@ -136,6 +137,7 @@ SYSENT: dict[int, tuple[str, str, str, int]] = {
     70: ('setxattr', 'vfs', 'sys_setxattr', 5),
     71: ('listxattr', 'vfs', 'sys_listxattr', 4),
     72: ('removexattr', 'vfs', 'sys_removexattr', 3),
+    73: ('fsinfo', 'vfs', 'sys_fsinfo', 3),
 }
 
-MAXSYSCALL = 73
+MAXSYSCALL = 74
