@@ -11,7 +11,7 @@ Interface (VERSION 1):
     HOST                                                          -- a ``HostFiles``
     HostFiles methods: lstat, stat, scandir (sorted list of os.DirEntry), readlink,
         open_read (unbuffered binary file), open_write (new file, O_EXCL, unbuffered),
-        mkdir, makedirs, symlink, link, chmod, chown, utime (ns), replace, unlink, rmdir,
+        mkdir, makedirs, symlink, link, mknod, chmod, chown, utime (ns), replace, unlink, rmdir,
         exists, isdir, getuid
 Errors are the host's ``OSError`` subclasses, unchanged.
 """
@@ -69,6 +69,9 @@ class HostFiles:
 
     def link(self, src: Any, dst: Any) -> None:
         os.link(src, dst, follow_symlinks=False)
+
+    def mknod(self, path: Any, mode: int, device: int = 0) -> None:
+        os.mknod(path, mode, device)
 
     def chmod(self, path: Any, mode: int, follow_symlinks: bool = True) -> None:
         if not follow_symlinks and os.chmod not in os.supports_follow_symlinks:
