@@ -427,6 +427,12 @@ class Sys(SyscallStubs):
     def fchdir(self, fd: int) -> None:
         self.sys_fchdir(fd)
 
+    def chroot(self, path: Any) -> None:
+        try:
+            self.sys_chroot(_p(path))
+        except OSError as e:
+            raise _named(e, path) from None
+
     def getcwdb(self) -> bytes:
         buf = bytearray(PATH_BUF)
         n = self.sys_getcwd(buf, len(buf))

@@ -414,6 +414,21 @@ def sys_fstatvfs(l: Any, fd: int, buf: Any) -> None:
     l.proc.vm.copyout(_statvfs(fd_vnode(l, fd)), buf)
 
 
+def sys_chroot(l: Any, path: Any) -> None:
+    """chroot(2): the directory becomes the process root; the working directory is kept (an
+    open directory descriptor and ``fchdir`` + ``chroot(".")`` lead back out, as on NetBSD)."""
+    vfs = vfs_of(l)
+    if not l.proc.cred.is_root:
+        raise KernelError(Errno.EPERM, "chroot: not root")
+    vp = vfs.namei.walk(l, -100, path_arg(l, path))
+    if not vp.isdir:
+        release(vfs, vp)
+        raise KernelError(Errno.ENOTDIR, "chroot: not a directory")
+    old, l.proc.root = l.proc.root, vp
+    if old is not None:
+        release(vfs, old)
+
+
 def sys_fsinfo(l: Any, path: Any, buf: Any, n: int) -> int:
     """JSON facts about the mount holding ``path`` (for ``fsu info``); n=0 returns the size."""
     vfs = vfs_of(l)

@@ -69,6 +69,7 @@ SYS_setxattr = 70
 SYS_listxattr = 71
 SYS_removexattr = 72
 SYS_fsinfo = 73
+SYS_chroot = 74
 
 # number -> (name, faction, handler function name, argument count)
 SYSENT: dict[int, tuple[str, str, str, int]] = {
@@ -138,6 +139,7 @@ SYSENT: dict[int, tuple[str, str, str, int]] = {
     71: ('listxattr', 'vfs', 'sys_listxattr', 4),
     72: ('removexattr', 'vfs', 'sys_removexattr', 3),
     73: ('fsinfo', 'vfs', 'sys_fsinfo', 3),
+    74: ('chroot', 'vfs', 'sys_chroot', 1),
 }
 
-MAXSYSCALL = 74
+MAXSYSCALL = 75
