@@ -11,7 +11,6 @@ a sysproxy round trip for remote ones -- so both run exactly the same kernel cod
 from __future__ import annotations
 
 import errno
-import json
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -481,6 +480,8 @@ class Sys(SyscallStubs):
                         raise
         except OSError as e:
             raise _named(e, path) from None
+        import json
+
         return json.loads(bytes(buf[:n]).decode())
 
     def mount(self, fstype: str, target: Any, flags: int = 0,

@@ -12,7 +12,7 @@ Interface (VERSION 1):
     HostFiles methods: lstat, stat, scandir (sorted list of os.DirEntry), readlink,
         open_read (unbuffered binary file), open_write (new file, O_EXCL, unbuffered),
         mkdir, makedirs, symlink, link, mknod, chmod, chown, utime (ns), replace, unlink, rmdir,
-        exists, isdir, getuid
+        exists, isdir, abspath, getuid
 Errors are the host's ``OSError`` subclasses, unchanged.
 """
 
@@ -98,6 +98,9 @@ class HostFiles:
 
     def isdir(self, path: Any) -> bool:
         return os.path.isdir(path)
+
+    def abspath(self, path: Any) -> Any:
+        return os.path.abspath(path)
 
     def getuid(self) -> int:
         return os.getuid() if hasattr(os, "getuid") else 0

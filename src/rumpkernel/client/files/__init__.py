@@ -31,19 +31,34 @@ Errors: the host's OSError subclasses with the path in ``filename``.
 
 from __future__ import annotations
 
+import importlib
 import stat as S
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rumpkernel.client.files import tree
-from rumpkernel.client.files.copy import CHUNK, Copier, HostSide, KernelSide, tree_size
-from rumpkernel.client.files.fileio import KernelFileIO, open_file
-from rumpkernel.client.files.path import KernelPath
-from rumpkernel.client.files.tree import KernelDirEntry
 from rumpkernel.hypercall.hostabi import fspath
+
+if TYPE_CHECKING:
+    from rumpkernel.client.files.copy import Copier
+    from rumpkernel.client.files.path import KernelPath
+    from rumpkernel.client.files.tree import ScandirIterator
 
 __all__ = ["API_NAMES", "FileAPI", "KernelDirEntry", "KernelFileIO", "KernelPath", "bind",
            "tree_size"]
+CHUNK = 1 << 20
+# The submodules load on first use, so a kernel that never opens a file pays nothing for them.
+_LAZY = {"KernelDirEntry": "tree", "KernelFileIO": "fileio", "KernelPath": "path",
+         "tree_size": "copy", "Copier": "copy", "HostSide": "copy", "KernelSide": "copy"}
+
+
+def _mod(name: str) -> Any:
+    return importlib.import_module(f"rumpkernel.client.files.{name}")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(_mod(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 API_NAMES = ("open", "listdir", "scandir", "walk", "makedirs", "remove", "unlink", "rmdir",
              "rmtree", "rename", "replace", "exists", "isdir", "isfile", "islink", "copy_in",
@@ -59,21 +74,21 @@ class FileAPI:
     def open(self, file: Any, mode: str = "r", buffering: int = -1,
              encoding: str | None = None, errors: str | None = None,
              newline: str | None = None, closefd: bool = True, opener: Any = None) -> Any:
-        return open_file(self.sys, file, mode, buffering, encoding, errors, newline, closefd,
-                         opener)
+        return _mod("fileio").open_file(self.sys, file, mode, buffering, encoding, errors,
+                                        newline, closefd, opener)
 
     def listdir(self, path: Any = ".") -> list[Any]:
-        return tree.listdir(self.sys, path)
+        return _mod("tree").listdir(self.sys, path)
 
-    def scandir(self, path: Any = ".") -> tree.ScandirIterator:
-        return tree.scandir(self.sys, path)
+    def scandir(self, path: Any = ".") -> ScandirIterator:
+        return _mod("tree").scandir(self.sys, path)
 
     def walk(self, top: Any, topdown: bool = True, onerror: Any = None,
              followlinks: bool = False) -> Any:
-        return tree.walk(self.sys, top, topdown, onerror, followlinks)
+        return _mod("tree").walk(self.sys, top, topdown, onerror, followlinks)
 
     def makedirs(self, name: Any, mode: int = 0o777, exist_ok: bool = False) -> None:
-        tree.makedirs(self.sys, name, mode, exist_ok)
+        _mod("tree").makedirs(self.sys, name, mode, exist_ok)
 
     def remove(self, path: Any) -> None:
         self.sys.unlink(path)
@@ -84,7 +99,7 @@ class FileAPI:
         self.sys.rmdir(path)
 
     def rmtree(self, path: Any, ignore_errors: bool = False, onerror: Any = None) -> None:
-        tree.rmtree(self.sys, path, ignore_errors, onerror)
+        _mod("tree").rmtree(self.sys, path, ignore_errors, onerror)
 
     def rename(self, src: Any, dst: Any) -> None:
         self.sys.rename(src, dst)
@@ -122,7 +137,7 @@ class FileAPI:
     def _copy(self, src_side: Any, dst_side: Any, src: Any, dst: Any, recursive: bool,
               preserve: bool, progress: Callable[[int], None] | None,
               onerror: Callable[[OSError], None] | None, **kw: Any) -> Copier:
-        c = Copier(src_side, dst_side, recursive=recursive, preserve=preserve,
+        c = _mod("copy").Copier(src_side, dst_side, recursive=recursive, preserve=preserve,
                    progress=progress, onerror=onerror, **kw)
         c.copy(src, dst)
         return c
@@ -131,21 +146,23 @@ class FileAPI:
                 preserve: bool = False, progress: Callable[[int], None] | None = None,
                 onerror: Callable[[OSError], None] | None = None, **kw: Any) -> Copier:
         """Copy a host file or tree into the kernel (``cp [-r] [-p] host_src dst``)."""
-        return self._copy(HostSide(), KernelSide(self.sys), fspath(host_src), fspath(dst),
+        cp = _mod("copy")
+        return self._copy(cp.HostSide(), cp.KernelSide(self.sys), fspath(host_src), fspath(dst),
                           recursive, preserve, progress, onerror, **kw)
 
     def copy_out(self, src: Any, host_dst: Any, *, recursive: bool = True,
                  preserve: bool = False, progress: Callable[[int], None] | None = None,
                  onerror: Callable[[OSError], None] | None = None, **kw: Any) -> Copier:
         """Copy a kernel file or tree to the host (``cp [-r] [-p] src host_dst``)."""
-        return self._copy(KernelSide(self.sys), HostSide(), fspath(src), fspath(host_dst),
+        cp = _mod("copy")
+        return self._copy(cp.KernelSide(self.sys), cp.HostSide(), fspath(src), fspath(host_dst),
                           recursive, preserve, progress, onerror, **kw)
 
     def copy(self, src: Any, dst: Any, *, recursive: bool = False, preserve: bool = False,
              progress: Callable[[int], None] | None = None,
              onerror: Callable[[OSError], None] | None = None, **kw: Any) -> Copier:
         """Copy inside the kernel (``cp [-r] [-p] src dst``)."""
-        side = KernelSide(self.sys)
+        side = _mod("copy").KernelSide(self.sys)
         return self._copy(side, side, fspath(src), fspath(dst), recursive, preserve, progress,
                           onerror, **kw)
 
@@ -158,7 +175,7 @@ class FileAPI:
             fdst.write(buf)
 
     def path(self, *segments: Any) -> KernelPath:
-        return KernelPath(self, *segments)
+        return _mod("path").KernelPath(self, *segments)
 
 
 def bind(obj: Any, sys: Any) -> FileAPI:
