@@ -51,6 +51,7 @@ def run_mkdir(ctx: Ctx, ns: Any) -> None:
     except ValueError as e:
         raise Usage(str(e)) from None
     umask = _umask(ctx)
+    mode = change.apply(0o777 & ~umask, True, umask) if change is not None else 0o777
     for p in ns.paths:
         made = []
         try:
@@ -59,16 +60,16 @@ def run_mkdir(ctx: Ctx, ns: Any) -> None:
                 for i in range(1, len(parts) + 1):
                     sub = "/" + "/".join(parts[:i])
                     try:
-                        ctx.sys.mkdir(sub, 0o777)
+                        ctx.sys.mkdir(sub, mode if i == len(parts) else 0o777)
                         made.append(sub)
                     except FileExistsError:
                         if not stat.S_ISDIR(ctx.sys.stat(sub).st_mode):
                             raise
             else:
-                ctx.sys.mkdir(p, 0o777)
+                ctx.sys.mkdir(p, mode)
                 made.append(p)
-            if change is not None and made:
-                ctx.sys.chmod(made[-1], change.apply(0o777 & ~umask, True, umask))
+            if change is not None and made and mode & ~0o777 | (mode & umask):
+                ctx.sys.chmod(made[-1], mode)  # bits mkdir's umask or mode could not give
         except OSError as e:
             ctx.err(p, e)
         if ns.verbose:

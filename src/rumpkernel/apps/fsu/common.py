@@ -55,7 +55,10 @@ def reason(exc: BaseException | str) -> str:
     if isinstance(exc, str):
         return exc
     if isinstance(exc, OSError) and exc.errno:
-        return os.strerror(exc.errno)
+        std = os.strerror(exc.errno)
+        if exc.strerror and not exc.strerror.startswith(std):
+            return exc.strerror  # a message of our own, not the kernel's "strerror (detail)"
+        return std
     return str(exc) or type(exc).__name__
 
 
