@@ -372,8 +372,14 @@ class Builder:
         p = self.plan
         if p.size is not None:
             return p.size
-        size = max(sizing.first_guess(p.fstype, nodes), p.minsize, 1 * MiB)
-        return _round(size)
+        floor = {16: 9 * MiB, 32: 34 * MiB}.get(p.newfs_opts.get("fat_type") or 0, MiB) \
+            if p.fat else MiB
+        size = _round(max(sizing.first_guess(p.fstype, nodes), p.minsize, floor))
+        if p.maxsize is not None:
+            if p.maxsize < p.minsize:
+                raise Usage(f"-M {p.maxsize} is below -m {p.minsize}")
+            size = min(size, p.maxsize)
+        return size
 
     def _grow(self, size: int, short_bytes: int) -> int:
         new = _round(max(int(size * 1.25), size + short_bytes + MiB))
@@ -403,6 +409,8 @@ class Builder:
                 k.mount_image(os.path.abspath(self.tmp), "/image",
                               fstype=self._kernel_type(), options="quiet" if p.fat else None)
             except rumpkernel.KernelError as e:
+                if p.size is None and e.errno == rumpkernel.Errno.EINVAL:
+                    raise _NoSpace(size, f"no {p.fstype} layout fits: {e.detail}") from None
                 raise MakefsError(f"{p.image}: cannot make a {p.fstype} file system of "
                                   f"{self._human(size)}: {e.detail or e}") from None
             rootfd = k.sys.open("/", os.O_RDONLY | os.O_DIRECTORY)

@@ -79,6 +79,39 @@ def _node(rel: str, host: str, st: os.stat_result) -> Node:
     return n
 
 
+def resolve_inside(root: str, path: str, limit: int = 40) -> str | None:
+    """Where the symlink ``path`` leads when ``root`` is taken as ``/`` (as it will be in the
+    image): absolute targets start at ``root``, ``..`` never leaves it.  None for a dangling
+    link or a loop."""
+    root = os.path.abspath(root)
+    rel = os.path.relpath(os.path.abspath(path), root).split(os.sep)
+    done: list[str] = []
+    todo = [p for p in rel if p not in ("", ".")]
+    hops = 0
+    while todo:
+        name = todo.pop(0)
+        if name == "..":
+            if done:
+                done.pop()
+            continue
+        cand = os.path.join(root, *done, name)
+        try:
+            st = os.lstat(cand)
+        except OSError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > limit:
+                return None
+            target = os.readlink(cand)
+            if target.startswith("/"):
+                done = []
+            todo = [p for p in target.split("/") if p not in ("", ".")] + todo
+        else:
+            done.append(name)
+    return os.path.join(root, *done)
+
+
 def scan(root: str, *, follow_symlinks: bool = False,
          warn: Callable[[str], None] = lambda m: None) -> dict[str, Node]:
     try:
@@ -89,12 +122,12 @@ def scan(root: str, *, follow_symlinks: bool = False,
         raise TreeError(f"{root}: Not a directory")
     nodes: dict[str, Node] = {"": _node("", root, st)}
     active = {(st.st_dev, st.st_ino)}
-    _scan_dir(root, "", nodes, follow_symlinks, warn, active)
+    _scan_dir(root, "", nodes, follow_symlinks, warn, active, root)
     return nodes
 
 
 def _scan_dir(host: str, rel: str, nodes: dict[str, Node], follow: bool,
-              warn: Callable[[str], None], active: set[tuple[int, int]]) -> None:
+              warn: Callable[[str], None], active: set[tuple[int, int]], top: str) -> None:
     try:
         names = sorted(os.listdir(host), key=_key)
     except OSError as e:
@@ -106,14 +139,18 @@ def _scan_dir(host: str, rel: str, nodes: dict[str, Node], follow: bool,
         try:
             st = os.lstat(path)
             if follow and stat.S_ISLNK(st.st_mode):
+                real = resolve_inside(top, path)
                 try:
-                    st = os.stat(path)
+                    if real is None:
+                        raise FileNotFoundError
+                    st = os.stat(real)
                 except OSError:
                     warn(f"{path}: dangling symbolic link skipped (the file system has no "
                          "symbolic links)")
                     continue
                 warn(f"{path}: symbolic link stored as a copy of its target (the file system "
                      "has no symbolic links)")
+                path = real
         except OSError as e:
             raise TreeError(f"{path}: {os.strerror(e.errno or 0)}") from None
         node = _node(crel, path, st)
@@ -134,7 +171,7 @@ def _scan_dir(host: str, rel: str, nodes: dict[str, Node], follow: bool,
                 parent.children.pop()
                 continue
             active.add(key)
-            _scan_dir(path, crel, nodes, follow, warn, active)
+            _scan_dir(path, crel, nodes, follow, warn, active, top)
             active.discard(key)
 
 
