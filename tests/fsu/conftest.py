@@ -135,7 +135,7 @@ def snapshot(root: Path, *, times: bool = True, modes: bool = True,
             desc.append(os.readlink(p))
         if modes and not stat.S_ISLNK(st.st_mode):
             desc.append(oct(stat.S_IMODE(st.st_mode)))
-        if times and not stat.S_ISDIR(st.st_mode):
+        if times:
             desc.append(st.st_mtime_ns // 10**9)
         if owners:
             desc.append((st.st_uid, st.st_gid))

@@ -9,6 +9,7 @@ Interface:
                                           "...+02:00"); local time when no zone is given
     parse_stamp(text) -> ns               touch -t: [[CC]YY]MMDDhhmm[.ss]
 
+Octal modes of fewer than five digits keep a directory's set-user/group-id bits (GNU).
 Symbolic modes follow GNU chmod: with no "who" the change is "a" minus the umask's bits;
 ``X`` is execute for directories and for files already executable by someone; ``s`` sets
 set-user/group-id for the u/g named; ``t`` is the sticky bit; ``=`` clears the named classes'
@@ -31,9 +32,12 @@ _ACTION = re.compile(r"([-+=])([ugo]|[rwxXst]*)")
 class ModeChange:
     octal: int | None
     clauses: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    digits: int = 0
 
     def apply(self, mode: int, is_dir: bool, umask: int = 0o022) -> int:
         if self.octal is not None:
+            if is_dir and self.digits < 5:  # GNU: short octal modes keep a directory's s bits
+                return self.octal | (mode & 0o6000)
             return self.octal
         cur = mode & 0o7777
         for who, actions in self.clauses:
@@ -77,8 +81,8 @@ class ModeChange:
 
 
 def parse_mode(text: str) -> ModeChange:
-    if re.fullmatch(r"[0-7]{1,4}", text):
-        return ModeChange(int(text, 8))
+    if re.fullmatch(r"[0-7]{1,5}", text) and int(text, 8) <= 0o7777:
+        return ModeChange(int(text, 8), digits=len(text))
     clauses = []
     for part in text.split(","):
         m = _CLAUSE.match(part)
