@@ -134,7 +134,7 @@ def test_mtree_hierarchical_and_full_paths() -> None:
     assert spec["bin/with space"]["size"] == "12"
     assert spec["etc/passwd"]["mode"] == "0644"
     assert "uid" not in spec["opt"] and spec["opt"]["optional"] == "1"
-    with pytest.raises(SpecError, match="t.spec:1"):
+    with pytest.raises(SpecError, match=r"t\.spec:1"):
         parse_spec("./x type=bogus\n", source="t.spec")
     with pytest.raises(SpecError):
         parse_spec("./x nonsense\n")
