@@ -96,9 +96,12 @@ class HostSide:
 
 
 class _KernelWriter:
-    """A minimal unbuffered writable file over a kernel descriptor."""
+    """A minimal unbuffered file over a kernel descriptor.  ``wants_bytes``: a ``bytes``
+    object passes into the kernel without a copy (copyin hands it over as is), so writers
+    feed it whole ``bytes`` chunks rather than views of a reused buffer."""
 
     __slots__ = ("fd", "sys")
+    wants_bytes = True
 
     def __init__(self, sys: Any, fd: int) -> None:
         self.sys, self.fd = sys, fd
@@ -325,14 +328,23 @@ class Copier:
         self.files += 1
 
     def _pump(self, fin: Any, out: Any) -> None:
+        progress = self.progress
+        fresh = getattr(out, "wants_bytes", False) and hasattr(fin, "read")
         buf = self.buf
         mv = memoryview(buf)
-        progress = self.progress
         while True:
-            n = fin.readinto(buf)
+            if fresh:
+                data = fin.read(CHUNK)
+                n = len(data)
+                chunk = memoryview(data) if n else None
+            else:
+                n = fin.readinto(buf)
+                chunk = mv[:n]
             if not n:
                 break
-            chunk = mv[:n]
+            if fresh:
+                w = out.write(data)
+                chunk = chunk[w:] if w != n else None  # type: ignore[index]
             while chunk:
                 w = out.write(chunk)
                 if not w:
