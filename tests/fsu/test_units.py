@@ -176,3 +176,29 @@ def test_console_scripts_resolve() -> None:
         mod, _, fn = target.partition(":")
         assert callable(getattr(importlib.import_module(mod), fn))
     assert entry.fsu_ls.__name__ == "fsu_ls"
+
+
+@pytest.mark.slow
+def test_installed_console_scripts(tmp_path: Path) -> None:
+    """pip install the checkout into a fresh venv: the fs-utils names and the fsspec protocol
+    work from the installed distribution (no PYTHONPATH)."""
+    import sys
+
+    from tests.fsu.conftest import make_tree, run
+
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", "--system-site-packages", venv)
+    root = Path(__file__).resolve().parents[2]
+    run(venv / "bin" / "pip", "install", "-q", "--no-deps", root, timeout=600)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    src = make_tree(tmp_path / "t", fat_safe=True)
+    img = tmp_path / "i.img"
+    subprocess.run([venv / "bin" / "rump-makefs", "-t", "ext4", img, src], check=True, env=env)
+    out = subprocess.run([venv / "bin" / "fsu_cat", img, "/etc/hostname"], capture_output=True,
+                         text=True, env=env, check=True)
+    assert out.stdout == "imagehost\n"
+    code = (f"import fsspec; print(fsspec.open('rumpkernel://{img}::/etc/hostname', 'r')"
+            ".open().read(), end='')")
+    out = subprocess.run([venv / "bin" / "python", "-c", code], capture_output=True, text=True,
+                         env=env, check=True)
+    assert out.stdout == "imagehost\n"

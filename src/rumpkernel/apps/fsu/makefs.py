@@ -552,28 +552,38 @@ class Writer:
         fd = s.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, n.mode)
         try:
             if n.host is not None and n.size:
-                self._copy(n.host, fd)
-            if not self.fat:
+                self._copy(n.host, n.size, fd)
+            # a new file is root's, group 0 (its directory is still root's: directories get
+            # their owners last), so chown only when the tree says otherwise; chown clears
+            # set-id bits, so the mode goes back on after it
+            if not self.fat and (n.uid or n.gid):
                 s.fchown(fd, n.uid, n.gid)
                 if n.mode & 0o7000:
                     s.fchmod(fd, n.mode)
-            elif not n.mode & 0o200:
+            elif self.fat and not n.mode & 0o200:
                 s.fchmod(fd, n.mode)
             s.futimens(fd, (n.atime_ns, n.mtime_ns))
         finally:
             s.close(fd)
 
-    def _copy(self, host: str, fd: int) -> None:
+    def _copy(self, host: str, size: int, fd: int) -> None:
         write = self.sys.write
         try:
-            with open(host, "rb", buffering=0) as f:
+            hfd = os.open(host, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
                 while True:
-                    data = f.read(self.CHUNK)
+                    data = os.read(hfd, min(self.CHUNK, max(size, 1)))
                     if not data:
                         break
-                    view = memoryview(data)
+                    size -= len(data)
+                    done = write(fd, data)  # whole bytes: copyin takes them without a copy
+                    view = memoryview(data)[done:]
                     while view:
                         view = view[write(fd, view):]
+                    if size <= 0 and len(data) < self.CHUNK:
+                        break
+            finally:
+                os.close(hfd)
         except OSError as e:
             if e.filename is None or e.filename == host:
                 raise MakefsError(f"{host}: {os.strerror(e.errno or errno.EIO)}") from None
@@ -582,6 +592,8 @@ class Writer:
     def _attrs(self, path: str, n: Node) -> None:
         s = self.sys
         if not self.fat:
-            s.chown(path, n.uid, n.gid)
-            s.chmod(path, n.mode)
+            if n.uid or n.gid:
+                s.chown(path, n.uid, n.gid)
+            if n.uid or n.gid or n.mode & 0o7000 or not path.strip("/"):
+                s.chmod(path, n.mode)
         s.utime(path, ns=(n.atime_ns, n.mtime_ns))
