@@ -8,6 +8,7 @@ classes (so ``tarfile``, ``zipfile``, ``shutil.copyfileobj`` take them), and ``c
 Interface (VERSION 1):
     RawIOBase, BufferedReader, BufferedWriter, BufferedRandom, TextIOWrapper,
     UnsupportedOperation, DEFAULT_BUFFER_SIZE, text_encoding      -- from ``io``
+    new_lock()                                                    -- a host lock
     HOST                                                          -- a ``HostFiles``
     HostFiles methods: lstat, stat, scandir (sorted list of os.DirEntry), readlink,
         open_read (unbuffered binary file), open_write (new file, O_EXCL, unbuffered),
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from typing import Any
 
 VERSION = 1
@@ -32,6 +34,7 @@ TextIOWrapper = io.TextIOWrapper
 UnsupportedOperation = io.UnsupportedOperation
 DEFAULT_BUFFER_SIZE = io.DEFAULT_BUFFER_SIZE
 text_encoding = io.text_encoding
+new_lock = threading.Lock  # for client-side tables shared by threads (fsspec instances)
 
 
 class HostFiles:
