@@ -29,7 +29,6 @@ Errors are the host's OSError subclasses (FileNotFoundError ...).
 from __future__ import annotations
 
 import stat as S
-import threading
 import weakref
 from typing import Any
 
@@ -37,7 +36,7 @@ from fsspec.spec import AbstractFileSystem
 
 from rumpkernel.client.files.imagespec import ImageSpec, parse_image_spec
 from rumpkernel.hypercall import hostabi as H
-from rumpkernel.hypercall.hostio import HOST
+from rumpkernel.hypercall.hostio import HOST, new_lock
 
 MOUNTPOINT = "/image"
 _EXT_MAGIC_AT = 1080
@@ -129,7 +128,7 @@ class RumpkernelFileSystem(AbstractFileSystem):
             else:
                 self.inner = fo
         self._images: dict[str, _Image] = {}
-        self._lock = threading.Lock()
+        self._lock = new_lock()
         self._finalizer = weakref.finalize(self, _halt_all, self._images)
 
     # ---- paths --------------------------------------------------------------------------------
