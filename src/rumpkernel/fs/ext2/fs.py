@@ -48,6 +48,22 @@ def ftype_of(mode: int) -> int:
     return _FT.get(mode & S_IFMT, L.FT_UNKNOWN)
 
 
+def _noting_corruption(fn: Any) -> Any:
+    """Wrap a vnode operation: corruption found on a writable mount is recorded in the
+    superblock (error state, count, times), as Linux does, before the error is passed on."""
+
+    def op(self: ExtFileSystem, *args: Any) -> Any:
+        try:
+            return fn(self, *args)
+        except KernelError as err:
+            if err.errno == Errno.EUCLEAN:
+                self.note_error(str(err.detail or ""))
+            raise
+
+    op.__name__, op.__doc__, op.__qualname__ = fn.__name__, fn.__doc__, fn.__qualname__
+    return op
+
+
 class ExtFileSystem(MountState, FileSystem):
     """A mounted ext2/3/4 file system (state and mount logic in ``MountState``)."""
 
@@ -60,14 +76,14 @@ class ExtFileSystem(MountState, FileSystem):
                 (ino < self.vol.geo.first_ino and ino != L.ROOT_INO):
             raise KernelError(Errno.ENOENT, f"ext: inode {ino} out of range")
         node = Inode.decode(self.vol, ino, self.vol.read_inode_raw(ino))
-        if node.links == 0 and not (node.is_dir and node.mode):
+        if node.links == 0:
             raise KernelError(Errno.ENOENT, f"ext: inode {ino} is not in use")
         node.check_live()
         self.inodes[ino] = node
         return node
 
     def reclaim(self, node: Inode) -> None:
-        if node.links == 0:
+        if node.links == 0 and not self.readonly:
             self._free_inode(node)
         self._write_inode(node)
         self.inodes.pop(node.ino, None)
@@ -393,3 +409,10 @@ class ExtFileSystem(MountState, FileSystem):
         if node.dirty:
             self.vol.write_inode_raw(node.ino, node.encode(self.vol))
             node.dirty = False
+
+
+for _name in ("vget", "setattr", "lookup", "readdir", "create", "mkdir", "symlink", "link",
+              "unlink", "rmdir", "rename", "readlink", "read", "write", "seek_data",
+              "seek_hole", "getxattr", "setxattr", "listxattr", "removexattr", "inactive"):
+    setattr(ExtFileSystem, _name, _noting_corruption(getattr(ExtFileSystem, _name)))
+del _name

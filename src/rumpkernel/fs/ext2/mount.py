@@ -89,6 +89,7 @@ class MountState:
         self.fstype = name
         self.inodes: dict[int, Any] = {}
         self.replayed = False
+        self.had_errors = False
         raw = read_super(ctx.dev)
         sb = L.Superblock.parse(raw)
         if sb.s_magic != L.EXT2_MAGIC:
@@ -236,6 +237,21 @@ class MountState:
                          s_mtime=secs & 0xFFFFFFFF, s_mtime_hi=(secs >> 32) & 0xFF)
         vol.write_super_now()
         vol.bio.flush(sync=True)
+
+    def note_error(self, detail: str) -> None:
+        """Record detected corruption in the superblock (Linux's ext4_error bookkeeping)."""
+        if self.readonly:
+            return
+        self.ctx.log(f"ext: {self.ctx.dev.name}: error: {detail}")  # type: ignore[union-attr]
+        vol = self.vol
+        sb = vol.sb
+        secs = (self.now() // 1_000_000_000) & 0xFFFFFFFF
+        first = {} if sb.s_first_error_time else {"s_first_error_time": secs}
+        vol.update_super(s_state=sb.s_state | L.STATE_ERROR,
+                         s_error_count=(sb.s_error_count + 1) & 0xFFFFFFFF,
+                         s_last_error_time=secs, **first)
+        self.had_errors = True
+        vol.write_super_now()
 
     def _write_dirty_inodes(self) -> None:
         for node in list(self.inodes.values()):
