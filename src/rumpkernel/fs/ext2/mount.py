@@ -107,6 +107,8 @@ class MountState:
         self._settle()
         if not self.readonly:
             self._mark_mounted()
+            if self.vol.sb.s_last_orphan:
+                self._process_orphans()
 
     # -- feature policy -----------------------------------------------------------------------
     def _policy(self, sb: Any) -> str:
@@ -120,8 +122,6 @@ class MountState:
         reasons = feature_list("incompat", incompat & ~INCOMPAT_WRITE)
         reasons += feature_list("ro_compat", ro_compat & ~RO_COMPAT_WRITE)
         why = "features not supported for writing: " + ",".join(reasons) if reasons else ""
-        if sb.s_last_orphan and not why:
-            why = "orphan inode list is not empty (run e2fsck)"
         if sb.s_state & L.STATE_ERROR and not why:
             why = "file system has errors (run e2fsck)"
         return why
@@ -252,6 +252,33 @@ class MountState:
                          s_last_error_time=secs, **first)
         self.had_errors = True
         vol.write_super_now()
+
+    def _process_orphans(self) -> None:
+        """Finish what a crash interrupted: free unlinked inodes on the orphan list and cut
+        truncated ones back to their size (the list is chained through i_dtime)."""
+        from rumpkernel.fs.ext2 import fileio
+        from rumpkernel.fs.ext2.inode import Inode
+
+        vol = self.vol
+        geo = vol.geo
+        ino, seen = vol.sb.s_last_orphan, set()
+        while ino:
+            if ino in seen or not geo.first_ino <= ino <= geo.inodes_count:
+                self.note_error(f"orphan list broken at inode {ino}")
+                break
+            seen.add(ino)
+            node = Inode.decode(vol, ino, vol.read_inode_raw(ino))
+            ino, node.dtime = node.dtime, 0
+            node.dirty = True
+            self.inodes[node.ino] = node
+            if node.links == 0:
+                self._free_inode(node)  # type: ignore[attr-defined]
+            elif fileio.has_map(node):
+                self.bmap(node).truncate(-(-node.size // vol.block_size))  # type: ignore
+        vol.update_super(s_last_orphan=0)
+        self._write_dirty_inodes()
+        vol.flush()
+        self.ctx.log(f"ext: cleaned up {len(seen)} orphan inodes")
 
     def _write_dirty_inodes(self) -> None:
         for node in list(self.inodes.values()):
