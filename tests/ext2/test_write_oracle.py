@@ -139,3 +139,25 @@ def test_remount_sees_writes_and_state(tmp_path):
     assert "Last write time" in after
     with mounted(img, readonly=True) as fs:
         assert fs.read(node_of(fs, "/f"), 0, 10_000) == b"x" * 5000
+
+
+def test_write_into_unwritten_extents(tmp_path):
+    """Blocks preallocated by fallocate (unwritten extents) read as zeros and convert when
+    written; the result stays fsck-clean and Linux reads our data."""
+    img = mke2fs(tmp_path / "u.img", "ext4", "64M", None)
+    with loop_mount(img, readonly=False) as mnt:
+        with open(mnt / "pre", "wb") as f:
+            os.posix_fallocate(f.fileno(), 0, 1 << 20)
+        (mnt / "immutable").write_bytes(b"i")
+        run("chattr", "+i", str(mnt / "immutable"))
+    with mounted(img) as fs:
+        node = node_of(fs, "/pre")
+        assert fs.read(node, 0, 1 << 20) == bytes(1 << 20)
+        fs.write(node, 5000, b"inside an unwritten extent")
+        immutable = fs.getattr(node_of(fs, "/immutable")).flags
+    assert_fsck_clean(img)
+    with loop_mount(img) as mnt:
+        data = (mnt / "pre").read_bytes()
+    assert data[5000:5026] == b"inside an unwritten extent"
+    assert data.count(0) == (1 << 20) - 26 + b"inside an unwritten extent".count(0)
+    assert immutable == 0x20000                    # SF_IMMUTABLE

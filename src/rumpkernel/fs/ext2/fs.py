@@ -44,6 +44,14 @@ _FT = {0o100000: L.FT_REG, 0o040000: L.FT_DIR, 0o020000: L.FT_CHR, 0o060000: L.F
        0o010000: L.FT_FIFO, 0o140000: L.FT_SOCK, 0o120000: L.FT_SYMLINK}
 
 
+# ext4 i_flags -> BSD st_flags (immutable, append-only, nodump)
+_BSD_FLAGS = ((0x10, 0x00020000), (0x20, 0x00040000), (0x40, 0x00000001))
+
+
+def bsd_flags(ext_flags: int) -> int:
+    return sum(bsd for ext, bsd in _BSD_FLAGS if ext_flags & ext)
+
+
 def ftype_of(mode: int) -> int:
     return _FT.get(mode & S_IFMT, L.FT_UNKNOWN)
 
@@ -119,7 +127,7 @@ class ExtFileSystem(MountState, FileSystem):
             ino=node.ino, mode=node.mode, nlink=node.links, uid=node.uid, gid=node.gid,
             size=node.size, atime_ns=node.atime, mtime_ns=node.mtime, ctime_ns=node.ctime,
             birthtime_ns=node.crtime, rdev=rdev, blocks=node.blocks,
-            blksize=self.vol.block_size, gen=node.generation, flags=node.flags)
+            blksize=self.vol.block_size, gen=node.generation, flags=bsd_flags(node.flags))
 
     def setattr(self, node: Inode, changes: SetAttr) -> None:
         self._check_rw()
