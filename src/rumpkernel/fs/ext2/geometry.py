@@ -55,7 +55,12 @@ class Geometry:
         if incompat & L.INCOMPAT_64BIT:
             blocks |= s.s_blocks_count_hi << 32
         bpg, ipg = s.s_blocks_per_group, s.s_inodes_per_group
-        if not 8 <= bpg <= 8 * bs or bpg % 8:
+        ratio = 1
+        if s.s_feature_ro_compat & L.RO_COMPAT_BIGALLOC and s.s_rev_level:
+            if not s.s_log_block_size <= s.s_log_cluster_size <= s.s_log_block_size + 16:
+                raise corrupt(f"ext: bad cluster size log {s.s_log_cluster_size}")
+            ratio = 1 << (s.s_log_cluster_size - s.s_log_block_size)
+        if not 8 <= bpg <= 8 * bs * ratio or bpg % 8:
             raise corrupt(f"ext: bad blocks per group {bpg}")
         if not 1 <= ipg <= 8 * bs:
             raise corrupt(f"ext: bad inodes per group {ipg}")
@@ -160,7 +165,7 @@ class Geometry:
         dpb = self.descs_per_block
         index, slot = divmod(group, dpb)
         if group < self._meta_bg_start():
-            return self.first_data_block + 1 + index, slot * self.desc_size
+            return L.SUPERBLOCK_OFFSET // self.block_size + 1 + index, slot * self.desc_size
         first = index * dpb
         block = self.group_first_block(first) + (1 if self.has_super(first) else 0)
         return block, slot * self.desc_size

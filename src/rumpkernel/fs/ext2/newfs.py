@@ -365,7 +365,7 @@ def _finish(dev: Any, plan: _Plan) -> None:
     data = bytearray(bio.read(blk))
     data[off:off + L.SUPERBLOCK_SIZE] = _with_csum(sb)
     bio.write(blk, data)
-    gdt = [bio.read(geo.first_data_block + 1 + i) for i in range(geo.gdt_blocks_total())]
+    gdt = [bio.read(geo.gdt_block(0)[0] + i) for i in range(geo.gdt_blocks_total())]
     for g in range(1, geo.group_count):
         if not geo.has_super(g):
             continue
