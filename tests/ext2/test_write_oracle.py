@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rumpkernel.fs.ext2 import Ext2Type, Ext4Type
+from rumpkernel.fs.ext2 import Ext2Type, Ext4Type, dirs
 from rumpkernel.testing.hostdev import HostFileDevice
 
 from .conftest import (
@@ -100,8 +100,11 @@ def test_workload_is_fsck_clean_and_kernel_readable(tmp_path, config):
     assert "clean" in dump.split("Filesystem state:")[1].splitlines()[0]
 
 
-def test_writes_into_htree_directories(tmp_path):
-    """Directories indexed by e2fsck -D are turned linear on first change and stay valid."""
+@pytest.mark.parametrize("added,indexed", [(2000, True), (9000, False)])
+def test_writes_into_htree_directories(tmp_path, added, indexed):
+    """Directories indexed by e2fsck -D keep their index: entries go to the leaf their hash
+    selects and full leaves split.  When the (single-level) index itself is full the
+    directory is turned linear instead.  Both stay valid for e2fsck and Linux."""
     src = make_source_tree(tmp_path / "src", nfiles=900, big_sparse=False, xattrs=False)
     img = mke2fs(tmp_path / "h.img", "ext4", "64M", src)
     run("e2fsck", "-fyD", str(img), check=False)
@@ -113,16 +116,23 @@ def test_writes_into_htree_directories(tmp_path):
             node = fs.vget(fs.lookup(d, name))
             fs.unlink(d, name, node)
             fs.inactive(node)
-        for i in range(50):
+        for i in range(added):
             fs.create(d, f"added-{i}".encode(), 0o100644, 0, 0, 0)
-        assert not d.flags & 0x1000
+        assert bool(d.flags & 0x1000) == indexed
     assert_fsck_clean(img)
     with loop_mount(img) as mnt:
         names = set(os.listdir(mnt / "dir0"))
-    assert {f"added-{i}" for i in range(50)} <= names
+        assert (mnt / "dir0" / f"added-{added - 1}").exists()
+    assert {f"added-{i}" for i in range(added)} <= names
     assert not any(f"file{i:04d}.dat" in names for i in range(0, 900, 12))
     assert "file0006.dat" in names and "file0019.dat" not in names  # 19 lives in dir1
-    assert len(names) == 150 - 75 + 50
+    assert len(names) == 150 - 75 + added
+    if indexed:
+        with mounted(img, readonly=True) as fs:
+            d = node_of(fs, "/dir0")
+            for i in range(0, added, 37):
+                assert dirs._dx_lookup(fs, d, f"added-{i}".encode())
+            assert d.dcache is None
 
 
 def test_remount_sees_writes_and_state(tmp_path):

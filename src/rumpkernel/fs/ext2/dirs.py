@@ -12,9 +12,11 @@ Interface:
 
 Rules: every entry read from disk is checked (rec_len bounds and alignment, name length, no
 ``/`` or NUL in names, no ``.``/``..`` outside the first block, checksum tails); a bad block is
-EUCLEAN.  A directory is walked only over its mapped blocks up to ``i_size``.  Writing to an
-htree-indexed directory first turns it into a plain linear directory (clears the index flag
-and rewrites the index blocks as empty entry blocks), which e2fsck and Linux accept.
+EUCLEAN.  A directory is walked only over its mapped blocks up to ``i_size``.  Adding to an
+htree directory goes through the index (full leaves split, index checksums kept); when the
+index cannot take the entry (index node full, index damaged) the directory is turned into a
+plain linear one (index flag cleared, index blocks rewritten as empty entry blocks), which
+e2fsck and Linux accept.  Removal and renaming never touch the index.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from rumpkernel.vfs.vattr import (
 )
 
 _HEAD = struct.Struct("<IHBB")
+_U32 = struct.Struct("<I")
 _DX = struct.Struct("<II")
 FT_TO_DT = {L.FT_REG: DT_REG, L.FT_DIR: DT_DIR, L.FT_CHR: DT_CHR, L.FT_BLK: DT_BLK,
             L.FT_FIFO: DT_FIFO, L.FT_SOCK: DT_SOCK, L.FT_SYMLINK: DT_LNK}
@@ -211,45 +214,184 @@ def _dx_lookup(fs: Any, dnode: Any, name: bytes) -> int | None:
         return None
 
 
-def _dx_walk(fs: Any, dnode: Any, name: bytes) -> int | None:
-    vol = fs.vol
-    bs = vol.block_size
+class DxLevel:
+    """One index block on the path to a leaf: its logical block, bytes, entries offset,
+    entries [(hash, block)] and the chosen entry."""
+
+    __slots__ = ("data", "entries", "idx", "lblk", "off")
+
+    def __init__(self, lblk: int, data: bytes, off: int, entries: list[tuple[int, int]],
+                 idx: int) -> None:
+        self.lblk, self.data, self.off, self.entries, self.idx = lblk, data, off, entries, idx
+
+
+def _dx_probe(fs: Any, dnode: Any, h: int) -> tuple[list[DxLevel], int] | None:
+    """The index path to the leaf that holds hash ``h``, or None if the index is unusable."""
+    bs = fs.vol.block_size
     nblocks = dnode.size // bs
+    info = dx_info(fs, dnode)
+    if info is None:
+        return None
+    lblk, off = 0, L.DX_ROOT_ENTRIES_OFFSET
+    path: list[DxLevel] = []
+    for _ in range(info.indirect_levels + 1):
+        data = fs.read_dir_block(dnode, lblk)
+        entries = _dx_entries(fs, dnode, data, off)
+        if entries is None:
+            return None
+        idx = max(i for i, (eh, _) in enumerate(entries) if i == 0 or eh <= h)
+        path.append(DxLevel(lblk, data, off, entries, idx))
+        lblk, off = entries[idx][1], L.DX_NODE_ENTRIES_OFFSET
+        if not 0 < lblk < nblocks:
+            return None
+    return path, lblk
+
+
+def dx_info(fs: Any, dnode: Any) -> Any:
     root = fs.read_dir_block(dnode, 0)
     info = L.DxRootInfo.parse(root, L.DX_ROOT_INFO_OFFSET)
     levels = 3 if fs.largedir else 2
     if info.reserved_zero or info.hash_version not in DX_HASH_VERSIONS or \
             info.info_length != 8 or info.indirect_levels >= levels:
         return None
-    h, _ = dx_hash(name, info.hash_version, fs.hash_seed, fs.hash_unsigned)
-    data, off = root, L.DX_ROOT_ENTRIES_OFFSET
-    for _ in range(info.indirect_levels + 1):
-        entries = _dx_entries(data, off, bs, vol.metadata_csum)
-        if entries is None:
-            return None
-        idx = max(i for i, (eh, _) in enumerate(entries) if i == 0 or eh <= h)
-        blk = entries[idx][1]
-        if not 0 < blk < nblocks:
-            return None
-        data, off = fs.read_dir_block(dnode, blk), L.DX_NODE_ENTRIES_OFFSET
-    for _, ino, _, _, ename in _block_entries(fs, dnode, blk, data):
+    return info
+
+
+def _name_hash(fs: Any, dnode: Any, name: bytes) -> int | None:
+    info = dx_info(fs, dnode)
+    if info is None:
+        return None
+    return dx_hash(name, info.hash_version, fs.hash_seed, fs.hash_unsigned)[0]
+
+
+def _dx_walk(fs: Any, dnode: Any, name: bytes) -> int | None:
+    h = _name_hash(fs, dnode, name)
+    found = _dx_probe(fs, dnode, h) if h is not None else None
+    if found is None:
+        return None
+    path, leaf = found
+    data = fs.read_dir_block(dnode, leaf)
+    for _, ino, _, _, ename in _block_entries(fs, dnode, leaf, data):
         if ename == name:
             return ino
-    nxt = entries[idx + 1][0] if idx + 1 < len(entries) else None
-    if nxt is not None and nxt & 1 and nxt & ~1 == h:
-        return None  # hash collision continues in the next leaf: let the linear scan decide
+    last = path[-1]
+    nxt = last.entries[last.idx + 1][0] if last.idx + 1 < len(last.entries) else None
+    if (nxt is None and len(path) > 1) or (nxt is not None and nxt & 1 and nxt & ~1 == h):
+        return None  # the hash may continue in the next leaf: let the linear scan decide
     return 0
 
 
-def _dx_entries(data: bytes, off: int, bs: int, csum: bool) -> list[tuple[int, int]] | None:
+def _dx_limit(fs: Any, off: int) -> int:
+    bs = fs.vol.block_size
+    return (bs - off - (L.DX_TAIL_SIZE if fs.vol.metadata_csum else 0)) // 8
+
+
+def _dx_csum(fs: Any, dnode: Any, data: bytes | bytearray, off: int, count: int) -> int:
+    limit = _dx_limit(fs, off)
+    tail = off + limit * 8
+    c = fs.vol.csum(dnode.seed, data[:off + count * 8])
+    return fs.vol.csum(c, bytes(data[tail:tail + 4]) + b"\0\0\0\0")
+
+
+def _dx_entries(fs: Any, dnode: Any, data: bytes, off: int) -> list[tuple[int, int]] | None:
     limit, count = struct.unpack_from("<HH", data, off)
-    want = (bs - off - (L.DX_TAIL_SIZE if csum else 0)) // 8
-    if limit != want or not 0 < count <= limit:
+    if limit != _dx_limit(fs, off) or not 0 < count <= limit:
         return None
-    out = [(0, int.from_bytes(data[off + 4:off + 8], "little"))]
+    if fs.vol.metadata_csum:
+        tail = off + limit * 8
+        if _dx_csum(fs, dnode, data, off, count) != _U32.unpack_from(data, tail + 4)[0]:
+            return None
+    out = [(0, _U32.unpack_from(data, off + 4)[0])]
     for i in range(1, count):
         out.append(_DX.unpack_from(data, off + 8 * i))
     return out
+
+
+def _dx_write_entries(fs: Any, dnode: Any, level: DxLevel,
+                      entries: list[tuple[int, int]]) -> None:
+    buf = bytearray(level.data)
+    off = level.off
+    struct.pack_into("<HHI", buf, off, _dx_limit(fs, off), len(entries), entries[0][1])
+    for i, (h, blk) in enumerate(entries[1:], 1):
+        _DX.pack_into(buf, off + 8 * i, h, blk)
+    if fs.vol.metadata_csum:
+        tail = off + _dx_limit(fs, off) * 8
+        buf[tail:tail + 4] = b"\0\0\0\0"
+        _U32.pack_into(buf, tail + 4, _dx_csum(fs, dnode, buf, off, len(entries)))
+    pblk = load_cache(fs, dnode).blocks[level.lblk]
+    fs.vol.write(pblk, buf)
+
+
+def _dx_add(fs: Any, dnode: Any, dc: DirCache, name: bytes, ino: int, ftype: int) -> bool:
+    """Insert through the hash index, splitting a full leaf when its index node has room.
+    False when the index cannot take the entry (the caller drops the index)."""
+    h = _name_hash(fs, dnode, name)
+    found = _dx_probe(fs, dnode, h) if h is not None else None
+    if found is None:
+        return False
+    path, leaf = found
+    off = _insert(fs, dnode, dc, leaf, name, ino, ftype)
+    if off is None:
+        level = path[-1]
+        if len(level.entries) >= _dx_limit(fs, level.off):
+            return False
+        split = _split_leaf(fs, dnode, dc, leaf)
+        if split is None:
+            return False
+        split_hash, new = split
+        entries = list(level.entries)
+        entries.insert(level.idx + 1, (split_hash, new))
+        _dx_write_entries(fs, dnode, level, entries)
+        leaf = new if h >= split_hash else leaf
+        off = _insert(fs, dnode, dc, leaf, name, ino, ftype)
+        if off is None:
+            return False
+    dc.names[name] = [ino, ftype, leaf, off]
+    return True
+
+
+def _split_leaf(fs: Any, dnode: Any, dc: DirCache, leaf: int) -> tuple[int, int] | None:
+    """Move the upper half (by hash) of a full leaf into a new block; (split hash, block)."""
+    info = dx_info(fs, dnode)
+    data = fs.vol.read(dc.blocks[leaf])
+    ents = []
+    for _, eino, _, ft, ename in _block_entries(fs, dnode, leaf, data):
+        eh = dx_hash(ename, info.hash_version, fs.hash_seed, fs.hash_unsigned)[0]
+        ents.append((eh, ename, eino, ft))
+    if len(ents) < 2 or ents[0][1] == b".":
+        return None
+    ents.sort(key=lambda e: e[0])
+    half, used, cut = sum(L.dir_rec_len(len(e[1])) for e in ents) // 2, 0, len(ents) - 1
+    for i, e in enumerate(ents):
+        used += L.dir_rec_len(len(e[1]))
+        if used > half:
+            cut = max(1, i)
+            break
+    split_hash = ents[cut][0] | (1 if ents[cut][0] == ents[cut - 1][0] else 0)
+    new = len(dc.blocks)
+    (_, pblk, _, _), = fs.bmap(dnode).map_alloc(new, 1, fs.goal_for(dnode))
+    dc.blocks.append(pblk)
+    dnode.size += fs.vol.block_size
+    dnode.dirty = True
+    for lblk, part in ((leaf, ents[:cut]), (new, ents[cut:])):
+        _fill_block(fs, dnode, dc, lblk, [(n, i, t) for _, n, i, t in part])
+    return split_hash, new
+
+
+def _fill_block(fs: Any, dnode: Any, dc: DirCache, lblk: int,
+                ents: list[tuple[bytes, int, int]]) -> None:
+    bs = fs.vol.block_size
+    limit = bs - (L.DIR_TAIL_SIZE if fs.vol.metadata_csum else 0)
+    buf = bytearray(bs)
+    off = 0
+    for k, (name, ino, ft) in enumerate(ents):
+        rec = limit - off if k == len(ents) - 1 else L.dir_rec_len(len(name))
+        _put_entry(fs, buf, off, rec, name, ino, ft)
+        dc.names[name] = [ino, ft, lblk, off]
+        off += rec
+    if not ents:
+        buf[:8] = _HEAD.pack(0, L.encode_rec_len(limit, bs), 0, 0)
+    write_block(fs, dnode, dc.blocks[lblk], buf)
 
 
 # -- updating --------------------------------------------------------------------------------
@@ -293,15 +435,17 @@ def write_block(fs: Any, dnode: Any, pblk: int, buf: bytearray) -> None:
 def _writable_cache(fs: Any, dnode: Any) -> DirCache:
     if dnode.inline:
         raise KernelError(Errno.EROFS, "ext: writing inline-data directories is not supported")
-    dc = load_cache(fs, dnode)
-    _deindex(fs, dnode, dc)
-    return dc
+    return load_cache(fs, dnode)
 
 
 def add_entry(fs: Any, dnode: Any, name: bytes, ino: int, ftype: int) -> None:
     dc = _writable_cache(fs, dnode)
     if name in dc.names:
         raise KernelError(Errno.EEXIST, name.decode("utf-8", "replace"))
+    if dnode.flags & L.INODE_INDEX_FL:
+        if fs.dir_index and _dx_add(fs, dnode, dc, name, ino, ftype):
+            return
+        _deindex(fs, dnode, dc)
     tried = []
     if dc.blocks:
         tried.append(len(dc.blocks) - 1)

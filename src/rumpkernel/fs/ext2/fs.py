@@ -11,7 +11,9 @@ Rules:
   writes metadata in place, and on ``unmount`` writes everything back and sets the clean flag.
   The journal itself is left empty (``s_start == 0``), as after a clean Linux unmount.
 - Unlinked inodes are freed by ``inactive`` (last reference gone) or at ``unmount``.
-- Directories written by this driver are linear (an htree index is dropped on first change).
+- htree directories keep their index: a new entry goes to the leaf its hash selects and a full
+  leaf is split; when an index node itself is full the index is dropped (the directory turns
+  linear, which Linux and e2fsck accept).  Directories this driver creates are linear.
 - Inline-data, encrypted-name and casefolded file systems are mounted read-only.
 """
 
