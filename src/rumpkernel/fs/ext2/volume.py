@@ -129,6 +129,7 @@ class Volume:
         self._bbm_dirty: set[int] = set()
         self._ibm_dirty: set[int] = set()
         self._dir_rotor = 0
+        self._meta_map: dict[int, list[tuple[int, int]]] | None = None
 
     # -- checksums ----------------------------------------------------------------------------
     def _check_sb_csum(self, raw: bytes) -> None:
@@ -307,14 +308,26 @@ class Volume:
         first = g.group_first_block(group)
         for b in g.super_and_gdt(group):
             set_bits(bm, b - first, 1, True)
-        for other in self._gds:
-            for b, n in ((self.gd_block_bitmap(other), 1), (self.gd_inode_bitmap(other), 1),
-                         (self.gd_inode_table(other), g.itable_blocks)):
-                lo, hi = max(b, first), min(b + n, first + g.group_nblocks(group))
-                if lo < hi:
-                    set_bits(bm, lo - first, hi - lo, True)
+        for b, n in self._metadata_by_group().get(group, ()):
+            lo, hi = max(b, first), min(b + n, first + g.group_nblocks(group))
+            if lo < hi:
+                set_bits(bm, lo - first, hi - lo, True)
         self._pad_block_bitmap(group, bm)
         return bm
+
+    def _metadata_by_group(self) -> dict[int, list[tuple[int, int]]]:
+        """Bitmap and inode-table block ranges of every group, keyed by the group(s) they
+        lie in (flex_bg packs them anywhere).  Built once, in one pass."""
+        if self._meta_map is None:
+            g = self.geo
+            out: dict[int, list[tuple[int, int]]] = {}
+            for gd in self._gds:
+                for b, n in ((self.gd_block_bitmap(gd), 1), (self.gd_inode_bitmap(gd), 1),
+                             (self.gd_inode_table(gd), g.itable_blocks)):
+                    for grp in range(g.group_of_block(b), g.group_of_block(b + n - 1) + 1):
+                        out.setdefault(grp, []).append((b, n))
+            self._meta_map = out
+        return self._meta_map
 
     def _pad_block_bitmap(self, group: int, bm: bytearray) -> None:
         g = self.geo
