@@ -240,3 +240,20 @@ def test_mutant_soak(base):
     for seed in range(1000, 4000):
         for writable in (False, True):
             _run_mutant(mutate(image, regions, seed), writable)
+
+
+def test_mutants_memory_is_bounded(base):
+    """Python allocations while mounting and walking a mutant stay small (the image is 4 MiB;
+    nothing a hostile field says may make the driver allocate far beyond that)."""
+    import tracemalloc
+
+    image, regions = base
+    peaks = []
+    for seed in range(0, MUTANTS, 12):
+        tracemalloc.start()
+        try:
+            _run_mutant(mutate(image, regions, seed), False)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    assert max(peaks) < 48 << 20
