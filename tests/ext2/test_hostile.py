@@ -16,7 +16,7 @@ from rumpkernel.fs.ext2 import dirs as D
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.vfs.bio import MemoryDevice
 from rumpkernel.vfs.fstype import MountContext
-from rumpkernel.vfs.vattr import DT_DIR, DT_LNK, DT_REG, S_IFREG
+from rumpkernel.vfs.vattr import DT_DIR, DT_LNK, DT_REG, S_IFREG, SetAttr
 
 from .conftest import mke2fs, mounted, resolve, run
 
@@ -166,8 +166,7 @@ def rw_workload(fs) -> None:
         if e.name in (b".", b"..") or e.dtype != DT_REG:
             continue
         victim = fs.vget(e.ino)
-        fs.setattr(victim, __import__("rumpkernel.vfs.vattr", fromlist=["SetAttr"]).SetAttr(
-            size=10))
+        fs.setattr(victim, SetAttr(size=10))
         fs.unlink(root, e.name, victim)
         fs.inactive(victim)
     fs.sync()

@@ -131,8 +131,7 @@ def test_htree_lookup_uses_index(tmp_path):
         assert listing == {n.encode() for n in names} | {b".", b".."}
 
 
-@pytest.mark.parametrize("config,feature", [("ext4-inline", "inline_data"),
-                                            ("ext4-bigalloc", "bigalloc")])
+@pytest.mark.parametrize("config,feature", [("ext4-bigalloc", "bigalloc")])
 def test_unwritable_features_mount_read_only(images, config, feature):
     log: list[str] = []
     with mounted(images[config], log=log) as fs:

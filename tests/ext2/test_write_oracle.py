@@ -11,6 +11,7 @@ import pytest
 
 from rumpkernel.fs.ext2 import Ext2Type, Ext4Type, dirs
 from rumpkernel.testing.hostdev import HostFileDevice
+from rumpkernel.vfs.vattr import SetAttr
 
 from .conftest import (
     assert_fsck_clean,
@@ -35,6 +36,7 @@ MKE2FS = {
     "ext4-meta_bg": ("ext4", "96M", ["-O", "meta_bg,^resize_inode"]),
     "ext4-orphan_file": ("ext4", "96M", ["-O", "orphan_file", "-b", "4096"]),
     "ext4-csum_seed": ("ext4", "96M", ["-O", "metadata_csum_seed"]),
+    "ext4-inline_data": ("ext4", "96M", ["-O", "inline_data"]),
 }
 NEWFS = {"newfs-ext2": Ext2Type, "newfs-ext4": Ext4Type}
 
@@ -188,3 +190,36 @@ def test_workload_on_64k_blocks(tmp_path):
                 assert fs.read(node_of(fs, path), 0, len(content) + 1) == content, path
             elif kind == "l":
                 assert fs.readlink(node_of(fs, path)) == content, path
+
+
+def test_changes_to_inline_data_inodes(tmp_path):
+    """Inline files and directories made by mke2fs -d are moved into blocks when changed."""
+    src = tmp_path / "src"
+    (src / "idir").mkdir(parents=True)
+    for i in range(4):
+        (src / "idir" / f"e{i}").write_bytes(b"tiny %d" % i)
+    (src / "small").write_bytes(b"inline contents")
+    (src / "shrink").write_bytes(b"s" * 100)
+    (src / "xa").write_bytes(b"x")
+    (src / "untouched").write_bytes(b"stays inline")
+    img = mke2fs(tmp_path / "i.img", "ext4", "32M", src, "-O", "inline_data")
+    with mounted(img) as fs:
+        small, idir = node_of(fs, "/small"), node_of(fs, "/idir")
+        assert small.inline and idir.inline and node_of(fs, "/untouched").inline
+        fs.write(small, 15, b" and now much more" * 500)
+        fs.setattr(node_of(fs, "/shrink"), SetAttr(size=10))
+        fs.setxattr(node_of(fs, "/xa"), b"user.k", b"v", 0)
+        fs.create(idir, b"added", 0o100644, 0, 0, 0)
+        e1 = node_of(fs, "/idir/e1")
+        fs.unlink(idir, b"e1", e1)
+        fs.inactive(e1)
+        assert not small.inline and not idir.inline
+    assert_fsck_clean(img)
+    with loop_mount(img) as mnt:
+        assert (mnt / "small").read_bytes() == b"inline contents" + b" and now much more" * 500
+        assert (mnt / "shrink").read_bytes() == b"s" * 10
+        assert os.getxattr(mnt / "xa", "user.k") == b"v"
+        assert (mnt / "xa").read_bytes() == b"x"
+        assert sorted(os.listdir(mnt / "idir")) == ["added", "e0", "e2", "e3"]
+        assert (mnt / "idir" / "e2").read_bytes() == b"tiny 2"
+        assert (mnt / "untouched").read_bytes() == b"stays inline"

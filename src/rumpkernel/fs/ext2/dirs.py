@@ -374,11 +374,11 @@ def _split_leaf(fs: Any, dnode: Any, dc: DirCache, leaf: int) -> tuple[int, int]
     dnode.size += fs.vol.block_size
     dnode.dirty = True
     for lblk, part in ((leaf, ents[:cut]), (new, ents[cut:])):
-        _fill_block(fs, dnode, dc, lblk, [(n, i, t) for _, n, i, t in part])
+        fill_block(fs, dnode, dc, lblk, [(n, i, t) for _, n, i, t in part])
     return split_hash, new
 
 
-def _fill_block(fs: Any, dnode: Any, dc: DirCache, lblk: int,
+def fill_block(fs: Any, dnode: Any, dc: DirCache, lblk: int,
                 ents: list[tuple[bytes, int, int]]) -> None:
     bs = fs.vol.block_size
     limit = bs - (L.DIR_TAIL_SIZE if fs.vol.metadata_csum else 0)
@@ -434,7 +434,7 @@ def write_block(fs: Any, dnode: Any, pblk: int, buf: bytearray) -> None:
 
 def _writable_cache(fs: Any, dnode: Any) -> DirCache:
     if dnode.inline:
-        raise KernelError(Errno.EROFS, "ext: writing inline-data directories is not supported")
+        fs.uninline(dnode)
     return load_cache(fs, dnode)
 
 

@@ -1,5 +1,6 @@
 """File contents: reading, writing and truncating through an inode's block map (extents or
-indirect blocks), inline data (read only), symlink targets and device numbers.
+indirect blocks), inline data (read; changed inline files are first moved to blocks by
+``inline.uninline``), symlink targets and device numbers.
 
 Interface:
     has_map(node) -> bool                 does i_block hold a block map (not a fast symlink,
@@ -93,7 +94,7 @@ def write(fs: Any, node: Any, offset: int, data: bytes) -> int:
     if not data:
         return 0
     if node.inline:
-        raise KernelError(Errno.EROFS, "ext: writing inline data is not supported")
+        fs.uninline(node)
     end = offset + len(data)
     if end > fs.max_file_size:
         raise KernelError(Errno.EFBIG, "ext: file too large")
@@ -165,7 +166,7 @@ def truncate(fs: Any, node: Any, size: int) -> None:
     if size > fs.max_file_size:
         raise KernelError(Errno.EFBIG, "ext: file too large")
     if node.inline:
-        raise KernelError(Errno.EROFS, "ext: truncating inline data is not supported")
+        fs.uninline(node)
     bs = fs.vol.block_size
     if size < node.size and has_map(node):
         bmap = fs.bmap(node)

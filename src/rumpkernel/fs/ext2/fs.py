@@ -14,14 +14,16 @@ Rules:
 - htree directories keep their index: a new entry goes to the leaf its hash selects and a full
   leaf is split; when an index node itself is full the index is dropped (the directory turns
   linear, which Linux and e2fsck accept).  Directories this driver creates are linear.
-- Inline-data, encrypted-name and casefolded file systems are mounted read-only.
+- Inline-data inodes are read in place; one that is changed is first moved into ordinary
+  blocks (``inline.uninline``); new inodes are never inline.  Casefolded, bigalloc, quota and
+  other features listed in ``mount.py`` mount read-only; encrypted ones are refused.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rumpkernel.fs.ext2 import dirs, fileio, xattr
+from rumpkernel.fs.ext2 import dirs, fileio, inline, xattr
 from rumpkernel.fs.ext2 import layout as L
 from rumpkernel.fs.ext2.blockmap import IndirectMap
 from rumpkernel.fs.ext2.extents import ExtentMap, empty_root
@@ -115,6 +117,10 @@ class ExtFileSystem(MountState, FileSystem):
 
     def inline_xattr(self, node: Inode) -> bytes:
         return xattr.inline_data(self, node)
+
+    def uninline(self, node: Inode) -> None:
+        self._check_rw()
+        inline.uninline(self, node)
 
     def read_dir_block(self, dnode: Inode, lblk: int) -> bytes:
         (_, pblk, _), = self.bmap(dnode).runs(lblk, 1)
@@ -351,7 +357,7 @@ class ExtFileSystem(MountState, FileSystem):
     def setxattr(self, node: Inode, name: bytes, value: bytes, flags: int) -> None:
         self._check_rw()
         if node.inline:
-            raise KernelError(Errno.EROFS, "ext: inline-data inode")
+            self.uninline(node)
         attrs = dict(xattr.load(self, node))
         if flags & 1 and name in attrs:
             raise KernelError(Errno.EEXIST, name.decode("utf-8", "replace"))
