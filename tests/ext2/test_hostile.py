@@ -33,11 +33,12 @@ class CountingDevice(MemoryDevice):
         return super().pread(offset, length)
 
 
-@pytest.fixture(scope="module", params=["ext4", "ext4-nocsum", "ext3"])
+@pytest.fixture(scope="module", params=["ext4", "ext4-nocsum", "ext3", "ext4-inline"])
 def base(request, tmp_path_factory) -> tuple[bytes, dict[str, list[int]]]:
     tmp = tmp_path_factory.mktemp("hostile")
     fstype, opts = {"ext4": ("ext4", []), "ext4-nocsum": ("ext4", ["-O", "^metadata_csum"]),
-                    "ext3": ("ext3", [])}[request.param]
+                    "ext3": ("ext3", []),
+                    "ext4-inline": ("ext4", ["-O", "inline_data,^metadata_csum"])}[request.param]
     src = tmp / "src"
     (src / "big").mkdir(parents=True)
     for i in range(300):

@@ -28,10 +28,11 @@ def uninline(fs: Any, node: Any) -> None:
     if node.is_dir:
         _uninline_dir(fs, node)
     elif node.is_reg:
-        data = fileio.inline_bytes(fs, node)
+        data, size = fileio.inline_bytes(fs, node), node.size
         _reset(fs, node)
-        if data:
+        if data.strip(b"\0"):
             fileio.write(fs, node, 0, data)
+        node.size = size
     else:
         raise KernelError(Errno.EOPNOTSUPP, f"ext: inode {node.ino}: inline symlink change")
     node.atime, node.mtime, node.ctime = times
