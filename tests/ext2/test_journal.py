@@ -132,3 +132,25 @@ def test_orphans_after_crash_are_cleaned(tmp_path):
     assert_fsck_clean(copy)
     with loop_mount(copy) as mnt:
         assert sorted(os.listdir(mnt)) == ["keep", "lost+found"]
+
+
+@pytest.mark.root
+def test_fast_commit_journal_refuses_write_mount(tmp_path):
+    from rumpkernel.kern.errno import Errno, KernelError
+
+    img = mke2fs(tmp_path / "fc.img", "ext4", "64M", None, "-O", "fast_commit")
+    copy = tmp_path / "copy.img"
+    with loop_mount(img, readonly=False) as mnt:
+        with open(mnt / "synced", "wb") as f:
+            f.write(b"s" * 5000)
+            os.fsync(f.fileno())
+        subprocess.run(["sync"], check=True)
+        shutil.copyfile(img, copy)
+    assert _needs_recovery(copy)
+    with pytest.raises(KernelError) as exc:
+        mounted(copy).__enter__()
+    assert exc.value.errno == Errno.EOPNOTSUPP and "fast commit" in str(exc.value)
+    log: list[str] = []
+    with mounted(copy, readonly=True, log=log) as fs:
+        fs.vget(2)
+    assert any("fast commits" in m for m in log)

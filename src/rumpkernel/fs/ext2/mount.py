@@ -141,6 +141,11 @@ class MountState:
                 self.ctx.log(f"ext: journal not replayed: {err}")
                 return
             raise KernelError(err.errno, f"ext: journal recovery failed: {err.detail}") from None
+        if rec.fast_commit:
+            if not self.readonly:
+                raise KernelError(Errno.EOPNOTSUPP, "ext: the journal may hold fast commits, "
+                                  "which this driver cannot replay: run e2fsck first")
+            self.ctx.log("ext: fast commits not replayed (read-only view of full commits)")
         self._apply_recovery(rec)
 
     def _load_journal(self) -> tuple[Any, Any]:
