@@ -102,11 +102,11 @@ def test_workload_is_fsck_clean_and_kernel_readable(tmp_path, config):
     assert "clean" in dump.split("Filesystem state:")[1].splitlines()[0]
 
 
-@pytest.mark.parametrize("added,indexed", [(2000, True), (9000, False)])
-def test_writes_into_htree_directories(tmp_path, added, indexed):
+@pytest.mark.parametrize("added,levels", [(2000, 0), (9000, 1)])
+def test_writes_into_htree_directories(tmp_path, added, levels):
     """Directories indexed by e2fsck -D keep their index: entries go to the leaf their hash
-    selects and full leaves split.  When the (single-level) index itself is full the
-    directory is turned linear instead.  Both stay valid for e2fsck and Linux."""
+    selects, full leaves split, and a full one-level root grows a second level.  e2fsck
+    checks the index; Linux lists and finds every name."""
     src = make_source_tree(tmp_path / "src", nfiles=900, big_sparse=False, xattrs=False)
     img = mke2fs(tmp_path / "h.img", "ext4", "64M", src)
     run("e2fsck", "-fyD", str(img), check=False)
@@ -120,7 +120,8 @@ def test_writes_into_htree_directories(tmp_path, added, indexed):
             fs.inactive(node)
         for i in range(added):
             fs.create(d, f"added-{i}".encode(), 0o100644, 0, 0, 0)
-        assert bool(d.flags & 0x1000) == indexed
+        assert d.flags & 0x1000
+        assert dirs.dx_info(fs, d).indirect_levels == levels
     assert_fsck_clean(img)
     with loop_mount(img) as mnt:
         names = set(os.listdir(mnt / "dir0"))
@@ -129,12 +130,34 @@ def test_writes_into_htree_directories(tmp_path, added, indexed):
     assert not any(f"file{i:04d}.dat" in names for i in range(0, 900, 12))
     assert "file0006.dat" in names and "file0019.dat" not in names  # 19 lives in dir1
     assert len(names) == 150 - 75 + added
-    if indexed:
-        with mounted(img, readonly=True) as fs:
-            d = node_of(fs, "/dir0")
-            for i in range(0, added, 37):
-                assert dirs._dx_lookup(fs, d, f"added-{i}".encode())
-            assert d.dcache is None
+    with mounted(img, readonly=True) as fs:
+        d = node_of(fs, "/dir0")
+        for i in range(0, added, 37):
+            assert dirs._dx_lookup(fs, d, f"added-{i}".encode())
+        assert d.dcache is None
+
+
+def test_damaged_htree_index_is_dropped(tmp_path):
+    """An index that does not check out is not trusted: lookups scan the directory and the
+    first insertion turns the directory linear."""
+    src = make_source_tree(tmp_path / "src", nfiles=600, big_sparse=False, xattrs=False)
+    img = mke2fs(tmp_path / "d.img", "ext4", "64M", src, "-O", "^metadata_csum")
+    run("e2fsck", "-fyD", str(img), check=False)
+    with mounted(img, readonly=True) as fs:
+        d = node_of(fs, "/dir0")
+        root_blk = dirs.dir_blocks(fs, d)[0]
+    with open(img, "r+b") as f:                # break the root's limit field
+        f.seek(root_blk * 1024 + 0x20)
+        f.write(b"\x07\x00")
+    with mounted(img) as fs:
+        d = node_of(fs, "/dir0")
+        assert fs.lookup(d, b"file0006.dat")
+        fs.create(d, b"after-damage", 0o100644, 0, 0, 0)
+        assert not d.flags & 0x1000
+    assert_fsck_clean(img)
+    with loop_mount(img) as mnt:
+        assert (mnt / "dir0" / "after-damage").exists()
+        assert len(os.listdir(mnt / "dir0")) == 101
 
 
 def test_remount_sees_writes_and_state(tmp_path):

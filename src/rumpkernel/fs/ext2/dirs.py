@@ -13,8 +13,9 @@ Interface:
 Rules: every entry read from disk is checked (rec_len bounds and alignment, name length, no
 ``/`` or NUL in names, no ``.``/``..`` outside the first block, checksum tails); a bad block is
 EUCLEAN.  A directory is walked only over its mapped blocks up to ``i_size``.  Adding to an
-htree directory goes through the index (full leaves split, index checksums kept); when the
-index cannot take the entry (index node full, index damaged) the directory is turned into a
+htree directory goes through the index (full leaves split, full index nodes split, a second
+level is added to a full one-level root; index checksums kept); when the index cannot take the
+entry (both levels full, a third level needed, index damaged) the directory is turned into a
 plain linear one (index flag cleared, index blocks rewritten as empty entry blocks), which
 e2fsck and Linux accept.  Removal and renaming never touch the index.
 """
@@ -323,8 +324,9 @@ def _dx_write_entries(fs: Any, dnode: Any, level: DxLevel,
 
 
 def _dx_add(fs: Any, dnode: Any, dc: DirCache, name: bytes, ino: int, ftype: int) -> bool:
-    """Insert through the hash index, splitting a full leaf when its index node has room.
-    False when the index cannot take the entry (the caller drops the index)."""
+    """Insert through the hash index, splitting a full leaf (and, when needed, a full index
+    node, or adding a second index level).  False when the index cannot take the entry
+    (the caller drops the index)."""
     h = _name_hash(fs, dnode, name)
     found = _dx_probe(fs, dnode, h) if h is not None else None
     if found is None:
@@ -332,9 +334,13 @@ def _dx_add(fs: Any, dnode: Any, dc: DirCache, name: bytes, ino: int, ftype: int
     path, leaf = found
     off = _insert(fs, dnode, dc, leaf, name, ino, ftype)
     if off is None:
-        level = path[-1]
-        if len(level.entries) >= _dx_limit(fs, level.off):
+        if not _make_room(fs, dnode, dc, path):
             return False
+        found = _dx_probe(fs, dnode, h)
+        if found is None:
+            return False
+        path, leaf = found
+        level = path[-1]
         split = _split_leaf(fs, dnode, dc, leaf)
         if split is None:
             return False
@@ -348,6 +354,54 @@ def _dx_add(fs: Any, dnode: Any, dc: DirCache, name: bytes, ino: int, ftype: int
             return False
     dc.names[name] = [ino, ftype, leaf, off]
     return True
+
+
+def _make_room(fs: Any, dnode: Any, dc: DirCache, path: list[DxLevel]) -> bool:
+    """Make sure the index block above the leaf can take one more entry."""
+    level = path[-1]
+    if len(level.entries) < _dx_limit(fs, level.off):
+        return True
+    if len(path) == 1:
+        _add_level(fs, dnode, dc, level)
+        return True
+    root = path[-2]
+    if len(path) > 2 or len(root.entries) >= _dx_limit(fs, root.off):
+        return False
+    half = len(level.entries) // 2
+    new = _append_block(fs, dnode, dc)
+    _write_node(fs, dnode, new, level.entries[half:])
+    _dx_write_entries(fs, dnode, level, level.entries[:half])
+    entries = list(root.entries)
+    entries.insert(root.idx + 1, (level.entries[half][0], new))
+    _dx_write_entries(fs, dnode, root, entries)
+    return True
+
+
+def _add_level(fs: Any, dnode: Any, dc: DirCache, root: DxLevel) -> None:
+    """Move the root's entries into a new index node; the root points at it alone."""
+    new = _append_block(fs, dnode, dc)
+    _write_node(fs, dnode, new, root.entries)
+    buf = bytearray(root.data)
+    buf[L.DX_ROOT_INFO_OFFSET + 6] = 1                  # indirect_levels
+    root.data = bytes(buf)
+    _dx_write_entries(fs, dnode, root, [(0, new)])
+
+
+def _write_node(fs: Any, dnode: Any, lblk: int, entries: list[tuple[int, int]]) -> None:
+    bs = fs.vol.block_size
+    buf = bytearray(bs)
+    buf[:8] = _HEAD.pack(0, L.encode_rec_len(bs, bs), 0, 0)
+    _dx_write_entries(fs, dnode, DxLevel(lblk, bytes(buf), L.DX_NODE_ENTRIES_OFFSET, [], 0),
+                      entries)
+
+
+def _append_block(fs: Any, dnode: Any, dc: DirCache) -> int:
+    new = len(dc.blocks)
+    (_, pblk, _, _), = fs.bmap(dnode).map_alloc(new, 1, fs.goal_for(dnode))
+    dc.blocks.append(pblk)
+    dnode.size += fs.vol.block_size
+    dnode.dirty = True
+    return new
 
 
 def _split_leaf(fs: Any, dnode: Any, dc: DirCache, leaf: int) -> tuple[int, int] | None:
@@ -368,11 +422,7 @@ def _split_leaf(fs: Any, dnode: Any, dc: DirCache, leaf: int) -> tuple[int, int]
             cut = max(1, i)
             break
     split_hash = ents[cut][0] | (1 if ents[cut][0] == ents[cut - 1][0] else 0)
-    new = len(dc.blocks)
-    (_, pblk, _, _), = fs.bmap(dnode).map_alloc(new, 1, fs.goal_for(dnode))
-    dc.blocks.append(pblk)
-    dnode.size += fs.vol.block_size
-    dnode.dirty = True
+    new = _append_block(fs, dnode, dc)
     for lblk, part in ((leaf, ents[:cut]), (new, ents[cut:])):
         fill_block(fs, dnode, dc, lblk, [(n, i, t) for _, n, i, t in part])
     return split_hash, new

@@ -11,9 +11,10 @@ Rules:
   writes metadata in place, and on ``unmount`` writes everything back and sets the clean flag.
   The journal itself is left empty (``s_start == 0``), as after a clean Linux unmount.
 - Unlinked inodes are freed by ``inactive`` (last reference gone) or at ``unmount``.
-- htree directories keep their index: a new entry goes to the leaf its hash selects and a full
-  leaf is split; when an index node itself is full the index is dropped (the directory turns
-  linear, which Linux and e2fsck accept).  Directories this driver creates are linear.
+- htree directories keep their index: a new entry goes to the leaf its hash selects, full
+  leaves and index nodes split, a full one-level index grows a second level; only when that
+  is full too is the index dropped (the directory turns linear, which Linux and e2fsck
+  accept).  Directories this driver creates are linear.
 - Inline-data inodes are read in place; one that is changed is first moved into ordinary
   blocks (``inline.uninline``); new inodes are never inline.  Casefolded, bigalloc, quota and
   other features listed in ``mount.py`` mount read-only; encrypted ones are refused.
