@@ -275,3 +275,20 @@ def test_deep_maps_grow_and_shrink(tmp_path: Path, fstype):
     with mounted(img, readonly=True) as fs:
         f = fs.vget(fs.lookup(fs.vget(2), b"holes"))
         assert fs.getattr(f).blocks <= 60 * 2
+
+
+def test_mount_and_failed_mount_return_cache_memory():
+    from rumpkernel.kern.kmem import KMem
+
+    kmem = KMem(64 << 20)
+    dev, fs = fresh()
+    fs.unmount()
+    ok = Ext4Type.mount(MountContext(dev=dev, kmem=kmem))
+    ok.write(ok.vget(ok.create(ok.vget(2), b"f", REG, 0, 0, 0)), 0, b"x" * 100_000)
+    assert kmem.in_use > 0
+    ok.unmount()
+    assert kmem.in_use == 0 and not kmem.reclaimers
+    dev.data[1024 + 0x3FC] ^= 1                          # superblock checksum now wrong
+    with pytest.raises(KernelError):
+        Ext4Type.mount(MountContext(dev=dev, kmem=kmem))
+    assert kmem.in_use == 0 and not kmem.reclaimers

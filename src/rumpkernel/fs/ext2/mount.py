@@ -78,6 +78,13 @@ def read_super(dev: Any) -> bytes:
     return raw[L.SUPERBLOCK_OFFSET - start:L.SUPERBLOCK_OFFSET - start + L.SUPERBLOCK_SIZE]
 
 
+def _release(bio: Any) -> None:
+    """Drop the buffer cache (its memory accounting and pagedaemon hook too)."""
+    bio.invalidate()
+    if bio.kmem is not None:
+        bio.kmem.unregister_reclaimer(bio.reclaim)
+
+
 class MountState:
     """Mount-time state of an ext file system (mixed into ``ExtFileSystem``)."""
 
@@ -99,15 +106,19 @@ class MountState:
             ctx.log(f"ext: {ctx.dev.name}: mounting read-only: {why}")
         bs = 1024 << min(sb.s_log_block_size, 6)
         bio = ctx.blockio(bs)
-        self.vol = Volume(bio, raw, ctx.dev.size // bs, self.readonly, ctx.log)
-        self.vol.load_gds()
-        if self.vol.geo.incompat & L.INCOMPAT_RECOVER:
-            self._recover()
-        self._settle()
-        if not self.readonly:
-            self._mark_mounted()
-            if self.vol.sb.s_last_orphan:
-                self._process_orphans()
+        try:
+            self.vol = Volume(bio, raw, ctx.dev.size // bs, self.readonly, ctx.log)
+            self.vol.load_gds()
+            if self.vol.geo.incompat & L.INCOMPAT_RECOVER:
+                self._recover()
+            self._settle()
+            if not self.readonly:
+                self._mark_mounted()
+                if self.vol.sb.s_last_orphan:
+                    self._process_orphans()
+        except BaseException:
+            _release(bio)    # a failed mount gives its cache memory back
+            raise
 
     # -- feature policy -----------------------------------------------------------------------
     def _policy(self, sb: Any) -> str:
@@ -309,5 +320,5 @@ class MountState:
             if self.was_clean:
                 self.vol.update_super(s_state=sb.s_state | L.STATE_VALID)
             self.sync()
-        self.vol.bio.invalidate()
+        _release(self.vol.bio)
         self.inodes.clear()
