@@ -96,13 +96,15 @@ class ExtFileSystem(MountState, FileSystem):
         return node
 
     def reclaim(self, node: Inode) -> None:
+        if self.unmounted:        # the VFS purges its vnodes after unmount: nothing to write
+            return
         if node.links == 0 and not self.readonly:
             self._free_inode(node)
         self._write_inode(node)
         self.inodes.pop(node.ino, None)
 
     def inactive(self, node: Inode) -> None:
-        if node.links == 0 and not self.readonly:
+        if node.links == 0 and not self.readonly and not self.unmounted:
             self._free_inode(node)
 
     def bmap(self, node: Inode) -> Any:

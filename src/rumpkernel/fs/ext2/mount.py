@@ -96,6 +96,7 @@ class MountState:
         self.inodes: dict[int, Any] = {}
         self.replayed = False
         self.had_errors = False
+        self.unmounted = False
         raw = read_super(ctx.dev)
         sb = L.Superblock.parse(raw)
         if sb.s_magic != L.EXT2_MAGIC:
@@ -322,3 +323,4 @@ class MountState:
             self.sync()
         _release(self.vol.bio)
         self.inodes.clear()
+        self.unmounted = True
