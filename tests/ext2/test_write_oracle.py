@@ -98,6 +98,8 @@ def test_workload_is_fsck_clean_and_kernel_readable(tmp_path, config):
         assert os.stat(mnt / "a" / "size100000").st_size == 1
     with mounted(img, readonly=True) as fs:
         assert walk_fs(fs) == kernel_tree
+        many = node_of(fs, "/many")                # grew past one block: now an htree
+        assert many.flags & 0x1000 and dirs.dx_info(fs, many) is not None
     dump = run("dumpe2fs", "-h", str(img)).stdout
     assert "clean" in dump.split("Filesystem state:")[1].splitlines()[0]
 

@@ -17,7 +17,8 @@ htree directory goes through the index (full leaves split, full index nodes spli
 level is added to a full one-level root; index checksums kept); when the index cannot take the
 entry (both levels full, a third level needed, index damaged) the directory is turned into a
 plain linear one (index flag cleared, index blocks rewritten as empty entry blocks), which
-e2fsck and Linux accept.  Removal and renaming never touch the index.
+e2fsck and Linux accept.  Removal and renaming never touch the index.  With dir_index, a
+one-block linear directory that fills up is turned into an htree, as Linux does.
 """
 
 from __future__ import annotations
@@ -506,16 +507,40 @@ def add_entry(fs: Any, dnode: Any, name: bytes, ino: int, ftype: int) -> None:
             dc.names[name] = [ino, ftype, lblk, off]
             return
         dc.holes.discard(lblk)
-    lblk = len(dc.blocks)
-    bs = fs.vol.block_size
-    (_, pblk, _, _), = fs.bmap(dnode).map_alloc(lblk, 1, fs.goal_for(dnode))
-    dc.blocks.append(pblk)
-    dnode.size += bs
-    dnode.dirty = True
-    write_block(fs, dnode, pblk, empty_block(fs))
+    if len(dc.blocks) == 1 and fs.dir_index and _make_indexed(fs, dnode, dc) and \
+            _dx_add(fs, dnode, dc, name, ino, ftype):
+        return
+    lblk = _append_block(fs, dnode, dc)
+    write_block(fs, dnode, dc.blocks[lblk], empty_block(fs))
     off = _insert(fs, dnode, dc, lblk, name, ino, ftype)
-    assert off is not None
+    if off is None:
+        raise KernelError(Errno.ENAMETOOLONG, "ext: entry does not fit in a directory block")
     dc.names[name] = [ino, ftype, lblk, off]
+
+
+def _make_indexed(fs: Any, dnode: Any, dc: DirCache) -> bool:
+    """Turn a full one-block directory into an htree (as Linux does when it grows): block 0
+    becomes the index root, its entries move to a new leaf (which then splits as needed)."""
+    data = fs.vol.read(dc.blocks[0])
+    ents = _block_entries(fs, dnode, 0, data)
+    if len(ents) < 3 or ents[0][4] != b"." or ents[1][4] != b"..":
+        return False
+    version = fs.vol.sb.s_def_hash_version
+    if version not in DX_HASH_VERSIONS:
+        version = 1
+    leaf = _append_block(fs, dnode, dc)
+    fill_block(fs, dnode, dc, leaf, [(n, i, t) for _, i, _, t, n in ents[2:]])
+    bs = fs.vol.block_size
+    root = bytearray(bs)
+    _put_entry(fs, root, 0, 12, b".", dnode.ino, L.FT_DIR)
+    _put_entry(fs, root, 12, bs - 12, b"..", ents[1][1], L.FT_DIR)
+    root[L.DX_ROOT_INFO_OFFSET:L.DX_ROOT_ENTRIES_OFFSET] = L.DxRootInfo(0, version, 8, 0,
+                                                                        0).emit()
+    _dx_write_entries(fs, dnode, DxLevel(0, bytes(root), L.DX_ROOT_ENTRIES_OFFSET, [], 0),
+                      [(0, leaf)])
+    dnode.flags |= L.INODE_INDEX_FL
+    dnode.dirty = True
+    return True
 
 
 def _insert(fs: Any, dnode: Any, dc: DirCache, lblk: int, name: bytes, ino: int,

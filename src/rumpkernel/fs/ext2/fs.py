@@ -14,7 +14,7 @@ Rules:
 - htree directories keep their index: a new entry goes to the leaf its hash selects, full
   leaves and index nodes split, a full one-level index grows a second level; only when that
   is full too is the index dropped (the directory turns linear, which Linux and e2fsck
-  accept).  Directories this driver creates are linear.
+  accept).  A linear directory that outgrows its first block becomes an htree (dir_index).
 - Inline-data inodes are read in place; one that is changed is first moved into ordinary
   blocks (``inline.uninline``); new inodes are never inline.  Casefolded, bigalloc, quota and
   other features listed in ``mount.py`` mount read-only; encrypted ones are refused.
