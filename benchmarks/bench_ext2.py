@@ -138,7 +138,7 @@ MKE2FS_OPTS: list[str] = []
 
 def mke2fs_tree(src: Path, img: Path, size: int) -> None:
     subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", *MKE2FS_OPTS, "-d", str(src), str(img),
-                    str(size)], check=True, stdout=subprocess.DEVNULL)
+                    f"{size // 1024}k"], check=True, stdout=subprocess.DEVNULL)
 
 
 def timed(fn, *args) -> float:

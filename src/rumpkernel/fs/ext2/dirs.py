@@ -53,12 +53,13 @@ READDIR_BATCH = 256
 class DirCache:
     """Every name of one directory: name -> [ino, ftype, lblk, offset]; plus block numbers."""
 
-    __slots__ = ("blocks", "holes", "names")
+    __slots__ = ("blocks", "holes", "last", "names")
 
     def __init__(self) -> None:
         self.names: dict[bytes, list[int]] = {}
         self.blocks: list[int] = []
         self.holes: set[int] = set()
+        self.last: dict[int, int] = {}    # block -> offset of its last entry (set by _insert)
 
 
 # -- parsing one block -----------------------------------------------------------------------
@@ -442,6 +443,7 @@ def fill_block(fs: Any, dnode: Any, dc: DirCache, lblk: int,
         off += rec
     if not ents:
         buf[:8] = _HEAD.pack(0, L.encode_rec_len(limit, bs), 0, 0)
+    dc.last.pop(lblk, None)
     write_block(fs, dnode, dc.blocks[lblk], buf)
 
 
@@ -465,6 +467,7 @@ def _deindex(fs: Any, dnode: Any, dc: DirCache) -> None:
             write_block(fs, dnode, pblk, empty_block(fs))
     dnode.flags &= ~L.INODE_INDEX_FL
     dnode.dirty = True
+    dc.last.clear()
 
 
 def empty_block(fs: Any) -> bytearray:
@@ -540,6 +543,7 @@ def _make_indexed(fs: Any, dnode: Any, dc: DirCache) -> bool:
                       [(0, leaf)])
     dnode.flags |= L.INODE_INDEX_FL
     dnode.dirty = True
+    dc.last.pop(0, None)
     return True
 
 
@@ -550,25 +554,43 @@ def _insert(fs: Any, dnode: Any, dc: DirCache, lblk: int, name: bytes, ino: int,
     pblk = dc.blocks[lblk]
     data = fs.vol.read(pblk)
     limit = bs - (L.DIR_TAIL_SIZE if fs.vol.metadata_csum else 0)
+    hint = dc.last.get(lblk)
+    if hint is not None:   # the last entry, where appended names usually find room
+        off = _try_slot(fs, dnode, dc, lblk, data, hint, limit, name, ino, ftype, need)
+        if off is not None:
+            return off
     off = 0
     while off < limit:
-        eino, rec_len, nl, _ = _HEAD.unpack_from(data, off)
-        rec_len = L.decode_rec_len(rec_len, bs)
+        rec_len = L.decode_rec_len(_HEAD.unpack_from(data, off)[1], bs)
         if rec_len < 8:
             raise corrupt(f"ext: directory {dnode.ino}: bad entry while inserting")
-        if not fs.filetype:
-            nl |= data[off + 7] << 8
-        used = L.dir_rec_len(nl) if eino else 0
-        if rec_len - used >= need:
-            buf = bytearray(data)
-            if used:
-                buf[off + 4:off + 6] = L.encode_rec_len(used, bs).to_bytes(2, "little")
-            new = off + used
-            _put_entry(fs, buf, new, rec_len - used, name, ino, ftype)
-            write_block(fs, dnode, pblk, buf)
+        new = _try_slot(fs, dnode, dc, lblk, data, off, limit, name, ino, ftype, need)
+        if new is not None:
             return new
         off += rec_len
     return None
+
+
+def _try_slot(fs: Any, dnode: Any, dc: DirCache, lblk: int, data: bytes, off: int, limit: int,
+              name: bytes, ino: int, ftype: int, need: int) -> int | None:
+    """Put the entry into the slack of the entry at ``off`` if it fits; its offset or None."""
+    bs = fs.vol.block_size
+    eino, rec_len, nl, _ = _HEAD.unpack_from(data, off)
+    rec_len = L.decode_rec_len(rec_len, bs)
+    if not fs.filetype:
+        nl |= data[off + 7] << 8
+    used = L.dir_rec_len(nl) if eino else 0
+    if rec_len - used < need or off + rec_len > limit:
+        return None
+    buf = bytearray(data)
+    if used:
+        buf[off + 4:off + 6] = L.encode_rec_len(used, bs).to_bytes(2, "little")
+    new = off + used
+    _put_entry(fs, buf, new, rec_len - used, name, ino, ftype)
+    write_block(fs, dnode, dc.blocks[lblk], buf)
+    if new + rec_len - used == limit:
+        dc.last[lblk] = new
+    return new
 
 
 def _put_entry(fs: Any, buf: bytearray, off: int, rec_len: int, name: bytes, ino: int,
@@ -604,6 +626,7 @@ def remove_entry(fs: Any, dnode: Any, name: bytes) -> int:
     write_block(fs, dnode, pblk, buf)
     del dc.names[name]
     dc.holes.add(lblk)
+    dc.last.pop(lblk, None)
     return ino
 
 
