@@ -2,6 +2,7 @@
 run (ratios, medians of several repeats).  Needs root (loop mounts) and e2fsprogs.
 
     PYTHONPATH=src python benchmarks/bench_ext2.py [--repeats 5] [--big-mib 256]
+                                                   [--block-size 4096] [--only read,copy,write]
 
 1. read every file of a 1,000-file image: our driver vs a kernel loop mount (fresh mount each
    repeat, so neither side reads from its own file cache; the image file itself is in the host
@@ -29,6 +30,7 @@ from rumpkernel.vfs.fstype import MountContext
 from rumpkernel.vfs.vattr import DT_DIR, DT_REG, S_IFREG
 
 CHUNK = 1 << 20
+BLOCK_SIZE = 4096
 
 
 def make_tree(root: Path, nfiles: int = 1000, seed: int = 5) -> int:
@@ -114,7 +116,7 @@ def driver_write_tree(src: Path, img: Path, size: int) -> None:
     with open(img, "wb") as f:
         f.truncate(size)
     with HostFileDevice(img) as dev:
-        Ext4Type.newfs(dev)
+        Ext4Type.newfs(dev, block_size=BLOCK_SIZE)
     fs = mount(img, readonly=False)
     nodes = {str(src): fs.vget(fs.root_ino)}
     for dirpath, dirnames, files in os.walk(src):
@@ -131,9 +133,12 @@ def driver_write_tree(src: Path, img: Path, size: int) -> None:
     fs.ctx.dev.close()
 
 
+MKE2FS_OPTS: list[str] = []
+
+
 def mke2fs_tree(src: Path, img: Path, size: int) -> None:
-    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-d", str(src), str(img), str(size)],
-                   check=True)
+    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", *MKE2FS_OPTS, "-d", str(src), str(img),
+                    f"{size // 1024}k"], check=True, stdout=subprocess.DEVNULL)
 
 
 def timed(fn, *args) -> float:
@@ -156,7 +161,11 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--big-mib", type=int, default=256)
     ap.add_argument("--only", default="read,copy,write")
+    ap.add_argument("--block-size", type=int, default=4096)
     args = ap.parse_args()
+    global BLOCK_SIZE
+    BLOCK_SIZE = args.block_size
+    MKE2FS_OPTS[:] = ["-b", str(args.block_size)]
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         src = t / "tree"
@@ -164,7 +173,7 @@ def main() -> int:
         img = t / "tree.img"
         mke2fs_tree(src, img, 128 << 20)
         print(f"1,000 files, {total / 1e6:.1f} MB; big file {args.big_mib} MiB; "
-              f"median of {args.repeats}")
+              f"ext4, {args.block_size}-byte blocks; median of {args.repeats}")
         if "read" in args.only:
             assert driver_read_all(img) == kernel_read_all(img) == total
             compare("read all files of a 1,000-file image", (driver_read_all, img),
