@@ -14,12 +14,21 @@ CPUs, a memory limit in bytes and a host name.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from rumpkernel.hypercall import Hypercalls, PosixHost, SimHost
+from rumpkernel.hypercall import Hypercalls, PosixHost
 from rumpkernel.kern.errno import Errno, KernelError, KernelPanic
 from rumpkernel.kern.kernel import Kernel
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SimHost":
+        from rumpkernel.hypercall.sim import SimHost
+
+        return SimHost
+    raise AttributeError(name)
 __all__ = ["Errno", "Kernel", "KernelError", "KernelPanic", "PosixHost", "SimHost", "boot"]
 
 

@@ -5,17 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import leak_report
+from tests.conftest import checked
 from tests.fs.drivers import DRIVERS, FsEnv
 
 
 @pytest.fixture(params=sorted(DRIVERS))
 def fs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FsEnv]:
     env = DRIVERS[request.param](tmp_path)
-    baseline = env.k.statistics()
-    yield env
-    k = env.k
-    if not k.dead:
-        problems = leak_report(k, baseline)
-        k.halt()
-        assert not problems, "kernel leaked: " + "; ".join(problems)
+    for _ in checked(env.k):
+        yield env

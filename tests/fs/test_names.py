@@ -316,5 +316,7 @@ def test_case_insensitivity_is_declared(fs) -> None:
     if fs.features.case_insensitive:
         assert readfile(s, fs.p("mixedcase")) == b"m"
         assert err(s.open, fs.p("MIXEDCASE"), os.O_CREAT | os.O_EXCL | os.O_RDWR) == E.EEXIST
+        s.rename(fs.p("MixedCase"), fs.p("mixedCASE"))          # case-only rename
+        assert s.listdir(fs.p("")) == ["mixedCASE"]
     else:
         assert err(s.stat, fs.p("mixedcase")) == E.ENOENT

@@ -53,8 +53,13 @@ def test_plan_matches_mkfs_fat(tmp_path, kib, fat_type, extra):
     if r.returncode != 0:
         pytest.skip("mkfs.fat refuses this combination; we allow it")
     ref = BootSector.parse(img.read_bytes()[:512])
-    assert {f: getattr(ours, f) for f in FIELDS} == {f: getattr(ref, f) for f in FIELDS}
     assert ours.total_sectors == kib * 1024 // ours.bytes_per_sector
+    if ref.total_sectors != ours.total_sectors:
+        # mkfs.fat 4.2 rounds the size down to whole tracks; we do not.  Compare the layout
+        # we choose for the size it actually used.
+        assert ref.total_sectors < ours.total_sectors
+        ours, _geo = plan(ref.total_sectors * ref.bytes_per_sector, **opts)
+    assert {f: getattr(ours, f) for f in FIELDS} == {f: getattr(ref, f) for f in FIELDS}
 
 
 NEWFS_CASES = [

@@ -277,3 +277,21 @@ def test_shortname_display_modes(mode, want):
     fs.unmount()
     shown = MiniVfs(mount_dev(dev, shortname=mode)).listdir("")
     assert shown == want
+
+
+def test_failed_mount_releases_cache_and_memory():
+    from rumpkernel.kern.kmem import KMem
+    from rumpkernel.vfs.fstype import MountContext
+
+    dev = _dev()
+    kmem = KMem()
+    good = MsdosType.mount(MountContext(dev=dev, kmem=kmem))
+    good.unmount()
+    assert kmem.stats()["by_tag"] == {} and kmem.reclaimers == []
+    geo = good.geo
+    off = geo.reserved * geo.sector_size + 4 * geo.root_cluster
+    dev.data[off : off + 4] = (geo.root_cluster).to_bytes(4, "little")   # root chain loops
+    with pytest.raises(KernelError) as ei:
+        MsdosType.mount(MountContext(dev=dev, kmem=kmem))
+    assert ei.value.errno == Errno.EUCLEAN
+    assert kmem.stats()["by_tag"] == {} and kmem.reclaimers == []

@@ -62,13 +62,17 @@ def decode_stat(buf: bytes | bytearray) -> Any:
     return H.make_stat_result(dict(zip(_STAT_NAMES, STAT.unpack(buf))))
 
 
+SCRATCH_MIN = 65536
+
+
 class Sys(SyscallStubs):
-    __slots__ = ("_after_reboot", "_call")
+    __slots__ = ("_after_reboot", "_call", "_scratch")
 
     def __init__(self, call: Callable[[int, tuple[Any, ...]], Any],
                  after_reboot: Callable[[int], None] | None = None) -> None:
         self._call = call  # type: ignore[misc]
         self._after_reboot = after_reboot
+        self._scratch: list[bytearray] = []   # large read buffers, reused (list ops are atomic)
 
     # ---- processes and credentials --------------------------------------------------------
     def getpid(self) -> int:
@@ -121,9 +125,22 @@ class Sys(SyscallStubs):
         return tuple(self.sys_pipe2(H.open_flags_to_kernel(flags)))  # type: ignore[return-value]
 
     def read(self, fd: int, n: int) -> bytes:
-        buf = bytearray(n)
-        got = self._call(15, (fd, buf, n))
-        return bytes(buf) if got == n else bytes(buf[:got])
+        if n < SCRATCH_MIN:
+            buf = bytearray(n)
+            got = self._call(15, (fd, buf, n))
+            return bytes(buf) if got == n else bytes(buf[:got])
+        try:
+            buf = self._scratch.pop()
+            if len(buf) < n:
+                buf = bytearray(n)
+        except IndexError:
+            buf = bytearray(n)
+        try:
+            got = self._call(15, (fd, memoryview(buf)[:n], n))
+            return bytes(memoryview(buf)[:got])
+        finally:
+            if len(self._scratch) < 4:
+                self._scratch.append(buf)
 
     def readinto(self, fd: int, buf: Any) -> int:
         return self._call(15, (fd, buf, memoryview(buf).nbytes))

@@ -5,8 +5,17 @@ and ``SimHost`` is a deterministic simulation (virtual clock, seeded scheduling 
 in-memory files).  See ``interface.py`` for the contract.
 """
 
+from typing import Any
+
 from rumpkernel.hypercall.interface import VERSION, Hypercalls
 from rumpkernel.hypercall.posix import PosixHost
-from rumpkernel.hypercall.sim import SimHost
 
 __all__ = ["VERSION", "Hypercalls", "PosixHost", "SimHost"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SimHost":  # imported on demand: programs on the real host never need it
+        from rumpkernel.hypercall.sim import SimHost
+
+        return SimHost
+    raise AttributeError(name)

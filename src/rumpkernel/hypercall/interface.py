@@ -10,7 +10,8 @@ Interface (every implementation provides all of it):
                 mem_free(buf)
     threads     thread_create(fn, name) -> handle    a new host thread running fn()
                 thread_join(handle)
-    locks       mutex_create() -> HostMutex          enter() / tryenter() -> bool / exit()
+    locks       mutex_create(recursive=False)        enter() / tryenter() -> bool / exit();
+                                                     a recursive one may be re-entered by its owner
                 cv_create() -> HostCondVar           wait(mutex, timeout_ns=None) -> bool (False
                                                      on timeout) / signal() / broadcast()
                 rw_create() -> HostRWLock            enter(write) / tryenter(write) / exit()
@@ -89,7 +90,7 @@ class Hypercalls(abc.ABC):
 
     # locks
     @abc.abstractmethod
-    def mutex_create(self) -> HostMutex: ...
+    def mutex_create(self, recursive: bool = False) -> HostMutex: ...
 
     @abc.abstractmethod
     def cv_create(self) -> HostCondVar: ...

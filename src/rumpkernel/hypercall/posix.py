@@ -7,12 +7,12 @@ translated to KernelError with the kernel's errno at this boundary.
 from __future__ import annotations
 
 import _thread
+import functools
 import os
 import stat
 import sys
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -23,17 +23,16 @@ from rumpkernel.kern.errno import Errno, KernelError
 
 
 class PosixMutex:
-    """A host mutex: ``enter``, ``tryenter``, ``exit`` bound straight to a host lock."""
+    """A host mutex: ``enter``, ``tryenter``, ``exit`` bound straight to a host lock (C calls,
+    no Python frame on the uncontended path).  ``recursive`` gives an owner-reentrant lock."""
 
-    __slots__ = ("enter", "exit", "lock")
+    __slots__ = ("enter", "exit", "lock", "tryenter")
 
-    def __init__(self) -> None:
-        self.lock = _thread.allocate_lock()
+    def __init__(self, recursive: bool = False) -> None:
+        self.lock = _thread.RLock() if recursive else _thread.allocate_lock()
         self.enter = self.lock.acquire
         self.exit = self.lock.release
-
-    def tryenter(self) -> bool:
-        return self.lock.acquire(False)
+        self.tryenter = functools.partial(self.lock.acquire, False)
 
 
 class PosixCondVar:
@@ -102,6 +101,8 @@ class PosixHost(Hypercalls):
             self._threads.remove(handle)
 
     def thread_stacks(self) -> str:
+        import traceback
+
         frames = sys._current_frames()
         out = []
         for t in threading.enumerate():
@@ -112,8 +113,8 @@ class PosixHost(Hypercalls):
         return "\n".join(out)
 
     # locks
-    def mutex_create(self) -> PosixMutex:
-        return PosixMutex()
+    def mutex_create(self, recursive: bool = False) -> PosixMutex:
+        return PosixMutex(recursive)
 
     def cv_create(self) -> PosixCondVar:
         return PosixCondVar()

@@ -51,12 +51,14 @@ class SimThread:
 
 
 class SimMutex:
-    __slots__ = ("host", "owner", "waiters")
+    __slots__ = ("depth", "host", "owner", "recursive", "waiters")
 
-    def __init__(self, host: SimHost) -> None:
+    def __init__(self, host: SimHost, recursive: bool = False) -> None:
         self.host = host
         self.owner: SimThread | None = None
         self.waiters: deque[SimThread] = deque()
+        self.recursive = recursive
+        self.depth = 0
 
     def enter(self) -> bool:
         h = self.host
@@ -64,11 +66,15 @@ class SimMutex:
         h._meta.acquire()
         if self.owner is None:
             self.owner = me
+            self.depth = 1
             h._meta.release()
             return True
         if self.owner is me:
             h._meta.release()
-            raise RuntimeError("sim: mutex entered twice by one thread")
+            if not self.recursive:
+                raise RuntimeError("sim: mutex entered twice by one thread")
+            self.depth += 1
+            return True
         self.waiters.append(me)
         h._block(me)  # releases _meta; exit() hands ownership over before waking us
         return True
@@ -79,14 +85,22 @@ class SimMutex:
         with h._meta:
             if self.owner is None:
                 self.owner = me
+                self.depth = 1
+                return True
+            if self.owner is me and self.recursive:
+                self.depth += 1
                 return True
             return False
 
     def exit(self) -> None:
         with self.host._meta:
+            if self.depth > 1:
+                self.depth -= 1
+                return
             self._release_locked()
 
     def _release_locked(self) -> None:
+        self.depth = 1
         if self.waiters:
             t = self.waiters.popleft()
             self.owner = t
@@ -295,8 +309,8 @@ class SimHost(Hypercalls):
         return "\n".join(out)
 
     # -- locks -----------------------------------------------------------------------------------
-    def mutex_create(self) -> SimMutex:
-        return SimMutex(self)
+    def mutex_create(self, recursive: bool = False) -> SimMutex:
+        return SimMutex(self, recursive)
 
     def cv_create(self) -> SimCondVar:
         return SimCondVar(self)

@@ -52,8 +52,8 @@ CATALOG_MODULES = (
     "rumpkernel.vfs.component",
     "rumpkernel.dev.component",
     "rumpkernel.fs.tmpfs",
-    "rumpkernel.fs.ext2.component",
-    "rumpkernel.fs.msdos.component",
+    "rumpkernel.fs.components.ext2",
+    "rumpkernel.fs.components.msdos",
 )
 
 FACTIONS = ("vfs", "dev", "net")

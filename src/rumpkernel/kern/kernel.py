@@ -20,7 +20,6 @@ process and every other kernel keep running.
 from __future__ import annotations
 
 import contextlib
-import traceback
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -289,6 +288,8 @@ class Kernel:
             return self.panicked
         parts = [f"panic: {msg}\n"]
         if exc is not None:
+            import traceback  # only a panicking kernel pays for it
+
             parts.append("".join(traceback.format_exception(exc)))
         parts.append(self.host.thread_stacks())
         stacks = "".join(parts)

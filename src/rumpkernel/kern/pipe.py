@@ -36,7 +36,11 @@ class Pipe:
         self.ino = ino
 
     def free(self) -> None:
-        self.k.kmem.free(PIPE_CAPACITY, "pipe")
+        """The last end closed: give the buffer back (a FIFO's data goes with it)."""
+        if self.mtx is not None:
+            self.k.kmem.free(PIPE_CAPACITY, "pipe")
+            self.buf = bytearray()
+            self.mtx = None  # type: ignore[assignment]
 
     def wait_for_peer(self, reader: bool, nonblock: bool) -> None:
         """FIFO open semantics: a reader waits for a writer and vice versa (not with
@@ -139,5 +143,5 @@ class PipeFile(File):
             p.cv.broadcast()
             last = p.readers == 0 and p.writers == 0
         self.k.sel.notify()
-        if last and not p.ino:
+        if last:
             p.free()

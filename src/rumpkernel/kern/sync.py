@@ -5,7 +5,7 @@ All are built on host primitives from the hypercall layer with the dissertation'
 must wait releases its vCPU first and takes one again after the wait.
 
 Interface:
-    KMutex(k)      enter() / tryenter() / exit() / owned() ; usable as ``with m:``
+    KMutex(k, recursive=False)  enter() / tryenter() / exit() ; usable as ``with m:``
     KRWLock(k)     enter(write) / exit() ; reader() / writer() context managers
     KCondVar(k)    wait(mtx, timeout_ns=None, interruptible=True) -> bool (False on timeout)
                    signal() / broadcast()
@@ -17,7 +17,7 @@ and the killer sets ``killed`` before reading the channel, so no kill is lost.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rumpkernel.kern.errno import Errno, KernelError
 
@@ -26,47 +26,48 @@ if TYPE_CHECKING:
 
 
 class KMutex:
-    __slots__ = ("_curlwp", "_sched", "hmtx", "owner")
+    """A kernel mutex (``recursive=True``: its owner may enter again, as the VFS does with a
+    mount's lock).  The uncontended enter is one host call; a contended one gives the vCPU
+    back while it blocks."""
 
-    def __init__(self, k: Kernel) -> None:
-        self.hmtx = k.host.mutex_create()
+    __slots__ = ("_block", "_curlwp", "_exit", "_sched", "_try", "hmtx")
+
+    def __init__(self, k: Kernel, recursive: bool = False) -> None:
+        h = self.hmtx = k.host.mutex_create(recursive)
+        self._try = h.tryenter
+        self._block = h.enter
+        self._exit = h.exit
         self._sched = k.sched
         self._curlwp = k.host.curlwp_get
-        self.owner: Any = None
 
     def enter(self) -> None:
-        if not self.hmtx.tryenter():
-            l = self._curlwp()
+        if not self._try():
+            self._enter_slow()
+
+    def _enter_slow(self) -> None:
+        l = self._curlwp()
+        if l is not None and l.cpu is not None:
             sched = self._sched
-            if l is not None and l.cpu is not None:
-                sched.unschedule(l)
-                try:
-                    self.hmtx.enter()
-                finally:
-                    sched.schedule(l)
-            else:
-                self.hmtx.enter()
-        self.owner = True
+            sched.unschedule(l)
+            try:
+                self._block()
+            finally:
+                sched.schedule(l)
+        else:
+            self._block()
 
     def tryenter(self) -> bool:
-        if self.hmtx.tryenter():
-            self.owner = True
-            return True
-        return False
+        return self._try()
 
     def exit(self) -> None:
-        self.owner = None
-        self.hmtx.exit()
+        self._exit()
 
-    def owned(self) -> bool:
-        return self.owner is not None
-
-    def __enter__(self) -> KMutex:
-        self.enter()
-        return self
+    def __enter__(self) -> None:
+        if not self._try():
+            self._enter_slow()
 
     def __exit__(self, *exc: object) -> None:
-        self.exit()
+        self._exit()
 
 
 class KRWLock:
@@ -111,7 +112,6 @@ class KCondVar:
             if l.killed:
                 l.wchan = None
                 raise KernelError(Errno.EINTR, "lwp killed")
-        mtx.owner = None
         resched = l is not None and l.cpu is not None
         if resched:
             self._sched.unschedule(l)
@@ -120,7 +120,6 @@ class KCondVar:
         finally:
             if resched:
                 self._sched.schedule(l)
-            mtx.owner = True
             if l is not None:
                 l.wchan = None
         if l is not None and interruptible and l.killed:

@@ -10,7 +10,6 @@ chains, absurd entry counts) are refused with EINVAL or skipped, with bounded wo
 from __future__ import annotations
 
 import struct
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,6 +54,8 @@ def _gpt(read: Reader, disk_size: int) -> list[Partition]:
         first, last = struct.unpack_from("<QQ", e, 32)
         if last < first or (last + 1) * SECTOR > disk_size:
             continue
+        import uuid  # only GPT disks pay for it
+
         out.append(Partition(i + 1, first * SECTOR, (last - first + 1) * SECTOR,
                              str(uuid.UUID(bytes_le=type_guid))))
     return out

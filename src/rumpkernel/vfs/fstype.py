@@ -71,3 +71,23 @@ class FileSystemType:
     @classmethod
     def newfs(cls, dev: BlockDevice, **options: object) -> None:
         raise KernelError(Errno.EOPNOTSUPP, f"{cls.name}: newfs not implemented")
+
+
+class LazyFileSystemType:
+    """Stands in for a driver until it is first needed, so a kernel that never meets an ext or
+    FAT image never imports those drivers.  ``quick_probe(dev)`` is a cheap test written in the
+    driver's component module: False means "certainly not mine" (the driver stays unloaded),
+    True means "load the driver and ask its real probe"."""
+
+    def __init__(self, name: str, loader: Callable[[], type[FileSystemType]],
+                 quick_probe: Callable[[BlockDevice], bool], needs_device: bool = True) -> None:
+        self.name = name
+        self.loader = loader
+        self.quick_probe = quick_probe
+        self.needs_device = needs_device
+        self._cls: type[FileSystemType] | None = None
+
+    def load(self) -> type[FileSystemType]:
+        if self._cls is None:
+            self._cls = self.loader()
+        return self._cls

@@ -414,8 +414,8 @@ class Tmpfs(FileSystem):
         return StatFS(4096, 4096, total, free, free, files, ffree, ffree, 255)
 
     def unmount(self) -> None:
-        for n in list(self.nodes.values()):
-            self._free_node(n)
+        self.nodes.clear()
+        self._uncharge(self.bytes_used)  # nodes, data, names, xattrs: everything at once
 
 
 def _int_opt(opts: dict[str, str], key: str, default: int) -> int:

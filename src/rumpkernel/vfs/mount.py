@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.vfs.bio import BlockDevice
-from rumpkernel.vfs.fstype import FileSystemType, MountContext
+from rumpkernel.vfs.fstype import FileSystemType, LazyFileSystemType, MountContext
 from rumpkernel.vfs.vnode import MountLock, Vnode, VnodeCache
 from rumpkernel.vfs.vnode_if import FileSystem
 
@@ -72,7 +72,7 @@ class Mount:
 class Vfs:
     def __init__(self, k: Kernel) -> None:
         self.k = k
-        self.fstypes: dict[str, type[FileSystemType]] = {}
+        self.fstypes: dict[str, type[FileSystemType] | LazyFileSystemType] = {}
         self.probe_order: list[str] = []
         self.mounts: list[Mount] = []
         self.vcache = VnodeCache(k)
@@ -83,7 +83,8 @@ class Vfs:
         self.next_etfs_minor = 0
 
     # ---- drivers --------------------------------------------------------------------------
-    def register_fstype(self, cls: type[FileSystemType], *, probe: bool = True) -> None:
+    def register_fstype(self, cls: type[FileSystemType] | LazyFileSystemType, *,
+                        probe: bool = True) -> None:
         self.fstypes[cls.name] = cls
         if probe and cls.needs_device and cls.name not in self.probe_order:
             self.probe_order.append(cls.name)
@@ -93,14 +94,19 @@ class Vfs:
         if cls is None:
             raise KernelError(Errno.ENODEV, f"unknown file system type {name!r} "
                               f"(known: {', '.join(sorted(self.fstypes))})")
+        if isinstance(cls, LazyFileSystemType):
+            cls = self.fstypes[name] = cls.load()
         return cls
 
     def probe(self, dev: BlockDevice) -> str:
         tried = []
         for name in self.probe_order:
             tried.append(name)
+            entry = self.fstypes[name]
             try:
-                if self.fstypes[name].probe(dev):
+                if isinstance(entry, LazyFileSystemType) and not entry.quick_probe(dev):
+                    continue
+                if self.fstype(name).probe(dev):
                     return name
             except KernelError:
                 continue

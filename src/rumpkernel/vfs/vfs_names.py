@@ -158,9 +158,11 @@ def sys_renameat(l: Any, fromfd: int, src: Any, tofd: int, dst: Any) -> None:
     try:
         tdvp, tname, tvp, ttrail = namei.walk_parent(l, tofd, path_arg(l, dst))
         held += [tdvp, tvp]
-        _check_rename(l, vfs, sdvp, sname, svp, strail, tdvp, tname, tvp, ttrail)
-        if svp is tvp:
-            return  # same file: nothing to do
+        case_only = (svp is tvp and sdvp is tdvp and sname != tname
+                     and sdvp.mount.fs.features.case_insensitive)
+        _check_rename(l, vfs, sdvp, sname, svp, strail, tdvp, tname, tvp, ttrail, case_only)
+        if svp is tvp and not case_only:
+            return  # two names of one file: nothing to do
         assert svp is not None
         with sdvp.mount.lock:
             sdvp.mount.fs.rename(sdvp.node, sname, svp.node, tdvp.node, tname,
@@ -172,7 +174,8 @@ def sys_renameat(l: Any, fromfd: int, src: Any, tofd: int, dst: Any) -> None:
 
 
 def _check_rename(l: Any, vfs: Any, sdvp: Vnode, sname: bytes, svp: Vnode | None, strail: bool,
-                  tdvp: Vnode, tname: bytes, tvp: Vnode | None, ttrail: bool) -> None:
+                  tdvp: Vnode, tname: bytes, tvp: Vnode | None, ttrail: bool,
+                  case_only: bool = False) -> None:
     if svp is None:
         raise KernelError(Errno.ENOENT, "source does not exist")
     if sname in (b".", b"..") or tname in (b".", b".."):
@@ -183,7 +186,7 @@ def _check_rename(l: Any, vfs: Any, sdvp: Vnode, sname: bytes, svp: Vnode | None
         raise KernelError(Errno.ENOTDIR, "trailing slash on a non-directory")
     if _busy(svp) or (tvp is not None and _busy(tvp)):
         raise KernelError(Errno.EBUSY, "mount point")
-    if svp is tvp:
+    if svp is tvp and not case_only:
         return
     require_writable(sdvp)
     cred = l.proc.cred
@@ -194,6 +197,8 @@ def _check_rename(l: Any, vfs: Any, sdvp: Vnode, sname: bytes, svp: Vnode | None
     if tvp is not None:
         check_sticky(cred, tdattr, getattr_vp(tvp))
     check_name(tdvp, tname)
+    if case_only:
+        return
     if svp.isdir:
         if tvp is not None and not tvp.isdir:
             raise KernelError(Errno.ENOTDIR, "cannot replace a non-directory with a directory")

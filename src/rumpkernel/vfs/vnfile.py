@@ -120,6 +120,8 @@ class FifoFile(PipeFile):
 
     def close(self, l: Any) -> None:
         super().close(l)
+        if self.pipe.mtx is None and self.vp.fifo is self.pipe:
+            self.vp.fifo = None  # every end closed: the next open starts a new pipe
         self.k.vfs.vcache.vrele(self.vp)
 
 

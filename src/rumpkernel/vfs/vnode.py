@@ -31,32 +31,10 @@ VNODE_BYTES = 256
 DEFAULT_MAXVNODES = 16384
 
 
-class MountLock:
-    """A recursive mutex: the VFS may call back into a mount while holding its lock."""
-
-    __slots__ = ("_curlwp", "depth", "mtx", "owner")
-
-    def __init__(self, k: Kernel) -> None:
-        self.mtx = KMutex(k)
-        self._curlwp = k.host.curlwp_get
-        self.owner: Any = None
-        self.depth = 0
-
-    def __enter__(self) -> MountLock:
-        me = self._curlwp()
-        if self.owner is me and me is not None:
-            self.depth += 1
-            return self
-        self.mtx.enter()
-        self.owner = me
-        self.depth = 1
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.depth -= 1
-        if self.depth == 0:
-            self.owner = None
-            self.mtx.exit()
+def MountLock(k: Kernel) -> KMutex:
+    """The per-mount lock held around every driver call: recursive, because the VFS may call
+    back into a mount while holding its lock."""
+    return KMutex(k, recursive=True)
 
 
 class Vnode:

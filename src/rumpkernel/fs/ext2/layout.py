@@ -11,6 +11,7 @@ Interface:
                                     so ``emit(parse(b)) == b`` byte for byte.
     ``rec.emit() -> bytes``       -- the exact on-disk bytes.
     ``rec.replace(**changes)``    -- a copy with some fields changed.
+    ``Rec.patch(buf, **changes)`` -- the bytes of ``buf`` with some fields changed (no record).
     ``Rec.SIZE``, ``Rec.LAYOUT``  -- size in bytes and the field table.
     Feature, state, flag and magic constants used by the driver and by ``newfs``.
 
@@ -167,6 +168,7 @@ class RecordBase:
     SIZE: ClassVar[int]
     LAYOUT: ClassVar[tuple[tuple[str, int, str], ...]]
     _STRUCT: ClassVar[struct.Struct]
+    _NAMES: ClassVar[tuple[str, ...]]
     __slots__ = ()
 
     @classmethod
@@ -182,6 +184,15 @@ class RecordBase:
     def replace(self, **changes: object) -> Any:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
+    @classmethod
+    def patch(cls, buf: bytes | bytearray, **changes: int | bytes) -> bytes:
+        """``parse(buf).replace(**changes).emit()`` without building records (hot paths)."""
+        if len(buf) < cls.SIZE:
+            raise corrupt(f"{cls.__name__}: need {cls.SIZE} bytes, have {len(buf)}")
+        values = dict(zip(cls._NAMES, cls._STRUCT.unpack_from(buf, 0)))
+        values.update(changes)
+        return cls._STRUCT.pack(*(values[n] for n in cls._NAMES))
+
 
 def record(name: str, size: int, spec: str, *, endian: str = "<") -> type:
     """Build a frozen record class from a field table (``OFFSET NAME FORMAT`` per line)."""
@@ -191,6 +202,7 @@ def record(name: str, size: int, spec: str, *, endian: str = "<") -> type:
     cls.SIZE = size
     cls.LAYOUT = tuple(rows)
     cls._STRUCT = struct.Struct(endian + "".join(f for _, _, f in rows))
+    cls._NAMES = tuple(n for n, _, _ in rows)
     cls.__module__ = __name__
     assert cls._STRUCT.size == size, name
     return cls

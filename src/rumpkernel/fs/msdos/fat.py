@@ -23,7 +23,6 @@ written, to each FAT copy (or only the active one when FAT32 mirroring is off).
 from __future__ import annotations
 
 import itertools
-import sys
 from array import array
 
 from rumpkernel.fs.msdos.layout import Geometry
@@ -33,7 +32,7 @@ from rumpkernel.vfs.bio import BlockIO
 _EOC = {12: 0xFF8, 16: 0xFFF8, 32: 0x0FFFFFF8}
 _MASK = {12: 0xFFF, 16: 0xFFFF, 32: 0x0FFFFFFF}
 _CLEAN_BIT = {16: 0x8000, 32: 0x08000000}
-_BIG = sys.byteorder == "big"
+_BIG = array("H", [1]).tobytes() == b"\x00\x01"  # host byte order, without sys
 _LOAD_CHUNK = 2048
 
 

@@ -73,6 +73,15 @@ class MsdosFS(DirOps, FileSystem):
         self.geo = Geometry.from_boot(boot, dev.size - self.offset)
         self.readonly = bool(ctx.readonly or dev.readonly)
         self.bio: BlockIO = ctx.blockio(self.geo.sector_size, first_byte=self.offset)
+        try:
+            self._setup(ctx)
+        except KernelError:
+            self.bio.invalidate()
+            if ctx.kmem is not None:
+                ctx.kmem.unregister_reclaimer(self.bio.reclaim)
+            raise
+
+    def _setup(self, ctx: MountContext) -> None:
         self.fat = FatTable(self.bio, self.geo)
         self.inos = InodeTable()
         self._serial = 1
