@@ -91,6 +91,8 @@ def test_cp_inside(img: Path) -> None:
         ok(fsu("stat", img, "-c", "%Y", "/etc/motd"))
     res = fsu("cp", img, "-r", "/deep", "/deep/er")
     assert res.returncode == 1 and "into itself" in res.stderr
+    res = fsu("cp", img, "/etc/motd", "/etc")
+    assert res.returncode == 1 and "same file" in res.stderr
     clean(img)
 
 

@@ -257,6 +257,10 @@ def test_label_uuid_and_options(tmp_path: Path, tree_master: Path,
     assert res.returncode == 2 and "unknown file system type" in res.stderr
     res = makefs(img, tmp_path / "nope")
     assert res.returncode == 1 and "No such file or directory" in res.stderr
+    res = makefs(tmp_path / "nodir" / "x.img", tree_master)
+    assert res.returncode == 1
+    assert res.stderr.strip() == f"fsu makefs: {tmp_path / 'nodir' / 'x.img'}: No such file or " \
+                                 "directory"
 
 
 def test_keep_owner(tmp_path: Path) -> None:

@@ -234,6 +234,11 @@ def main(argv: list[str] | None = None, prog: str = "fsu makefs") -> int:
     except (MakefsError, TreeError) as e:
         sys.stderr.write(f"{prog}: {e}\n")
         return 1
+    except OSError as e:  # the host refused the image file (directory missing, read-only ...)
+        where = e.filename if e.filename is not None else ""
+        where = where.replace(f".fsu-makefs-{os.getpid()}.tmp", "") if where else where
+        sys.stderr.write(f"{prog}: {where}: {os.strerror(e.errno or errno.EIO)}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("\n")
         return 130

@@ -240,6 +240,15 @@ class Copier:
             if isinstance(base, str) != isinstance(dst, str):
                 base = H.fsdecode(base) if isinstance(dst, str) else H.fsencode(base)
             target = posixpath.join(dst, base)
+        if self.src is self.dst or type(self.src) is type(self.dst):
+            try:
+                t = self.dst.lstat(target)
+            except OSError:
+                t = None
+            if t is not None and (t.st_dev, t.st_ino) == (st.st_dev, st.st_ino):
+                self._fail(OSError(errno.EINVAL, "source and destination are the same file",
+                                   src))
+                return
         if S.S_ISDIR(st.st_mode):
             if not self.recursive:
                 self._fail(IsADirectoryError(errno.EISDIR, "Is a directory (not copied; use -r)",
