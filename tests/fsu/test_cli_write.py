@@ -348,3 +348,23 @@ def test_modes_survive_on_ext(ext4_img: Path) -> None:
     assert out == "4755\n600\n"
     assert stat.S_ISFIFO(json.loads(ok(fsu("stat", ext4_img, "--json", "/fifo")))[0]["mode"]
                          | stat.S_IFIFO)
+
+
+def test_flags_before_the_image(ext4_img: Path, tmp_path: Path) -> None:
+    (tmp_path / "t" / "sub").mkdir(parents=True)
+    (tmp_path / "t" / "sub" / "f").write_text("deep\n")
+    ok(fsu("put", "-r", "-p", ext4_img, tmp_path / "t", "/t"))  # the brief's usage line
+    assert ok(fsu("cat", ext4_img, "/t/sub/f")) == "deep\n"
+    ok(fsu("rm", "-r", ext4_img, "/t"))  # -r is rm's, not read-only
+    assert "t" not in names(ext4_img, "/")
+    ok(fsu("mkdir", "-m", "750", ext4_img, "/m"))  # an option's value is not the image
+    assert ok(fsu("stat", ext4_img, "-c", "%a", "/m")) == "750\n"
+    assert ok(fsu("ls", "-t", ext4_img, "/etc")).split()[0] in ("alias", "hostname", "motd")
+    res = fsu("mkdir", "--read-only", ext4_img, "/ro")
+    assert res.returncode == 1 and "Read-only file system" in res.stderr
+    res = fsu("mkdir", "-r", ext4_img, "/ro")  # mkdir has no -r: fsu's read-only
+    assert res.returncode == 1 and "Read-only file system" in res.stderr
+    assert ok(fsu("cat", "--type", "ext4", ext4_img, "/etc/hostname")) == "imagehost\n"
+    res = fsu("cat", "--type=msdos", ext4_img, "/etc/hostname")
+    assert res.returncode == 2 and "not a msdos file system" in res.stderr
+    e2fsck_clean(ext4_img)

@@ -297,7 +297,8 @@ def _each(ctx: Ctx, path: str, recursive: bool, fn: Any) -> None:
             _each(ctx, c, True, fn)
 
 
-@command("chmod", writes=True, summary="change permission bits", parse=parse_chmod)
+@command("chmod", writes=True, summary="change permission bits", parse=parse_chmod,
+         options=("-R", "--recursive", "-v", "--verbose", "-h", "--help"))
 def run_chmod(ctx: Ctx, ns: Any) -> None:
     umask = _umask(ctx)
 

@@ -31,12 +31,25 @@ class Command:
     writes: bool
     summary: str
     custom_parse: Callable[[str, list[str]], Any] | None = field(default=None)
+    own_options: tuple[str, ...] = ()
 
     def parse(self, prog: str, args: list[str]) -> Any:
         if self.custom_parse is not None:
             return self.custom_parse(prog, args)
         assert self.make_parser is not None
         return self.make_parser(prog).parse_intermixed_args(args)
+
+    def option_table(self, prog: str) -> tuple[set[str], set[str]]:
+        """(every option string the command knows, those that take a value)."""
+        if self.make_parser is None:
+            return set(self.own_options), set()
+        own: set[str] = set()
+        value: set[str] = set()
+        for action in self.make_parser(prog)._actions:
+            own.update(action.option_strings)
+            if action.option_strings and action.nargs != 0:
+                value.update(action.option_strings)
+        return own, value
 
     def help(self, prog: str) -> str:
         if self.make_parser is not None:
@@ -46,10 +59,10 @@ class Command:
 
 def command(name: str, *, writes: bool = False, summary: str = "",
             parser: Callable[[str], ArgParser] | None = None,
-            parse: Callable[[str, list[str]], Any] | None = None
+            parse: Callable[[str, list[str]], Any] | None = None, options: tuple[str, ...] = ()
             ) -> Callable[[Callable[[Ctx, Any], None]], Callable[[Ctx, Any], None]]:
     def register(fn: Callable[[Ctx, Any], None]) -> Callable[[Ctx, Any], None]:
-        COMMANDS[name] = Command(name, fn, parser, writes, summary, parse)
+        COMMANDS[name] = Command(name, fn, parser, writes, summary, parse, options)
         return fn
     return register
 

@@ -183,20 +183,12 @@ def run_command(name: str, args: list[str], g: GlobalOpts, prog: str) -> int:
 
     cmd = all_commands()[name]
     try:
-        rest = _take_global(args, g)
-        if not rest or rest[0] == "--help":
-            if rest:
-                sys.stdout.write(cmd.help(prog))
-                return EXIT_OK
-            raise Usage(f"missing IMAGE\n{cmd.help(prog).splitlines()[0]}")
-        image, cmd_args = _split_image(rest)
+        image, cmd_args, wants_help = split_image(cmd, prog, args, g)
+        if wants_help:
+            sys.stdout.write(cmd.help(prog))
+            return EXIT_OK
         if image is None:
-            if any(a in ("-h", "--help") for a in rest) and not any(
-                    not a.startswith("-") for a in rest):
-                sys.stdout.write(cmd.help(prog))
-                return EXIT_OK
-            raise Usage(f"missing IMAGE (or no such image file among {' '.join(rest)!r})\n"
-                        f"{cmd.help(prog).splitlines()[0]}")
+            raise Usage(f"missing IMAGE\n{cmd.help(prog).splitlines()[0]}")
         ns = cmd.parse(prog, cmd_args)
         spec = _spec(image)
         with open_session(spec, fstype=g.fstype, readonly=g.readonly or not cmd.writes,
@@ -215,22 +207,47 @@ def run_command(name: str, args: list[str], g: GlobalOpts, prog: str) -> int:
         return int(e.code or 0)
 
 
-def _split_image(rest: list[str]) -> tuple[str | None, list[str]]:
-    """IMAGE is the first argument; as a courtesy, command flags typed before it
-    (``fsu du -sh disk.img``) move after it when a later argument names an existing image."""
-    if not rest[0].startswith("-") or rest[0] == "-":
-        return rest[0], rest[1:]
-    from rumpkernel.client.files.imagespec import parse_image_spec
-
-    for i, a in enumerate(rest):
-        if a.startswith("-"):
-            continue
-        try:
-            if os.path.isfile(parse_image_spec(a).path) or os.path.exists(a):
-                return a, rest[:i] + rest[i + 1:]
-        except ValueError:
-            continue
-    return None, rest
+def split_image(cmd: Any, prog: str, args: list[str], g: GlobalOpts
+                ) -> tuple[str | None, list[str], bool]:
+    """Find IMAGE in a command's arguments: the first argument that is neither an option nor
+    an option's value.  Options before it are the command's (``fsu put -r disk.img ...``
+    copies recursively), except fsu's own: ``--type``/``--fstype TYPE``, ``--read-only``,
+    ``--options OPTS``, ``--verbose``, and ``-t``/``-r``/``-o``/``-v`` for the commands that do
+    not use those letters themselves (so ``fsu_cat -t ext4 disk.img /x`` works, while
+    ``fsu ls -t disk.img`` sorts by time).  Returns (image, the command's arguments, help?)."""
+    own, takes_value = cmd.option_table(prog)
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        key, eq, val = a.partition("=")
+        if a == "--":
+            rest = args[i + 1:]
+            return (rest[0] if rest else None), out + rest[1:], False
+        if a == "--help" or (a == "-h" and "-h" not in own):
+            return None, out, True
+        if key in ("--type", "--fstype", "--options") or (a in ("-t", "-o") and a not in own):
+            if not eq:
+                if i + 1 >= len(args):
+                    raise Usage(f"option {a} needs an argument")
+                val, i = args[i + 1], i + 1
+            if key in ("--options", "-o"):
+                g.options = val
+            else:
+                g.fstype = val
+        elif a == "--read-only" or (a == "-r" and "-r" not in own):
+            g.readonly = True
+        elif a == "--verbose" or (a == "-v" and "-v" not in own):
+            g.verbose = True
+        elif a.startswith("-") and a != "-":
+            out.append(a)
+            if a in takes_value and not eq and i + 1 < len(args):
+                out.append(args[i + 1])
+                i += 1
+        else:
+            return a, out + args[i + 1:], False
+        i += 1
+    return None, out, False
 
 
 def _run(cmd: Any, ctx: Ctx, ns: Any) -> None:

@@ -107,6 +107,8 @@ class Session:
             return msg
         if "no partition" in detail:
             return f"{name}: {detail}"
+        if self.want_type and getattr(e, "errno", None) == errno.EINVAL:
+            return f"{name}: not a {self.want_type} file system ({detail})"
         if getattr(e, "errno", None) == errno.ENODEV:
             return f"{name}: {detail}"
         return f"{name}: {os.strerror(_host_errno(e))} ({detail})" if detail else \
