@@ -1,7 +1,8 @@
 """On-disk format of the ext2/ext3/ext4 family, declared once (DESIGN rule 8).
 
 Interface:
-    Record classes (frozen, slotted dataclasses built from a field table):
+    Record classes (immutable named tuples built from a field table -- cheap to create and to
+    parse, which matters: a command-line tool builds them all at every start):
         Superblock, GroupDesc (32- or 64-byte), InodeRec (the first 160 bytes of an inode),
         ExtentHeader, ExtentIndex, ExtentLeaf, DirEntryHead, DxRootInfo, DxCountLimit, DxEntry,
         XattrHeader, XattrEntryHead, JournalSuper, JournalHeader, JournalCommit,
@@ -22,8 +23,8 @@ structures are little-endian; the JBD2 journal's are big-endian.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
+from collections import namedtuple
 from typing import Any, ClassVar
 
 from rumpkernel.kern.errno import corrupt
@@ -176,13 +177,13 @@ class RecordBase:
         if offset < 0 or len(buf) - offset < cls.SIZE:
             raise corrupt(f"{cls.__name__}: need {cls.SIZE} bytes at {offset}, "
                           f"have {max(0, len(buf) - offset)}")
-        return cls(*cls._STRUCT.unpack_from(buf, offset))
+        return cls._make(cls._STRUCT.unpack_from(buf, offset))  # type: ignore[attr-defined]
 
     def emit(self) -> bytes:
-        return self._STRUCT.pack(*(getattr(self, f[0]) for f in self.LAYOUT))
+        return self._STRUCT.pack(*self)  # type: ignore[misc]
 
     def replace(self, **changes: object) -> Any:
-        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+        return self._replace(**changes)  # type: ignore[attr-defined]
 
     @classmethod
     def patch(cls, buf: bytes | bytearray, **changes: int | bytes) -> bytes:
@@ -197,8 +198,11 @@ class RecordBase:
 def record(name: str, size: int, spec: str, *, endian: str = "<") -> type:
     """Build a frozen record class from a field table (``OFFSET NAME FORMAT`` per line)."""
     rows = _with_padding(_table(spec), size)
-    fields = [(n, bytes if f.endswith("s") else _FMT_TYPES[f]) for n, _, f in rows]
-    cls = dataclasses.make_dataclass(name, fields, bases=(RecordBase,), frozen=True, slots=True)
+    for n, _, f in rows:
+        if not (f.endswith("s") or f in _FMT_TYPES):
+            raise ValueError(f"{name}.{n}: format {f}")
+    fields = namedtuple(f"{name}Fields", [n for n, _, _ in rows])  # type: ignore[misc]
+    cls: Any = type(name, (RecordBase, fields), {"__slots__": ()})
     cls.SIZE = size
     cls.LAYOUT = tuple(rows)
     cls._STRUCT = struct.Struct(endian + "".join(f for _, _, f in rows))
