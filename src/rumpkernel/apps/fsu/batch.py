@@ -75,7 +75,7 @@ def _prompt(session: Any) -> Any:
     mode = "ro" if session.readonly else "rw"
     while True:
         try:
-            line = input(f"fsu {session.spec.text} ({session.fstype}, {mode})> ")
+            line = input(f"fsu {session.spec.text} ({session.display_type()}, {mode})> ")
         except EOFError:
             sys.stderr.write("\n")
             return

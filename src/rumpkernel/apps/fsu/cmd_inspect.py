@@ -293,25 +293,11 @@ def run_df(ctx: Ctx, ns: Any) -> None:
 
 # ---- info -----------------------------------------------------------------------------------
 def display_type(ctx: Ctx) -> str:
-    info = _fsinfo(ctx)
-    drv = info.get("info", {})
-    if "fat_bits" in drv:
-        return f"fat{drv['fat_bits']}"
-    feats = set(drv.get("features", ()))
-    if feats:
-        if feats & {"extent", "extents", "64bit", "flex_bg", "huge_file", "metadata_csum",
-                    "dir_nlink", "extra_isize"}:
-            return "ext4"
-        return "ext3" if "has_journal" in feats else "ext2"
-    return info.get("fstype", ctx.session.fstype)
+    return ctx.session.display_type()
 
 
 def _fsinfo(ctx: Ctx) -> dict[str, Any]:
-    cached = getattr(ctx.session, "_fsinfo", None)
-    if cached is None:
-        cached = ctx.sys.fsinfo("/")
-        ctx.session._fsinfo = cached
-    return cached
+    return ctx.session.fsinfo()
 
 
 def iec(n: int) -> str:

@@ -29,6 +29,8 @@ from rumpkernel.client.files.imagespec import ImageSpec
 
 MOUNTPOINT = "/image"
 TYPES = ("ext2", "ext3", "ext4", "msdos", "vfat", "fat")
+EXT4_ONLY = frozenset({"extent", "extents", "64bit", "flex_bg", "huge_file", "metadata_csum",
+                       "dir_nlink", "extra_isize", "inline_data"})
 TYPE_ALIASES = {"fat12": "msdos", "fat16": "msdos", "fat32": "msdos", "dos": "msdos",
                 "ext": "ext2"}
 
@@ -44,6 +46,7 @@ class Session:
         self.k: Any = None
         self.fstype = ""
         self._rootfd = -1
+        self._fsinfo: dict[str, Any] | None = None
 
     @property
     def sys(self) -> Any:
@@ -113,6 +116,25 @@ class Session:
             return f"{name}: {detail}"
         return f"{name}: {os.strerror(_host_errno(e))} ({detail})" if detail else \
             f"{name}: {os.strerror(_host_errno(e))}"
+
+    def fsinfo(self) -> dict[str, Any]:
+        """The kernel's facts about the mounted file system (cached)."""
+        if self._fsinfo is None:
+            self._fsinfo = self.sys.fsinfo("/")
+        return self._fsinfo
+
+    def display_type(self) -> str:
+        """ext2/ext3/ext4 from the features, fat12/16/32 from the FAT width."""
+        info = self.fsinfo()
+        drv = info.get("info", {})
+        if "fat_bits" in drv:
+            return f"fat{drv['fat_bits']}"
+        feats = set(drv.get("features", ()))
+        if feats:
+            if feats & EXT4_ONLY:
+                return "ext4"
+            return "ext3" if "has_journal" in feats else "ext2"
+        return str(info.get("fstype", self.fstype))
 
     def close(self) -> None:
         """Unmount and halt.  Raises Trouble when the image could not be written back."""
