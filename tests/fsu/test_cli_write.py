@@ -368,3 +368,33 @@ def test_flags_before_the_image(ext4_img: Path, tmp_path: Path) -> None:
     res = fsu("cat", "--type=msdos", ext4_img, "/etc/hostname")
     assert res.returncode == 2 and "not a msdos file system" in res.stderr
     e2fsck_clean(ext4_img)
+
+
+def test_names_fat_cannot_hold(fat_img: Path, tmp_path: Path) -> None:
+    src = tmp_path / "odd"
+    src.mkdir()
+    (src / "a:b").write_text("colon")
+    (src / "fine.txt").write_text("ok")
+    res = fsu("put", fat_img, "-r", src, "/odd")
+    assert res.returncode == 1
+    assert res.stderr.strip() == "fsu put: /odd/a:b: Invalid argument"  # not the temporary
+    assert names(fat_img, "/odd") == ["fine.txt"]
+    fsck_fat_clean(fat_img)
+    res = fsu("makefs", "-t", "fat", tmp_path / "x.img", src)
+    assert res.returncode == 1 and "a:b: cannot be stored in the image" in res.stderr
+    assert not (tmp_path / "x.img").exists()
+
+
+@pytest.mark.xfail(strict=True, reason="FAT driver (#6): a name ending in dots is refused "
+                   "with EINVAL; Linux vfat, NetBSD msdosfs and mtools store it without the "
+                   "trailing dots")
+def test_fat_trailing_dots_are_stripped(fat_img: Path) -> None:
+    import rumpkernel
+
+    k = rumpkernel.boot()
+    try:
+        k.mount_image(str(fat_img), "/m")
+        k.path("/m/trailing.").write_text("x")  # EINVAL today
+        assert "trailing" in k.listdir("/m")
+    finally:
+        k.halt()

@@ -522,7 +522,13 @@ class Writer:
         try:
             for rel, n in self.nodes.items():
                 if rel:
-                    self._create("/" + rel, n)
+                    try:
+                        self._create("/" + rel, n)
+                    except OSError as e:
+                        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                            raise
+                        raise MakefsError(f"{n.host or rel}: cannot be stored in the image: "
+                                          f"{os.strerror(e.errno or errno.EIO)}") from None
         finally:
             for fd in self.dirfds.values():
                 self.sys.close(fd)

@@ -293,6 +293,10 @@ class Copier:
             else:
                 raise OSError(errno.EOPNOTSUPP, "socket not copied", src)
         except OSError as e:
+            name = e.filename
+            if isinstance(name, (str, bytes)) and name.endswith(
+                    b".fsutmp" if isinstance(name, bytes) else ".fsutmp"):
+                e = type(e)(e.errno, e.strerror, dst)  # name the file, not its temporary
             self._fail(e)
 
     def _dir(self, src: Any, dst: Any, st: Any) -> None:
