@@ -97,7 +97,7 @@ def _open_create(l: Any, dirfd: int, path: bytes, flags: int, mode: int) -> tupl
         mp = dvp.mount
         with mp.lock:
             ino = mp.fs.create(dvp.node, name, S_IFREG | perms, uid, gid, 0)
-        return vfs.vcache.get(mp, ino), True
+        return vfs.vcache.get(mp, ino, S_IFREG), True
     finally:
         release(vfs, dvp, vp)
 
@@ -111,6 +111,8 @@ def _open_vnode(l: Any, vp: Vnode, flags: int, created: bool) -> Any:
         raise KernelError(Errno.ELOOP, "O_NOFOLLOW on a symbolic link")
     if vp.isdir and (acc != KO_RDONLY or flags & KO_TRUNC):
         raise KernelError(Errno.EISDIR, "is a directory")
+    if created:  # a new, empty regular file of ours: nothing to check or truncate
+        return VnodeFile(k, vp, flags & ~(KO_CREAT | KO_EXCL | KO_TRUNC | KO_NOFOLLOW))
     attr = getattr_vp(vp)
     if not created:
         want = (R_OK if acc in (KO_RDONLY, KO_RDWR) else 0) | \
