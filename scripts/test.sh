@@ -14,6 +14,8 @@ need fsck.fat dosfstools
 need mcopy mtools
 need fusermount3 fuse3
 need ip iproute2
+need sfdisk fdisk
+need sgdisk gdisk
 if [ -n "$pkgs" ]; then
     if [ "$(id -u)" -ne 0 ]; then echo "need root to install:$pkgs" >&2; exit 2; fi
     apt-get update -qq

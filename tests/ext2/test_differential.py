@@ -7,6 +7,7 @@ import errno
 import os
 import random
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,11 @@ from .conftest import assert_fsck_clean, loop_mount, mke2fs, mounted
 pytestmark = [pytest.mark.oracle, pytest.mark.root]
 
 
-def gen_ops(seed: int, count: int) -> list[tuple]:
+def gen_ops(seed: int, count: int, dirs: set[str] | None = None,
+            files: set[str] | None = None) -> list[tuple]:
     """Operations against a model tree; most succeed, a few fail on purpose."""
     rng = random.Random(seed)
-    dirs, files = {""}, set()
+    dirs, files = set(dirs or {""}), set(files or ())
     ops: list[tuple] = []
     n = 0
 
@@ -84,8 +86,16 @@ def gen_ops(seed: int, count: int) -> list[tuple]:
             ops.append(("rmdir", victim))
             if not any(under(x, victim) and x != victim for x in dirs | files):
                 dirs.discard(victim)
-        else:
+        elif r < 0.95:
             ops.append(("chmod", rng.choice(sorted(files | dirs - {""})), rng.randrange(0o7777)))
+        elif r < 0.98:
+            target = rng.choice(sorted(files | dirs))
+            ops.append(("setxattr", target, f"user.k{rng.randrange(4)}",
+                        rng.randbytes(rng.choice([0, 3, 60, 400]))))
+        else:
+            f = rng.choice(sorted(files))
+            ops.append(("write", f, rng.randrange(0, 1 << 22), rng.randbytes(rng.randrange(
+                1 << 16, 2 << 20))))
     return ops
 
 
@@ -140,6 +150,11 @@ class KernelSide:
         if self.p(path).is_symlink():
             return
         os.chmod(self.p(path), mode)
+
+    def op_setxattr(self, path, name, value):
+        if self.p(path).is_symlink():
+            return
+        os.setxattr(self.p(path), name, value)
 
 
 class DriverSide:
@@ -220,6 +235,11 @@ class DriverSide:
         if not node.is_lnk:
             self.fs.setattr(node, SetAttr(mode=mode))
 
+    def op_setxattr(self, path, name, value):
+        node = self.node(path)
+        if not node.is_lnk:
+            self.fs.setxattr(node, name.encode(), value, 0)
+
 
 def tree_of(root: Path) -> dict[str, tuple]:
     out = {}
@@ -237,7 +257,9 @@ def tree_of(root: Path) -> dict[str, tuple]:
             else:
                 content = None
             size = st.st_size if not stat.S_ISDIR(st.st_mode) else None
-            out[rel] = (st.st_mode, size, st.st_nlink, content)
+            xattrs = {} if stat.S_ISLNK(st.st_mode) else {
+                n: os.getxattr(full, n) for n in os.listxattr(full)}
+            out[rel] = (st.st_mode, size, st.st_nlink, content, xattrs)
     return out
 
 
@@ -248,11 +270,11 @@ def tree_of(root: Path) -> dict[str, tuple]:
     ("ext4", ["-O", "^metadata_csum,^64bit", "-b", "2048"], 14),
 ])
 def test_random_ops_match_kernel(tmp_path, fstype, opts, seed):
-    base = mke2fs(tmp_path / "base.img", fstype, "64M", None, *opts)
+    base = mke2fs(tmp_path / "base.img", fstype, "160M", None, *opts)
     ours, theirs = tmp_path / "ours.img", tmp_path / "theirs.img"
     ours.write_bytes(base.read_bytes())
     theirs.write_bytes(base.read_bytes())
-    ops = gen_ops(seed, 400)
+    ops = gen_ops(seed, 400 if seed < 100 else 1500)
     with loop_mount(theirs, readonly=False) as mnt:
         kernel = KernelSide(mnt)
         k_results = [kernel.apply(op) for op in ops]
@@ -260,12 +282,51 @@ def test_random_ops_match_kernel(tmp_path, fstype, opts, seed):
         driver = DriverSide(fs)
         d_results = []
         for op, want in zip(ops, k_results):
-            if want != "ok" and op[0] in ("write", "truncate"):
+            if want in ("EINVAL", "EISDIR") and op[0] in ("write", "truncate"):
                 d_results.append(want)     # the VFS refuses these before the driver
                 continue
             d_results.append(driver.apply(op))
     assert d_results == k_results
-    assert k_results.count("ok") > 300
+    assert k_results.count("ok") > len(ops) * 3 // 4
+    assert_fsck_clean(ours)
+    assert_fsck_clean(theirs)
+    with loop_mount(ours) as a, loop_mount(theirs) as b:
+        assert tree_of(a) == tree_of(b)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(100, 112))
+def test_random_ops_soak(tmp_path, seed):
+    fstype, opts = [("ext4", []), ("ext2", []), ("ext3", ["-b", "2048"]),
+                    ("ext4", ["-O", "^metadata_csum,uninit_bg"])][seed % 4]
+    test_random_ops_match_kernel(tmp_path, fstype, opts, seed)
+
+
+def test_random_ops_in_htree_directories(tmp_path):
+    """Kernel-built and e2fsck-optimised htree directories, changed by both sides."""
+    src = tmp_path / "src"
+    model_dirs, model_files = {""}, set()
+    for d in range(3):
+        (src / f"big{d}").mkdir(parents=True)
+        model_dirs.add(f"/big{d}")
+        for i in range(500):
+            (src / f"big{d}" / f"preexisting-entry-{i:04d}").write_bytes(b"p" * (i % 50))
+            model_files.add(f"/big{d}/preexisting-entry-{i:04d}")
+    base = mke2fs(tmp_path / "base.img", "ext4", "160M", src)
+    subprocess.run(["e2fsck", "-fyD", str(base)], capture_output=True)
+    ours, theirs = tmp_path / "ours.img", tmp_path / "theirs.img"
+    ours.write_bytes(base.read_bytes())
+    theirs.write_bytes(base.read_bytes())
+    ops = gen_ops(21, 1500, model_dirs, model_files)
+    with loop_mount(theirs, readonly=False) as mnt:
+        k_results = [KernelSide(mnt).apply(op) for op in ops]
+    with mounted(ours) as fs:
+        driver = DriverSide(fs)
+        d_results = [want if want in ("EINVAL", "EISDIR") and op[0] in ("write", "truncate")
+                     else driver.apply(op) for op, want in zip(ops, k_results)]
+        indexed = sum(1 for n in fs.inodes.values() if n.mode and n.is_dir and n.flags & 0x1000)
+    assert d_results == k_results
+    assert indexed >= 1
     assert_fsck_clean(ours)
     assert_fsck_clean(theirs)
     with loop_mount(ours) as a, loop_mount(theirs) as b:

@@ -16,7 +16,7 @@ from rumpkernel.fs.ext2 import dirs as D
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.vfs.bio import MemoryDevice
 from rumpkernel.vfs.fstype import MountContext
-from rumpkernel.vfs.vattr import DT_DIR, DT_LNK, DT_REG, S_IFREG
+from rumpkernel.vfs.vattr import DT_DIR, DT_LNK, DT_REG, S_IFREG, SetAttr
 
 from .conftest import mke2fs, mounted, resolve, run
 
@@ -33,11 +33,12 @@ class CountingDevice(MemoryDevice):
         return super().pread(offset, length)
 
 
-@pytest.fixture(scope="module", params=["ext4", "ext4-nocsum", "ext3"])
+@pytest.fixture(scope="module", params=["ext4", "ext4-nocsum", "ext3", "ext4-inline"])
 def base(request, tmp_path_factory) -> tuple[bytes, dict[str, list[int]]]:
     tmp = tmp_path_factory.mktemp("hostile")
     fstype, opts = {"ext4": ("ext4", []), "ext4-nocsum": ("ext4", ["-O", "^metadata_csum"]),
-                    "ext3": ("ext3", [])}[request.param]
+                    "ext3": ("ext3", []),
+                    "ext4-inline": ("ext4", ["-O", "inline_data,^metadata_csum"])}[request.param]
     src = tmp / "src"
     (src / "big").mkdir(parents=True)
     for i in range(300):
@@ -166,8 +167,7 @@ def rw_workload(fs) -> None:
         if e.name in (b".", b"..") or e.dtype != DT_REG:
             continue
         victim = fs.vget(e.ino)
-        fs.setattr(victim, __import__("rumpkernel.vfs.vattr", fromlist=["SetAttr"]).SetAttr(
-            size=10))
+        fs.setattr(victim, SetAttr(size=10))
         fs.unlink(root, e.name, victim)
         fs.inactive(victim)
     fs.sync()
@@ -240,3 +240,20 @@ def test_mutant_soak(base):
     for seed in range(1000, 4000):
         for writable in (False, True):
             _run_mutant(mutate(image, regions, seed), writable)
+
+
+def test_mutants_memory_is_bounded(base):
+    """Python allocations while mounting and walking a mutant stay small (the image is 4 MiB;
+    nothing a hostile field says may make the driver allocate far beyond that)."""
+    import tracemalloc
+
+    image, regions = base
+    peaks = []
+    for seed in range(0, MUTANTS, 12):
+        tracemalloc.start()
+        try:
+            _run_mutant(mutate(image, regions, seed), False)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    assert max(peaks) < 48 << 20

@@ -107,3 +107,50 @@ def test_refuses_unreadable_incompat(tmp_path):
         mounted(img).__enter__()
     assert exc.value.errno == Errno.EOPNOTSUPP
     assert "dirdata" in str(exc.value)
+
+
+@pytest.mark.root
+def test_orphans_after_crash_are_cleaned(tmp_path):
+    """A file unlinked while open when the 'crash' happened sits on the orphan list; a
+    read-write mount frees it, like Linux does."""
+    img = mke2fs(tmp_path / "live.img", "ext4", "64M", None)
+    copy = tmp_path / "copy.img"
+    with loop_mount(img, readonly=False) as mnt:
+        (mnt / "keep").write_bytes(b"k" * 3000)
+        fh = open(mnt / "doomed", "wb")  # noqa: SIM115
+        fh.write(os.urandom(200_000))
+        fh.flush()
+        os.unlink(mnt / "doomed")
+        subprocess.run(["sync"], check=True)
+        shutil.copyfile(img, copy)
+        fh.close()
+    log: list[str] = []
+    with mounted(copy, log=log) as fs:
+        assert fs.vol.sb.s_last_orphan == 0
+        assert fs.statfs().ffree == fs.vol.geo.inodes_count - 12
+    assert any("orphan" in m for m in log)
+    assert_fsck_clean(copy)
+    with loop_mount(copy) as mnt:
+        assert sorted(os.listdir(mnt)) == ["keep", "lost+found"]
+
+
+@pytest.mark.root
+def test_fast_commit_journal_refuses_write_mount(tmp_path):
+    from rumpkernel.kern.errno import Errno, KernelError
+
+    img = mke2fs(tmp_path / "fc.img", "ext4", "64M", None, "-O", "fast_commit")
+    copy = tmp_path / "copy.img"
+    with loop_mount(img, readonly=False) as mnt:
+        with open(mnt / "synced", "wb") as f:
+            f.write(b"s" * 5000)
+            os.fsync(f.fileno())
+        subprocess.run(["sync"], check=True)
+        shutil.copyfile(img, copy)
+    assert _needs_recovery(copy)
+    with pytest.raises(KernelError) as exc:
+        mounted(copy).__enter__()
+    assert exc.value.errno == Errno.EOPNOTSUPP and "fast commit" in str(exc.value)
+    log: list[str] = []
+    with mounted(copy, readonly=True, log=log) as fs:
+        fs.vget(2)
+    assert any("fast commits" in m for m in log)

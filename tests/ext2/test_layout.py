@@ -129,3 +129,12 @@ def test_xattr_hash_vector():
     h = csum.xattr_entry_hash(b"ab", b"\x01\x00\x00\x00")
     assert h == ((0xC42 << 16) & 0xFFFFFFFF) ^ (0xC42 >> 16) ^ 1
     assert csum.xattr_block_hash([1, 0, 5]) == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(raw=st.binary(min_size=L.InodeRec.SIZE, max_size=L.InodeRec.SIZE),
+       mode=st.integers(0, 0xFFFF), size=st.integers(0, 0xFFFFFFFF), block=st.binary(
+           min_size=60, max_size=60))
+def test_patch_equals_parse_replace_emit(raw, mode, size, block):
+    changes = {"i_mode": mode, "i_size_lo": size, "i_block": block}
+    assert L.InodeRec.patch(raw, **changes) == L.InodeRec.parse(raw).replace(**changes).emit()

@@ -220,3 +220,75 @@ def test_statfs_and_info(fs):
     info = fs.info()
     assert info["type"] in ("ext2", "ext4") and "filetype" in info["features"]
     assert fs.getattr(fs.vget(2)).mode & S_IFDIR
+
+
+def test_corruption_on_writable_mount_sets_error_state(tmp_path: Path):
+    from rumpkernel.fs.ext2 import layout as L
+
+    img = tmp_path / "e.img"
+    with open(img, "wb") as f:
+        f.truncate(8 << 20)
+    with HostFileDevice(img) as dev:
+        Ext4Type.newfs(dev)
+    with mounted(img) as fs:
+        ino = fs.create(fs.vget(2), b"victim", REG, 0, 0, 0)
+        blk, off = fs.vol.inode_block(ino)
+    with open(img, "r+b") as f:
+        f.seek(blk * 1024 + off + 0x20)
+        f.write(b"\xff")
+    log: list[str] = []
+    with mounted(img, log=log) as fs:
+        assert errno_of(fs.vget, ino) == Errno.EUCLEAN
+    with mounted(img, readonly=True) as fs:
+        sb = fs.vol.sb
+        assert sb.s_state & L.STATE_ERROR and sb.s_error_count == 1
+        assert not sb.s_state & L.STATE_VALID or sb.s_state & L.STATE_ERROR
+    assert any("error" in m for m in log)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("fstype", [Ext4Type, Ext2Type])
+def test_deep_maps_grow_and_shrink(tmp_path: Path, fstype):
+    """Thousands of extents (a depth-2 tree) or triple-indirect blocks, then truncation."""
+    img = tmp_path / "deep.img"
+    with open(img, "wb") as f:
+        f.truncate(32 << 20)
+    with HostFileDevice(img) as dev:
+        fstype.newfs(dev, block_size=1024)
+    with mounted(img) as fs:
+        f = fs.vget(fs.create(fs.vget(2), b"holes", REG, 0, 0, 0))
+        for k in range(3000):
+            fs.write(f, 2 * k * 1024, bytes([k % 251 + 1]) * 1024)
+        fs.write(f, 3 << 30, b"far")                  # triple indirect on ext2
+        fs.sync()
+        if fstype is Ext4Type:
+            assert int.from_bytes(bytes(f.iblock[6:8]), "little") == 2     # tree depth
+    assert_fsck_clean(img)
+    with mounted(img) as fs:
+        f = fs.vget(fs.lookup(fs.vget(2), b"holes"))
+        for k in (0, 1, 1234, 2999):
+            assert fs.read(f, 2 * k * 1024, 1024) == bytes([k % 251 + 1]) * 1024
+            assert fs.read(f, (2 * k + 1) * 1024, 1024) == bytes(1024)
+        assert fs.read(f, 3 << 30, 10) == b"far"
+        fs.setattr(f, SetAttr(size=100 * 1024))
+    assert_fsck_clean(img)
+    with mounted(img, readonly=True) as fs:
+        f = fs.vget(fs.lookup(fs.vget(2), b"holes"))
+        assert fs.getattr(f).blocks <= 60 * 2
+
+
+def test_mount_and_failed_mount_return_cache_memory():
+    from rumpkernel.kern.kmem import KMem
+
+    kmem = KMem(64 << 20)
+    dev, fs = fresh()
+    fs.unmount()
+    ok = Ext4Type.mount(MountContext(dev=dev, kmem=kmem))
+    ok.write(ok.vget(ok.create(ok.vget(2), b"f", REG, 0, 0, 0)), 0, b"x" * 100_000)
+    assert kmem.in_use > 0
+    ok.unmount()
+    assert kmem.in_use == 0 and not kmem.reclaimers
+    dev.data[1024 + 0x3FC] ^= 1                          # superblock checksum now wrong
+    with pytest.raises(KernelError):
+        Ext4Type.mount(MountContext(dev=dev, kmem=kmem))
+    assert kmem.in_use == 0 and not kmem.reclaimers

@@ -30,6 +30,8 @@ CONFIGS = {
     "ext4-noflex": ("ext4", "96M", ["-O", "^flex_bg", "-b", "2048"]),
     "ext2-nofiletype": ("ext2", "96M", ["-O", "^filetype", "-b", "4096"]),
     "ext4-csum_seed": ("ext4", "96M", ["-O", "metadata_csum_seed"]),
+    "ext4-bigalloc": ("ext4", "256M", ["-O", "bigalloc", "-C", "16384"]),
+    "ext4-64k": ("ext4", "512M", ["-b", "65536"]),
 }
 
 
@@ -129,12 +131,13 @@ def test_htree_lookup_uses_index(tmp_path):
         assert listing == {n.encode() for n in names} | {b".", b".."}
 
 
-def test_inline_data_mount_is_read_only(images):
+@pytest.mark.parametrize("config,feature", [("ext4-bigalloc", "bigalloc")])
+def test_unwritable_features_mount_read_only(images, config, feature):
     log: list[str] = []
-    with mounted(images["ext4-inline"], log=log) as fs:
+    with mounted(images[config], log=log) as fs:
         assert fs.readonly
         root = fs.vget(2)
         with pytest.raises(KernelError) as exc:
             fs.create(root, b"x", 0o100644, 0, 0, 0)
         assert exc.value.errno == Errno.EROFS
-    assert any("inline_data" in m for m in log)
+    assert any(feature in m and "read-only" in m for m in log)

@@ -126,7 +126,7 @@ def write_tree(fs: ExtFileSystem, seed: int = 7, big: bool = True) -> Expect:
     key = "/a/size4097" if bs == 4096 else f"/a/size{bs + 1}"
     ex.tree[key] = ("f", ex.tree[key][1], 0o4711, 1001, 2002)
     # extended attributes, small (in the inode) and large (in a block), then removal
-    xnode = node_of(fs, "/a/b/big" if big else "/a/size1")
+    xnode = node_of(fs, "/a/b/big" if big else "/a/size100000")
     fs.setxattr(xnode, b"user.small", b"s", 0)
     fs.setxattr(xnode, b"user.large", b"L" * (bs // 2), 0)
     fs.setxattr(xnode, b"trusted.gone", b"bye", 0)

@@ -230,7 +230,7 @@ def test_short_name_tails_skip_taken():
 
 @pytest.mark.parametrize("bad,errno", [
     (b"a:b", Errno.EINVAL), (b"a*", Errno.EINVAL), (b"tab\there", Errno.EINVAL),
-    (b"trailing.", Errno.EINVAL), (b"trailing ", Errno.EINVAL), (b"\xff\xfe", Errno.EILSEQ),
+    (b"...", Errno.EINVAL), (b"trailing ", Errno.EINVAL), (b"\xff\xfe", Errno.EILSEQ),
     ("é".encode() * 256, Errno.ENAMETOOLONG), (b"..", Errno.EINVAL),
 ])
 def test_check_long_refuses(bad, errno):
@@ -242,3 +242,10 @@ def test_check_long_refuses(bad, errno):
 def test_check_long_accepts():
     assert check_long("日本語 ファイル.txt".encode()) == "日本語 ファイル.txt"
     assert check_long(b"x" * 255) == "x" * 255
+
+
+def test_check_long_drops_trailing_dots():
+    from rumpkernel.fs.msdos.names import check_long, fold
+
+    assert check_long(b"trailing.") == "trailing" == check_long(b"trailing...")
+    assert fold("Name..") == fold("name")

@@ -1,13 +1,15 @@
 """Local clients: a program calling a kernel in its own process (``k.sys``).
 
 ``attach(k)`` gives the kernel its ``sys`` facade whose ``_call`` enters the kernel directly on
-the caller's thread and turns ``KernelError`` into the host's ``OSError``.
+the caller's thread and turns ``KernelError`` into the host's ``OSError``, and binds the file
+API (``k.open``, ``k.listdir``, ``k.path`` ... see ``client.files``) to it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from rumpkernel.client.files import bind as bind_files
 from rumpkernel.client.sys import RB_NOSYNC, Sys
 from rumpkernel.hypercall.hostabi import oserror
 from rumpkernel.kern.errno import KernelError
@@ -31,4 +33,5 @@ def attach(k: Kernel) -> Sys:
         k.halt(sync=not howto & RB_NOSYNC)
 
     k.sys = Sys(local_call(k), after_reboot)
+    bind_files(k, k.sys)
     return k.sys

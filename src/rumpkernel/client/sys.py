@@ -10,7 +10,7 @@ a sysproxy round trip for remote ones -- so both run exactly the same kernel cod
 
 from __future__ import annotations
 
-import errno as _errno
+import errno
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -238,7 +238,7 @@ class Sys(SyscallStubs):
                 n, typ = self.sys_sysctl(name.encode(), buf, len(buf), new, len(new or b""))
                 break
             except OSError as e:
-                if e.errno != _errno.ENOMEM or size >= 1 << 20:
+                if e.errno != errno.ENOMEM or size >= 1 << 20:
                     raise
                 size *= 16    # a long string node: ask again with room for it
         raw = bytes(buf[:n])
@@ -253,7 +253,7 @@ class Sys(SyscallStubs):
             try:
                 n = self.sys_sysctlnames(pre, buf, len(buf)) if n else 0
             except OSError as e:
-                if e.errno == _errno.ERANGE:  # nodes appeared in between: ask again
+                if e.errno == errno.ERANGE:  # nodes appeared in between: ask again
                     continue
                 raise
             return [x.decode() for x in bytes(buf[:n]).split(b"\0") if x]
@@ -465,6 +465,12 @@ class Sys(SyscallStubs):
     def fchdir(self, fd: int) -> None:
         self.sys_fchdir(fd)
 
+    def chroot(self, path: Any) -> None:
+        try:
+            self.sys_chroot(_p(path))
+        except OSError as e:
+            raise _named(e, path) from None
+
     def getcwdb(self) -> bytes:
         buf = bytearray(PATH_BUF)
         n = self.sys_getcwd(buf, len(buf))
@@ -496,6 +502,26 @@ class Sys(SyscallStubs):
 
     def fstatvfs(self, fd: int) -> Any:
         return self.statvfs(fd)
+
+    def fsinfo(self, path: Any) -> dict[str, Any]:
+        """Facts about the file system holding ``path``: ``fstype``, ``source`` (the device),
+        ``readonly``, ``options``, ``mount_id`` and ``info`` (the driver's own: label, UUID,
+        features, sizes...).  ENOENT, ENOTDIR."""
+        try:
+            for _ in range(4):
+                n = self.sys_fsinfo(_p(path), None, 0)
+                buf = bytearray(n)
+                try:
+                    n = self.sys_fsinfo(_p(path), buf, n)
+                    break
+                except OSError as e:
+                    if e.errno != errno.ERANGE:
+                        raise
+        except OSError as e:
+            raise _named(e, path) from None
+        import json
+
+        return json.loads(bytes(buf[:n]).decode())
 
     def mount(self, fstype: str, target: Any, flags: int = 0,
               data: str | dict[str, Any] | None = None) -> None:

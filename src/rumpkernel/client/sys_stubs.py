@@ -278,3 +278,11 @@ class SyscallStubs:
     def sys_removexattr(self, path: Any, name: Any, flag: Any) -> Any:
         """Remove an extended attribute. ENOATTR."""
         return self._call(72, (path, name, flag))
+
+    def sys_fsinfo(self, path: Any, buf: Any, n: Any) -> Any:
+        """Facts about the file system holding path, as UTF-8 JSON: type, source, ..."""
+        return self._call(73, (path, buf, n))
+
+    def sys_chroot(self, path: Any) -> Any:
+        """Make a directory the process root (absolute paths and symlinks resolve ..."""
+        return self._call(74, (path,))

@@ -4,6 +4,7 @@ table names one handler module for the faction.)"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rumpkernel.hypercall.hostabi import (
@@ -96,7 +97,7 @@ def _open_create(l: Any, dirfd: int, path: bytes, flags: int, mode: int) -> tupl
         mp = dvp.mount
         with mp.lock:
             ino = mp.fs.create(dvp.node, name, S_IFREG | perms, uid, gid, 0)
-        return vfs.vcache.get(mp, ino), True
+        return vfs.vcache.get(mp, ino, S_IFREG), True
     finally:
         release(vfs, dvp, vp)
 
@@ -110,6 +111,8 @@ def _open_vnode(l: Any, vp: Vnode, flags: int, created: bool) -> Any:
         raise KernelError(Errno.ELOOP, "O_NOFOLLOW on a symbolic link")
     if vp.isdir and (acc != KO_RDONLY or flags & KO_TRUNC):
         raise KernelError(Errno.EISDIR, "is a directory")
+    if created:  # a new, empty regular file of ours: nothing to check or truncate
+        return VnodeFile(k, vp, flags & ~(KO_CREAT | KO_EXCL | KO_TRUNC | KO_NOFOLLOW))
     attr = getattr_vp(vp)
     if not created:
         want = (R_OK if acc in (KO_RDONLY, KO_RDWR) else 0) | \
@@ -411,6 +414,52 @@ def sys_statvfs(l: Any, path: Any, buf: Any) -> None:
 
 def sys_fstatvfs(l: Any, fd: int, buf: Any) -> None:
     l.proc.vm.copyout(_statvfs(fd_vnode(l, fd)), buf)
+
+
+def sys_chroot(l: Any, path: Any) -> None:
+    """chroot(2): the directory becomes the process root; the working directory is kept (an
+    open directory descriptor and ``fchdir`` + ``chroot(".")`` lead back out, as on NetBSD)."""
+    vfs = vfs_of(l)
+    if not l.proc.cred.is_root:
+        raise KernelError(Errno.EPERM, "chroot: not root")
+    vp = vfs.namei.walk(l, -100, path_arg(l, path))
+    if not vp.isdir:
+        release(vfs, vp)
+        raise KernelError(Errno.ENOTDIR, "chroot: not a directory")
+    old, l.proc.root = l.proc.root, vp
+    if old is not None:
+        release(vfs, old)
+
+
+def sys_fsinfo(l: Any, path: Any, buf: Any, n: int) -> int:
+    """JSON facts about the mount holding ``path`` (for ``fsu info``); n=0 returns the size."""
+    vfs = vfs_of(l)
+    vp = vfs.namei.walk(l, -100, path_arg(l, path))
+    try:
+        mp = vp.mount
+        if mp.dead:
+            raise KernelError(Errno.EIO, "file system was unmounted")
+        with mp.lock:
+            driver = mp.fs.info()
+        facts = {"fstype": mp.fstype, "source": mp.source, "readonly": mp.readonly,
+                 "options": dict(mp.options), "mount_id": mp.id, "info": driver}
+    finally:
+        release(vfs, vp)
+    data = json.dumps(facts, sort_keys=True, default=_json_default).encode()
+    if n == 0:
+        return len(data)
+    if n < len(data):
+        raise KernelError(Errno.ERANGE, f"fsinfo: {len(data)} bytes do not fit in {n}")
+    l.proc.vm.copyout(data, buf)
+    return len(data)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, (set, frozenset, tuple)):
+        return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+    return str(value)
 
 
 def parse_options(raw: bytes) -> dict[str, str]:

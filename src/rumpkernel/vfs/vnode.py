@@ -68,8 +68,10 @@ class VnodeCache:
         self.reclaims = 0
         k.kmem.register_reclaimer(self._pagedaemon)
 
-    def get(self, mount: Mount, ino: int) -> Vnode:
-        """The referenced vnode of inode ``ino`` on ``mount`` (loaded through ``vget``)."""
+    def get(self, mount: Mount, ino: int, vtype: int | None = None) -> Vnode:
+        """The referenced vnode of inode ``ino`` on ``mount`` (loaded through ``vget``).  A
+        caller that knows the file type (it just created the file) passes ``vtype`` and saves a
+        ``getattr``."""
         key = (mount.id, ino)
         vp = self.table.get(key)
         if vp is not None:
@@ -81,7 +83,8 @@ class VnodeCache:
                 self.vref(vp)
                 return vp
             node = mount.fs.vget(ino)
-            vtype = mount.fs.getattr(node).mode & S_IFMT
+            if vtype is None:
+                vtype = mount.fs.getattr(node).mode & S_IFMT
             self.k.kmem.alloc(VNODE_BYTES, "vnode")
             vp = Vnode(mount, ino, node, vtype)
             vp.usecount = 1

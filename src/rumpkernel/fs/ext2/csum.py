@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import struct
 
-import crc32c as _crc32c
+from rumpkernel.kern.crc32c import crc32c as _crc32c
 
 M32 = 0xFFFFFFFF
 
 
 def ext_crc32c(seed: int, data: bytes | bytearray | memoryview) -> int:
-    return (~_crc32c.crc32c(data, (~seed) & M32)) & M32
+    return (~_crc32c(data, (~seed) & M32)) & M32
 
 
 def _crc16_table() -> tuple[int, ...]:

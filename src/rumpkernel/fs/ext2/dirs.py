@@ -12,9 +12,13 @@ Interface:
 
 Rules: every entry read from disk is checked (rec_len bounds and alignment, name length, no
 ``/`` or NUL in names, no ``.``/``..`` outside the first block, checksum tails); a bad block is
-EUCLEAN.  A directory is walked only over its mapped blocks up to ``i_size``.  Writing to an
-htree-indexed directory first turns it into a plain linear directory (clears the index flag
-and rewrites the index blocks as empty entry blocks), which e2fsck and Linux accept.
+EUCLEAN.  A directory is walked only over its mapped blocks up to ``i_size``.  Adding to an
+htree directory goes through the index (full leaves split, full index nodes split, a second
+level is added to a full one-level root; index checksums kept); when the index cannot take the
+entry (both levels full, a third level needed, index damaged) the directory is turned into a
+plain linear one (index flag cleared, index blocks rewritten as empty entry blocks), which
+e2fsck and Linux accept.  Removal and renaming never touch the index.  With dir_index, a
+one-block linear directory that fills up is turned into an htree, as Linux does.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from rumpkernel.vfs.vattr import (
 )
 
 _HEAD = struct.Struct("<IHBB")
+_U32 = struct.Struct("<I")
 _DX = struct.Struct("<II")
 FT_TO_DT = {L.FT_REG: DT_REG, L.FT_DIR: DT_DIR, L.FT_CHR: DT_CHR, L.FT_BLK: DT_BLK,
             L.FT_FIFO: DT_FIFO, L.FT_SOCK: DT_SOCK, L.FT_SYMLINK: DT_LNK}
@@ -48,12 +53,13 @@ READDIR_BATCH = 256
 class DirCache:
     """Every name of one directory: name -> [ino, ftype, lblk, offset]; plus block numbers."""
 
-    __slots__ = ("blocks", "holes", "names")
+    __slots__ = ("blocks", "holes", "last", "names")
 
     def __init__(self) -> None:
         self.names: dict[bytes, list[int]] = {}
         self.blocks: list[int] = []
         self.holes: set[int] = set()
+        self.last: dict[int, int] = {}    # block -> offset of its last entry (set by _insert)
 
 
 # -- parsing one block -----------------------------------------------------------------------
@@ -211,45 +217,234 @@ def _dx_lookup(fs: Any, dnode: Any, name: bytes) -> int | None:
         return None
 
 
-def _dx_walk(fs: Any, dnode: Any, name: bytes) -> int | None:
-    vol = fs.vol
-    bs = vol.block_size
+class DxLevel:
+    """One index block on the path to a leaf: its logical block, bytes, entries offset,
+    entries [(hash, block)] and the chosen entry."""
+
+    __slots__ = ("data", "entries", "idx", "lblk", "off")
+
+    def __init__(self, lblk: int, data: bytes, off: int, entries: list[tuple[int, int]],
+                 idx: int) -> None:
+        self.lblk, self.data, self.off, self.entries, self.idx = lblk, data, off, entries, idx
+
+
+def _dx_probe(fs: Any, dnode: Any, h: int) -> tuple[list[DxLevel], int] | None:
+    """The index path to the leaf that holds hash ``h``, or None if the index is unusable."""
+    bs = fs.vol.block_size
     nblocks = dnode.size // bs
+    info = dx_info(fs, dnode)
+    if info is None:
+        return None
+    lblk, off = 0, L.DX_ROOT_ENTRIES_OFFSET
+    path: list[DxLevel] = []
+    for _ in range(info.indirect_levels + 1):
+        data = fs.read_dir_block(dnode, lblk)
+        entries = _dx_entries(fs, dnode, data, off)
+        if entries is None:
+            return None
+        idx = max(i for i, (eh, _) in enumerate(entries) if i == 0 or eh <= h)
+        path.append(DxLevel(lblk, data, off, entries, idx))
+        lblk, off = entries[idx][1], L.DX_NODE_ENTRIES_OFFSET
+        if not 0 < lblk < nblocks:
+            return None
+    return path, lblk
+
+
+def dx_info(fs: Any, dnode: Any) -> Any:
     root = fs.read_dir_block(dnode, 0)
     info = L.DxRootInfo.parse(root, L.DX_ROOT_INFO_OFFSET)
     levels = 3 if fs.largedir else 2
     if info.reserved_zero or info.hash_version not in DX_HASH_VERSIONS or \
             info.info_length != 8 or info.indirect_levels >= levels:
         return None
-    h, _ = dx_hash(name, info.hash_version, fs.hash_seed, fs.hash_unsigned)
-    data, off = root, L.DX_ROOT_ENTRIES_OFFSET
-    for _ in range(info.indirect_levels + 1):
-        entries = _dx_entries(data, off, bs, vol.metadata_csum)
-        if entries is None:
-            return None
-        idx = max(i for i, (eh, _) in enumerate(entries) if i == 0 or eh <= h)
-        blk = entries[idx][1]
-        if not 0 < blk < nblocks:
-            return None
-        data, off = fs.read_dir_block(dnode, blk), L.DX_NODE_ENTRIES_OFFSET
-    for _, ino, _, _, ename in _block_entries(fs, dnode, blk, data):
+    return info
+
+
+def _name_hash(fs: Any, dnode: Any, name: bytes) -> int | None:
+    info = dx_info(fs, dnode)
+    if info is None:
+        return None
+    return dx_hash(name, info.hash_version, fs.hash_seed, fs.hash_unsigned)[0]
+
+
+def _dx_walk(fs: Any, dnode: Any, name: bytes) -> int | None:
+    h = _name_hash(fs, dnode, name)
+    found = _dx_probe(fs, dnode, h) if h is not None else None
+    if found is None:
+        return None
+    path, leaf = found
+    data = fs.read_dir_block(dnode, leaf)
+    for _, ino, _, _, ename in _block_entries(fs, dnode, leaf, data):
         if ename == name:
             return ino
-    nxt = entries[idx + 1][0] if idx + 1 < len(entries) else None
-    if nxt is not None and nxt & 1 and nxt & ~1 == h:
-        return None  # hash collision continues in the next leaf: let the linear scan decide
+    last = path[-1]
+    nxt = last.entries[last.idx + 1][0] if last.idx + 1 < len(last.entries) else None
+    if (nxt is None and len(path) > 1) or (nxt is not None and nxt & 1 and nxt & ~1 == h):
+        return None  # the hash may continue in the next leaf: let the linear scan decide
     return 0
 
 
-def _dx_entries(data: bytes, off: int, bs: int, csum: bool) -> list[tuple[int, int]] | None:
+def _dx_limit(fs: Any, off: int) -> int:
+    bs = fs.vol.block_size
+    return (bs - off - (L.DX_TAIL_SIZE if fs.vol.metadata_csum else 0)) // 8
+
+
+def _dx_csum(fs: Any, dnode: Any, data: bytes | bytearray, off: int, count: int) -> int:
+    limit = _dx_limit(fs, off)
+    tail = off + limit * 8
+    c = fs.vol.csum(dnode.seed, data[:off + count * 8])
+    return fs.vol.csum(c, bytes(data[tail:tail + 4]) + b"\0\0\0\0")
+
+
+def _dx_entries(fs: Any, dnode: Any, data: bytes, off: int) -> list[tuple[int, int]] | None:
     limit, count = struct.unpack_from("<HH", data, off)
-    want = (bs - off - (L.DX_TAIL_SIZE if csum else 0)) // 8
-    if limit != want or not 0 < count <= limit:
+    if limit != _dx_limit(fs, off) or not 0 < count <= limit:
         return None
-    out = [(0, int.from_bytes(data[off + 4:off + 8], "little"))]
+    if fs.vol.metadata_csum:
+        tail = off + limit * 8
+        if _dx_csum(fs, dnode, data, off, count) != _U32.unpack_from(data, tail + 4)[0]:
+            return None
+    out = [(0, _U32.unpack_from(data, off + 4)[0])]
     for i in range(1, count):
         out.append(_DX.unpack_from(data, off + 8 * i))
     return out
+
+
+def _dx_write_entries(fs: Any, dnode: Any, level: DxLevel,
+                      entries: list[tuple[int, int]]) -> None:
+    buf = bytearray(level.data)
+    off = level.off
+    struct.pack_into("<HHI", buf, off, _dx_limit(fs, off), len(entries), entries[0][1])
+    for i, (h, blk) in enumerate(entries[1:], 1):
+        _DX.pack_into(buf, off + 8 * i, h, blk)
+    if fs.vol.metadata_csum:
+        tail = off + _dx_limit(fs, off) * 8
+        buf[tail:tail + 4] = b"\0\0\0\0"
+        _U32.pack_into(buf, tail + 4, _dx_csum(fs, dnode, buf, off, len(entries)))
+    pblk = load_cache(fs, dnode).blocks[level.lblk]
+    fs.vol.write(pblk, buf)
+
+
+def _dx_add(fs: Any, dnode: Any, dc: DirCache, name: bytes, ino: int, ftype: int) -> bool:
+    """Insert through the hash index, splitting a full leaf (and, when needed, a full index
+    node, or adding a second index level).  False when the index cannot take the entry
+    (the caller drops the index)."""
+    h = _name_hash(fs, dnode, name)
+    found = _dx_probe(fs, dnode, h) if h is not None else None
+    if found is None:
+        return False
+    path, leaf = found
+    off = _insert(fs, dnode, dc, leaf, name, ino, ftype)
+    if off is None:
+        if not _make_room(fs, dnode, dc, path):
+            return False
+        found = _dx_probe(fs, dnode, h)
+        if found is None:
+            return False
+        path, leaf = found
+        level = path[-1]
+        split = _split_leaf(fs, dnode, dc, leaf)
+        if split is None:
+            return False
+        split_hash, new = split
+        entries = list(level.entries)
+        entries.insert(level.idx + 1, (split_hash, new))
+        _dx_write_entries(fs, dnode, level, entries)
+        leaf = new if h >= split_hash else leaf
+        off = _insert(fs, dnode, dc, leaf, name, ino, ftype)
+        if off is None:
+            return False
+    dc.names[name] = [ino, ftype, leaf, off]
+    return True
+
+
+def _make_room(fs: Any, dnode: Any, dc: DirCache, path: list[DxLevel]) -> bool:
+    """Make sure the index block above the leaf can take one more entry."""
+    level = path[-1]
+    if len(level.entries) < _dx_limit(fs, level.off):
+        return True
+    if len(path) == 1:
+        _add_level(fs, dnode, dc, level)
+        return True
+    root = path[-2]
+    if len(path) > 2 or len(root.entries) >= _dx_limit(fs, root.off):
+        return False
+    half = len(level.entries) // 2
+    new = _append_block(fs, dnode, dc)
+    _write_node(fs, dnode, new, level.entries[half:])
+    _dx_write_entries(fs, dnode, level, level.entries[:half])
+    entries = list(root.entries)
+    entries.insert(root.idx + 1, (level.entries[half][0], new))
+    _dx_write_entries(fs, dnode, root, entries)
+    return True
+
+
+def _add_level(fs: Any, dnode: Any, dc: DirCache, root: DxLevel) -> None:
+    """Move the root's entries into a new index node; the root points at it alone."""
+    new = _append_block(fs, dnode, dc)
+    _write_node(fs, dnode, new, root.entries)
+    buf = bytearray(root.data)
+    buf[L.DX_ROOT_INFO_OFFSET + 6] = 1                  # indirect_levels
+    root.data = bytes(buf)
+    _dx_write_entries(fs, dnode, root, [(0, new)])
+
+
+def _write_node(fs: Any, dnode: Any, lblk: int, entries: list[tuple[int, int]]) -> None:
+    bs = fs.vol.block_size
+    buf = bytearray(bs)
+    buf[:8] = _HEAD.pack(0, L.encode_rec_len(bs, bs), 0, 0)
+    _dx_write_entries(fs, dnode, DxLevel(lblk, bytes(buf), L.DX_NODE_ENTRIES_OFFSET, [], 0),
+                      entries)
+
+
+def _append_block(fs: Any, dnode: Any, dc: DirCache) -> int:
+    new = len(dc.blocks)
+    (_, pblk, _, _), = fs.bmap(dnode).map_alloc(new, 1, fs.goal_for(dnode))
+    dc.blocks.append(pblk)
+    dnode.size += fs.vol.block_size
+    dnode.dirty = True
+    return new
+
+
+def _split_leaf(fs: Any, dnode: Any, dc: DirCache, leaf: int) -> tuple[int, int] | None:
+    """Move the upper half (by hash) of a full leaf into a new block; (split hash, block)."""
+    info = dx_info(fs, dnode)
+    data = fs.vol.read(dc.blocks[leaf])
+    ents = []
+    for _, eino, _, ft, ename in _block_entries(fs, dnode, leaf, data):
+        eh = dx_hash(ename, info.hash_version, fs.hash_seed, fs.hash_unsigned)[0]
+        ents.append((eh, ename, eino, ft))
+    if len(ents) < 2 or ents[0][1] == b".":
+        return None
+    ents.sort(key=lambda e: e[0])
+    half, used, cut = sum(L.dir_rec_len(len(e[1])) for e in ents) // 2, 0, len(ents) - 1
+    for i, e in enumerate(ents):
+        used += L.dir_rec_len(len(e[1]))
+        if used > half:
+            cut = max(1, i)
+            break
+    split_hash = ents[cut][0] | (1 if ents[cut][0] == ents[cut - 1][0] else 0)
+    new = _append_block(fs, dnode, dc)
+    for lblk, part in ((leaf, ents[:cut]), (new, ents[cut:])):
+        fill_block(fs, dnode, dc, lblk, [(n, i, t) for _, n, i, t in part])
+    return split_hash, new
+
+
+def fill_block(fs: Any, dnode: Any, dc: DirCache, lblk: int,
+                ents: list[tuple[bytes, int, int]]) -> None:
+    bs = fs.vol.block_size
+    limit = bs - (L.DIR_TAIL_SIZE if fs.vol.metadata_csum else 0)
+    buf = bytearray(bs)
+    off = 0
+    for k, (name, ino, ft) in enumerate(ents):
+        rec = limit - off if k == len(ents) - 1 else L.dir_rec_len(len(name))
+        _put_entry(fs, buf, off, rec, name, ino, ft)
+        dc.names[name] = [ino, ft, lblk, off]
+        off += rec
+    if not ents:
+        buf[:8] = _HEAD.pack(0, L.encode_rec_len(limit, bs), 0, 0)
+    dc.last.pop(lblk, None)
+    write_block(fs, dnode, dc.blocks[lblk], buf)
 
 
 # -- updating --------------------------------------------------------------------------------
@@ -272,6 +467,7 @@ def _deindex(fs: Any, dnode: Any, dc: DirCache) -> None:
             write_block(fs, dnode, pblk, empty_block(fs))
     dnode.flags &= ~L.INODE_INDEX_FL
     dnode.dirty = True
+    dc.last.clear()
 
 
 def empty_block(fs: Any) -> bytearray:
@@ -292,16 +488,18 @@ def write_block(fs: Any, dnode: Any, pblk: int, buf: bytearray) -> None:
 
 def _writable_cache(fs: Any, dnode: Any) -> DirCache:
     if dnode.inline:
-        raise KernelError(Errno.EROFS, "ext: writing inline-data directories is not supported")
-    dc = load_cache(fs, dnode)
-    _deindex(fs, dnode, dc)
-    return dc
+        fs.uninline(dnode)
+    return load_cache(fs, dnode)
 
 
 def add_entry(fs: Any, dnode: Any, name: bytes, ino: int, ftype: int) -> None:
     dc = _writable_cache(fs, dnode)
     if name in dc.names:
         raise KernelError(Errno.EEXIST, name.decode("utf-8", "replace"))
+    if dnode.flags & L.INODE_INDEX_FL:
+        if fs.dir_index and _dx_add(fs, dnode, dc, name, ino, ftype):
+            return
+        _deindex(fs, dnode, dc)
     tried = []
     if dc.blocks:
         tried.append(len(dc.blocks) - 1)
@@ -312,16 +510,41 @@ def add_entry(fs: Any, dnode: Any, name: bytes, ino: int, ftype: int) -> None:
             dc.names[name] = [ino, ftype, lblk, off]
             return
         dc.holes.discard(lblk)
-    lblk = len(dc.blocks)
-    bs = fs.vol.block_size
-    (_, pblk, _, _), = fs.bmap(dnode).map_alloc(lblk, 1, fs.goal_for(dnode))
-    dc.blocks.append(pblk)
-    dnode.size += bs
-    dnode.dirty = True
-    write_block(fs, dnode, pblk, empty_block(fs))
+    if len(dc.blocks) == 1 and fs.dir_index and _make_indexed(fs, dnode, dc) and \
+            _dx_add(fs, dnode, dc, name, ino, ftype):
+        return
+    lblk = _append_block(fs, dnode, dc)
+    write_block(fs, dnode, dc.blocks[lblk], empty_block(fs))
     off = _insert(fs, dnode, dc, lblk, name, ino, ftype)
-    assert off is not None
+    if off is None:
+        raise KernelError(Errno.ENAMETOOLONG, "ext: entry does not fit in a directory block")
     dc.names[name] = [ino, ftype, lblk, off]
+
+
+def _make_indexed(fs: Any, dnode: Any, dc: DirCache) -> bool:
+    """Turn a full one-block directory into an htree (as Linux does when it grows): block 0
+    becomes the index root, its entries move to a new leaf (which then splits as needed)."""
+    data = fs.vol.read(dc.blocks[0])
+    ents = _block_entries(fs, dnode, 0, data)
+    if len(ents) < 3 or ents[0][4] != b"." or ents[1][4] != b"..":
+        return False
+    version = fs.vol.sb.s_def_hash_version
+    if version not in DX_HASH_VERSIONS:
+        version = 1
+    leaf = _append_block(fs, dnode, dc)
+    fill_block(fs, dnode, dc, leaf, [(n, i, t) for _, i, _, t, n in ents[2:]])
+    bs = fs.vol.block_size
+    root = bytearray(bs)
+    _put_entry(fs, root, 0, 12, b".", dnode.ino, L.FT_DIR)
+    _put_entry(fs, root, 12, bs - 12, b"..", ents[1][1], L.FT_DIR)
+    root[L.DX_ROOT_INFO_OFFSET:L.DX_ROOT_ENTRIES_OFFSET] = L.DxRootInfo(0, version, 8, 0,
+                                                                        0).emit()
+    _dx_write_entries(fs, dnode, DxLevel(0, bytes(root), L.DX_ROOT_ENTRIES_OFFSET, [], 0),
+                      [(0, leaf)])
+    dnode.flags |= L.INODE_INDEX_FL
+    dnode.dirty = True
+    dc.last.pop(0, None)
+    return True
 
 
 def _insert(fs: Any, dnode: Any, dc: DirCache, lblk: int, name: bytes, ino: int,
@@ -331,25 +554,43 @@ def _insert(fs: Any, dnode: Any, dc: DirCache, lblk: int, name: bytes, ino: int,
     pblk = dc.blocks[lblk]
     data = fs.vol.read(pblk)
     limit = bs - (L.DIR_TAIL_SIZE if fs.vol.metadata_csum else 0)
+    hint = dc.last.get(lblk)
+    if hint is not None:   # the last entry, where appended names usually find room
+        off = _try_slot(fs, dnode, dc, lblk, data, hint, limit, name, ino, ftype, need)
+        if off is not None:
+            return off
     off = 0
     while off < limit:
-        eino, rec_len, nl, _ = _HEAD.unpack_from(data, off)
-        rec_len = L.decode_rec_len(rec_len, bs)
+        rec_len = L.decode_rec_len(_HEAD.unpack_from(data, off)[1], bs)
         if rec_len < 8:
             raise corrupt(f"ext: directory {dnode.ino}: bad entry while inserting")
-        if not fs.filetype:
-            nl |= data[off + 7] << 8
-        used = L.dir_rec_len(nl) if eino else 0
-        if rec_len - used >= need:
-            buf = bytearray(data)
-            if used:
-                buf[off + 4:off + 6] = L.encode_rec_len(used, bs).to_bytes(2, "little")
-            new = off + used
-            _put_entry(fs, buf, new, rec_len - used, name, ino, ftype)
-            write_block(fs, dnode, pblk, buf)
+        new = _try_slot(fs, dnode, dc, lblk, data, off, limit, name, ino, ftype, need)
+        if new is not None:
             return new
         off += rec_len
     return None
+
+
+def _try_slot(fs: Any, dnode: Any, dc: DirCache, lblk: int, data: bytes, off: int, limit: int,
+              name: bytes, ino: int, ftype: int, need: int) -> int | None:
+    """Put the entry into the slack of the entry at ``off`` if it fits; its offset or None."""
+    bs = fs.vol.block_size
+    eino, rec_len, nl, _ = _HEAD.unpack_from(data, off)
+    rec_len = L.decode_rec_len(rec_len, bs)
+    if not fs.filetype:
+        nl |= data[off + 7] << 8
+    used = L.dir_rec_len(nl) if eino else 0
+    if rec_len - used < need or off + rec_len > limit:
+        return None
+    buf = bytearray(data)
+    if used:
+        buf[off + 4:off + 6] = L.encode_rec_len(used, bs).to_bytes(2, "little")
+    new = off + used
+    _put_entry(fs, buf, new, rec_len - used, name, ino, ftype)
+    write_block(fs, dnode, dc.blocks[lblk], buf)
+    if new + rec_len - used == limit:
+        dc.last[lblk] = new
+    return new
 
 
 def _put_entry(fs: Any, buf: bytearray, off: int, rec_len: int, name: bytes, ino: int,
@@ -385,6 +626,7 @@ def remove_entry(fs: Any, dnode: Any, name: bytes) -> int:
     write_block(fs, dnode, pblk, buf)
     del dc.names[name]
     dc.holes.add(lblk)
+    dc.last.pop(lblk, None)
     return ino
 
 

@@ -196,8 +196,6 @@ class ExtentMap:
                 keep.append(e)
             else:
                 self._free(e[1], e[2])
-        if len(keep) != len(exts) or self.dirty:
-            self.dirty = True
         self.exts = keep
         self.starts = [e[0] for e in keep]
         self.dirty = True
@@ -221,7 +219,7 @@ class ExtentMap:
             nxt = []
             for k in range(0, len(level), per_block):
                 chunk = level[k:k + per_block]
-                blk = old.pop(0) if old else self._alloc_node(used)
+                blk = old.pop(0) if old else self._alloc_node()
                 used.append(blk)
                 self._write_node(blk, chunk, depth, per_block)
                 nxt.append((chunk[0][0], _IDX.pack(chunk[0][0], blk & 0xFFFFFFFF, blk >> 32, 0)))
@@ -235,7 +233,7 @@ class ExtentMap:
         self.node.dirty = True
         self.dirty = False
 
-    def _alloc_node(self, used: list[int]) -> int:
+    def _alloc_node(self) -> int:
         goal = self.exts[-1][1] + self.exts[-1][2] if self.exts else 0
         blk, _ = self.vol.alloc_blocks(goal, 1)
         self.node.blocks += self.vol.block_size // 512

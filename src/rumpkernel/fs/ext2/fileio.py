@@ -1,5 +1,6 @@
 """File contents: reading, writing and truncating through an inode's block map (extents or
-indirect blocks), inline data (read only), symlink targets and device numbers.
+indirect blocks), inline data (read; changed inline files are first moved to blocks by
+``inline.uninline``), symlink targets and device numbers.
 
 Interface:
     has_map(node) -> bool                 does i_block hold a block map (not a fast symlink,
@@ -47,7 +48,8 @@ def read(fs: Any, node: Any, offset: int, size: int) -> bytes:
     if offset >= end:
         return b""
     if node.inline:
-        return inline_bytes(fs, node)[offset:end]
+        chunk = inline_bytes(fs, node)[offset:end]
+        return chunk + bytes(end - offset - len(chunk))   # past the stored bytes: zeros
     bs = fs.vol.block_size
     first, last = offset // bs, (end - 1) // bs
     parts = []
@@ -62,10 +64,9 @@ def read(fs: Any, node: Any, offset: int, size: int) -> bytes:
 
 
 def inline_bytes(fs: Any, node: Any) -> bytes:
-    data = bytes(node.iblock) + fs.inline_xattr(node)
-    if node.size > len(data):
-        raise corrupt(f"ext: inode {node.ino}: inline size {node.size} > {len(data)}")
-    return data[:node.size]
+    """The stored inline bytes (at most i_size of them); a file may be longer, its tail
+    reads as zeros (mke2fs -d stores all-zero tails that way)."""
+    return (bytes(node.iblock) + fs.inline_xattr(node))[:node.size]
 
 
 def readlink(fs: Any, node: Any) -> bytes:
@@ -93,7 +94,7 @@ def write(fs: Any, node: Any, offset: int, data: bytes) -> int:
     if not data:
         return 0
     if node.inline:
-        raise KernelError(Errno.EROFS, "ext: writing inline data is not supported")
+        fs.uninline(node)
     end = offset + len(data)
     if end > fs.max_file_size:
         raise KernelError(Errno.EFBIG, "ext: file too large")
@@ -165,7 +166,7 @@ def truncate(fs: Any, node: Any, size: int) -> None:
     if size > fs.max_file_size:
         raise KernelError(Errno.EFBIG, "ext: file too large")
     if node.inline:
-        raise KernelError(Errno.EROFS, "ext: truncating inline data is not supported")
+        fs.uninline(node)
     bs = fs.vol.block_size
     if size < node.size and has_map(node):
         bmap = fs.bmap(node)

@@ -11,15 +11,20 @@ Rules:
   writes metadata in place, and on ``unmount`` writes everything back and sets the clean flag.
   The journal itself is left empty (``s_start == 0``), as after a clean Linux unmount.
 - Unlinked inodes are freed by ``inactive`` (last reference gone) or at ``unmount``.
-- Directories written by this driver are linear (an htree index is dropped on first change).
-- Inline-data, encrypted-name and casefolded file systems are mounted read-only.
+- htree directories keep their index: a new entry goes to the leaf its hash selects, full
+  leaves and index nodes split, a full one-level index grows a second level; only when that
+  is full too is the index dropped (the directory turns linear, which Linux and e2fsck
+  accept).  A linear directory that outgrows its first block becomes an htree (dir_index).
+- Inline-data inodes are read in place; one that is changed is first moved into ordinary
+  blocks (``inline.uninline``); new inodes are never inline.  Casefolded, bigalloc, quota and
+  other features listed in ``mount.py`` mount read-only; encrypted ones are refused.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rumpkernel.fs.ext2 import dirs, fileio, xattr
+from rumpkernel.fs.ext2 import dirs, fileio, inline, xattr
 from rumpkernel.fs.ext2 import layout as L
 from rumpkernel.fs.ext2.blockmap import IndirectMap
 from rumpkernel.fs.ext2.extents import ExtentMap, empty_root
@@ -44,8 +49,32 @@ _FT = {0o100000: L.FT_REG, 0o040000: L.FT_DIR, 0o020000: L.FT_CHR, 0o060000: L.F
        0o010000: L.FT_FIFO, 0o140000: L.FT_SOCK, 0o120000: L.FT_SYMLINK}
 
 
+# ext4 i_flags -> BSD st_flags (immutable, append-only, nodump)
+_BSD_FLAGS = ((0x10, 0x00020000), (0x20, 0x00040000), (0x40, 0x00000001))
+
+
+def bsd_flags(ext_flags: int) -> int:
+    return sum(bsd for ext, bsd in _BSD_FLAGS if ext_flags & ext)
+
+
 def ftype_of(mode: int) -> int:
     return _FT.get(mode & S_IFMT, L.FT_UNKNOWN)
+
+
+def _noting_corruption(fn: Any) -> Any:
+    """Wrap a vnode operation: corruption found on a writable mount is recorded in the
+    superblock (error state, count, times), as Linux does, before the error is passed on."""
+
+    def op(self: ExtFileSystem, *args: Any) -> Any:
+        try:
+            return fn(self, *args)
+        except KernelError as err:
+            if err.errno == Errno.EUCLEAN:
+                self.note_error(str(err.detail or ""))
+            raise
+
+    op.__name__, op.__doc__, op.__qualname__ = fn.__name__, fn.__doc__, fn.__qualname__
+    return op
 
 
 class ExtFileSystem(MountState, FileSystem):
@@ -60,20 +89,22 @@ class ExtFileSystem(MountState, FileSystem):
                 (ino < self.vol.geo.first_ino and ino != L.ROOT_INO):
             raise KernelError(Errno.ENOENT, f"ext: inode {ino} out of range")
         node = Inode.decode(self.vol, ino, self.vol.read_inode_raw(ino))
-        if node.links == 0 and not (node.is_dir and node.mode):
+        if node.links == 0:
             raise KernelError(Errno.ENOENT, f"ext: inode {ino} is not in use")
         node.check_live()
         self.inodes[ino] = node
         return node
 
     def reclaim(self, node: Inode) -> None:
-        if node.links == 0:
+        if self.unmounted:        # the VFS purges its vnodes after unmount: nothing to write
+            return
+        if node.links == 0 and not self.readonly:
             self._free_inode(node)
         self._write_inode(node)
         self.inodes.pop(node.ino, None)
 
     def inactive(self, node: Inode) -> None:
-        if node.links == 0 and not self.readonly:
+        if node.links == 0 and not self.readonly and not self.unmounted:
             self._free_inode(node)
 
     def bmap(self, node: Inode) -> Any:
@@ -90,6 +121,10 @@ class ExtFileSystem(MountState, FileSystem):
     def inline_xattr(self, node: Inode) -> bytes:
         return xattr.inline_data(self, node)
 
+    def uninline(self, node: Inode) -> None:
+        self._check_rw()
+        inline.uninline(self, node)
+
     def read_dir_block(self, dnode: Inode, lblk: int) -> bytes:
         (_, pblk, _), = self.bmap(dnode).runs(lblk, 1)
         if not pblk:
@@ -103,7 +138,7 @@ class ExtFileSystem(MountState, FileSystem):
             ino=node.ino, mode=node.mode, nlink=node.links, uid=node.uid, gid=node.gid,
             size=node.size, atime_ns=node.atime, mtime_ns=node.mtime, ctime_ns=node.ctime,
             birthtime_ns=node.crtime, rdev=rdev, blocks=node.blocks,
-            blksize=self.vol.block_size, gen=node.generation, flags=node.flags)
+            blksize=self.vol.block_size, gen=node.generation, flags=bsd_flags(node.flags))
 
     def setattr(self, node: Inode, changes: SetAttr) -> None:
         self._check_rw()
@@ -325,7 +360,7 @@ class ExtFileSystem(MountState, FileSystem):
     def setxattr(self, node: Inode, name: bytes, value: bytes, flags: int) -> None:
         self._check_rw()
         if node.inline:
-            raise KernelError(Errno.EROFS, "ext: inline-data inode")
+            self.uninline(node)
         attrs = dict(xattr.load(self, node))
         if flags & 1 and name in attrs:
             raise KernelError(Errno.EEXIST, name.decode("utf-8", "replace"))
@@ -393,3 +428,10 @@ class ExtFileSystem(MountState, FileSystem):
         if node.dirty:
             self.vol.write_inode_raw(node.ino, node.encode(self.vol))
             node.dirty = False
+
+
+for _name in ("vget", "setattr", "lookup", "readdir", "create", "mkdir", "symlink", "link",
+              "unlink", "rmdir", "rename", "readlink", "read", "write", "seek_data",
+              "seek_hole", "getxattr", "setxattr", "listxattr", "removexattr", "inactive"):
+    setattr(ExtFileSystem, _name, _noting_corruption(getattr(ExtFileSystem, _name)))
+del _name

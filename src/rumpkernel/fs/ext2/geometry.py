@@ -16,6 +16,7 @@ so the rest of the driver can rely on it.  Shared by the driver and ``newfs``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from rumpkernel.fs.ext2 import layout as L
 from rumpkernel.kern.errno import Errno, KernelError, corrupt
@@ -42,7 +43,7 @@ class Geometry:
 
     @classmethod
     def from_superblock(cls, sb: object, device_blocks: int | None = None) -> Geometry:
-        s = sb  # type: ignore[assignment]
+        s: Any = sb
         if s.s_magic != L.EXT2_MAGIC:
             raise KernelError(Errno.EINVAL, "not an ext2/3/4 file system (bad magic)")
         if s.s_rev_level > 1:
@@ -51,28 +52,10 @@ class Geometry:
             raise corrupt(f"ext: bad block size log {s.s_log_block_size}")
         bs = 1024 << s.s_log_block_size
         incompat = s.s_feature_incompat if s.s_rev_level else 0
-        blocks = s.s_blocks_count_lo
-        if incompat & L.INCOMPAT_64BIT:
-            blocks |= s.s_blocks_count_hi << 32
-        bpg, ipg = s.s_blocks_per_group, s.s_inodes_per_group
-        if not 8 <= bpg <= 8 * bs or bpg % 8:
-            raise corrupt(f"ext: bad blocks per group {bpg}")
-        if not 1 <= ipg <= 8 * bs:
-            raise corrupt(f"ext: bad inodes per group {ipg}")
+        blocks, fdb, groups = _check_counts(s, bs, incompat, device_blocks)
         isz = s.s_inode_size if s.s_rev_level else L.GOOD_OLD_INODE_SIZE
         if isz < 128 or isz > bs or isz & (isz - 1):
             raise corrupt(f"ext: bad inode size {isz}")
-        fdb = s.s_first_data_block
-        if fdb != (1 if bs == 1024 else 0) and not (bs == 1024 and fdb == 0):
-            raise corrupt(f"ext: bad first data block {fdb}")
-        if blocks <= fdb + 1:
-            raise corrupt(f"ext: bad block count {blocks}")
-        if device_blocks is not None and blocks > device_blocks:
-            raise KernelError(Errno.EINVAL, f"ext: file system ({blocks} blocks) is larger "
-                              f"than the device ({device_blocks} blocks)")
-        groups = -(-(blocks - fdb) // bpg)
-        if groups * ipg != s.s_inodes_count or groups >= 1 << 32:
-            raise corrupt(f"ext: inode count {s.s_inodes_count} != {groups} groups * {ipg}")
         desc = 32
         if incompat & L.INCOMPAT_64BIT:
             desc = s.s_desc_size
@@ -81,15 +64,19 @@ class Geometry:
         first_ino = s.s_first_ino if s.s_rev_level else L.GOOD_OLD_FIRST_INO
         if not L.GOOD_OLD_FIRST_INO <= first_ino < s.s_inodes_count:
             raise corrupt(f"ext: bad first inode {first_ino}")
-        rgdt = s.s_reserved_gdt_blocks if s.s_feature_compat & L.COMPAT_RESIZE_INODE else 0
+        compat = s.s_feature_compat if s.s_rev_level else 0
+        rgdt = s.s_reserved_gdt_blocks if compat & L.COMPAT_RESIZE_INODE else 0
         if rgdt > bs // 4:
             raise corrupt(f"ext: {rgdt} reserved descriptor blocks")
         backups = tuple(int.from_bytes(s.s_backup_bgs[i:i + 4], "little") for i in (0, 4))
-        geo = cls(bs, blocks, fdb, bpg, ipg, s.s_inodes_count, isz, groups, desc, first_ino,
-                  rgdt, s.s_feature_compat, incompat, s.s_feature_ro_compat,
-                  s.s_first_meta_bg, backups)  # type: ignore[arg-type]
-        if geo.gdt_blocks_total() >= blocks:
+        geo = cls(bs, blocks, fdb, s.s_blocks_per_group, s.s_inodes_per_group,
+                  s.s_inodes_count, isz, groups, desc, first_ino, rgdt, compat, incompat,
+                  s.s_feature_ro_compat if s.s_rev_level else 0, s.s_first_meta_bg,
+                  backups)  # type: ignore[arg-type]
+        if geo.gdt_blocks_total() + rgdt >= blocks:
             raise corrupt("ext: group descriptor table larger than the file system")
+        if incompat & L.INCOMPAT_META_BG and s.s_first_meta_bg > geo.gdt_blocks_total():
+            raise corrupt(f"ext: first meta_bg {s.s_first_meta_bg} out of range")
         return geo
 
     # -- derived numbers ----------------------------------------------------------------------
@@ -160,7 +147,7 @@ class Geometry:
         dpb = self.descs_per_block
         index, slot = divmod(group, dpb)
         if group < self._meta_bg_start():
-            return self.first_data_block + 1 + index, slot * self.desc_size
+            return L.SUPERBLOCK_OFFSET // self.block_size + 1 + index, slot * self.desc_size
         first = index * dpb
         block = self.group_first_block(first) + (1 if self.has_super(first) else 0)
         return block, slot * self.desc_size
@@ -169,6 +156,36 @@ class Geometry:
         index = (ino - 1) % self.inodes_per_group
         byte = index * self.inode_size
         return itable + byte // self.block_size, byte % self.block_size
+
+
+def _check_counts(s: Any, bs: int, incompat: int,
+                  device_blocks: int | None) -> tuple[int, int, int]:
+    """(blocks, first data block, groups) after checking the size numbers."""
+    blocks = s.s_blocks_count_lo
+    if incompat & L.INCOMPAT_64BIT:
+        blocks |= s.s_blocks_count_hi << 32
+    bpg, ipg = s.s_blocks_per_group, s.s_inodes_per_group
+    ratio = 1
+    if s.s_rev_level and s.s_feature_ro_compat & L.RO_COMPAT_BIGALLOC:
+        if not s.s_log_block_size <= s.s_log_cluster_size <= s.s_log_block_size + 16:
+            raise corrupt(f"ext: bad cluster size log {s.s_log_cluster_size}")
+        ratio = 1 << (s.s_log_cluster_size - s.s_log_block_size)
+    if not 8 <= bpg <= 8 * bs * ratio or bpg % 8:
+        raise corrupt(f"ext: bad blocks per group {bpg}")
+    if not 1 <= ipg <= 8 * bs:
+        raise corrupt(f"ext: bad inodes per group {ipg}")
+    fdb = s.s_first_data_block
+    if fdb != (1 if bs == 1024 else 0) and not (bs == 1024 and fdb == 0):
+        raise corrupt(f"ext: bad first data block {fdb}")
+    if blocks <= fdb + 1:
+        raise corrupt(f"ext: bad block count {blocks}")
+    if device_blocks is not None and blocks > device_blocks:
+        raise KernelError(Errno.EINVAL, f"ext: file system ({blocks} blocks) is larger "
+                          f"than the device ({device_blocks} blocks)")
+    groups = -(-(blocks - fdb) // bpg)
+    if groups * ipg != s.s_inodes_count or groups >= 1 << 32:
+        raise corrupt(f"ext: inode count {s.s_inodes_count} != {groups} groups * {ipg}")
+    return blocks, fdb, groups
 
 
 def _is_power(n: int, base: int) -> bool:

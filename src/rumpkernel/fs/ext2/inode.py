@@ -195,9 +195,9 @@ class Inode:
         m, me = encode_time(self.mtime)
         c, ce = encode_time(self.ctime)
         cr, cre = encode_time(self.crtime)
-        rec = L.InodeRec.parse(bytes(self.raw[:L.INODE_EXTRA_END]).ljust(L.INODE_EXTRA_END,
-                                                                           b"\0"))
-        rec = rec.replace(
+        base = bytes(self.raw[:L.INODE_EXTRA_END]).ljust(L.INODE_EXTRA_END, b"\0")
+        head = L.InodeRec.patch(
+            base,
             i_mode=self.mode, i_uid=self.uid & 0xFFFF, i_uid_high=self.uid >> 16 & 0xFFFF,
             i_gid=self.gid & 0xFFFF, i_gid_high=self.gid >> 16 & 0xFFFF,
             i_size_lo=self.size & 0xFFFFFFFF, i_size_high=self.size >> 32 & 0xFFFFFFFF,
@@ -210,7 +210,6 @@ class Inode:
             i_crtime_extra=cre, i_version_hi=self.version >> 32, i_projid=self.projid,
             i_checksum_lo=0, i_checksum_hi=0)
         cut = L.GOOD_OLD_INODE_SIZE + self.extra_isize
-        head = rec.emit()
         raw = self.raw
         if cut >= L.INODE_EXTRA_END or vol.geo.inode_size <= L.GOOD_OLD_INODE_SIZE:
             raw[:min(L.INODE_EXTRA_END, len(raw))] = head[:len(raw)]

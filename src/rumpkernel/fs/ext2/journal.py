@@ -13,7 +13,8 @@ whose magic or sequence is wrong; a transaction counts only with a valid commit 
 blocks are restored from escapes; revoke records cancel older copies.  Descriptor, revoke and
 commit checksums (v2/v3) are verified and end the scan when bad; a data block whose tag
 checksum fails is skipped (as Linux does).  Tags naming blocks outside the file system are
-corruption.  Fast-commit areas are not replayed (EOPNOTSUPP when they hold data).
+corruption.  Fast-commit blocks (after the log proper) are not replayed: what they hold is
+lost, as after a Linux mount with fast commits disabled.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Recovery:
     jsb_block: int = 0
     jsb: Any = None
     transactions: int = 0
+    fast_commit: bool = False     # the journal may hold fast commits this code cannot replay
 
 
 class _Log:
@@ -70,6 +72,11 @@ class _Log:
         self.csum3 = bool(self.incompat & L.JBD2_INCOMPAT_CSUM_V3)
         self.csum2 = bool(self.incompat & L.JBD2_INCOMPAT_CSUM_V2)
         self.seed = ext_crc32c(0xFFFFFFFF, j.s_uuid) if self.csum2 or self.csum3 else 0
+        self.last = j.s_maxlen       # the log wraps here; a fast-commit area follows it
+        if self.incompat & L.JBD2_INCOMPAT_FAST_COMMIT:
+            self.last -= j.s_num_fc_blks or 256
+            if self.last <= j.s_first:
+                raise corrupt("ext: journal fast-commit area leaves no log")
         if (self.csum2 or self.csum3) and j.s_checksum != jsb_csum(j):
             raise corrupt("ext: journal superblock checksum mismatch")
         if self.incompat & ~(L.JBD2_INCOMPAT_REVOKE | L.JBD2_INCOMPAT_64BIT |
@@ -82,7 +89,7 @@ class _Log:
 
     def next(self, pos: int) -> int:
         pos += 1
-        return self.jsb.s_first if pos >= self.jsb.s_maxlen else pos
+        return self.jsb.s_first if pos >= self.last else pos
 
     def tag_size(self) -> int:
         if self.csum3:
@@ -110,7 +117,8 @@ def recover(vol: Any, load_journal: Any) -> Recovery:
     rec = Recovery(jsb_block=log.phys[0], jsb=log.jsb, next_seq=log.jsb.s_sequence)
     if log.jsb.s_start == 0:
         return rec
-    if not log.jsb.s_first <= log.jsb.s_start < log.jsb.s_maxlen:
+    rec.fast_commit = bool(log.incompat & L.JBD2_INCOMPAT_FAST_COMMIT)
+    if not log.jsb.s_first <= log.jsb.s_start < log.last:
         raise corrupt("ext: journal start outside the log")
     txns, revoked, next_seq = _scan(log, vol)
     rec.next_seq = next_seq

@@ -1,7 +1,8 @@
 """On-disk format of the ext2/ext3/ext4 family, declared once (DESIGN rule 8).
 
 Interface:
-    Record classes (frozen, slotted dataclasses built from a field table):
+    Record classes (immutable named tuples built from a field table -- cheap to create and to
+    parse, which matters: a command-line tool builds them all at every start):
         Superblock, GroupDesc (32- or 64-byte), InodeRec (the first 160 bytes of an inode),
         ExtentHeader, ExtentIndex, ExtentLeaf, DirEntryHead, DxRootInfo, DxCountLimit, DxEntry,
         XattrHeader, XattrEntryHead, JournalSuper, JournalHeader, JournalCommit,
@@ -11,6 +12,7 @@ Interface:
                                     so ``emit(parse(b)) == b`` byte for byte.
     ``rec.emit() -> bytes``       -- the exact on-disk bytes.
     ``rec.replace(**changes)``    -- a copy with some fields changed.
+    ``Rec.patch(buf, **changes)`` -- the bytes of ``buf`` with some fields changed (no record).
     ``Rec.SIZE``, ``Rec.LAYOUT``  -- size in bytes and the field table.
     Feature, state, flag and magic constants used by the driver and by ``newfs``.
 
@@ -21,8 +23,8 @@ structures are little-endian; the JBD2 journal's are big-endian.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
+from collections import namedtuple
 from typing import Any, ClassVar
 
 from rumpkernel.kern.errno import corrupt
@@ -167,6 +169,7 @@ class RecordBase:
     SIZE: ClassVar[int]
     LAYOUT: ClassVar[tuple[tuple[str, int, str], ...]]
     _STRUCT: ClassVar[struct.Struct]
+    _NAMES: ClassVar[tuple[str, ...]]
     __slots__ = ()
 
     @classmethod
@@ -174,23 +177,36 @@ class RecordBase:
         if offset < 0 or len(buf) - offset < cls.SIZE:
             raise corrupt(f"{cls.__name__}: need {cls.SIZE} bytes at {offset}, "
                           f"have {max(0, len(buf) - offset)}")
-        return cls(*cls._STRUCT.unpack_from(buf, offset))
+        return cls._make(cls._STRUCT.unpack_from(buf, offset))  # type: ignore[attr-defined]
 
     def emit(self) -> bytes:
-        return self._STRUCT.pack(*(getattr(self, f[0]) for f in self.LAYOUT))
+        return self._STRUCT.pack(*self)  # type: ignore[misc]
 
     def replace(self, **changes: object) -> Any:
-        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+        return self._replace(**changes)  # type: ignore[attr-defined]
+
+    @classmethod
+    def patch(cls, buf: bytes | bytearray, **changes: int | bytes) -> bytes:
+        """``parse(buf).replace(**changes).emit()`` without building records (hot paths)."""
+        if len(buf) < cls.SIZE:
+            raise corrupt(f"{cls.__name__}: need {cls.SIZE} bytes, have {len(buf)}")
+        values = dict(zip(cls._NAMES, cls._STRUCT.unpack_from(buf, 0)))
+        values.update(changes)
+        return cls._STRUCT.pack(*(values[n] for n in cls._NAMES))
 
 
 def record(name: str, size: int, spec: str, *, endian: str = "<") -> type:
     """Build a frozen record class from a field table (``OFFSET NAME FORMAT`` per line)."""
     rows = _with_padding(_table(spec), size)
-    fields = [(n, bytes if f.endswith("s") else _FMT_TYPES[f]) for n, _, f in rows]
-    cls = dataclasses.make_dataclass(name, fields, bases=(RecordBase,), frozen=True, slots=True)
+    for n, _, f in rows:
+        if not (f.endswith("s") or f in _FMT_TYPES):
+            raise ValueError(f"{name}.{n}: format {f}")
+    fields = namedtuple(f"{name}Fields", [n for n, _, _ in rows])  # type: ignore[misc]
+    cls: Any = type(name, (RecordBase, fields), {"__slots__": ()})
     cls.SIZE = size
     cls.LAYOUT = tuple(rows)
     cls._STRUCT = struct.Struct(endian + "".join(f for _, _, f in rows))
+    cls._NAMES = tuple(n for n, _, _ in rows)
     cls.__module__ = __name__
     assert cls._STRUCT.size == size, name
     return cls

@@ -4,7 +4,7 @@ write-back and ``sync``.  ``fs.ExtFileSystem`` inherits this.
 Policy:
 - incompat features outside ``INCOMPAT_READ`` (compression, journal device, dirdata,
   encryption): refused with EOPNOTSUPP naming the feature.
-- features outside ``INCOMPAT_WRITE`` / ``RO_COMPAT_WRITE`` (inline_data, mmp, casefold,
+- features outside ``INCOMPAT_WRITE`` / ``RO_COMPAT_WRITE`` (mmp, casefold,
   ea_inode, bigalloc, quota, verity, orphan_present...), a non-empty orphan list, or an error
   state recorded by the kernel: mounted read-only, with a ``ctx.log`` line saying why.
 - a journal that needs recovery is replayed into the device on a read-write mount and into
@@ -25,9 +25,8 @@ from rumpkernel.vfs.vattr import FsFeatures
 
 INCOMPAT_WRITE = (L.INCOMPAT_FILETYPE | L.INCOMPAT_RECOVER | L.INCOMPAT_META_BG
                   | L.INCOMPAT_EXTENTS | L.INCOMPAT_64BIT | L.INCOMPAT_FLEX_BG
-                  | L.INCOMPAT_CSUM_SEED | L.INCOMPAT_LARGEDIR)
-INCOMPAT_READ = INCOMPAT_WRITE | L.INCOMPAT_INLINE_DATA | L.INCOMPAT_MMP | L.INCOMPAT_EA_INODE \
-    | L.INCOMPAT_CASEFOLD
+                  | L.INCOMPAT_CSUM_SEED | L.INCOMPAT_LARGEDIR | L.INCOMPAT_INLINE_DATA)
+INCOMPAT_READ = INCOMPAT_WRITE | L.INCOMPAT_MMP | L.INCOMPAT_EA_INODE | L.INCOMPAT_CASEFOLD
 RO_COMPAT_WRITE = (L.RO_COMPAT_SPARSE_SUPER | L.RO_COMPAT_LARGE_FILE | L.RO_COMPAT_HUGE_FILE
                    | L.RO_COMPAT_GDT_CSUM | L.RO_COMPAT_DIR_NLINK | L.RO_COMPAT_EXTRA_ISIZE
                    | L.RO_COMPAT_METADATA_CSUM | L.RO_COMPAT_PROJECT)
@@ -79,6 +78,13 @@ def read_super(dev: Any) -> bytes:
     return raw[L.SUPERBLOCK_OFFSET - start:L.SUPERBLOCK_OFFSET - start + L.SUPERBLOCK_SIZE]
 
 
+def _release(bio: Any) -> None:
+    """Drop the buffer cache (its memory accounting and pagedaemon hook too)."""
+    bio.invalidate()
+    if bio.kmem is not None:
+        bio.kmem.unregister_reclaimer(bio.reclaim)
+
+
 class MountState:
     """Mount-time state of an ext file system (mixed into ``ExtFileSystem``)."""
 
@@ -89,6 +95,8 @@ class MountState:
         self.fstype = name
         self.inodes: dict[int, Any] = {}
         self.replayed = False
+        self.had_errors = False
+        self.unmounted = False
         raw = read_super(ctx.dev)
         sb = L.Superblock.parse(raw)
         if sb.s_magic != L.EXT2_MAGIC:
@@ -99,13 +107,19 @@ class MountState:
             ctx.log(f"ext: {ctx.dev.name}: mounting read-only: {why}")
         bs = 1024 << min(sb.s_log_block_size, 6)
         bio = ctx.blockio(bs)
-        self.vol = Volume(bio, raw, ctx.dev.size // bs, self.readonly, ctx.log)
-        self.vol.load_gds()
-        if self.vol.geo.incompat & L.INCOMPAT_RECOVER:
-            self._recover()
-        self._settle()
-        if not self.readonly:
-            self._mark_mounted()
+        try:
+            self.vol = Volume(bio, raw, ctx.dev.size // bs, self.readonly, ctx.log)
+            self.vol.load_gds()
+            if self.vol.geo.incompat & L.INCOMPAT_RECOVER:
+                self._recover()
+            self._settle()
+            if not self.readonly:
+                self._mark_mounted()
+                if self.vol.sb.s_last_orphan:
+                    self._process_orphans()
+        except BaseException:
+            _release(bio)    # a failed mount gives its cache memory back
+            raise
 
     # -- feature policy -----------------------------------------------------------------------
     def _policy(self, sb: Any) -> str:
@@ -119,8 +133,6 @@ class MountState:
         reasons = feature_list("incompat", incompat & ~INCOMPAT_WRITE)
         reasons += feature_list("ro_compat", ro_compat & ~RO_COMPAT_WRITE)
         why = "features not supported for writing: " + ",".join(reasons) if reasons else ""
-        if sb.s_last_orphan and not why:
-            why = "orphan inode list is not empty (run e2fsck)"
         if sb.s_state & L.STATE_ERROR and not why:
             why = "file system has errors (run e2fsck)"
         return why
@@ -141,6 +153,11 @@ class MountState:
                 self.ctx.log(f"ext: journal not replayed: {err}")
                 return
             raise KernelError(err.errno, f"ext: journal recovery failed: {err.detail}") from None
+        if rec.fast_commit:
+            if not self.readonly:
+                raise KernelError(Errno.EOPNOTSUPP, "ext: the journal may hold fast commits, "
+                                  "which this driver cannot replay: run e2fsck first")
+            self.ctx.log("ext: fast commits not replayed (read-only view of full commits)")
         self._apply_recovery(rec)
 
     def _load_journal(self) -> tuple[Any, Any]:
@@ -237,6 +254,48 @@ class MountState:
         vol.write_super_now()
         vol.bio.flush(sync=True)
 
+    def note_error(self, detail: str) -> None:
+        """Record detected corruption in the superblock (Linux's ext4_error bookkeeping)."""
+        if self.readonly:
+            return
+        self.ctx.log(f"ext: {self.ctx.dev.name}: error: {detail}")  # type: ignore[union-attr]
+        vol = self.vol
+        sb = vol.sb
+        secs = (self.now() // 1_000_000_000) & 0xFFFFFFFF
+        first = {} if sb.s_first_error_time else {"s_first_error_time": secs}
+        vol.update_super(s_state=sb.s_state | L.STATE_ERROR,
+                         s_error_count=(sb.s_error_count + 1) & 0xFFFFFFFF,
+                         s_last_error_time=secs, **first)
+        self.had_errors = True
+        vol.write_super_now()
+
+    def _process_orphans(self) -> None:
+        """Finish what a crash interrupted: free unlinked inodes on the orphan list and cut
+        truncated ones back to their size (the list is chained through i_dtime)."""
+        from rumpkernel.fs.ext2 import fileio
+        from rumpkernel.fs.ext2.inode import Inode
+
+        vol = self.vol
+        geo = vol.geo
+        ino, seen = vol.sb.s_last_orphan, set()
+        while ino:
+            if ino in seen or not geo.first_ino <= ino <= geo.inodes_count:
+                self.note_error(f"orphan list broken at inode {ino}")
+                break
+            seen.add(ino)
+            node = Inode.decode(vol, ino, vol.read_inode_raw(ino))
+            ino, node.dtime = node.dtime, 0
+            node.dirty = True
+            self.inodes[node.ino] = node
+            if node.links == 0:
+                self._free_inode(node)  # type: ignore[attr-defined]
+            elif fileio.has_map(node):
+                self.bmap(node).truncate(-(-node.size // vol.block_size))  # type: ignore
+        vol.update_super(s_last_orphan=0)
+        self._write_dirty_inodes()
+        vol.flush()
+        self.ctx.log(f"ext: cleaned up {len(seen)} orphan inodes")
+
     def _write_dirty_inodes(self) -> None:
         for node in list(self.inodes.values()):
             self._write_inode(node)  # type: ignore[attr-defined]
@@ -262,5 +321,6 @@ class MountState:
             if self.was_clean:
                 self.vol.update_super(s_state=sb.s_state | L.STATE_VALID)
             self.sync()
-        self.vol.bio.invalidate()
+        _release(self.vol.bio)
         self.inodes.clear()
+        self.unmounted = True

@@ -231,18 +231,40 @@ def _write_tables(vol: Any, geo: Geometry) -> None:
         for k in range(0, geo.itable_blocks, 64):
             n = min(64, geo.itable_blocks - k)
             vol.bio.write_run(it + k, zero_chunk[:n * geo.block_size])
-    vol._gds = gds
-    vol._gd_dirty = set(range(geo.group_count))
+    vol.install_gds(gds)
     vol._bbm, vol._ibm = bbm, ibm
     vol._bbm_dirty, vol._ibm_dirty = set(bbm), set(ibm)
 
 
+class _SyncOnce:
+    """The device as newfs's steps see it: their flushes are deferred to one at the end."""
+
+    def __init__(self, dev: Any) -> None:
+        self.dev = dev
+        self.name, self.size, self.sector_size = dev.name, dev.size, dev.sector_size
+        self.readonly = dev.readonly
+
+    def pread(self, offset: int, length: int) -> bytes:
+        return self.dev.pread(offset, length)
+
+    def pwrite(self, offset: int, data: bytes) -> None:
+        self.dev.pwrite(offset, data)
+
+    def flush(self) -> None:
+        return None
+
+
 def make_filesystem(dev: Any, flavour: str, **options: Any) -> None:
+    if dev.readonly:
+        raise KernelError(Errno.EROFS, "ext newfs: device is read-only")
+    _make(_SyncOnce(dev), flavour, options)
+    dev.flush()
+
+
+def _make(dev: Any, flavour: str, options: dict[str, Any]) -> None:
     from rumpkernel.fs.ext2.fs import ExtFileSystem
     from rumpkernel.fs.ext2.volume import Volume
 
-    if dev.readonly:
-        raise KernelError(Errno.EROFS, "ext newfs: device is read-only")
     plan = _Plan(dev, flavour, options)
     sb = plan.superblock()
     geo = Geometry.from_superblock(sb, dev.size // plan.bs)
@@ -365,7 +387,7 @@ def _finish(dev: Any, plan: _Plan) -> None:
     data = bytearray(bio.read(blk))
     data[off:off + L.SUPERBLOCK_SIZE] = _with_csum(sb)
     bio.write(blk, data)
-    gdt = [bio.read(geo.first_data_block + 1 + i) for i in range(geo.gdt_blocks_total())]
+    gdt = [bio.read(geo.gdt_block(0)[0] + i) for i in range(geo.gdt_blocks_total())]
     for g in range(1, geo.group_count):
         if not geo.has_super(g):
             continue

@@ -122,13 +122,17 @@ class Volume:
         if self.metadata_csum:
             self._check_sb_csum(sb_bytes)
         self.sb_dirty = False
-        self._gds: list[Any] = []
+        self._gds: list[Any] = []       # records; their counters are stale, see _cnt
+        self._cnt: list[list[int]] = []  # per group: free blocks, free inodes, dirs, flags, unused
         self._gd_dirty: set[int] = set()
         self._bbm: dict[int, bytearray] = {}
         self._ibm: dict[int, bytearray] = {}
         self._bbm_dirty: set[int] = set()
         self._ibm_dirty: set[int] = set()
         self._dir_rotor = 0
+        self._meta_map: dict[int, list[tuple[int, int]]] | None = None
+        self._bhint: dict[int, int] = {}   # per group: every bit below is known to be set
+        self._ihint: dict[int, int] = {}
 
     # -- checksums ----------------------------------------------------------------------------
     def _check_sb_csum(self, raw: bytes) -> None:
@@ -210,7 +214,17 @@ class Volume:
             gd = L.gd_parse(cache[blk], off, g.desc_size)
             self._check_gd(group, gd, cache[blk][off:off + g.desc_size])
             gds.append(gd)
-        self._gds = gds
+        self._set_gds(gds)
+
+    def install_gds(self, gds: list[Any]) -> None:
+        """newfs: take freshly made descriptors (all written on the next flush)."""
+        self._set_gds(gds)
+        self._gd_dirty = set(range(len(gds)))
+
+    def _set_gds(self, gds: list[Any]) -> None:
+        self._gds = list(gds)
+        self._cnt = [[self.gd_free_blocks(gd), self.gd_free_inodes(gd), self.gd_used_dirs(gd),
+                      gd.bg_flags, self.gd_itable_unused(gd)] for gd in gds]
 
     def _check_gd(self, group: int, gd: Any, raw: bytes) -> None:
         g = self.geo
@@ -225,9 +239,16 @@ class Volume:
             raise corrupt(f"ext: group {group} free counts out of range")
 
     def gd(self, group: int) -> Any:
-        return self._gds[group]
+        """The descriptor of ``group`` with its current counters."""
+        fb, fi, ud, flags, unused = self._cnt[group]
+        return self._gds[group].replace(
+            bg_free_blocks_count_lo=fb & 0xFFFF, bg_free_blocks_count_hi=fb >> 16,
+            bg_free_inodes_count_lo=fi & 0xFFFF, bg_free_inodes_count_hi=fi >> 16,
+            bg_used_dirs_count_lo=ud & 0xFFFF, bg_used_dirs_count_hi=ud >> 16, bg_flags=flags,
+            bg_itable_unused_lo=unused & 0xFFFF, bg_itable_unused_hi=unused >> 16)
 
     def set_gd(self, group: int, gd: Any) -> None:
+        """Replace the static fields (locations, checksums) of a descriptor."""
         self._gds[group] = gd
         self._gd_dirty.add(group)
 
@@ -260,22 +281,20 @@ class Volume:
         return gd.bg_itable_unused_lo | gd.bg_itable_unused_hi << 16
 
     def _adjust_gd(self, group: int, blocks: int = 0, inodes: int = 0, dirs: int = 0,
-                   **extra: int) -> None:
-        gd = self._gds[group]
-        fb = self.gd_free_blocks(gd) + blocks
-        fi = self.gd_free_inodes(gd) + inodes
-        ud = self.gd_used_dirs(gd) + dirs
-        if fb < 0 or fi < 0 or ud < 0:
+                   clear_flags: int = 0, unused: int | None = None) -> None:
+        c = self._cnt[group]
+        c[0] += blocks
+        c[1] += inodes
+        c[2] += dirs
+        if c[0] < 0 or c[1] < 0 or c[2] < 0:
             raise corrupt(f"ext: group {group} free counts went negative")
-        self.set_gd(group, gd.replace(
-            bg_free_blocks_count_lo=fb & 0xFFFF, bg_free_blocks_count_hi=fb >> 16,
-            bg_free_inodes_count_lo=fi & 0xFFFF, bg_free_inodes_count_hi=fi >> 16,
-            bg_used_dirs_count_lo=ud & 0xFFFF, bg_used_dirs_count_hi=ud >> 16, **extra))
+        c[3] &= ~clear_flags
+        if unused is not None:
+            c[4] = unused
+        self._gd_dirty.add(group)
 
     def total_free(self) -> tuple[int, int]:
-        fb = sum(self.gd_free_blocks(gd) for gd in self._gds)
-        fi = sum(self.gd_free_inodes(gd) for gd in self._gds)
-        return fb, fi
+        return sum(c[0] for c in self._cnt), sum(c[1] for c in self._cnt)
 
     # -- bitmaps ------------------------------------------------------------------------------
     def _bitmap_csum_ok(self, gd: Any, data: bytes, nbits: int, lo: str, hi: str) -> bool:
@@ -289,7 +308,7 @@ class Volume:
         if bm is not None:
             return bm
         gd = self._gds[group]
-        if gd.bg_flags & L.BG_BLOCK_UNINIT and (self.metadata_csum or self.gdt_csum):
+        if self._cnt[group][3] & L.BG_BLOCK_UNINIT and (self.metadata_csum or self.gdt_csum):
             bm = self._init_block_bitmap(group)
         else:
             data = self.read(self.gd_block_bitmap(gd))
@@ -307,14 +326,26 @@ class Volume:
         first = g.group_first_block(group)
         for b in g.super_and_gdt(group):
             set_bits(bm, b - first, 1, True)
-        for other in self._gds:
-            for b, n in ((self.gd_block_bitmap(other), 1), (self.gd_inode_bitmap(other), 1),
-                         (self.gd_inode_table(other), g.itable_blocks)):
-                lo, hi = max(b, first), min(b + n, first + g.group_nblocks(group))
-                if lo < hi:
-                    set_bits(bm, lo - first, hi - lo, True)
+        for b, n in self._metadata_by_group().get(group, ()):
+            lo, hi = max(b, first), min(b + n, first + g.group_nblocks(group))
+            if lo < hi:
+                set_bits(bm, lo - first, hi - lo, True)
         self._pad_block_bitmap(group, bm)
         return bm
+
+    def _metadata_by_group(self) -> dict[int, list[tuple[int, int]]]:
+        """Bitmap and inode-table block ranges of every group, keyed by the group(s) they
+        lie in (flex_bg packs them anywhere).  Built once, in one pass."""
+        if self._meta_map is None:
+            g = self.geo
+            out: dict[int, list[tuple[int, int]]] = {}
+            for gd in self._gds:
+                for b, n in ((self.gd_block_bitmap(gd), 1), (self.gd_inode_bitmap(gd), 1),
+                             (self.gd_inode_table(gd), g.itable_blocks)):
+                    for grp in range(g.group_of_block(b), g.group_of_block(b + n - 1) + 1):
+                        out.setdefault(grp, []).append((b, n))
+            self._meta_map = out
+        return self._meta_map
 
     def _pad_block_bitmap(self, group: int, bm: bytearray) -> None:
         g = self.geo
@@ -327,7 +358,7 @@ class Volume:
             return bm
         gd = self._gds[group]
         g = self.geo
-        if gd.bg_flags & L.BG_INODE_UNINIT and (self.metadata_csum or self.gdt_csum):
+        if self._cnt[group][3] & L.BG_INODE_UNINIT and (self.metadata_csum or self.gdt_csum):
             bm = bytearray(g.block_size)
         else:
             data = self.read(self.gd_inode_bitmap(gd))
@@ -342,8 +373,7 @@ class Volume:
 
     def inode_in_use(self, ino: int) -> bool:
         group, index = divmod(ino - 1, self.geo.inodes_per_group)
-        gd = self._gds[group]
-        if gd.bg_flags & L.BG_INODE_UNINIT and (self.metadata_csum or self.gdt_csum):
+        if self._cnt[group][3] & L.BG_INODE_UNINIT and (self.metadata_csum or self.gdt_csum):
             return False
         return test_bit(self.inode_bitmap(group), index)
 
@@ -357,7 +387,7 @@ class Volume:
         g0 = g.group_of_block(goal)
         for i in range(g.group_count + 1):
             group = (g0 + i) % g.group_count
-            if self.gd_free_blocks(self._gds[group]) == 0:
+            if self._cnt[group][0] == 0:
                 continue
             start = goal - g.group_first_block(group) if i == 0 else 0
             got = self._alloc_in_group(group, start, count)
@@ -369,19 +399,19 @@ class Volume:
         g = self.geo
         bm = self.block_bitmap(group)
         limit = g.group_nblocks(group)
-        bit = find_zero_bit(bm, start, limit)
-        if bit < 0 and start:
-            bit = find_zero_bit(bm, 0, limit)
+        low = self._bhint.get(group, 0)          # no free bit below this one
+        bit = find_zero_bit(bm, max(start, low), limit)
+        if bit < 0 and start > low:
+            bit = find_zero_bit(bm, low, limit)
         if bit < 0:
+            self._bhint[group] = limit
             return None
-        n = min(count, zero_run(bm, bit, limit))
+        n = zero_run(bm, bit, min(limit, bit + count))
         set_bits(bm, bit, n, True)
+        if bit <= low:
+            self._bhint[group] = bit + n
         self._bbm_dirty.add(group)
-        extra = {}
-        gd = self._gds[group]
-        if gd.bg_flags & L.BG_BLOCK_UNINIT:
-            extra["bg_flags"] = gd.bg_flags & ~L.BG_BLOCK_UNINIT
-        self._adjust_gd(group, blocks=-n, **extra)
+        self._adjust_gd(group, blocks=-n, clear_flags=L.BG_BLOCK_UNINIT)
         return g.group_first_block(group) + bit, n
 
     def free_blocks(self, start: int, count: int) -> None:
@@ -395,6 +425,7 @@ class Volume:
             bm = self.block_bitmap(group)
             self._check_set(bm, bit, n, f"block {start}")
             set_bits(bm, bit, n, False)
+            self._bhint[group] = min(self._bhint.get(group, 0), bit)
             self._bbm_dirty.add(group)
             self._adjust_gd(group, blocks=n)
             start += n
@@ -413,32 +444,29 @@ class Volume:
             self._dir_rotor = (self._dir_rotor + 1) % g.group_count
         for i in range(g.group_count):
             group = (near_group + i) % g.group_count
-            if self.gd_free_inodes(self._gds[group]) == 0:
+            if self._cnt[group][1] == 0:
                 continue
             bm = self.inode_bitmap(group)
-            first = g.first_ino - 1 if group == 0 else 0
+            first = max(g.first_ino - 1 if group == 0 else 0, self._ihint.get(group, 0))
             bit = find_zero_bit(bm, first, g.inodes_per_group)
             if bit < 0:
+                self._ihint[group] = g.inodes_per_group
                 continue
             set_bits(bm, bit, 1, True)
+            self._ihint[group] = bit + 1
             self._ibm_dirty.add(group)
             self._after_inode_alloc(group, bit, is_dir)
             return group * g.inodes_per_group + bit + 1
         raise KernelError(Errno.ENOSPC, "ext: no free inodes")
 
     def _after_inode_alloc(self, group: int, bit: int, is_dir: bool) -> None:
-        gd = self._gds[group]
-        extra: dict[str, int] = {}
-        if gd.bg_flags & L.BG_INODE_UNINIT:
-            extra["bg_flags"] = gd.bg_flags & ~L.BG_INODE_UNINIT
+        unused = None
         if self.metadata_csum or self.gdt_csum:
-            unused = self.gd_itable_unused(gd)
             ipg = self.geo.inodes_per_group
-            if bit >= ipg - unused:
+            if bit >= ipg - self._cnt[group][4]:
                 unused = ipg - bit - 1
-                extra["bg_itable_unused_lo"] = unused & 0xFFFF
-                extra["bg_itable_unused_hi"] = unused >> 16
-        self._adjust_gd(group, inodes=-1, dirs=1 if is_dir else 0, **extra)
+        self._adjust_gd(group, inodes=-1, dirs=1 if is_dir else 0,
+                        clear_flags=L.BG_INODE_UNINIT, unused=unused)
 
     def free_inode(self, ino: int, is_dir: bool) -> None:
         group, bit = divmod(ino - 1, self.geo.inodes_per_group)
@@ -446,6 +474,7 @@ class Volume:
         if not test_bit(bm, bit):
             raise corrupt(f"ext: freeing inode {ino}: already free")
         set_bits(bm, bit, 1, False)
+        self._ihint[group] = min(self._ihint.get(group, 0), bit)
         self._ibm_dirty.add(group)
         self._adjust_gd(group, inodes=1, dirs=-1 if is_dir else 0)
 
@@ -494,7 +523,7 @@ class Volume:
         g = self.geo
         blocks: dict[int, bytearray] = {}
         for group in sorted(self._gd_dirty):
-            gd = self._gds[group]
+            gd = self.gd(group)
             raw = L.gd_emit(gd, g.desc_size)
             if self.metadata_csum or self.gdt_csum:
                 gd = gd.replace(bg_checksum=self.gd_csum(group, raw))

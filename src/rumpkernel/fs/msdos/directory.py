@@ -23,7 +23,7 @@ before a used one.  Directories are limited to 65536 slots (2 MiB) as FAT requir
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from rumpkernel.fs.msdos.layout import (
     ATTR_DIR,
@@ -238,7 +238,7 @@ class Directory:
         n = len(chunks)
         for seq in range(n, 0, -1):
             raw += _lfn_raw(seq | (LFN_LAST if seq == n else 0), chunks[seq - 1], csum)
-        written = replace(entry, name=short11, ntres=(entry.ntres & ~0x18) | ntres)
+        written = entry.replace(name=short11, ntres=(entry.ntres & ~0x18) | ntres)
         raw += written.emit()
         self.write_slots(i, bytes(raw))
         self.used[i : i + k] = b"\x01" * k

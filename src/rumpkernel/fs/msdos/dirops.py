@@ -15,8 +15,6 @@ Rules:
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from rumpkernel.fs.msdos import fileio
 from rumpkernel.fs.msdos.directory import Directory, DirSlot
 from rumpkernel.fs.msdos.fattime import to_fat
@@ -151,8 +149,8 @@ class DirOps:
     def _init_dir(self, cluster: int, ent: ShortEntry, parent_c: int) -> None:
         geo = self.geo
         first = geo.cluster_sector(cluster)
-        dot = replace(ent, name=DOT).emit()
-        dotdot = replace(ent, name=DOTDOT).with_cluster(parent_c).emit()
+        dot = ent.replace(name=DOT).emit()
+        dotdot = ent.replace(name=DOTDOT).with_cluster(parent_c).emit()
         head = dot + dotdot + bytes(geo.sector_size - 2 * DIRENT_SIZE)
         self.bio.write(first, head)
         zero = bytes(geo.sector_size)
@@ -277,7 +275,7 @@ class DirOps:
             attr = node.entry.attr & ~ATTR_READONLY
             if not perm & 0o222:
                 attr |= ATTR_READONLY
-            node.entry = replace(node.entry, attr=attr)
+            node.entry = node.entry.replace(attr=attr)
 
     def _utimes(self, node: Node, atime: int | None, mtime: int | None) -> None:
         if node is self.root:
@@ -286,7 +284,7 @@ class DirOps:
         e = node.entry
         if mtime is not None:
             d, t, _ = to_fat(mtime, off)
-            e = replace(e, mdate=d, mtime=t)
+            e = e.replace(mdate=d, mtime=t)
         if atime is not None:
-            e = replace(e, adate=to_fat(atime, off)[0])
+            e = e.replace(adate=to_fat(atime, off)[0])
         node.entry = e

@@ -15,6 +15,7 @@ Garbage date/time fields from disk decode to the nearest valid value, never an e
 from __future__ import annotations
 
 import datetime as _dt
+from functools import lru_cache
 
 _EPOCH = _dt.datetime(1970, 1, 1)
 _MIN = _dt.datetime(1980, 1, 1)
@@ -36,22 +37,26 @@ def to_fat(ns: int, offset_s: int = 0) -> tuple[int, int, int]:
     return date, time, cs
 
 
-def from_fat(date: int, time: int, cs: int = 0, offset_s: int = 0) -> int:
-    """Kernel ns for FAT date/time words (+ centiseconds); invalid fields are clamped."""
+@lru_cache(maxsize=4096)
+def _days(date: int) -> int:
+    """Days from 1970-01-01 to a FAT date word (clamped to a valid day)."""
     year = 1980 + (date >> 9)
     month = min(max((date >> 5) & 0x0F, 1), 12)
     day = max(date & 0x1F, 1)
     while True:
         try:
-            base = _dt.datetime(year, month, day)
-            break
+            return (_dt.datetime(year, month, day) - _EPOCH).days
         except ValueError:
             day -= 1
+
+
+def from_fat(date: int, time: int, cs: int = 0, offset_s: int = 0) -> int:
+    """Kernel ns for FAT date/time words (+ centiseconds); invalid fields are clamped."""
     hour = min(time >> 11, 23)
     minute = min((time >> 5) & 0x3F, 59)
     second = min((time & 0x1F) * 2, 58)
     cs = min(cs, 199)
-    secs = (base - _EPOCH).days * 86400 + hour * 3600 + minute * 60 + second - offset_s
+    secs = _days(date & 0xFFFF) * 86400 + hour * 3600 + minute * 60 + second - offset_s
     return secs * _NS + cs * 10_000_000
 
 

@@ -17,7 +17,8 @@ can trust its numbers.  All integers are little-endian.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from rumpkernel.kern.errno import Errno, KernelError, corrupt
 
@@ -184,10 +185,11 @@ class FsInfo:
         return bytes(out)
 
 
-@dataclass(frozen=True, slots=True)
-class ShortEntry:
+class ShortEntry(NamedTuple):
     """An 8.3 directory entry.  ``name`` is the raw 11-byte field (0x05 lead byte kept as is);
-    times are the raw FAT date/time words (see ``fattime``)."""
+    times are the raw FAT date/time words (see ``fattime``).  An immutable named tuple:
+    ``entry.replace(size=...)`` makes a changed copy (cheaper than a frozen dataclass on the
+    per-file paths of a tree copy)."""
 
     name: bytes
     attr: int = 0
@@ -207,19 +209,20 @@ class ShortEntry:
         return (self.cluster_hi << 16) | self.cluster_lo
 
     def with_cluster(self, cluster: int) -> ShortEntry:
-        return replace(self, cluster_hi=cluster >> 16, cluster_lo=cluster & 0xFFFF)
+        return self._replace(cluster_hi=cluster >> 16, cluster_lo=cluster & 0xFFFF)
+
+    def replace(self, **changes: int | bytes) -> ShortEntry:
+        return self._replace(**changes)
 
     @classmethod
     def parse(cls, b: bytes) -> ShortEntry:
         if len(b) != DIRENT_SIZE:
             raise corrupt(f"msdos: directory entry of {len(b)} bytes")
-        return cls(*_SHORT.unpack(b))
+        return cls._make(_SHORT.unpack(b))
 
     def emit(self) -> bytes:
         try:
-            return _SHORT.pack(self.name, self.attr, self.ntres, self.ctime_cs, self.ctime,
-                               self.cdate, self.adate, self.cluster_hi, self.mtime, self.mdate,
-                               self.cluster_lo, self.size)
+            return _SHORT.pack(*self)
         except struct.error as e:
             raise KernelError(Errno.EINVAL, f"msdos: directory entry field: {e}") from e
 

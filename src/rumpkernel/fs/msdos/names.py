@@ -3,9 +3,11 @@
 Interface:
     check_long(name: bytes) -> str        -- decode a VFS name (UTF-8) and check FAT allows it
                                              (EINVAL for ``"*/:<>?\\|``, control characters,
-                                             trailing dot/space; ENAMETOOLONG past 255 UTF-16
+                                             trailing space; trailing dots are dropped, as
+                                             Linux vfat does; ENAMETOOLONG past 255 UTF-16
                                              units; EILSEQ for bad UTF-8)
-    fold(name) -> str                      -- case-insensitive comparison key
+    fold(name) -> str                      -- case-insensitive comparison key (trailing dots
+                                              ignored, so ``a.`` finds ``a``)
     lfn_slots(name) -> list[bytes]         -- 26-byte UTF-16LE chunks, last chunk padded
     ShortNamer                             -- chooses the short entry for a new long name:
                                               ``plan(name, taken) -> (name11, ntres, need_lfn)``
@@ -41,19 +43,24 @@ def check_long(name: bytes) -> str:
         text = name.decode("utf-8")
     except UnicodeDecodeError as e:
         raise KernelError(Errno.EILSEQ, "msdos: name is not valid UTF-8") from e
+    if text not in (".", ".."):
+        text = text.rstrip(".")  # Linux vfat, NetBSD msdosfs and mtools store "a." as "a"
     if not text or text in (".", ".."):
         raise KernelError(Errno.EINVAL, "msdos: empty or dot name")
     if any(c in _BAD_LONG for c in text):
         raise KernelError(Errno.EINVAL, f"msdos: {text!r}: character not allowed on FAT")
-    if text[-1] in ". ":
-        raise KernelError(Errno.EINVAL, f"msdos: {text!r}: FAT names cannot end in '.' or ' '")
+    if text[-1] == " ":
+        raise KernelError(Errno.EINVAL, f"msdos: {text!r}: FAT names cannot end in a space")
     if len(text.encode("utf-16-le", "surrogatepass")) > 2 * MAX_LFN_UNITS:
         raise KernelError(Errno.ENAMETOOLONG, "msdos: name longer than 255 UTF-16 units")
     return text
 
 
 def fold(name: str) -> str:
-    """Case-insensitive key that keeps one character per character (``ß`` stays ``ß``)."""
+    """Case-insensitive key that keeps one character per character (``ß`` stays ``ß``);
+    trailing dots do not count."""
+    if name[-1:] == "." and name not in (".", ".."):
+        name = name.rstrip(".") or name
     up = name.upper()
     if len(up) == len(name):
         return up

@@ -15,7 +15,6 @@ it again (unless the volume was already dirty at mount).  Directory operations l
 from __future__ import annotations
 
 from array import array
-from dataclasses import replace
 
 from rumpkernel.fs.msdos import fileio
 from rumpkernel.fs.msdos.directory import MAX_SLOTS, Directory
@@ -250,7 +249,7 @@ class MsdosFS(DirOps, FileSystem):
     def file_changed(self, node: Node, size: int) -> None:
         d, t, _ = self.now_fat()
         e = node.entry
-        node.entry = replace(e, attr=e.attr | ATTR_ARCHIVE, adate=d, mtime=t, mdate=d, size=size)
+        node.entry = e.replace(attr=e.attr | ATTR_ARCHIVE, adate=d, mtime=t, mdate=d, size=size)
         self.write_entry(node)
 
     def touch_dir(self, dnode: Node) -> None:
@@ -258,7 +257,7 @@ class MsdosFS(DirOps, FileSystem):
             return
         d, t, _ = self.now_fat()
         e = dnode.entry
-        dnode.entry = replace(e, adate=d, mtime=t, mdate=d)
+        dnode.entry = e.replace(adate=d, mtime=t, mdate=d)
         self.write_entry(dnode)
 
     # -- vget / reclaim ---------------------------------------------------------------------
@@ -304,7 +303,7 @@ class MsdosFS(DirOps, FileSystem):
         if ent.size > cap:
             self.log(f"msdos: file {node.ino}: size {ent.size} beyond its chain ({cap}); "
                      "clamped")
-            node.entry = replace(ent, size=cap)
+            node.entry = ent.replace(size=cap)
 
     def reclaim(self, node: Node) -> None:
         if node is self.root:

@@ -173,6 +173,12 @@ SYSCALLS: tuple[Syscall, ...] = (
        "NUL-separated attribute names; n=0 returns the size needed. ERANGE."),
     _S(72, "removexattr", "path:str, name:str, flag:int", "none", "vfs",
        "Remove an extended attribute. ENOATTR."),
+    _S(73, "fsinfo", "path:str, buf:out, n:int", "int", "vfs",
+       "Facts about the file system holding path, as UTF-8 JSON: type, source, read-only, "
+       "options and the driver's info(); n=0 returns the size. ERANGE, ENOENT."),
+    _S(74, "chroot", "path:str", "none", "vfs",
+       "Make a directory the process root (absolute paths and symlinks resolve there; '..' "
+       "stops there). EPERM unless root, ENOTDIR, ENOENT."),
 )
 
 BY_NUM = {s.num: s for s in SYSCALLS}

@@ -69,6 +69,8 @@ SYS_getxattr = 69
 SYS_setxattr = 70
 SYS_listxattr = 71
 SYS_removexattr = 72
+SYS_fsinfo = 73
+SYS_chroot = 74
 
 # number -> (name, faction, handler function name, argument count)
 SYSENT: dict[int, tuple[str, str, str, int]] = {
@@ -138,6 +140,8 @@ SYSENT: dict[int, tuple[str, str, str, int]] = {
     70: ('setxattr', 'vfs', 'sys_setxattr', 5),
     71: ('listxattr', 'vfs', 'sys_listxattr', 4),
     72: ('removexattr', 'vfs', 'sys_removexattr', 3),
+    73: ('fsinfo', 'vfs', 'sys_fsinfo', 3),
+    74: ('chroot', 'vfs', 'sys_chroot', 1),
 }
 
-MAXSYSCALL = 73
+MAXSYSCALL = 75

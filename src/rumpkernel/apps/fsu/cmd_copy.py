@@ -1,0 +1,114 @@
+"""``fsu put`` (host -> image), ``fsu get`` (image -> host) and ``fsu cp`` (inside the image).
+
+    fsu put [-r] [-p] [-v] [--owner U:G] IMAGE HOSTSRC ... IMAGEDEST
+    fsu get [-r] [-p] [-v] IMAGE IMAGESRC ... HOSTDEST
+    fsu cp  [-r] [-p] [-a] [-v] IMAGE SRC ... DEST
+
+cp semantics (``client.files.copy``): a directory destination receives the sources by name;
+several sources need a directory; ``-r`` copies trees (symlinks as symlinks); ``-p`` keeps
+modes, owners, times and hard links (``-a`` = ``-r -p``).  Each file is written under a
+temporary name and renamed into place, so an error (ENOSPC ...) leaves no partial file.
+A progress line appears on stderr for copies that take more than a second when stderr is a
+terminal (``--progress`` / ``--no-progress`` force it).
+"""
+
+from __future__ import annotations
+
+import errno
+import stat
+from typing import Any
+
+from rumpkernel.apps.fsu.commands import command, new_parser
+from rumpkernel.apps.fsu.common import Ctx, Usage
+from rumpkernel.apps.fsu.progress import Progress, wanted
+from rumpkernel.client.files.copy import Copier, HostSide, KernelSide, tree_size
+
+
+def _copy_parser(prog: str, summary: str, srcs: str, dest: str, owner: bool = False) -> Any:
+    p = new_parser(prog, summary, f"{prog} IMAGE [-rpv] {srcs} ... {dest}")
+    p.add_argument("-r", "-R", "--recursive", dest="recursive", action="store_true",
+                   help="copy directories recursively")
+    p.add_argument("-p", "--preserve", dest="preserve", action="store_true",
+                   help="keep modes, owners, times and hard links")
+    p.add_argument("-a", "--archive", dest="archive", action="store_true", help="same as -rp")
+    p.add_argument("-v", "--verbose", dest="verbose", action="store_true",
+                   help="report what was copied")
+    if owner:
+        p.add_argument("--owner", dest="owner", metavar="USER:GROUP",
+                       help="give everything copied this owner")
+    p.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="always show progress")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="never show progress")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    return p
+
+
+def _put_parser(prog: str) -> Any:
+    return _copy_parser(prog, "Copy host files into the image.", "HOSTSRC", "IMAGEDEST", True)
+
+
+def _get_parser(prog: str) -> Any:
+    return _copy_parser(prog, "Copy files out of the image to the host.", "IMAGESRC",
+                        "HOSTDEST")
+
+
+def _cp_parser(prog: str) -> Any:
+    return _copy_parser(prog, "Copy files inside the image.", "SRC", "DEST", True)
+
+
+def _run(ctx: Ctx, ns: Any, src_side: Any, dst_side: Any, label: str) -> None:
+    if len(ns.paths) < 2:
+        raise Usage(f"missing destination operand after '{ns.paths[0]}'")
+    *srcs, dest = ns.paths
+    recursive = ns.recursive or ns.archive
+    preserve = ns.preserve or ns.archive
+    if len(srcs) > 1:
+        try:
+            is_dir = stat.S_ISDIR(dst_side.stat(dest).st_mode)
+        except OSError:
+            is_dir = False
+        if not is_dir:
+            raise Usage(f"target '{dest}' is not a directory")
+    owners = None
+    if getattr(ns, "owner", None):
+        user, _, group = ns.owner.partition(":")
+        owners = (ctx.names.uid(user) if user else -1, ctx.names.gid(group) if group else -1)
+    show = wanted(ns.progress)
+    total = sum(tree_size(src_side, s, recursive)[1] for s in srcs) if show else None
+    bar = Progress(label, total, enabled=show, delay=0.0 if ns.progress else 1.0)
+
+    def onerror(e: OSError) -> None:
+        bar.finish()
+        where = e.filename if e.filename is not None else ""
+        if e.errno == errno.EISDIR and "use -r" in str(e.strerror):
+            ctx.err(where, "omitting directory (use -r)")
+        else:
+            ctx.err(where, e)
+
+    copier = Copier(src_side, dst_side, recursive=recursive, preserve=preserve, owners=owners,
+                    progress=bar, onerror=onerror)
+    try:
+        for s in srcs:
+            copier.copy(s, dest)
+    finally:
+        bar.finish()
+    if ns.verbose:
+        ctx.warn(f"copied {copier.files} files, {copier.bytes} bytes")
+
+
+@command("put", writes=True, summary="copy host files into the image", parser=_put_parser)
+def run_put(ctx: Ctx, ns: Any) -> None:
+    _run(ctx, ns, HostSide(), KernelSide(ctx.sys), "put")
+
+
+@command("get", summary="copy files out of the image", parser=_get_parser)
+def run_get(ctx: Ctx, ns: Any) -> None:
+    _run(ctx, ns, KernelSide(ctx.sys), HostSide(), "get")
+
+
+@command("cp", writes=True, summary="copy inside the image", parser=_cp_parser)
+def run_cp(ctx: Ctx, ns: Any) -> None:
+    side = KernelSide(ctx.sys)
+    _run(ctx, ns, side, side, "cp")
+

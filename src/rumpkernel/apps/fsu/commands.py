@@ -1,0 +1,91 @@
+"""The subcommand registry: name -> Command (parser, whether it writes, what it does).
+
+Interface:
+    Command(name, run, parser, writes, summary)
+    command(name, *, writes=False, summary="")      decorator over ``run(ctx, ns)`` taking a
+                                                    ``parser_factory(prog) -> ArgParser``
+    COMMANDS                                        filled by importing the command modules
+    all_commands() -> dict[str, Command]            imports them and returns the registry
+
+A command's ``parse(prog, args)`` turns the arguments after IMAGE into a namespace (raising
+Usage); commands with grammar argparse cannot take (find, chmod) give their own ``parse``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rumpkernel.apps.fsu.common import ArgParser, Ctx
+
+COMMANDS: dict[str, Command] = {}
+MODULES = ("cmd_list", "cmd_inspect", "cmd_find", "cmd_diff", "cmd_modify", "cmd_copy")
+
+
+@dataclass
+class Command:
+    name: str
+    run: Callable[[Ctx, Any], None]
+    make_parser: Callable[[str], ArgParser] | None
+    writes: bool
+    summary: str
+    custom_parse: Callable[[str, list[str]], Any] | None = field(default=None)
+    own_options: tuple[str, ...] = ()
+
+    def parse(self, prog: str, args: list[str]) -> Any:
+        if self.custom_parse is not None:
+            return self.custom_parse(prog, args)
+        assert self.make_parser is not None
+        return self.make_parser(prog).parse_intermixed_args(args)
+
+    def option_table(self, prog: str) -> tuple[set[str], set[str]]:
+        """(every option string the command knows, those that take a value)."""
+        if self.make_parser is None:
+            return set(self.own_options), set()
+        own: set[str] = set()
+        value: set[str] = set()
+        for action in self.make_parser(prog)._actions:
+            own.update(action.option_strings)
+            if action.option_strings and action.nargs != 0:
+                value.update(action.option_strings)
+        return own, value
+
+    def help(self, prog: str) -> str:
+        if self.make_parser is not None:
+            return self.make_parser(prog).format_help()
+        return f"usage: {prog} IMAGE ...\n\n{self.summary}\n"
+
+
+def command(name: str, *, writes: bool = False, summary: str = "",
+            parser: Callable[[str], ArgParser] | None = None,
+            parse: Callable[[str, list[str]], Any] | None = None, options: tuple[str, ...] = ()
+            ) -> Callable[[Callable[[Ctx, Any], None]], Callable[[Ctx, Any], None]]:
+    def register(fn: Callable[[Ctx, Any], None]) -> Callable[[Ctx, Any], None]:
+        COMMANDS[name] = Command(name, fn, parser, writes, summary, parse, options)
+        return fn
+    return register
+
+
+def new_parser(prog: str, summary: str, usage: str | None = None, *,
+               short_help: bool = True) -> ArgParser:
+    """A parser with ``--help`` (and ``-h`` unless the command uses it, as ls/du/df do)."""
+    p = ArgParser(prog=prog, description=summary, usage=usage, add_help=False,
+                  allow_abbrev=False)
+    flags = ("-h", "--help") if short_help else ("--help",)
+    p.add_argument(*flags, action="help", help="show this help and exit")
+    return p
+
+
+_loaded = False
+
+
+def all_commands() -> dict[str, Command]:
+    global _loaded
+    if not _loaded:
+        import importlib
+
+        for m in MODULES:
+            importlib.import_module(f"rumpkernel.apps.fsu.{m}")
+        _loaded = True
+    return COMMANDS

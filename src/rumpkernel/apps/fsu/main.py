@@ -1,0 +1,305 @@
+"""The ``fsu`` command line: option parsing, dispatch, sessions, exit statuses.
+
+    fsu [OPTIONS] COMMAND [OPTIONS] IMAGE [ARGS ...]      one command (fsu ls disk.img -l /)
+    fsu_COMMAND [OPTIONS] IMAGE [ARGS ...]                the same under its fs-utils name
+    fsu [OPTIONS] IMAGE --batch < commands                many commands, one kernel boot
+    fsu [OPTIONS] IMAGE                                   interactive prompt (or batch when
+                                                          standard input is not a terminal)
+    fsu makefs ...                                        build an image from a directory
+
+OPTIONS (before IMAGE, so they never clash with a command's own flags):
+    -t TYPE        file system type (ext2, ext3, ext4, msdos/vfat/fat); detected otherwise
+    -r             open the image read-only (commands that only read always do)
+    -o OPTIONS     mount options (comma-separated)
+    -v             longer error messages (the kernel's detail)
+IMAGE is ``FILE``, ``FILE@OFFSET`` (bytes; k/m/g/s suffixes) or ``FILE%N`` (partition N of an
+MBR or GPT table).
+
+Interface: ``main(argv=None, prog="fsu") -> int``; ``classic(name)`` for fsu_NAME scripts.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from rumpkernel.apps.fsu.common import EXIT_FAIL, EXIT_OK, EXIT_TROUBLE, Ctx, Trouble, Usage
+
+VERSION = "rumpkernel fsu 0.1.0"
+
+
+@dataclass
+class GlobalOpts:
+    fstype: str | None = None
+    readonly: bool = False
+    options: str | None = None
+    verbose: bool = False
+    batch: bool = False
+
+
+def _take_global(args: list[str], g: GlobalOpts, *, allow_batch: bool = False) -> list[str]:
+    """Consume leading fsu options from ``args``; return the rest."""
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in ("-t", "--type", "-o", "--options"):
+            if i + 1 >= len(args):
+                raise Usage(f"option {a} needs an argument")
+            if a in ("-t", "--type"):
+                g.fstype = args[i + 1]
+            else:
+                g.options = args[i + 1]
+            i += 2
+            continue
+        if a.startswith("--type="):
+            g.fstype = a.split("=", 1)[1]
+        elif a.startswith("--options="):
+            g.options = a.split("=", 1)[1]
+        elif a.startswith("-t") and len(a) > 2:
+            g.fstype = a[2:]
+        elif a in ("-r", "--read-only"):
+            g.readonly = True
+        elif a in ("-v", "--verbose"):
+            g.verbose = True
+        elif allow_batch and a in ("-b", "--batch"):
+            g.batch = True
+        elif a == "--":
+            return args[i + 1:]
+        else:
+            return args[i:]
+        i += 1
+    return []
+
+
+def _spec(text: str) -> Any:
+    from rumpkernel.client.files.imagespec import parse_image_spec
+
+    try:
+        return parse_image_spec(text)
+    except ValueError as e:
+        raise Trouble(str(e)) from None
+
+
+def _say(prog: str, msg: str) -> None:
+    sys.stderr.write(f"{prog}: {msg}\n")
+
+
+def usage_text(prog: str = "fsu") -> str:
+    from rumpkernel.apps.fsu.commands import all_commands
+
+    lines = [f"usage: {prog} [-t TYPE] [-r] [-o OPTS] COMMAND IMAGE [ARGS ...]",
+             f"       {prog} [-t TYPE] [-r] IMAGE [--batch]      (commands from stdin)",
+             f"       {prog} makefs -t TYPE [-s SIZE] ... IMAGE DIR",
+             "", "IMAGE is FILE, FILE@OFFSET or FILE%PARTITION.  Commands:"]
+    for name, c in sorted(all_commands().items()):
+        lines.append(f"  {name:<8} {c.summary}")
+    lines.append(f"  {'makefs':<8} build an image from a host directory")
+    lines.append(f"\n'{prog} COMMAND --help' describes a command.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None, prog: str = "fsu") -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(args, prog)
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return 130
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _main(args: list[str], prog: str) -> int:
+    from rumpkernel.apps.fsu.commands import all_commands
+
+    g = GlobalOpts()
+    try:
+        rest = _take_global(args, g, allow_batch=True)
+    except Usage as e:
+        _say(prog, str(e))
+        return EXIT_TROUBLE
+    if not rest or rest[0] in ("-h", "--help", "help"):
+        if len(rest) > 1 and rest[0] == "help":
+            return classic(rest[1], ["--help"], prog=f"{prog} {rest[1]}")
+        (sys.stdout if rest else sys.stderr).write(usage_text(prog))
+        return EXIT_OK if rest else EXIT_TROUBLE
+    if rest[0] == "--version":
+        print(VERSION)
+        return EXIT_OK
+    name = rest[0]
+    if name == "makefs":
+        from rumpkernel.apps.fsu.makefs import main as makefs_main
+
+        return makefs_main(rest[1:], prog=f"{prog} makefs")
+    if name in all_commands():
+        return run_command(name, rest[1:], g, f"{prog} {name}")
+    if name.startswith("-"):
+        _say(prog, f"unknown option {name!r}\n{usage_text(prog)}")
+        return EXIT_TROUBLE
+    # fsu IMAGE [--batch]: many commands against one boot
+    more = _take_global(rest[1:], g, allow_batch=True)
+    if more:
+        _say(prog, f"unknown command {name!r} (or unexpected {' '.join(more)!r} after the "
+                   f"image)\n{usage_text(prog)}")
+        return EXIT_TROUBLE
+    from rumpkernel.apps.fsu.batch import run_batch
+
+    return run_batch(name, g, prog)
+
+
+def classic(name: str, argv: list[str] | None = None, prog: str | None = None) -> int:
+    """``fsu_NAME`` scripts: ``fsu_ls [OPTIONS] IMAGE [ARGS]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    prog = prog or f"fsu_{name}"
+    try:
+        if name == "makefs":
+            from rumpkernel.apps.fsu.makefs import main as makefs_main
+
+            return makefs_main(args, prog=prog)
+        return run_command(name, args, GlobalOpts(), prog)
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return 130
+
+
+def run_command(name: str, args: list[str], g: GlobalOpts, prog: str) -> int:
+    from rumpkernel.apps.fsu.commands import all_commands
+    from rumpkernel.apps.fsu.session import open_session
+
+    cmd = all_commands()[name]
+    try:
+        image, cmd_args, wants_help = split_image(cmd, prog, args, g)
+        if wants_help:
+            sys.stdout.write(cmd.help(prog))
+            return EXIT_OK
+        if image is None:
+            raise Usage(f"missing IMAGE\n{cmd.help(prog).splitlines()[0]}")
+        ns = cmd.parse(prog, cmd_args)
+        spec = _spec(image)
+        with open_session(spec, fstype=g.fstype, readonly=g.readonly or not cmd.writes,
+                          options=g.options) as session:
+            ctx = Ctx(prog, session, verbose=g.verbose)
+            _run(cmd, ctx, ns)
+            status = ctx.status
+        return status
+    except Usage as e:
+        _say(prog, str(e))
+        return EXIT_TROUBLE
+    except Trouble as e:
+        _say(prog, str(e))
+        return EXIT_TROUBLE
+    except SystemExit as e:
+        return int(e.code or 0)
+
+
+def split_image(cmd: Any, prog: str, args: list[str], g: GlobalOpts
+                ) -> tuple[str | None, list[str], bool]:
+    """Find IMAGE in a command's arguments: the first argument that is neither an option nor
+    an option's value.  Options before it are the command's (``fsu put -r disk.img ...``
+    copies recursively), except fsu's own: ``--type``/``--fstype TYPE``, ``--read-only``,
+    ``--options OPTS``, ``--verbose``, and ``-t``/``-r``/``-o``/``-v`` for the commands that do
+    not use those letters themselves (so ``fsu_cat -t ext4 disk.img /x`` works, while
+    ``fsu ls -t disk.img`` sorts by time).  Returns (image, the command's arguments, help?)."""
+    own, takes_value = cmd.option_table(prog)
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        key, eq, val = a.partition("=")
+        if a == "--":
+            rest = args[i + 1:]
+            return (rest[0] if rest else None), out + rest[1:], False
+        if a == "--help" or (a == "-h" and "-h" not in own):
+            return None, out, True
+        if key in ("--type", "--fstype", "--options") or (a in ("-t", "-o") and a not in own):
+            if not eq:
+                if i + 1 >= len(args):
+                    raise Usage(f"option {a} needs an argument")
+                val, i = args[i + 1], i + 1
+            if key in ("--options", "-o"):
+                g.options = val
+            else:
+                g.fstype = val
+        elif a == "--read-only" or (a == "-r" and "-r" not in own):
+            g.readonly = True
+        elif a == "--verbose" or (a == "-v" and "-v" not in own):
+            g.verbose = True
+        elif a.startswith("-") and a != "-":
+            out.append(a)
+            if a in takes_value and not eq and i + 1 < len(args):
+                out.append(args[i + 1])
+                i += 1
+        else:
+            return a, out + args[i + 1:], False
+        i += 1
+    return None, out, False
+
+
+def _run(cmd: Any, ctx: Ctx, ns: Any) -> None:
+    import rumpkernel
+
+    try:
+        cmd.run(ctx, ns)
+    except Usage:
+        raise
+    except OSError as e:
+        ctx.err(e.filename if e.filename is not None else "", e)
+    except rumpkernel.KernelPanic as e:
+        raise Trouble(f"kernel panic: {e}") from None
+    finally:
+        try:
+            ctx.out.flush()
+        except BrokenPipeError:
+            raise
+        except (OSError, ValueError):
+            pass
+
+
+def run_line(line: str, session: Any, g: GlobalOpts, prog: str) -> int | None:
+    """One batch line; None for blank lines and comments.  Usage mistakes give 2 and the
+    batch goes on."""
+    from rumpkernel.apps.fsu.commands import all_commands
+
+    try:
+        words = shlex.split(line, comments=True)
+    except ValueError as e:
+        _say(prog, f"cannot parse line: {e}")
+        return EXIT_TROUBLE
+    if not words:
+        return None
+    name, args = words[0], words[1:]
+    cmds = all_commands()
+    if name not in cmds:
+        _say(prog, f"unknown command {name!r} (commands: {', '.join(sorted(cmds))})")
+        return EXIT_TROUBLE
+    cmd = cmds[name]
+    sub = f"{prog} {name}"
+    try:
+        ns = cmd.parse(sub, args)
+        if cmd.writes and session.readonly:
+            _say(sub, "the image is open read-only")
+            return EXIT_FAIL
+        ctx = Ctx(sub, session, verbose=g.verbose)
+        _run(cmd, ctx, ns)
+        return ctx.status
+    except Usage as e:
+        _say(sub, str(e))
+        return EXIT_TROUBLE
+    except SystemExit as e:
+        return int(e.code or 0)
+

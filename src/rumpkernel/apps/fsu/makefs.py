@@ -1,0 +1,627 @@
+"""``fsu makefs``: build a file system image from a host directory in one step, as NetBSD's
+makefs(8) does -- with the kernel's own newfs and file system drivers, no root, no mount.
+
+    fsu makefs -t ext4|ext3|ext2|fat [-s SIZE] [-m MINSIZE] [-M MAXSIZE] [-b FREE[%]]
+               [-f FREEFILES[%]] [-L LABEL] [-U UUID] [-T EPOCH|FILE] [-o OPT,...]
+               [-F SPEC [-x]] [-N DBDIR] IMAGE DIR
+
+Sizes take k/m/g suffixes (any case).  Without ``-s`` the image is sized to fit the tree with
+a margin (5% of the space it needs, at least 16 blocks, plus ``-b``/``-f``): the blocks and
+inodes the tree needs are estimated, a file system of a first size is made and its statvfs
+checked, and the image grows until the tree fits (a write that still meets ENOSPC grows it
+again).  ``-m`` / ``-M`` bound the result.
+
+Owners: files get uid/gid 0 unless ``-o keep-owner``; an mtree spec (``-F``) sets owners,
+modes, times, symlink targets and device nodes, and adds entries the directory lacks
+(``-x`` leaves out what the spec does not list); names in the spec (uname/gname) come from
+``-N DBDIR``'s passwd/group, then the host's.  Hard links stay hard links (ext); FAT has no
+symlinks, hard links or device nodes: symlinks are stored as copies of their targets, the rest
+is skipped, each with a warning.
+
+Reproducible output: ``-T EPOCH`` (or ``-T FILE``: its mtime) sets every time stamp to EPOCH;
+``SOURCE_DATE_EPOCH`` clamps time stamps to it.  Either way the kernel clock is frozen at that
+time, its randomness comes from a fixed seed, the UUID / volume id is derived from the
+options (``-U`` overrides), and the tree is written in sorted order: the same input gives the
+same bytes.  Otherwise the UUID / volume id is random, as mke2fs and mkfs.fat make them.
+
+-o options: ext: block_size (bsize), inode_size, inodes, inode_ratio (density),
+features (``^has_journal:extent``; ``:`` separates), journal_blocks, reserved_percent
+(minfree); fat: fat_type (12/16/32), cluster_size, sectors_per_cluster, num_fats,
+root_entries, sector_size, volume_id; all: keep-owner.
+
+The image is written under a temporary name and renamed into place when complete: a failed
+build leaves no image (and an older image of the same name untouched).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from rumpkernel.apps.fsu import sizing
+from rumpkernel.apps.fsu.common import ArgParser, Usage
+from rumpkernel.apps.fsu.tree_scan import (
+    IFMT,
+    Node,
+    TreeError,
+    apply_spec,
+    owners_and_times,
+    scan,
+)
+from rumpkernel.client.files.imagespec import parse_size
+
+EXT_TYPES = ("ext2", "ext3", "ext4")
+FAT_TYPES = {"fat": None, "msdos": None, "vfat": None, "fat12": 12, "fat16": 16, "fat32": 32}
+EXT_OPTS = {"block_size": "block_size", "bsize": "block_size", "inode_size": "inode_size",
+            "inodes": "inodes", "inode_ratio": "inode_ratio", "density": "inode_ratio",
+            "features": "features", "journal_blocks": "journal_blocks",
+            "reserved_percent": "reserved_percent", "minfree": "reserved_percent"}
+FAT_OPTS = {"fat_type": "fat_type", "cluster_size": "cluster_size",
+            "sectors_per_cluster": "sectors_per_cluster", "num_fats": "num_fats",
+            "root_entries": "root_entries", "sector_size": "sector_size",
+            "volume_id": "volume_id"}
+MiB = 1 << 20
+MAX_ATTEMPTS = 8
+
+
+class MakefsError(Exception):
+    pass
+
+
+class _NoSpace(Exception):
+    def __init__(self, short: int, reason: str) -> None:
+        super().__init__(reason)
+        self.short = short
+
+
+@dataclass
+class Plan:
+    fstype: str
+    image: str
+    source: str
+    size: int | None = None
+    minsize: int = 0
+    maxsize: int | None = None
+    free_blocks: str | None = None
+    free_files: str | None = None
+    label: str | None = None
+    uuid: str | None = None
+    epoch_ns: int | None = None
+    clamp_ns: int | None = None
+    newfs_opts: dict[str, Any] = field(default_factory=dict)
+    keep_owner: bool = False
+    spec: str | None = None
+    exclude: bool = False
+    dbdir: str | None = None
+    verbose: bool = False
+
+    @property
+    def fat(self) -> bool:
+        return self.fstype in FAT_TYPES
+
+    @property
+    def reproducible(self) -> bool:
+        return self.epoch_ns is not None or self.clamp_ns is not None
+
+    @property
+    def frozen_ns(self) -> int | None:
+        return self.epoch_ns if self.epoch_ns is not None else self.clamp_ns
+
+
+# ---- command line -----------------------------------------------------------------------------
+def _parser(prog: str) -> ArgParser:
+    p = ArgParser(prog=prog, allow_abbrev=False,
+                  usage=f"{prog} -t TYPE [-s SIZE] [-m MINSIZE] [-M MAXSIZE] [-b FREE] "
+                        "[-f FREEFILES] [-L LABEL] [-U UUID] [-T EPOCH] [-o OPT,...] "
+                        "[-F SPEC [-x]] [-N DBDIR] IMAGE DIR",
+                  description="Build a file system image from a directory (ext2/3/4, FAT).")
+    p.add_argument("-t", dest="fstype", default="ext4",
+                   help="ext4 (default), ext3, ext2, fat (fat12/fat16/fat32 force the width)")
+    p.add_argument("-s", dest="size", help="image size (k/m/g suffixes); default: fit the tree")
+    p.add_argument("-m", dest="minsize", help="minimum image size")
+    p.add_argument("-M", dest="maxsize", help="maximum image size")
+    p.add_argument("-b", dest="free_blocks", help="free space to leave (bytes or N%%)")
+    p.add_argument("-f", dest="free_files", help="free inodes to leave (count or N%%)")
+    p.add_argument("-L", dest="label", help="volume label")
+    p.add_argument("-U", dest="uuid", help="file system UUID (ext) or volume id (fat, XXXX-XXXX)")
+    p.add_argument("-T", dest="timestamp", help="every time stamp: seconds since 1970, or a "
+                                                "file whose mtime to use")
+    p.add_argument("-o", dest="options", action="append", default=[],
+                   help="file system options, comma-separated (see fsu makefs --help)")
+    p.add_argument("-F", dest="spec", help="mtree specification file")
+    p.add_argument("-x", dest="exclude", action="store_true",
+                   help="leave out files the spec does not list")
+    p.add_argument("-N", dest="dbdir", help="directory with passwd and group for spec names")
+    p.add_argument("-v", dest="verbose", action="store_true", help="report sizes")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("source", metavar="DIR")
+    return p
+
+
+def _size_arg(text: str | None, name: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_size(text, name=name)
+    except ValueError as e:
+        raise Usage(str(e)) from None
+
+
+def _epoch(ns: Any) -> tuple[int | None, int | None]:
+    if ns.timestamp is not None:
+        t = ns.timestamp
+        if os.path.exists(t) and not t.lstrip("-").isdigit():
+            return os.stat(t).st_mtime_ns // 10**9 * 10**9, None
+        try:
+            return int(t) * 10**9, None
+        except ValueError:
+            raise Usage(f"invalid -T {t!r}: seconds since 1970 or an existing file") from None
+    sde = os.environ.get("SOURCE_DATE_EPOCH")
+    if sde:
+        try:
+            return None, int(sde) * 10**9
+        except ValueError:
+            raise Usage(f"invalid SOURCE_DATE_EPOCH {sde!r}") from None
+    return None, None
+
+
+def _options(items: list[str], fstype: str) -> tuple[dict[str, Any], bool]:
+    table = FAT_OPTS if fstype in FAT_TYPES else EXT_OPTS
+    out: dict[str, Any] = {}
+    keep_owner = False
+    for item in ",".join(items).split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, _, value = item.partition("=")
+        if key in ("keep-owner", "keep_owner"):
+            keep_owner = True
+            continue
+        name = table.get(key)
+        if name is None:
+            raise Usage(f"unknown -o option {key!r} for {fstype} (known: "
+                        f"{', '.join(sorted(set(table)))}, keep-owner)")
+        if name == "features":
+            out[name] = value.replace(":", ",").replace("+", ",")
+        elif name == "volume_id":
+            out[name] = int(value.replace("-", ""), 16)
+        else:
+            try:
+                out[name] = int(parse_size(value, name=key)) if name in (
+                    "block_size", "cluster_size", "inode_ratio") else int(value)
+            except ValueError as e:
+                raise Usage(f"-o {key}: {e}") from None
+    return out, keep_owner
+
+
+def plan_from_args(argv: list[str], prog: str) -> Plan:
+    ns = _parser(prog).parse_args(argv)
+    fstype = ns.fstype.lower()
+    if fstype not in EXT_TYPES and fstype not in FAT_TYPES:
+        raise Usage(f"unknown file system type {ns.fstype!r} (ext2, ext3, ext4, fat, fat12, "
+                    "fat16, fat32)")
+    opts, keep_owner = _options(ns.options, fstype)
+    if FAT_TYPES.get(fstype):
+        opts.setdefault("fat_type", FAT_TYPES[fstype])
+    epoch_ns, clamp_ns = _epoch(ns)
+    if ns.exclude and not ns.spec:
+        raise Usage("-x needs -F SPEC")
+    return Plan(fstype=fstype, image=ns.image, source=ns.source,
+                size=_size_arg(ns.size, "size"), minsize=_size_arg(ns.minsize, "size") or 0,
+                maxsize=_size_arg(ns.maxsize, "size"), free_blocks=ns.free_blocks,
+                free_files=ns.free_files, label=ns.label, uuid=ns.uuid, epoch_ns=epoch_ns,
+                clamp_ns=clamp_ns, newfs_opts=opts, keep_owner=keep_owner, spec=ns.spec,
+                exclude=ns.exclude, dbdir=ns.dbdir, verbose=ns.verbose)
+
+
+def main(argv: list[str] | None = None, prog: str = "fsu makefs") -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        plan = plan_from_args(args, prog)
+        Builder(plan, prog).run()
+    except Usage as e:
+        sys.stderr.write(f"{prog}: {e}\n")
+        return 2
+    except SystemExit as e:
+        return int(e.code or 0)
+    except (MakefsError, TreeError) as e:
+        sys.stderr.write(f"{prog}: {e}\n")
+        return 1
+    except OSError as e:  # the host refused the image file (directory missing, read-only ...)
+        where = e.filename if e.filename is not None else ""
+        where = where.replace(f".fsu-makefs-{os.getpid()}.tmp", "") if where else where
+        sys.stderr.write(f"{prog}: {where}: {os.strerror(e.errno or errno.EIO)}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return 130
+    return 0
+
+
+# ---- the kernel's host, reproducible ----------------------------------------------------------
+def reproducible_host(epoch_ns: int, seed: bytes) -> Any:
+    """A PosixHost whose wall clock stands at ``epoch_ns`` and whose randomness is a fixed
+    stream from ``seed`` (the kernel's time and entropy come only through its host)."""
+    from rumpkernel import PosixHost
+
+    class FrozenHost(PosixHost):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            super().__init__()
+            self._counter = 0
+
+        def clock_wall_ns(self) -> int:
+            return epoch_ns
+
+        def random_bytes(self, n: int) -> bytes:
+            out = b""
+            while len(out) < n:
+                self._counter += 1
+                out += hashlib.sha256(seed + self._counter.to_bytes(8, "little")).digest()
+            return out[:n]
+
+    return FrozenHost()
+
+
+class Users:
+    """uname/gname -> ids from ``-N DBDIR`` (passwd, group), then the host's databases."""
+
+    def __init__(self, dbdir: str | None) -> None:
+        self.db: dict[str, dict[str, int]] = {"passwd": {}, "group": {}}
+        for which in ("passwd", "group"):
+            if dbdir is None:
+                continue
+            try:
+                with open(os.path.join(dbdir, which), encoding="utf-8") as f:
+                    for line in f:
+                        parts = line.split(":")
+                        if len(parts) >= 3 and parts[2].isdigit():
+                            self.db[which].setdefault(parts[0], int(parts[2]))
+            except OSError as e:
+                raise MakefsError(f"{dbdir}/{which}: {os.strerror(e.errno or 0)}") from None
+
+    def uid(self, name: str) -> int:
+        if name in self.db["passwd"]:
+            return self.db["passwd"][name]
+        import pwd
+
+        try:
+            return pwd.getpwnam(name).pw_uid
+        except KeyError:
+            raise ValueError(f"unknown user {name!r}") from None
+
+    def gid(self, name: str) -> int:
+        if name in self.db["group"]:
+            return self.db["group"][name]
+        import grp
+
+        try:
+            return grp.getgrnam(name).gr_gid
+        except KeyError:
+            raise ValueError(f"unknown group {name!r}") from None
+
+
+# ---- building ---------------------------------------------------------------------------------
+class Builder:
+    def __init__(self, plan: Plan, prog: str) -> None:
+        self.plan = plan
+        self.prog = prog
+        self.tmp = f"{plan.image}.fsu-makefs-{os.getpid()}.tmp"
+
+    def warn(self, msg: str) -> None:
+        sys.stderr.write(f"{self.prog}: warning: {msg}\n")
+
+    def nodes(self) -> dict[str, Node]:
+        p = self.plan
+        nodes = scan(p.source, follow_symlinks=p.fat, warn=self.warn)
+        if p.spec is not None:
+            from rumpkernel.apps.fsu.mtree import SpecError, parse_spec
+
+            try:
+                with open(p.spec, encoding="utf-8", errors="surrogateescape") as f:
+                    spec = parse_spec(f.read(), source=p.spec)
+            except OSError as e:
+                raise MakefsError(f"{p.spec}: {os.strerror(e.errno or 0)}") from None
+            except SpecError as e:
+                raise MakefsError(str(e)) from None
+            nodes = apply_spec(nodes, spec, p.source, exclude_unlisted=p.exclude,
+                               users=Users(p.dbdir))
+        owners_and_times(nodes, keep_owner=p.keep_owner, fixed_ns=p.epoch_ns,
+                         clamp_ns=p.clamp_ns)
+        if p.fat:
+            for n in [n for n in nodes.values() if n.kind not in ("file", "dir")]:
+                self.warn(f"{os.path.join(p.source, n.rel)}: {n.kind} node skipped (FAT "
+                          "cannot hold it)")
+                parent = nodes[n.rel.rsplit("/", 1)[0] if "/" in n.rel else ""]
+                parent.children.remove(n.name)
+                del nodes[n.rel]
+        return nodes
+
+    def run(self) -> None:
+        p = self.plan
+        if os.path.isdir(p.image):
+            raise MakefsError(f"{p.image}: Is a directory")
+        nodes = self.nodes()
+        size = self._initial_size(nodes)
+        try:
+            for attempt in range(MAX_ATTEMPTS):
+                try:
+                    self._attempt(nodes, size)
+                    break
+                except _NoSpace as e:
+                    if p.size is not None or attempt == MAX_ATTEMPTS - 1:
+                        raise MakefsError(f"{p.image}: {self._human(size)} is too small for "
+                                          f"{p.source} ({e})") from None
+                    size = self._grow(size, e.short)
+            os.replace(self.tmp, p.image)
+        except BaseException:
+            try:
+                os.unlink(self.tmp)
+            except OSError:
+                pass
+            raise
+        if p.verbose:
+            self.warn(f"{p.image}: {self._human(size)}, {len(nodes)} entries")
+
+    @staticmethod
+    def _human(n: int) -> str:
+        return f"{n / MiB:.1f} MiB ({n} bytes)"
+
+    def _initial_size(self, nodes: dict[str, Node]) -> int:
+        p = self.plan
+        if p.size is not None:
+            return p.size
+        floor = {16: 9 * MiB, 32: 34 * MiB}.get(p.newfs_opts.get("fat_type") or 0, MiB) \
+            if p.fat else MiB
+        size = _round(max(sizing.first_guess(p.fstype, nodes), p.minsize, floor))
+        if p.maxsize is not None:
+            if p.maxsize < p.minsize:
+                raise Usage(f"-M {p.maxsize} is below -m {p.minsize}")
+            size = min(size, p.maxsize)
+        return size
+
+    def _grow(self, size: int, short_bytes: int) -> int:
+        new = _round(max(int(size * 1.25), size + short_bytes + MiB))
+        if self.plan.maxsize is not None and new > self.plan.maxsize:
+            if size >= self.plan.maxsize:
+                raise MakefsError(f"{self.plan.source} does not fit in "
+                                  f"{self._human(self.plan.maxsize)} (-M)")
+            new = self.plan.maxsize
+        return new
+
+    # -- one try at one size -----------------------------------------------------------------
+    def _attempt(self, nodes: dict[str, Node], size: int) -> None:
+        import rumpkernel
+
+        p = self.plan
+        with open(self.tmp, "wb") as f:
+            f.truncate(size)
+        host = None
+        if p.reproducible:
+            seed = hashlib.sha256(f"{p.frozen_ns}:{p.fstype}:{p.label}".encode()).digest()
+            host = reproducible_host(p.frozen_ns or 0, seed)
+        k = rumpkernel.boot(host)
+        try:
+            try:
+                k.newfs(self._kernel_type(), os.path.abspath(self.tmp),
+                        **self._newfs_options(nodes, size))
+                k.mount_image(os.path.abspath(self.tmp), "/image",
+                              fstype=self._kernel_type(), options="quiet" if p.fat else None)
+            except rumpkernel.KernelError as e:
+                if p.size is None and e.errno == rumpkernel.Errno.EINVAL:
+                    raise _NoSpace(size, f"no {p.fstype} layout fits: {e.detail}") from None
+                raise MakefsError(f"{p.image}: cannot make a {p.fstype} file system of "
+                                  f"{self._human(size)}: {e.detail or e}") from None
+            rootfd = k.sys.open("/", os.O_RDONLY | os.O_DIRECTORY)
+            k.sys.chroot("/image")
+            k.sys.chdir("/")
+            self._check_room(k, nodes, size)
+            Writer(k.sys, nodes, fat=p.fat).write()
+            k.sys.fchdir(rootfd)
+            k.sys.chroot(".")
+            k.sys.close(rootfd)
+            k.sys.chdir("/")
+            k.sys.unmount("/image")
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _NoSpace(0, "file system full") from None
+            raise MakefsError(f"{e.filename or p.image}: {os.strerror(e.errno or errno.EIO)}"
+                              ) from None
+        finally:
+            k.halt()
+
+    def _kernel_type(self) -> str:
+        return "msdos" if self.plan.fat else self.plan.fstype
+
+    def _newfs_options(self, nodes: dict[str, Node], size: int) -> dict[str, Any]:
+        p = self.plan
+        opts = dict(p.newfs_opts)
+        if p.label:
+            opts["label"] = p.label
+        if p.fat:
+            roots = sizing.fat_root_entries(nodes)
+            if roots > 512 and "root_entries" not in opts:
+                opts["root_entries"] = -(-roots // 16) * 16
+            if p.uuid:
+                try:
+                    opts["volume_id"] = int(p.uuid.replace("-", ""), 16) & 0xFFFFFFFF
+                except ValueError:
+                    raise Usage(f"invalid volume id {p.uuid!r} (8 hex digits)") from None
+            elif not p.reproducible and "volume_id" not in opts:
+                opts["volume_id"] = int.from_bytes(os.urandom(4), "little")
+            return opts
+        opts.setdefault("block_size", 4096 if size >= 8 * MiB else 1024)
+        opts.setdefault("inodes", self._inodes(nodes))
+        if p.uuid:
+            try:
+                opts["uuid"] = str(uuid.UUID(p.uuid))
+            except ValueError:
+                raise Usage(f"invalid UUID {p.uuid!r}") from None
+        elif not p.reproducible:
+            opts["uuid"] = str(uuid.uuid4())
+        opts["timestamp"] = (p.frozen_ns // 10**9) if p.reproducible else int(time.time())
+        return opts
+
+    def _inodes(self, nodes: dict[str, Node]) -> int:
+        need = sizing.ext_inodes(nodes) + 11
+        extra = _extra(self.plan.free_files, need)
+        return need + max(extra, need // 20 + 16)
+
+    def _check_room(self, k: Any, nodes: dict[str, Node], size: int) -> None:
+        v = k.sys.statvfs("/")
+        bs = v.f_frsize
+        if self.plan.fat:
+            need = sizing.fat_clusters(nodes, bs)
+        else:
+            extents = "extent" in " ".join(k.sys.fsinfo("/").get("info", {}).get("features",
+                                                                                 []))
+            need = sizing.ext_blocks(nodes, bs, extents)
+        want = need
+        if self.plan.size is None:
+            want += max(_extra(self.plan.free_blocks, need * bs) // bs, need // 20, 16)
+        if v.f_bfree < want:
+            raise _NoSpace((want - v.f_bfree) * bs, f"{want - v.f_bfree} blocks short")
+        if not self.plan.fat and v.f_files and v.f_ffree < sizing.ext_inodes(nodes):
+            raise _NoSpace((sizing.ext_inodes(nodes) - v.f_ffree) * 256, "inodes short")
+
+
+def _extra(spec: str | None, base: int) -> int:
+    if not spec:
+        return 0
+    if spec.endswith("%"):
+        return int(base * float(spec[:-1]) / 100)
+    return parse_size(spec)
+
+
+def _round(n: int) -> int:
+    return -(-n // MiB) * MiB
+
+
+# ---- writing the tree -------------------------------------------------------------------------
+class Writer:
+    """Creates ``nodes`` through a ``sys`` facade rooted at the image (parents first, times of
+    directories last so adding entries does not disturb them)."""
+
+    CHUNK = 4 * MiB
+
+    def __init__(self, sys_: Any, nodes: dict[str, Node], *, fat: bool) -> None:
+        self.sys = sys_
+        self.nodes = nodes
+        self.fat = fat
+        self.links: dict[tuple[int, int], str] = {}
+        self.dirfds: dict[str, int] = {}
+
+    def write(self) -> None:
+        self.sys.umask(0)
+        try:
+            for rel, n in self.nodes.items():
+                if rel:
+                    try:
+                        self._create("/" + rel, n)
+                    except OSError as e:
+                        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                            raise
+                        raise MakefsError(f"{n.host or rel}: cannot be stored in the image: "
+                                          f"{os.strerror(e.errno or errno.EIO)}") from None
+        finally:
+            for fd in self.dirfds.values():
+                self.sys.close(fd)
+            self.dirfds.clear()
+        for rel, n in reversed(self.nodes.items()):
+            if n.kind == "dir":
+                self._attrs("/" + rel, n)
+
+    def _dirfd(self, rel: str) -> int:
+        """An open descriptor of directory ``rel``: files are created relative to it, which
+        spares the kernel a path walk from the root for every file."""
+        fd = self.dirfds.get(rel)
+        if fd is None:
+            fd = self.sys.open("/" + rel, os.O_RDONLY | os.O_DIRECTORY)
+            self.dirfds[rel] = fd
+        return fd
+
+    def _create(self, path: str, n: Node) -> None:
+        s = self.sys
+        if n.kind == "dir":
+            try:
+                s.mkdir(path, n.mode)
+            except FileExistsError:
+                if not stat.S_ISDIR(s.lstat(path).st_mode):
+                    raise
+        elif n.kind == "file":
+            if n.link_key is not None:
+                first = self.links.get(n.link_key)
+                if first is not None:
+                    s.link(first, path)
+                    return
+                self.links[n.link_key] = path
+            self._file(path, n)
+        elif n.kind == "link":
+            s.symlink(n.target, path)
+            if not self.fat:
+                s.chown(path, n.uid, n.gid, follow_symlinks=False)
+                s.utime(path, ns=(n.atime_ns, n.mtime_ns), follow_symlinks=False)
+        else:
+            s.mknod(path, IFMT[n.kind] | n.mode, n.rdev)
+            s.chown(path, n.uid, n.gid, follow_symlinks=False)
+            s.chmod(path, n.mode)
+            s.utime(path, ns=(n.atime_ns, n.mtime_ns), follow_symlinks=False)
+
+    def _file(self, path: str, n: Node) -> None:
+        s = self.sys
+        parent, _, name = n.rel.rpartition("/")
+        fd = s.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, n.mode,
+                    dir_fd=self._dirfd(parent))
+        try:
+            if n.host is not None and n.size:
+                self._copy(n.host, n.size, fd)
+            # a new file is root's, group 0 (its directory is still root's: directories get
+            # their owners last), so chown only when the tree says otherwise; chown clears
+            # set-id bits, so the mode goes back on after it
+            if not self.fat and (n.uid or n.gid):
+                s.fchown(fd, n.uid, n.gid)
+                if n.mode & 0o7000:
+                    s.fchmod(fd, n.mode)
+            elif self.fat and not n.mode & 0o200:
+                s.fchmod(fd, n.mode)
+            s.futimens(fd, (n.atime_ns, n.mtime_ns))
+        finally:
+            s.close(fd)
+
+    def _copy(self, host: str, size: int, fd: int) -> None:
+        write = self.sys.write
+        try:
+            hfd = os.open(host, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                while True:
+                    data = os.read(hfd, min(self.CHUNK, max(size, 1)))
+                    if not data:
+                        break
+                    size -= len(data)
+                    done = write(fd, data)  # whole bytes: copyin takes them without a copy
+                    view = memoryview(data)[done:]
+                    while view:
+                        view = view[write(fd, view):]
+                    if size <= 0 and len(data) < self.CHUNK:
+                        break
+            finally:
+                os.close(hfd)
+        except OSError as e:
+            if e.filename is None or e.filename == host:
+                raise MakefsError(f"{host}: {os.strerror(e.errno or errno.EIO)}") from None
+            raise
+
+    def _attrs(self, path: str, n: Node) -> None:
+        s = self.sys
+        if not self.fat:
+            if n.uid or n.gid:
+                s.chown(path, n.uid, n.gid)
+            if n.uid or n.gid or n.mode & 0o7000 or not path.strip("/"):
+                s.chmod(path, n.mode)
+        s.utime(path, ns=(n.atime_ns, n.mtime_ns))
