@@ -322,3 +322,25 @@ def test_sim_host_kernels_are_not_served(tmp_path: Path) -> None:
             Server(k, f"unix://{tmp_path}/s")
     finally:
         k.halt()
+
+
+def test_remote_connection_carries_the_file_api(tmp_path: Path) -> None:
+    """The io/pathlib-shaped file API works the same on a connection as on a local kernel:
+    it is built on the sys facade only."""
+    srv = ServerProcess(f"unix://{tmp_path}/s", "-l", "tmpfs")
+    try:
+        conn = srv.connect()
+        try:
+            conn.makedirs("/t/a/b")
+            conn.sys.mount("tmpfs", "/t/a/b")
+            conn.path("/t/a/b/note.txt").write_text("remote ünïcode\n")
+            with conn.open("/t/a/b/note.txt", "a") as f:
+                f.write("line two\n")
+            with conn.open("/t/a/b/note.txt") as f:
+                assert f.readlines() == ["remote ünïcode\n", "line two\n"]
+            assert [p.name for p in conn.path("/t/a/b").iterdir()] == ["note.txt"]
+            conn.sys.unmount("/t/a/b")
+        finally:
+            conn.close()
+    finally:
+        srv.close()

@@ -74,6 +74,8 @@ def test_tools_on_an_image(tmp_path: Path) -> None:
         r = tool(url, "mount", "/scratch", "/mnt", check=False)     # zeros: nothing to mount
         assert r.returncode == 1 and b"no file system recognised" in r.stderr
         tool(url, "mount", "-t", "tmpfs", "tmpfs", "/mnt")
+        tool(url, "mount", "-t", "tmpfs", "tmpfs", "/new/deep/dir")       # created when missing
+        assert "on /new/deep/dir type tmpfs" in tool(url, "mount").stdout.decode()
         tool(url, "halt")
         assert srv.proc.wait(30) == 0
     finally:
@@ -116,3 +118,15 @@ def test_tool_usage_errors(tmp_path: Path) -> None:
                         f"unix://{tmp_path}/nobody"], env=env(), capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 1 and "rump.ls:" in r.stderr
+
+
+def test_drivespec_defaults_and_errors() -> None:
+    from rumpkernel.apps.rump_server import parse_drivespec
+
+    d = parse_drivespec("key=/dev/disk0,hostpath=disk.img")
+    assert d == {"key": "/dev/disk0", "hostpath": "disk.img", "type": "blk", "offset": 0,
+                 "size": "host"}
+    assert parse_drivespec("key=/k,hostpath=p,size=1m,type=reg,offset=4k")["offset"] == 4096
+    for bad in ("hostpath=p", "key=/k", "key=/k,hostpath=p,type=tape", "key=/k,hostpath=p,x=1"):
+        with pytest.raises(ValueError):
+            parse_drivespec(bad)

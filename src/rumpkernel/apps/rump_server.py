@@ -473,9 +473,10 @@ def parse_drivespec(spec: str) -> dict[str, Any]:
         if not eq or name not in ("key", "hostpath", "size", "offset", "type"):
             raise ValueError(f"drivespec {spec!r}: unknown or malformed field {part!r}")
         out[name] = value
-    for need in ("key", "hostpath", "size"):
+    for need in ("key", "hostpath"):
         if need not in out:
             raise ValueError(f"drivespec {spec!r}: missing {need}=")
+    out.setdefault("size", "host")  # the host file's own size (NetBSD's size=host)
     if out["type"] not in ("blk", "chr", "reg"):
         raise ValueError(f"drivespec {spec!r}: type must be blk, chr or reg")
     out["offset"] = parse_size(str(out["offset"]))
@@ -485,6 +486,8 @@ def parse_drivespec(spec: str) -> dict[str, Any]:
 def register_drive(k: Any, spec: dict[str, Any]) -> None:
     path = spec["hostpath"]
     if not os.path.exists(path):
+        if spec["size"] == "host":
+            raise ValueError(f"{path}: no such file (give size= to create it)")
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
         os.close(fd)
     have = os.path.getsize(path)

@@ -337,7 +337,8 @@ PROBE_ORDER = ("ext2", "msdos")
 
 def mount_main(argv: list[str] | None = None) -> int:
     p = _parser("mount", "Mount a file system; DEVICE is an etfs key registered with "
-                "rump_server -d (or 'tmpfs' with -t tmpfs).  Without arguments: list mounts.")
+                "rump_server -d (or 'tmpfs' with -t tmpfs).  DIR is created when missing (a "
+                "fresh kernel's root is empty).  Without arguments: list mounts.")
     p.add_argument("-t", dest="fstype", help="file system type (default: try ext2, msdos)")
     p.add_argument("-o", dest="options", default="", help="options, e.g. ro,uid=5")
     p.add_argument("-r", action="store_true", help="read-only")
@@ -353,6 +354,7 @@ def mount_main(argv: list[str] | None = None) -> int:
             return 0
         if a.dir is None:
             raise ToolError("need DEVICE and DIR")
+        c.makedirs(a.dir, exist_ok=True)
         opts = [o for o in a.options.split(",") if o]
         flags = MNT_RDONLY if a.r else 0
         types = [a.fstype] if a.fstype else list(PROBE_ORDER)

@@ -462,5 +462,10 @@ def _copyout(bufs: list[Any], m: Copyout) -> None:
 def connect(url: str | None = None, **kw: Any) -> RemoteClient:
     """Connect to the sysproxy server at ``url`` (default ``$RUMP_SERVER``).  Keyword arguments
     as ``RemoteClient``.  ConnectionRefusedError / FileNotFoundError if nobody listens,
-    PermissionError if authentication fails."""
-    return RemoteClient(url, **kw)
+    PermissionError if authentication fails.  The connection also carries the file API
+    (``conn.open``, ``conn.path``, ``conn.listdir`` ...), exactly as a local kernel does."""
+    from rumpkernel.client.files import bind
+
+    conn = RemoteClient(url, **kw)
+    bind(conn, conn.sys)
+    return conn
