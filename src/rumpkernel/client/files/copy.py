@@ -374,46 +374,35 @@ class Copier:
             return posixpath.join(head, b".%s.%d.fsutmp" % (tail[:200], n))
         return posixpath.join(head, f".{tail[:200]}.{n}.fsutmp")
 
+    def _install(self, dst: Any, make: Any, st: Any | None) -> None:
+        """Create the new node under a temporary name with ``make(tmp)``, give it ``st``'s
+        attributes (unless None) and rename it over ``dst``; on any failure the temporary goes
+        away and ``dst`` is untouched."""
+        tmp = self._tmpname(dst)
+        make(tmp)
+        try:
+            if st is not None:
+                self._attrs(tmp, st, follow=False, created=True)
+            self.dst.replace(tmp, dst)
+        except BaseException:
+            try:
+                self.dst.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
     def _symlink(self, src: Any, dst: Any, st: Any) -> None:
         target = self.src.readlink(src)
         if isinstance(target, str) != isinstance(dst, str):
             target = H.fsdecode(target) if isinstance(dst, str) else H.fsencode(target)
-        tmp = self._tmpname(dst)
-        self.dst.symlink(target, tmp)
-        try:
-            self._attrs(tmp, st, follow=False, created=True)
-            self.dst.replace(tmp, dst)
-        except BaseException:
-            try:
-                self.dst.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        self._install(dst, lambda tmp: self.dst.symlink(target, tmp), st)
 
     def _node(self, dst: Any, st: Any) -> None:
-        tmp = self._tmpname(dst)
-        self.dst.mknod(tmp, S.S_IFMT(st.st_mode) | (st.st_mode & 0o777), st.st_rdev)
-        try:
-            self._attrs(tmp, st, follow=False, created=True)
-            self.dst.replace(tmp, dst)
-        except BaseException:
-            try:
-                self.dst.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        kind = S.S_IFMT(st.st_mode) | (st.st_mode & 0o777)
+        self._install(dst, lambda tmp: self.dst.mknod(tmp, kind, st.st_rdev), st)
 
     def _replace_with_link(self, first: Any, dst: Any) -> None:
-        tmp = self._tmpname(dst)
-        self.dst.link(first, tmp)
-        try:
-            self.dst.replace(tmp, dst)
-        except BaseException:
-            try:
-                self.dst.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        self._install(dst, lambda tmp: self.dst.link(first, tmp), None)
 
     # ---- attributes -------------------------------------------------------------------------
     def _attrs(self, p: Any, st: Any, *, follow: bool, created: bool) -> None:
