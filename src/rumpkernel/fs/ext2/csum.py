@@ -15,6 +15,7 @@ Rules: pure functions over bytes; 32-bit arithmetic everywhere.
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 
 from rumpkernel.kern.crc32c import crc32c as _crc32c
 
@@ -85,30 +86,25 @@ def _str2hashbuf(chars: list[int], num: int) -> list[int]:
     return out
 
 
-def _rol(x: int, s: int) -> int:
-    return ((x << s) | (x >> (32 - s))) & M32
-
-
 _K2, _K3 = 0x5A827999, 0x6ED9EBA1
-_MD4_ROUNDS = (
-    (0, 0, (0, 1, 2, 3, 4, 5, 6, 7), (3, 7, 11, 19)),
-    (1, _K2, (1, 3, 5, 7, 0, 2, 4, 6), (3, 5, 9, 13)),
-    (2, _K3, (3, 7, 2, 6, 1, 5, 0, 4), (3, 9, 11, 15)),
-)
+_R1 = tuple(zip((0, 1, 2, 3, 4, 5, 6, 7), (3, 7, 11, 19) * 2))
+_R2 = tuple(zip((1, 3, 5, 7, 0, 2, 4, 6), (3, 5, 9, 13) * 2))
+_R3 = tuple(zip((3, 7, 2, 6, 1, 5, 0, 4), (3, 9, 11, 15) * 2))
 
 
 def _half_md4(buf: list[int], inp: list[int]) -> None:
+    """Linux's half_md4_transform: three rounds of eight steps (rotations inlined: this runs
+    for every name inserted into or looked up in an indexed directory)."""
     a, b, c, d = buf
-    for fn, k, order, shifts in _MD4_ROUNDS:
-        for step, idx in enumerate(order):
-            if fn == 0:
-                f = d ^ (b & (c ^ d))
-            elif fn == 1:
-                f = ((b & c) + ((b ^ c) & d)) & M32
-            else:
-                f = b ^ c ^ d
-            a = _rol((a + f + inp[idx] + k) & M32, shifts[step % 4])
-            a, b, c, d = d, a, b, c
+    for idx, sh in _R1:
+        x = (a + (d ^ (b & (c ^ d))) + inp[idx]) & M32
+        a, b, c, d = d, ((x << sh) | (x >> (32 - sh))) & M32, b, c
+    for idx, sh in _R2:
+        x = (a + (((b & c) + ((b ^ c) & d)) & M32) + inp[idx] + _K2) & M32
+        a, b, c, d = d, ((x << sh) | (x >> (32 - sh))) & M32, b, c
+    for idx, sh in _R3:
+        x = (a + (b ^ c ^ d) + inp[idx] + _K3) & M32
+        a, b, c, d = d, ((x << sh) | (x >> (32 - sh))) & M32, b, c
     buf[0] = (buf[0] + a) & M32
     buf[1] = (buf[1] + b) & M32
     buf[2] = (buf[2] + c) & M32
@@ -126,9 +122,11 @@ def _tea(buf: list[int], inp: list[int]) -> None:
     buf[1] = (buf[1] + b1) & M32
 
 
+@lru_cache(maxsize=2048)
 def dx_hash(name: bytes, version: int, seed: tuple[int, int, int, int] | None,
             unsigned: bool) -> tuple[int, int]:
-    """(major, minor) hash of a directory entry name for the htree index."""
+    """(major, minor) hash of a directory entry name for the htree index (memoised: a create
+    hashes the same name for its lookup and for its insert)."""
     chars = _chars(name, unsigned)
     buf = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476]
     if seed is not None and any(seed):
