@@ -238,18 +238,25 @@ def vfs_init(k: Any) -> None:
     k.sysctl.add("vfs.maxvnodes", "int", getter=lambda: vfs.vcache.maxvnodes,
                  setter=lambda v: setattr(vfs.vcache, "maxvnodes", max(16, v)), writable=True)
     k.sysctl.add("vfs.numvnodes", "int", getter=lambda: len(vfs.vcache.table))
+    _attach_hooks(k, vfs, api)
+
+
+def _release_dirs(vfs: Vfs, p: Any) -> None:
+    for attr in ("cwd", "root"):
+        vp = getattr(p, attr)
+        if vp is not None:
+            setattr(p, attr, None)
+            vfs.vcache.vrele(vp)
+
+
+def _attach_hooks(k: Any, vfs: Vfs, api: VfsApi) -> None:
+    """The VFS's part in fork/exit (working directories), halt (flush, unmount everything,
+    close etfs host files) and statistics."""
 
     def on_fork(parent: Any, child: Any) -> None:
         child.cwd = vfs.vcache.vref(parent.cwd or vfs.rootvp)
         if parent.root is not None:
             child.root = vfs.vcache.vref(parent.root)
-
-    def on_exit(p: Any) -> None:
-        for attr in ("cwd", "root"):
-            vp = getattr(p, attr)
-            if vp is not None:
-                setattr(p, attr, None)
-                vfs.vcache.vrele(vp)
 
     def on_halt(sync: bool) -> None:
         if sync:
@@ -257,8 +264,8 @@ def vfs_init(k: Any) -> None:
         vfs.unmount_all(sync)
 
     def on_halt_final() -> None:
-        on_exit(k.proc1)
-        on_exit(k.proc0)
+        _release_dirs(vfs, k.proc1)
+        _release_dirs(vfs, k.proc0)
         api.close_all()
         rmp = vfs.rootvp.mount
         vfs.vcache.vrele(vfs.rootvp)
@@ -270,13 +277,12 @@ def vfs_init(k: Any) -> None:
 
     def on_stats(stats: dict[str, Any]) -> None:
         stats["vnodes"] = vfs.vcache.stats()
-        stats["vnode_refs"] = _vnode_refs(vfs)
-        stats["vnodes_referenced"] = _vnode_refs(vfs)
+        stats["vnode_refs"] = stats["vnodes_referenced"] = _vnode_refs(vfs)
         stats["mounts"] = [(m.fstype, m.source, "ro" if m.readonly else "rw")
                            for m in vfs.mounts]
 
     k.hooks.add("proc_fork", on_fork)
-    k.hooks.add("proc_exit", on_exit)
+    k.hooks.add("proc_exit", lambda p: _release_dirs(vfs, p))
     k.hooks.add("halt", on_halt)
     k.hooks.add("halt_final", on_halt_final)
     k.hooks.add("statistics", on_stats)
