@@ -235,3 +235,22 @@ def test_help_and_usage(ext4_img: Path) -> None:
     res = fsu("ls", ext4_img, "--bogus")
     assert res.returncode == 2 and "unrecognized arguments" in res.stderr
     assert ok(fsu("--version")).startswith("rumpkernel fsu")
+
+
+def test_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    """``fsu cat IMG /big | head`` ends quietly, like coreutils, not with "Broken pipe"."""
+    import os
+    import subprocess
+    import sys
+
+    img = tmp_path / "p.img"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big").write_bytes(os.urandom(4 << 20))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run([sys.executable, "-m", "rumpkernel.apps.fsu", "makefs", "-t", "ext4",
+                    str(img), str(src)], check=True, env=env, capture_output=True)
+    r = subprocess.run(f"{sys.executable} -m rumpkernel.apps.fsu cat {img} /big | head -c 10",
+                       shell=True, env=env, capture_output=True, timeout=120)
+    assert len(r.stdout) == 10
+    assert b"Broken pipe" not in r.stderr and r.stderr == b""

@@ -130,3 +130,11 @@ def test_drivespec_defaults_and_errors() -> None:
     for bad in ("hostpath=p", "key=/k", "key=/k,hostpath=p,type=tape", "key=/k,hostpath=p,x=1"):
         with pytest.raises(ValueError):
             parse_drivespec(bad)
+
+
+def test_tool_names_the_server_it_cannot_reach(tmp_path: Path) -> None:
+    url = f"unix://{tmp_path}/nobody.sock"
+    r = subprocess.run([sys.executable, "-m", "rumpkernel.apps.rumptools", "ls", "-u", url, "/"],
+                       env=env(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.strip() == f"rump.ls: cannot reach the server {url}: No such file or directory"

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rumpkernel.apps.cli import restore_sigpipe
 from rumpkernel.client.remote import RemoteClient, connect
 
 RB_NOSYNC, RB_HALT, RB_DUMP = 0x4, 0x8, 0x100
@@ -54,8 +55,16 @@ def _connect(a: argparse.Namespace, tool: str) -> RemoteClient:
 
 def _run(tool: str, fn: Callable[[argparse.Namespace, RemoteClient], int],
          a: argparse.Namespace) -> int:
+    restore_sigpipe()
     try:
-        with _connect(a, tool) as c:
+        conn = _connect(a, tool)
+    except (OSError, ValueError) as e:
+        where = a.url or os.environ.get("RUMP_SERVER")
+        what = f"cannot reach the server {where}: " if where else ""
+        print(f"rump.{tool}: {what}{_describe(e)}", file=sys.stderr)
+        return 1
+    try:
+        with conn as c:
             return fn(a, c)
     except (OSError, ValueError, ToolError) as e:
         print(f"rump.{tool}: {_describe(e)}", file=sys.stderr)

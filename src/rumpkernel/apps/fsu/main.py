@@ -26,6 +26,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from rumpkernel.apps.cli import restore_sigpipe
 from rumpkernel.apps.fsu.common import EXIT_FAIL, EXIT_OK, EXIT_TROUBLE, Ctx, Trouble, Usage
 
 VERSION = "rumpkernel fsu 0.1.0"
@@ -103,6 +104,8 @@ def usage_text(prog: str = "fsu") -> str:
 
 def main(argv: list[str] | None = None, prog: str = "fsu") -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if argv is None:
+        restore_sigpipe()
     try:
         return _main(args, prog)
     except BrokenPipeError:
@@ -163,6 +166,8 @@ def classic(name: str, argv: list[str] | None = None, prog: str | None = None) -
     """``fsu_NAME`` scripts: ``fsu_ls [OPTIONS] IMAGE [ARGS]``."""
     args = list(sys.argv[1:] if argv is None else argv)
     prog = prog or f"fsu_{name}"
+    if argv is None:
+        restore_sigpipe()
     try:
         if name == "makefs":
             from rumpkernel.apps.fsu.makefs import main as makefs_main
