@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rumpkernel.hypercall.hostabi import KO_ACCMODE, KO_RDONLY, KO_RDWR, KO_WRONLY
+from rumpkernel.kern.abi import O_ACCMODE, O_RDONLY, O_RDWR, O_WRONLY, POLLIN, POLLOUT, POLLRDNORM
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.kern.sync import KMutex
 
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from rumpkernel.kern.kernel import Kernel
 
 MAXFD = 1024
-POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
-POLLRDNORM, POLLWRNORM = 0x40, 0x4
 
 
 class File:
@@ -42,11 +40,11 @@ class File:
 
     @property
     def readable(self) -> bool:
-        return self.flags & KO_ACCMODE in (KO_RDONLY, KO_RDWR)
+        return self.flags & O_ACCMODE in (O_RDONLY, O_RDWR)
 
     @property
     def writable(self) -> bool:
-        return self.flags & KO_ACCMODE in (KO_WRONLY, KO_RDWR)
+        return self.flags & O_ACCMODE in (O_WRONLY, O_RDWR)
 
     def read(self, l: Any, n: int, offset: int | None) -> bytes:
         raise KernelError(Errno.EINVAL)
