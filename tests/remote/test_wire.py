@@ -128,10 +128,41 @@ def test_client_side_argument_errors() -> None:
         encode_args(15, (1, bytearray(1)))
     with pytest.raises(TypeError):
         encode_args(15, ("3", bytearray(1), 1))
-    with pytest.raises(OverflowError):
-        encode_args(26, (1, 1 << 64, 0))
     wargs, _ = encode_args(16, (1, 12345, 1))
     assert wargs[1].flags & wire.PTR_BAD
+
+
+@pytest.mark.parametrize("value", [1 << 63, 1 << 64, -(1 << 63) - 1, 10**30])
+@pytest.mark.parametrize("num, where", [(26, 1), (1000, 0), (15, 2), (20, "vec")])
+def test_integers_the_wire_cannot_carry_are_einval(num: int, where, value: int) -> None:
+    """i64 is the wire's integer: anything outside is EINVAL before a byte is sent, never an
+    OverflowError or struct.error (a table call, a call the table does not know, a length
+    argument, an iovec length)."""
+    from rumpkernel.client.sysproxy.marshal import MarshalError
+
+    if where == "vec":
+        args: tuple = (1, [(b"x", value)])
+    elif num == 1000:
+        args = (value,)
+    else:
+        args = [1, bytearray(4), 4, 0][: len(KINDS[num])]
+        args[where] = value
+        args = tuple(args)
+    with pytest.raises(MarshalError) as ei:
+        encode_args(num, args)
+    assert ei.value.errno_name == "EINVAL"
+    for edge in ((1 << 63) - 1, -(1 << 63)):              # the extremes that do fit go through
+        ok = tuple(edge if a == value else a for a in args) if where != "vec" else (1, [(b"x", 1)])
+        wargs, _ = encode_args(num, ok)
+        assert M.decode(_frame(M.Syscall(num, wargs).encode(1))).args == wargs
+
+
+def _frame(data: bytes) -> wire.Frame:
+    dec = FrameDecoder()
+    dec.feed(data)
+    f = dec.next()
+    assert f is not None
+    return f
 
 
 def _handshake(server: ServerProtocol, client: ClientProtocol) -> None:

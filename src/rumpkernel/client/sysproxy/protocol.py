@@ -4,7 +4,14 @@ Bytes go in with ``receive_data(data)`` (``b""`` = the peer closed); ``next_even
 ``(reqid, message)`` or None when more bytes are needed; the ``send_*`` methods return the bytes to
 write.  Every violation -- a malformed or oversized frame, a frame in the wrong direction or the
 wrong state, a reply to nothing -- raises ``ProtocolError`` and the connection must be closed.
-Neither object is thread-safe: the IO loop around it serialises access.
+Threads: one reader at a time calls ``receive_data``/``next_event`` (the IO loop around the
+object guarantees it: the transport's read token); the ``send_*`` methods may be called from any
+thread at any time -- each changes the request bookkeeping by a single set or dict operation,
+which is atomic under the interpreter lock, and a request is registered (``send_copy_request``)
+before its frame is written, so the reader never sees an answer before the question.
+
+Before the handshake a server accepts frames of at most ``HANDSHAKE_MAX_FRAME`` bytes (an
+unauthenticated peer cannot make it buffer more); afterwards ``MAX_FRAME``.
 
 Server states: AWAIT_HANDSHAKE -> READY.  Before the handshake only HANDSHAKE is accepted; in READY,
 SYSCALL and PREFORK open a request (reqid != 0, not already open), COPY_DATA must answer the
@@ -31,19 +38,23 @@ from rumpkernel.client.sysproxy.messages import (
     Prefork,
     PreforkReply,
     Raise,
-    Syscall,
     SyscallReply,
     decode,
+    encode_syscall,
+    encode_syscall_reply,
 )
 from rumpkernel.client.sysproxy.wire import (
     BANNER_AUTH,
     CLIENT_TO_SERVER,
+    MAX_FRAME,
     SERVER_TO_CLIENT,
     VERSION,
     FrameDecoder,
     MsgType,
     ProtocolError,
 )
+
+HANDSHAKE_MAX_FRAME = 1024     # a HANDSHAKE is at most ~500 bytes
 
 
 class State(enum.Enum):
@@ -55,8 +66,8 @@ class State(enum.Enum):
 
 
 class _End:
-    def __init__(self, accept: frozenset[MsgType]) -> None:
-        self._dec = FrameDecoder()
+    def __init__(self, accept: frozenset[MsgType], max_frame: int = MAX_FRAME) -> None:
+        self._dec = FrameDecoder(max_frame)
         self._accept = accept
         self._closed_by_peer = False
         self.state: State = State.CLOSED
@@ -91,7 +102,7 @@ class _End:
 
 class ServerProtocol(_End):
     def __init__(self, nonce: bytes, secret: bytes | None, name: str = "rump") -> None:
-        super().__init__(CLIENT_TO_SERVER)
+        super().__init__(CLIENT_TO_SERVER, HANDSHAKE_MAX_FRAME)
         self.state = State.AWAIT_HANDSHAKE
         self.nonce = nonce
         self.secret = secret
@@ -135,6 +146,7 @@ class ServerProtocol(_End):
         mac = b""
         if errno == 0:
             self.state = State.READY
+            self._dec.max_frame = MAX_FRAME
             if self.secret is not None:
                 mac = auth.server_mac(self.secret, self.nonce, client_nonce)
         return HandshakeReply(errno, pid, mac, detail).encode()
@@ -144,12 +156,27 @@ class ServerProtocol(_End):
         self.copying.discard(reqid)
         return msg.encode(reqid)
 
+    def send_syscall_reply(self, reqid: int, errno: int, value: Any, detail: str = "",
+                           panic: bool = False) -> bytes:
+        """``send_reply`` of a SyscallReply without building the record (the fast path)."""
+        self.open.discard(reqid)
+        self.copying.discard(reqid)
+        return encode_syscall_reply(reqid, errno, value, detail, panic)
+
     def send_copy_request(self, reqid: int, msg: Copyin | Copyinstr) -> bytes:
         self.copying.add(reqid)
         return msg.encode(reqid)
 
     def send_copyout(self, reqid: int, msg: Copyout | Raise) -> bytes:
         return msg.encode(reqid)
+
+
+def refusal(errno: int, detail: str, name: str = "rump") -> bytes:
+    """All a server sends to a connection it will not serve (e.g. it is full): a BANNER and a
+    HANDSHAKE_REPLY carrying the errno and the reason; then it closes.  A client reads the
+    reply right after the banner and reports the reason without sending anything."""
+    return (Banner(VERSION, 0, bytes(32), name).encode()
+            + HandshakeReply(errno, 0, b"", detail).encode())
 
 
 class ClientProtocol(_End):
@@ -183,8 +210,9 @@ class ClientProtocol(_End):
         self.state = State.READY
 
     def send_syscall(self, reqid: int, num: int, args: tuple[Any, ...]) -> bytes:
+        data = encode_syscall(reqid, num, args)
         self.open[reqid] = SyscallReply
-        return Syscall(num, args).encode(reqid)
+        return data
 
     def send_prefork(self, reqid: int) -> bytes:
         self.open[reqid] = PreforkReply

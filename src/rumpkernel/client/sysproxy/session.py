@@ -1,7 +1,7 @@
 """The kernel side of sysproxy: one ``SpSession`` per client connection (rump_sp in rumpkern).
 
-The IO loop around a session (``apps/rump_server.py``) owns the socket and the host threads; it
-gives the session a transport:
+The IO loop around a session (``client/sysproxy/transport.py``) owns the socket and the host
+threads; it gives the session a transport:
 
     transport.send(data)        write bytes to the client (thread-safe, may block)
     transport.close()           drop the connection
@@ -13,6 +13,10 @@ and drives it from whichever thread holds the connection's read token: ``session
 banner to send), ``feed(data)`` (``b""`` at EOF), ``next_event()`` (ProtocolError / EOFError
 end the connection), ``handle(reqid, msg)`` (returns the job of a SYSCALL/PREFORK, which the
 caller runs inline or on another thread, or None), and finally ``connection_lost(reason)``.
+``ready`` says whether the handshake has succeeded.
+
+Per call (the fast path): the argument check against the table, an lwp from the session's free
+list, ``k.syscall`` on the calling host thread, one SYSCALL_REPLY frame encoded in one go.
 
 Semantics (dissertation section 3.12.5): a GUEST handshake creates a process, child of init, with
 root credentials and a clean descriptor table; a FORK handshake attaches to the process PREFORK
@@ -29,7 +33,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from rumpkernel.client.sysproxy.marshal import check_args, encode_result
+from rumpkernel.client.sysproxy.marshal import INT_ONLY, check_args, encode_result
 from rumpkernel.client.sysproxy.messages import (
     COOKIE_SIZE,
     NONCE_SIZE,
@@ -44,7 +48,6 @@ from rumpkernel.client.sysproxy.messages import (
     PtrDesc,
     Raise,
     Syscall,
-    SyscallReply,
 )
 from rumpkernel.client.sysproxy.protocol import ServerProtocol
 from rumpkernel.client.sysproxy.vmspace import RemotePtr, RemoteVmspace
@@ -136,7 +139,7 @@ class SpSlot:
         if s.dead:
             raise KernelError(Errno.EFAULT, "client is gone")
         self.reply = None
-        self._send_unscheduled(s.encode(lambda p: p.send_copy_request(self.reqid, msg)))
+        self._send_unscheduled(s.proto.send_copy_request(self.reqid, msg))
         s.transport.await_copy(self)
         with self.mtx:
             rep, self.reply = self.reply, None
@@ -156,7 +159,7 @@ class SpSlot:
         s = self.session
         if s.dead:
             raise KernelError(Errno.EFAULT, "client is gone")
-        self._send_unscheduled(s.encode(lambda p: p.send_copyout(self.reqid, msg)))
+        self._send_unscheduled(s.proto.send_copyout(self.reqid, msg))
 
     def deliver(self, rep: CopyData) -> None:
         with self.mtx:
@@ -177,8 +180,9 @@ class SpSession:
         self.id = sid
         self.peer = peer
         self.proto = ServerProtocol(self.k.random_bytes(NONCE_SIZE), server.secret)
-        self.plock = self.k.host.mutex_create()       # protects proto
+        self.plock = self.k.host.mutex_create()       # protects inflight
         self.idle_cv = self.k.host.cv_create()        # inflight reaching 0 (with plock)
+        self._set_curlwp = self.k.host.curlwp_set
         self.proc: Proc | None = None
         self.progname = ""
         self.free_slots: list[SpSlot] = []
@@ -191,14 +195,12 @@ class SpSession:
         pid = self.proc.pid if self.proc is not None else "-"
         return f"<SpSession {self.id} pid={pid} {self.progname}>"
 
-    # ---- output ----
-    def encode(self, fn: Callable[[ServerProtocol], bytes]) -> bytes:
-        self.plock.enter()
-        try:
-            return fn(self.proto)
-        finally:
-            self.plock.exit()
+    @property
+    def ready(self) -> bool:
+        """The handshake succeeded: this connection is a process."""
+        return self.proc is not None
 
+    # ---- output ----
     def send(self, data: bytes) -> None:
         try:
             self.transport.send(data)
@@ -217,11 +219,7 @@ class SpSession:
     def next_event(self) -> tuple[int, Message] | None:
         """The next message, or None.  ProtocolError: close with that reason; EOFError: the
         client closed."""
-        self.plock.enter()
-        try:
-            return self.proto.next_event()
-        finally:
-            self.plock.exit()
+        return self.proto.next_event()
 
     def handle(self, reqid: int, msg: Message) -> Callable[[], None] | None:
         """Act on a message; for a SYSCALL or PREFORK return the job that runs it."""
@@ -233,7 +231,8 @@ class SpSession:
             slot.deliver(msg)  # type: ignore[arg-type]
         elif t is Syscall:
             self._begin()
-            return lambda: self._run(reqid, msg)  # type: ignore[arg-type]
+            num, args = msg.num, msg.args  # type: ignore[attr-defined]
+            return lambda: self._run(reqid, num, args)
         elif t is Prefork:
             self._begin()
             return lambda: self._prefork(reqid)
@@ -294,7 +293,7 @@ class SpSession:
 
     def _reply_handshake(self, hs: Handshake, errno: int, detail: str) -> None:
         pid = self.proc.pid if self.proc is not None and not errno else 0
-        data = self.encode(lambda p: p.send_handshake_reply(errno, pid, hs.nonce, detail))
+        data = self.proto.send_handshake_reply(errno, pid, hs.nonce, detail)
         with contextlib.suppress(OSError):
             self.transport.send(data)
 
@@ -323,22 +322,15 @@ class SpSession:
 
     # ---- requests (worker threads) ----
     def _take_slot(self) -> SpSlot:
-        self.plock.enter()
         try:
-            if self.free_slots:
-                return self.free_slots.pop()
-        finally:
-            self.plock.exit()
+            return self.free_slots.pop()          # atomic under the interpreter lock
+        except IndexError:
+            pass
         with self.k.entered():
             slot = self._new_slot()
         if self.dead:
             slot.lwp.killed = True
         return slot
-
-    def _put_slot(self, slot: SpSlot) -> None:
-        self.plock.enter()
-        self.free_slots.append(slot)
-        self.plock.exit()
 
     def _bind(self, args: tuple[Any, ...], slot: SpSlot) -> tuple[Any, ...]:
         def ptr(p: PtrDesc | None) -> RemotePtr | None:
@@ -355,52 +347,65 @@ class SpSession:
                 out.append(a)
         return tuple(out)
 
-    def _run(self, reqid: int, msg: Syscall) -> None:
+    def _run(self, reqid: int, num: int, args: tuple[Any, ...]) -> None:
         k = self.k
-        host = k.host
         try:
             if self.dead:
                 return
-            why = check_args(msg.num, msg.args)
+            why = check_args(num, args)
             if why is not None:
-                self._reply(reqid, SyscallReply(Errno.EINVAL, None, why))
+                self._reply(reqid, Errno.EINVAL, None, why)
                 return
             slot = self._take_slot()
             slot.reqid = reqid
             self.active[reqid] = slot
-            host.curlwp_set(slot.lwp)
-            try:
-                rep = self._syscall(msg.num, self._bind(msg.args, slot))
-            finally:
-                host.curlwp_set(None)
-                del self.active[reqid]
-                self._put_slot(slot)
-            self._reply(reqid, rep)
-            if rep.panic:
+            if num not in INT_ONLY:
+                args = self._bind(args, slot)
+            errno, value, detail, panic = self._syscall(slot, num, args)
+            self._reply(reqid, errno, value, detail, panic)
+            if panic:
                 self.server.on_panic(k.panicked)
             elif k.reboot_requested is not None:
                 self.server.on_reboot(k.reboot_requested)
         except KernelError as e:   # no slot (the kernel halted or the process is gone)
-            self._reply(reqid, SyscallReply(e.errno, None, e.detail or ""))
+            self._reply(reqid, e.errno, None, e.detail or "")
         finally:
             self._end()
 
-    def _syscall(self, num: int, args: tuple[Any, ...]) -> SyscallReply:
+    def _syscall(self, slot: SpSlot, num: int, args: tuple[Any, ...]
+                 ) -> tuple[int, Any, str, bool]:
+        """Run the call on this host thread as ``slot``'s lwp: (errno, value, detail, panic)."""
+        set_curlwp = self._set_curlwp
+        set_curlwp(slot.lwp)
         try:
             value = self.k.syscall(num, args)
         except KernelError as e:
-            return SyscallReply(e.errno, None, e.detail or "")
+            return e.errno, None, e.detail or "", False
         except KernelPanic as e:
-            return SyscallReply(Errno.EIO, None, f"kernel panic: {e.message}", panic=True)
+            return Errno.EIO, None, f"kernel panic: {e.message}", True
+        finally:
+            set_curlwp(None)
+            del self.active[slot.reqid]
+            self.free_slots.append(slot)
+        if type(value) is int:
+            return 0, value, "", False
         try:
-            return SyscallReply(0, encode_result(value))
+            return 0, encode_result(value), "", False
         except ValueError as e:
-            return SyscallReply(Errno.EIO, None, str(e))
+            return Errno.EIO, None, str(e), False
 
-    def _reply(self, reqid: int, rep: SyscallReply | PreforkReply) -> None:
+    def _reply(self, reqid: int, errno: int, value: Any, detail: str = "",
+               panic: bool = False) -> None:
         if self.dead:
             return
-        data = self.encode(lambda p: p.send_reply(reqid, rep))
+        data = self.proto.send_syscall_reply(reqid, errno, value, detail, panic)
+        with contextlib.suppress(KernelError):
+            self.send(data)
+
+    def _reply_msg(self, reqid: int, rep: PreforkReply) -> None:
+        if self.dead:
+            return
+        data = self.proto.send_reply(reqid, rep)
         with contextlib.suppress(KernelError):
             self.send(data)
 
@@ -417,9 +422,9 @@ class SpSession:
             srv.lock.enter()
             srv.forks[cookie] = (child, k.monotonic_ns() + FORK_COOKIE_TTL_NS)
             srv.lock.exit()
-            self._reply(reqid, PreforkReply(0, cookie))
+            self._reply_msg(reqid, PreforkReply(0, cookie))
         except KernelError as e:
-            self._reply(reqid, PreforkReply(e.errno, b""))
+            self._reply_msg(reqid, PreforkReply(e.errno, b""))
         finally:
             self._end()
 
