@@ -46,6 +46,7 @@ _I64 = struct.Struct("<q")
 _SYSCALL_HEAD = struct.Struct("<IBBHQIB")       # frame header, number, argument count
 _REPLY_INT = struct.Struct("<IBBHQIBqI")         # frame header, errno, INT value, empty detail
 _REPLY_INT_BODY = struct.Struct("<IBqI")
+_INT_SYSCALLS = tuple(struct.Struct("<IBBHQIB" + "Bq" * n) for n in range(MAX_ARGS + 1))
 NONCE_SIZE = 32
 MAC_SIZE = 32
 COOKIE_SIZE = 32
@@ -218,6 +219,14 @@ class HandshakeReply(Message):
 def encode_syscall(reqid: int, num: int, args: tuple[Any, ...]) -> bytes:
     """A whole SYSCALL frame (the client's per-call fast path; ``Syscall(...).encode`` uses
     it too).  TypeError for a value with no wire form, struct.error for one out of range."""
+    n = len(args)
+    if n == 0:
+        return _SYSCALL_HEAD.pack(MIN_LENGTH + 5, MsgType.SYSCALL, 0, 0, reqid, num, 0)
+    if n <= MAX_ARGS and all(type(a) is int for a in args):
+        flat = [_INT, 0] * n
+        flat[1::2] = args
+        return _INT_SYSCALLS[n].pack(MIN_LENGTH + 5 + 9 * n, MsgType.SYSCALL, 0, 0, reqid, num,
+                                     n, *flat)
     parts = [b""]
     for a in args:
         put_value(parts, a)
@@ -243,6 +252,38 @@ def encode_syscall_reply(reqid: int, errno: int, value: Any, detail: str = "",
     payload = b"".join(parts)
     return _HEADER.pack(MIN_LENGTH + len(payload), MsgType.SYSCALL_REPLY,
                         FLAG_PANIC if panic else 0, 0, reqid) + payload
+
+
+def parse_int_syscall(data: bytes) -> tuple[int, int, tuple[int, ...]] | None:
+    """The fast path of the server: if ``data`` is exactly one well-formed SYSCALL frame whose
+    arguments are all INT (most calls), its ``(reqid, num, args)``; None for anything else,
+    which then takes the general path (``FrameDecoder`` + ``decode``), errors included."""
+    n = len(data)
+    if n < _SYSCALL_HEAD.size or data[4] != MsgType.SYSCALL:
+        return None
+    nargs = data[20]
+    if nargs > MAX_ARGS or n != _SYSCALL_HEAD.size + 9 * nargs:
+        return None
+    f = _INT_SYSCALLS[nargs].unpack(data)
+    if f[0] != n - 4 or f[2] or f[3]:
+        return None
+    if not nargs:
+        return f[4], f[5], ()
+    if f[7::2].count(_INT) != nargs:
+        return None
+    return f[4], f[5], f[8::2]
+
+
+def parse_int_reply(data: bytes) -> tuple[int, int, int] | None:
+    """The fast path of the client: if ``data`` is exactly one SYSCALL_REPLY frame with an INT
+    value, no detail and no flags, its ``(reqid, errno, value)``; None for anything else."""
+    if len(data) != _REPLY_INT.size:
+        return None
+    length, mtype, flags, reserved, reqid, errno, tag, value, dlen = _REPLY_INT.unpack(data)
+    if (length != _REPLY_INT.size - 4 or mtype != MsgType.SYSCALL_REPLY or flags or reserved
+            or tag != _INT or dlen):
+        return None
+    return reqid, errno, value
 
 
 @dataclass(slots=True)

@@ -42,6 +42,8 @@ from rumpkernel.client.sysproxy.messages import (
     decode,
     encode_syscall,
     encode_syscall_reply,
+    parse_int_reply,
+    parse_int_syscall,
 )
 from rumpkernel.client.sysproxy.wire import (
     BANNER_AUTH,
@@ -77,6 +79,12 @@ class _End:
             self._dec.feed(data)
         else:
             self._closed_by_peer = True
+
+    def has_events(self) -> bool:
+        """Whether ``next_event`` may return something (or raise) without new data; a reader
+        with nothing buffered goes straight to its socket."""
+        d = self._dec           # (FrameDecoder.idle() inlined: this is every call's path)
+        return self._closed_by_peer or d._acc is not None or d._pos < len(d._data)
 
     def next_event(self) -> tuple[int, Message] | None:
         """The next complete message, or None.  After the peer closed and everything buffered
@@ -130,6 +138,20 @@ class ServerProtocol(_End):
         if reqid == 0 or reqid in self.open:
             raise ProtocolError(f"request id {reqid} is zero or already in use")
         self.open.add(reqid)
+
+    def fast_syscall(self, data: bytes) -> tuple[int, int, tuple[int, ...]] | None:
+        """``receive_data(data)`` + ``next_event()`` in one step for the common case: nothing
+        buffered and ``data`` is exactly one SYSCALL with INT arguments and a fresh request
+        id.  Returns ``(reqid, num, args)`` with the request opened, or None -- then nothing
+        happened and ``data`` goes the general way (which also reports any error)."""
+        d = self._dec
+        if self.state is not State.READY or d._acc is not None or d._pos < len(d._data):
+            return None
+        call = parse_int_syscall(data)
+        if call is None or call[0] == 0 or call[0] in self.open:
+            return None
+        self.open.add(call[0])
+        return call
 
     def check_auth(self, hs: Handshake) -> str | None:
         """None if the handshake may proceed, else why not (the connection is then closed)."""
@@ -213,6 +235,19 @@ class ClientProtocol(_End):
         data = encode_syscall(reqid, num, args)
         self.open[reqid] = SyscallReply
         return data
+
+    def fast_reply(self, data: bytes, reqid: int) -> SyscallReply | None:
+        """The client's counterpart of ``ServerProtocol.fast_syscall``: if nothing is buffered
+        and ``data`` is exactly the plain INT reply to open system call ``reqid``, the reply
+        (the request closed); else None and ``data`` goes the general way."""
+        d = self._dec
+        if d._acc is not None or d._pos < len(d._data):
+            return None
+        rep = parse_int_reply(data)
+        if rep is None or rep[0] != reqid or self.open.get(reqid) is not SyscallReply:
+            return None
+        del self.open[reqid]
+        return SyscallReply(rep[1], rep[2])
 
     def send_prefork(self, reqid: int) -> bytes:
         self.open[reqid] = PreforkReply

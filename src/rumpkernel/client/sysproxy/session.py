@@ -180,14 +180,14 @@ class SpSession:
         self.id = sid
         self.peer = peer
         self.proto = ServerProtocol(self.k.random_bytes(NONCE_SIZE), server.secret)
-        self.plock = self.k.host.mutex_create()       # protects inflight
-        self.idle_cv = self.k.host.cv_create()        # inflight reaching 0 (with plock)
+        self.plock = self.k.host.mutex_create()       # with idle_cv: waiting for calls to end
+        self.idle_cv = self.k.host.cv_create()        # the last call in flight ended
         self._set_curlwp = self.k.host.curlwp_set
         self.proc: Proc | None = None
         self.progname = ""
         self.free_slots: list[SpSlot] = []
         self.active: dict[int, SpSlot] = {}
-        self.inflight = 0
+        self.calls: list[None] = []    # one entry per call in flight (append/pop: atomic)
         self.dead = False
         self.reason = ""
 
@@ -230,15 +230,27 @@ class SpSession:
                 raise ProtocolError(f"copy data for unknown request {reqid}")
             slot.deliver(msg)  # type: ignore[arg-type]
         elif t is Syscall:
-            self._begin()
-            num, args = msg.num, msg.args  # type: ignore[attr-defined]
-            return lambda: self._run(reqid, num, args)
+            return self.call_job(reqid, msg.num, msg.args)  # type: ignore[attr-defined]
         elif t is Prefork:
             self._begin()
             return lambda: self._prefork(reqid)
         elif t is Handshake:
             self._handshake(msg)  # type: ignore[arg-type]
         return None
+
+    def call_job(self, reqid: int, num: int, args: tuple[Any, ...]) -> Callable[[], None]:
+        """Count a new call in flight (ProtocolError past MAX_INFLIGHT) and return the job that
+        runs it (``handle`` does this for a SYSCALL message)."""
+        self._begin()
+        return lambda: self.run_call(reqid, num, args)
+
+    def begin_call(self) -> None:
+        """The transport's fast path: count a call it parsed itself (``fast_syscall``) before
+        it runs it inline with ``run_call(reqid, num, args)``.  ProtocolError past
+        MAX_INFLIGHT."""
+        if len(self.calls) >= MAX_INFLIGHT:
+            raise ProtocolError(f"more than {MAX_INFLIGHT} calls in flight")
+        self.calls.append(None)
 
     def kill(self) -> None:
         """The connection is gone: every wait of the process ends (EINTR / EFAULT)."""
@@ -253,21 +265,24 @@ class SpSession:
         for slot in list(self.active.values()):
             slot.wake()
 
+    @property
+    def inflight(self) -> int:
+        return len(self.calls)
+
     def _begin(self) -> None:
-        self.plock.enter()
-        try:
-            if self.inflight >= MAX_INFLIGHT:
-                raise ProtocolError(f"more than {MAX_INFLIGHT} calls in flight")
-            self.inflight += 1
-        finally:
-            self.plock.exit()
+        """A call is read (only the token holder reads: no race between two _begin)."""
+        if len(self.calls) >= MAX_INFLIGHT:
+            raise ProtocolError(f"more than {MAX_INFLIGHT} calls in flight")
+        self.calls.append(None)
 
     def _end(self) -> None:
-        self.plock.enter()
-        self.inflight -= 1
-        if self.inflight == 0:
+        """A call ended.  Pop first, then look at ``reason``: connection_lost sets ``reason``
+        first, then looks at ``calls`` under plock, so one of the two sees the other."""
+        self.calls.pop()
+        if self.reason and not self.calls:
+            self.plock.enter()
             self.idle_cv.broadcast()
-        self.plock.exit()
+            self.plock.exit()
 
     # ---- handshake ----
     def _handshake(self, hs: Handshake) -> None:
@@ -347,7 +362,9 @@ class SpSession:
                 out.append(a)
         return tuple(out)
 
-    def _run(self, reqid: int, num: int, args: tuple[Any, ...]) -> None:
+    def run_call(self, reqid: int, num: int, args: tuple[Any, ...]) -> None:
+        """Run one system call on this host thread as an lwp of the process and send its
+        reply.  Straight-line on purpose: this is every remote call's path."""
         k = self.k
         try:
             if self.dead:
@@ -356,13 +373,38 @@ class SpSession:
             if why is not None:
                 self._reply(reqid, Errno.EINVAL, None, why)
                 return
-            slot = self._take_slot()
+            try:
+                slot = self.free_slots.pop()      # atomic under the interpreter lock
+            except IndexError:
+                slot = self._take_slot()
             slot.reqid = reqid
             self.active[reqid] = slot
             if num not in INT_ONLY:
                 args = self._bind(args, slot)
-            errno, value, detail, panic = self._syscall(slot, num, args)
-            self._reply(reqid, errno, value, detail, panic)
+            errno, detail, panic = 0, "", False
+            set_curlwp = self._set_curlwp
+            set_curlwp(slot.lwp)
+            try:
+                value = k.syscall(num, args)
+            except KernelError as e:
+                errno, value, detail = e.errno, None, e.detail or ""
+            except KernelPanic as e:
+                errno, value, detail, panic = Errno.EIO, None, f"kernel panic: {e.message}", True
+            finally:
+                set_curlwp(None)
+                del self.active[reqid]
+                self.free_slots.append(slot)
+            if type(value) is not int and value is not None:
+                try:
+                    value = encode_result(value)
+                except ValueError as e:
+                    errno, value, detail = Errno.EIO, None, str(e)
+            if not self.dead:
+                data = self.proto.send_syscall_reply(reqid, errno, value, detail, panic)
+                try:
+                    self.transport.send(data)
+                except OSError:
+                    self.dead = True
             if panic:
                 self.server.on_panic(k.panicked)
             elif k.reboot_requested is not None:
@@ -371,28 +413,6 @@ class SpSession:
             self._reply(reqid, e.errno, None, e.detail or "")
         finally:
             self._end()
-
-    def _syscall(self, slot: SpSlot, num: int, args: tuple[Any, ...]
-                 ) -> tuple[int, Any, str, bool]:
-        """Run the call on this host thread as ``slot``'s lwp: (errno, value, detail, panic)."""
-        set_curlwp = self._set_curlwp
-        set_curlwp(slot.lwp)
-        try:
-            value = self.k.syscall(num, args)
-        except KernelError as e:
-            return e.errno, None, e.detail or "", False
-        except KernelPanic as e:
-            return Errno.EIO, None, f"kernel panic: {e.message}", True
-        finally:
-            set_curlwp(None)
-            del self.active[slot.reqid]
-            self.free_slots.append(slot)
-        if type(value) is int:
-            return 0, value, "", False
-        try:
-            return 0, encode_result(value), "", False
-        except ValueError as e:
-            return Errno.EIO, None, str(e), False
 
     def _reply(self, reqid: int, errno: int, value: Any, detail: str = "",
                panic: bool = False) -> None:
@@ -448,7 +468,7 @@ class SpSession:
         self.kill()
         self.plock.enter()
         try:
-            while self.inflight:
+            while self.calls:
                 self.idle_cv.wait(self.plock)
         finally:
             self.plock.exit()

@@ -283,25 +283,35 @@ class _Conn:
         proto = s.proto
         chan = self.chan
         while self.failure is None:
+            call = job = None
             try:
-                ev = proto.next_event()
-                if ev is None:
+                ev = proto.next_event() if proto.has_events() else None
+                if ev is not None:
+                    job = s.handle(*ev)
+                else:
                     data = chan.recv() if s.ready else chan.recv_nowait()
-                    if data is not None:
+                    if data is None:
+                        if self._park(me):
+                            return
+                        continue
+                    call = proto.fast_syscall(data) if data else None
+                    if call is None:
                         proto.receive_data(data)
                         continue
-                    if self._park(me):
-                        return
-                    continue
-                job = s.handle(*ev)
+                    s.begin_call()
             except BaseException as e:
                 self._fail(e)
                 break
-            if job is not None:
+            if call is not None:        # the fast path: one plain call, run right here
+                self._go_busy(me)
+                s.run_call(*call)
+            elif job is not None:
                 self._go_busy(me)
                 job()
-                if not self._end_busy(me):
-                    return
+            else:
+                continue
+            if not self._end_busy(me):
+                return
         self._finish()
 
     def _read_some(self) -> None:

@@ -136,6 +136,10 @@ class FrameDecoder:
     def pending(self) -> int:
         return len(self._data) - self._pos + (len(self._acc) if self._acc is not None else 0)
 
+    def idle(self) -> bool:
+        """Nothing buffered: the next chunk starts a frame."""
+        return self._acc is None and self._pos >= len(self._data)
+
     def next(self) -> Frame | None:
         if self._acc is None:
             d, p = self._data, self._pos
