@@ -151,6 +151,7 @@ fcntl_cmd_to_kernel = _FCNTL.to_kernel
 clock_to_kernel = _CLOCK.to_kernel
 seek_to_kernel = _SEEK.to_kernel
 access_to_kernel = _ACCESS.to_kernel
+rlimit_to_kernel = Xlate(_k.GROUPS["rlimit"]).to_kernel
 
 
 def _host(module: str, name: str, default: int) -> int:

@@ -31,7 +31,7 @@ from rumpkernel.kern.abi import (  # kernel values
     XATTR_NOFOLLOW,
 )
 from rumpkernel.kern.syscall import sysent as S
-from rumpkernel.kern.syscall.structs import POLLFD, STAT, STATVFS, TIMESPEC, iter_dirents
+from rumpkernel.kern.syscall.structs import POLLFD, RLIMIT, STAT, STATVFS, TIMESPEC, iter_dirents
 
 GETDENTS_BUFSIZE = 65536
 PATH_BUF = PATH_MAX
@@ -122,6 +122,17 @@ class Sys(SyscallStubs):
 
     def umask(self, mask: int) -> int:
         return self.sys_umask(mask)
+
+    def getrlimit(self, resource: int) -> tuple[int, int]:
+        """Like ``resource.getrlimit``: (soft, hard).  Only ``resource.RLIMIT_NOFILE``."""
+        buf = bytearray(RLIMIT.size)
+        self.sys_getrlimit(H.rlimit_to_kernel(resource), buf)
+        return RLIMIT.unpack(buf)  # type: ignore[return-value]
+
+    def setrlimit(self, resource: int, limits: tuple[int, int]) -> None:
+        """Like ``resource.setrlimit``; the descriptor limit goes up to 65,536."""
+        soft, hard = (min(v, K.RLIM_INFINITY) if v >= 0 else K.RLIM_INFINITY for v in limits)
+        self.sys_setrlimit(H.rlimit_to_kernel(resource), RLIMIT.pack(soft, hard))
 
     # ---- descriptors ------------------------------------------------------------------------
     def pipe(self) -> tuple[int, int]:

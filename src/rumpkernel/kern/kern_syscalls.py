@@ -19,13 +19,15 @@ from rumpkernel.kern.abi import (
     O_CLOEXEC,
     O_NONBLOCK,
     POLLNVAL,
+    RLIM_INFINITY,
+    RLIMIT_NOFILE,
 )
 from rumpkernel.kern.cred import Cred
 from rumpkernel.kern.errno import Errno, KernelError
-from rumpkernel.kern.file import File
+from rumpkernel.kern.file import NOFILE_MAX, File
 from rumpkernel.kern.pipe import Pipe, PipeFile
 from rumpkernel.kern.proc import Lwp
-from rumpkernel.kern.syscall.structs import POLLFD, STAT, TIMESPEC
+from rumpkernel.kern.syscall.structs import POLLFD, RLIMIT, STAT, TIMESPEC
 from rumpkernel.kern.sysctl import INT, TYPE_CODES
 
 CLOCK_REALTIME, CLOCK_MONOTONIC = 0, 3
@@ -118,6 +120,21 @@ def sys_setgroups(l: Lwp, n: int, gids: Any) -> None:
     groups = struct.unpack(f"<{n}I", raw)
     l.proc.cred = Cred(l.proc.cred.uid, l.proc.cred.gid, tuple(groups),
                        l.proc.cred.euid, l.proc.cred.egid)
+
+
+def sys_getrlimit(l: Lwp, resource: int, rl: Any) -> None:
+    if resource != RLIMIT_NOFILE:
+        raise KernelError(Errno.EINVAL, f"getrlimit: resource {resource} not supported")
+    fdt = l.proc.fd
+    l.proc.vm.copyout(RLIMIT.pack(fdt.limit, fdt.hard), rl)
+
+
+def sys_setrlimit(l: Lwp, resource: int, rl: Any) -> None:
+    if resource != RLIMIT_NOFILE:
+        raise KernelError(Errno.EINVAL, f"setrlimit: resource {resource} not supported")
+    cur, hard = RLIMIT.unpack(l.proc.vm.copyin(rl, RLIMIT.size))
+    cur, hard = (NOFILE_MAX if v == RLIM_INFINITY else v for v in (cur, hard))
+    l.proc.fd.set_limit(cur, hard, l.proc.cred.is_root)
 
 
 def sys_umask(l: Lwp, mask: int) -> int:
