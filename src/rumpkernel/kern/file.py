@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 from typing import TYPE_CHECKING, Any
 
-from rumpkernel.kern.abi import O_ACCMODE, O_RDONLY, O_RDWR, O_WRONLY, POLLIN, POLLOUT, POLLRDNORM
+from rumpkernel.kern.abi import O_ACCMODE, O_RDONLY, O_RDWR, O_WRONLY
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.kern.sync import KMutex
 
@@ -58,8 +58,13 @@ class File:
     def stat(self, l: Any) -> tuple[int, ...]:
         raise KernelError(Errno.EOPNOTSUPP)
 
+    #: the object's poll wait channel (kern.select.SelInfo); None: readiness never changes
+    selinfo: Any = None
+
     def poll(self, l: Any, events: int) -> int:
-        return events & (POLLIN | POLLOUT | POLLRDNORM)
+        """Ready events among ``events``.  The base class knows nothing, so claims nothing;
+        files that are always ready (regular files, /dev/null) say so in their own poll."""
+        return 0
 
     def seek(self, l: Any, offset: int, whence: int) -> int:
         raise KernelError(Errno.ESPIPE)

@@ -27,6 +27,7 @@ from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.kern.file import NOFILE_MAX, File
 from rumpkernel.kern.pipe import Pipe, PipeFile
 from rumpkernel.kern.proc import Lwp
+from rumpkernel.kern.select import waiter_of
 from rumpkernel.kern.syscall.structs import POLLFD, RLIMIT, STAT, TIMESPEC
 from rumpkernel.kern.sysctl import INT, TYPE_CODES
 
@@ -290,47 +291,55 @@ def sys_fcntl(l: Lwp, fd: int, cmd: int, arg: int) -> int:
     raise KernelError(Errno.EINVAL, f"fcntl: unknown command {cmd}")
 
 
-def _poll_scan(l: Lwp, fds: list[list[int]]) -> int:
-    fdt = l.proc.fd
-    ready = 0
-    for pfd in fds:
-        fd, events = pfd[0], pfd[1]
-        if fd < 0:
-            pfd[2] = 0
-            continue
-        try:
-            fp = fdt.get(fd)
-        except KernelError:
-            pfd[2] = POLLNVAL
-        else:
-            pfd[2] = fp.poll(l, events)
-        if pfd[2]:
-            ready += 1
-    return ready
+def _poll_one(fdt: Any, l: Lwp, pfd: list[int]) -> Any:
+    """Check one pollfd; returns the file (or None)."""
+    fd = pfd[0]
+    if fd < 0:
+        pfd[2] = 0
+        return None
+    try:
+        fp = fdt.get(fd)
+    except KernelError:
+        pfd[2] = POLLNVAL
+        return None
+    pfd[2] = fp.poll(l, pfd[1])
+    return fp
 
 
 def sys_poll(l: Lwp, ufds: Any, nfds: int, timeout_ms: int) -> int:
-    if not 0 <= nfds <= 1024:
-        raise KernelError(Errno.EINVAL, "poll: nfds")
+    """Wait for events on descriptors.  Each file with a wait channel (``File.selinfo``) gets
+    this lwp's waiter registered before its readiness is checked; a wake-up re-checks only the
+    descriptors whose objects fired."""
+    fdt = l.proc.fd
+    if not 0 <= nfds <= fdt.limit:
+        raise KernelError(Errno.EINVAL, f"poll: nfds {nfds} (limit {fdt.limit})")
     vm = l.proc.vm
     raw = vm.copyin(ufds, nfds * POLLFD.size) if nfds else b""
     fds = [list(POLLFD.unpack_from(raw, i * POLLFD.size)) for i in range(nfds)]
     k = l.kernel
     deadline = None if timeout_ms < 0 else k.monotonic_ns() + timeout_ms * 1_000_000
-    sel = k.sel
-    gen = sel.begin()
+    w = waiter_of(l)
+    w.reset()
+    registered = []
     try:
-        while True:
-            ready = _poll_scan(l, fds)
-            if ready or (deadline is not None and k.monotonic_ns() >= deadline):
-                break
+        for i, pfd in enumerate(fds):
+            fp = fdt.files[pfd[0]] if timeout_ms and 0 <= pfd[0] < len(fdt.files) else None
+            sel = fp.selinfo if fp is not None else None
+            if sel is not None:
+                sel.record(w, i)             # before the check: no change can be missed
+                registered.append(sel)
+            _poll_one(fdt, l, pfd)
+        ready = sum(1 for pfd in fds if pfd[2])
+        while not ready:
             remaining = None if deadline is None else deadline - k.monotonic_ns()
             if remaining is not None and remaining <= 0:
                 break
-            sel.wait(gen, remaining)
-            gen = sel.gen
+            for i in w.wait(remaining):
+                _poll_one(fdt, l, fds[i])
+            ready = sum(1 for pfd in fds if pfd[2])
     finally:
-        sel.end()
+        for sel in registered:
+            sel.forget(w)
     if nfds:
         vm.copyout(b"".join(POLLFD.pack(*f) for f in fds), ufds)
     return ready
