@@ -222,7 +222,7 @@ def _two_kernel_run(seed: int) -> tuple[list[tuple[int, str, int]], list[tuple[i
 def test_two_kernels_in_one_world_replay_from_a_seed() -> None:
     log1, trace1 = _two_kernel_run(42)
     log2, trace2 = _two_kernel_run(42)
-    log3, trace3 = _two_kernel_run(43)
+    log3, _trace3 = _two_kernel_run(43)
     assert len(log1) == 80 and [v for _, _, v in log1].count(0) == 2    # two tokens
     assert log1 == log2 and trace1 == trace2          # one seed: the same run, event for event
     assert log1 != log3                               # another seed: another interleaving
