@@ -56,7 +56,7 @@ def test_rfork_shared_table(k) -> None:
     for fd in (r, w, *before):
         k.sys.close(fd)
     k.lwproc.rfork(RFFDG)                      # a copy: the child's new ones stay its own
-    r2, w2 = k.sys.pipe()
+    r2, _w2 = k.sys.pipe()
     k.lwproc.release()
     with pytest.raises(OSError):
         k.sys.close(r2)
