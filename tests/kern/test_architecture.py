@@ -58,8 +58,9 @@ def imports(path: Path) -> list[str]:
         if isinstance(node, ast.Import):
             out += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            subs = [f"{node.module}.{a.name}" for a in node.names
-                    if node.module.startswith("rumpkernel") and _is_module(f"{node.module}.{a.name}")]
+            mod = node.module
+            subs = [f"{mod}.{a.name}" for a in node.names
+                    if mod.startswith("rumpkernel") and _is_module(f"{mod}.{a.name}")]
             out += subs or [node.module]
     return out
 
