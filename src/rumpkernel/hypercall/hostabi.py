@@ -24,7 +24,7 @@ from rumpkernel.hypercall.interface import HostError
 __all__ = ["HostError", "errno_name", "errno_value", "fsdecode", "fsencode", "fspath",
            "host_value", "makedev", "stat_result", "statvfs_result", "strerror", "terminal_size"]
 
-_MODULES = {"os", "select", "socket", "errno", "fcntl", "time", "stat"}
+_MODULES = {"os", "select", "socket", "errno", "fcntl", "time", "stat", "resource"}
 
 
 def host_value(module: str, name: str) -> int | None:

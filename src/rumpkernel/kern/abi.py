@@ -88,6 +88,10 @@ XATTR_NOFOLLOW = 0x100   # flag of the *xattr system calls (the l* variants)
 F_OK, X_OK, W_OK, R_OK = 0, 1, 2, 4
 RB_AUTOBOOT, RB_NOSYNC, RB_HALT, RB_POWERDOWN = 0, 0x4, 0x8, 0x808
 
+# ---- resource limits (getrlimit/setrlimit) ------------------------------------------------------
+RLIMIT_NOFILE = 8
+RLIM_INFINITY = (1 << 63) - 1
+
 # ---- limits -------------------------------------------------------------------------------------
 PATH_MAX = 4096          # bytes in a path, with its NUL (Linux's value)
 NAME_MAX = 255           # bytes in one name
@@ -96,18 +100,19 @@ SYMLINK_MAX = PATH_MAX - 1
 
 # ---- device numbers ---------------------------------------------------------------------------
 def makedev(major: int, minor: int) -> int:
-    """The kernel's dev_t: 8 low minor bits, 12 major bits, 12 more minor bits (Linux's "new"
-    32-bit encoding), then 20 major and 20 minor bits above (glibc's 64-bit layout)."""
-    return ((minor & 0xFF) | ((major & 0xFFF) << 8) | ((minor & ~0xFF) << 12)
-            | ((major & ~0xFFF) << 32))
+    """The kernel's dev_t (glibc's 64-bit layout, 32-bit major and minor): 8 low minor bits,
+    12 major bits, 12 more minor bits (Linux's "new" 32-bit encoding), then the high 12 minor
+    and 20 major bits above."""
+    return ((minor & 0xFF) | ((major & 0xFFF) << 8) | ((minor & 0xFFFFFF00) << 12)
+            | ((major & 0xFFFFF000) << 32))
 
 
 def major(dev: int) -> int:
-    return ((dev >> 8) & 0xFFF) | ((dev >> 32) & ~0xFFF)
+    return ((dev >> 8) & 0xFFF) | ((dev >> 32) & 0xFFFFF000)
 
 
 def minor(dev: int) -> int:
-    return (dev & 0xFF) | ((dev >> 12) & ~0xFF)
+    return (dev & 0xFF) | ((dev >> 12) & 0xFFFFFF00)
 
 
 # ---- the groups translations are derived from ------------------------------------------------
@@ -136,6 +141,7 @@ GROUPS: dict[str, Group] = {
     "fcntl": Group("fcntl", {n: v for n, v in _collect("F_").items()
                              if n not in ("F_OK",)}, False, "fcntl"),
     "clock": Group("clock", _collect("CLOCK_"), False, "time"),
+    "rlimit": Group("rlimit", {"RLIMIT_NOFILE": RLIMIT_NOFILE}, False, "resource"),
     "access": Group("access", {"F_OK": F_OK, "X_OK": X_OK, "W_OK": W_OK, "R_OK": R_OK},
                     True, "os"),
 }
