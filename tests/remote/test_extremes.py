@@ -24,12 +24,8 @@ from tests.remote.harness import ServerProcess
 EXTREMES = (0, -1, 2**31, 2**63 - 1, 2**64)
 DEADLINE_S = 0.25              # a call still running after this is blocked: cut it off
 NOT_CALLED = {"reboot": "ends the server on purpose (rump.halt)"}
-# system calls that panic the kernel on today's main for some of these values: the kernel side
-# (clamping, range checks) is being fixed in kern/ -- #17 defect 13
-KNOWN_PANICS = {
-    "poll": "#17 defect 13: a huge timeout overflows the host wait (OverflowError: panic)",
-    "nanosleep": "#17 defect 13: a huge timespec overflows the host wait (OverflowError: panic)",
-}
+# system calls known to panic the kernel for some of these values (strict xfail, with the issue)
+KNOWN_PANICS: dict[str, str] = {}
 SEED = os.environ.get("RUMP_EXTREMES_SEED", "extremes")   # another seed: another matrix
 
 

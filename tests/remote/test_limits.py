@@ -75,7 +75,7 @@ def test_idle_connections_cost_no_threads(tmp_path: Path) -> None:
             c.close()
         for s in silent:
             s.close()
-        assert srv.stop() == 0
+        assert srv.stop() == 0, srv.stderr[-3000:]
 
 
 def test_handshake_deadline_drops_unauthenticated_tcp(tmp_path: Path) -> None:
@@ -112,7 +112,7 @@ def test_handshake_deadline_drops_unauthenticated_tcp(tmp_path: Path) -> None:
     finally:
         for s in hostile:
             s.close()
-        assert srv.stop() == 0
+        assert srv.stop() == 0, srv.stderr[-3000:]
 
 
 def test_connection_cap_refuses_with_a_reason(tmp_path: Path) -> None:
@@ -141,7 +141,7 @@ def test_connection_cap_refuses_with_a_reason(tmp_path: Path) -> None:
             assert c.sys.sysctl("kern.sysproxy.refused") == 2
         a.close()
     finally:
-        assert srv.stop() == 0
+        assert srv.stop() == 0, srv.stderr[-3000:]
 
 
 def test_limits_are_validated() -> None:

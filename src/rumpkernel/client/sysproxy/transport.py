@@ -94,7 +94,11 @@ class WorkerPool:
                 return True
             w = [spsock.allocate_lock(), fn]
             w[0].acquire()
-        spsock.start_thread(lambda: self._loop(w), "sp-worker")
+        try:
+            spsock.start_thread(lambda: self._loop(w), "sp-worker")
+        except RuntimeError as e:       # the host is out of threads
+            self._log(f"cannot start a worker thread: {e}")
+            return False
         return True
 
     def _loop(self, w: list[Any]) -> None:
@@ -264,6 +268,16 @@ class _Conn:
             self.parked = False
             self.svc.active.add(self)
         return True
+
+    def repark(self) -> None:
+        """IO thread: a dispatch found no thread to run the reader; watch the connection
+        again (it is readable, so the poller reports it at once: a retry)."""
+        with self.lock:
+            if self.holder is not None or self.closed:
+                return
+            self.parked = True
+            self.svc.active.discard(self)
+        self.svc.poller.rearm(self.chan.fd)
 
     def expire(self) -> None:
         """IO thread: the handshake deadline passed while parked: refuse and close."""
@@ -489,27 +503,35 @@ class SpService:
 
     # ---- the IO thread -------------------------------------------------------------------------
     def _io_loop(self) -> None:
-        poller = self.poller
-        listener = self._listener
         while not self._io_stop:
-            for key in poller.wait(self._io_timeout()):
-                if key is listener:
-                    self._accept_all()
-                elif key.dispatch():
-                    self.pool.submit(key.lead)
-            now = _monotonic()
-            if self.active and now >= self._next_tick:
-                self._next_tick = now + self.tick
-                for c in list(self.active):
-                    c.check_stuck()
-            hs = self._handshaking
-            while hs and (hs[0][0] <= now or hs[0][1].session.ready or hs[0][1].closed):
-                _, c = hs.popleft()
-                if not c.session.ready:
-                    c.expire()
-            if self._accept_resume is not None and now >= self._accept_resume:
-                self._accept_resume = None
-                poller.add(listener.fileno(), listener, oneshot=False)
+            try:
+                self._io_step()
+            except BaseException:    # a bug: report it, but never leave connections unwatched
+                self.log_always(f"internal error in the IO thread:\n{traceback.format_exc()}")
+                spsock.sleep(0.01)
+
+    def _io_step(self) -> None:
+        """One round of the IO thread: readiness, then the watchdog tick and the handshake
+        deadlines that are due."""
+        listener = self._listener
+        for key in self.poller.wait(self._io_timeout()):
+            if key is listener:
+                self._accept_all()
+            elif key.dispatch() and not self.pool.submit(key.lead):
+                key.repark()                   # no thread now: watch it again
+        now = _monotonic()
+        if self.active and now >= self._next_tick:
+            self._next_tick = now + self.tick
+            for c in list(self.active):
+                c.check_stuck()
+        hs = self._handshaking
+        while hs and (hs[0][0] <= now or hs[0][1].session.ready or hs[0][1].closed):
+            _, c = hs.popleft()
+            if not c.session.ready:
+                c.expire()
+        if self._accept_resume is not None and now >= self._accept_resume:
+            self._accept_resume = None
+            self.poller.add(listener.fileno(), listener, oneshot=False)
 
     def _io_timeout(self) -> float | None:
         now = _monotonic()
