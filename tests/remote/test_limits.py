@@ -7,6 +7,8 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 
 from rumpkernel.client.sysproxy import messages as M
 from rumpkernel.client.sysproxy import wire
-from tests.remote.harness import ServerProcess, wait_for
+from tests.remote.harness import ServerProcess, env, wait_for
 
 THREAD_BOUND = 24       # IO thread + main + at most 16 idle pool workers + a few readers
 
@@ -125,31 +127,30 @@ def test_connection_cap_refuses_with_a_reason(tmp_path: Path) -> None:
         with pytest.raises(OSError) as ei:
             srv.connect()
         assert ei.value.errno == errno.EUSERS
-        assert "server full: 3 clients connected (rump_server --max-clients 3)" in str(ei.value)
+        assert "server full (3 connections, rump_server --max-clients 3)" in str(ei.value)
         refused = socket.socket(socket.AF_UNIX)           # what a raw peer sees: the reason
         refused.connect(srv.url[len("unix://"):])
         got = _frames(refused)
         refused.close()
         assert [type(m) for m in got] == [M.Banner, M.HandshakeReply]
         assert got[1].errno == 68 and "server full" in got[1].detail
+        tool = subprocess.run([sys.executable, "-m", "rumpkernel.apps.rumptools", "ls", "-u",
+                               srv.url, "/"], env=env(), capture_output=True, text=True,
+                              timeout=60)
+        assert tool.returncode == 1 and "server full (3 connections" in tool.stderr, tool.stderr
         assert a.sys.getpid() == a.pid and b.sys.getpid() == b.pid   # the others are served
         raw.close()
         b.close()
         assert wait_for(lambda: a.sys.sysctl("kern.sysproxy.connections") == 1)
         with srv.connect() as c:                          # room again
             assert c.sys.getppid() == 1
-            assert c.sys.sysctl("kern.sysproxy.refused") == 2
+            assert c.sys.sysctl("kern.sysproxy.refused") == 3
         a.close()
     finally:
         assert srv.stop() == 0, srv.stderr[-3000:]
 
 
 def test_limits_are_validated() -> None:
-    import subprocess
-    import sys
-
-    from tests.remote.harness import env
-
     for bad in (["-n", "0"], ["--handshake-timeout", "0"], ["-n", "x"]):
         r = subprocess.run([sys.executable, "-m", "rumpkernel.apps.rump_server", "-s", *bad,
                             "unix:///nonexistent/s"], env=env(), capture_output=True, text=True,

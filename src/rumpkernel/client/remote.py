@@ -260,8 +260,8 @@ class RemoteClient:
 
     # ---- calls -------------------------------------------------------------------------------
     def _start(self, build: Any, bufs: list[Any], resend: bool = True) -> _Call:
-        """Register a request and send its frame (``build(protocol, rid)``); ENOTCONN if it
-        cannot."""
+        """Register a request and send its frame: ``build(protocol, rid)``, or for a system
+        call ``build = (num, wire args)``.  ENOTCONN if it cannot."""
         if self._broken is not None:
             self._reconnect()
         call = _Call(bufs)
@@ -275,7 +275,8 @@ class RemoteClient:
             call.reading = True
         st.release()
         try:
-            data = build(self._proto, rid)
+            proto = self._proto
+            data = proto.send_syscall(rid, *build) if type(build) is tuple else build(proto, rid)
             w = self._wlock
             w.acquire()
             try:
@@ -310,7 +311,7 @@ class RemoteClient:
         except MarshalError as e:
             raise oserror(Errno[e.errno_name], str(e)) from None
         self.stats["calls"] += 1
-        call = self._start(lambda p, rid: p.send_syscall(rid, num, wargs), bufs)
+        call = self._start((num, wargs), bufs)
         rep: SyscallReply = self._wait(call)  # type: ignore[assignment]
         if rep.errno:
             if rep.panic:

@@ -184,6 +184,7 @@ class SpSession:
         self.idle_cv = self.k.host.cv_create()        # the last call in flight ended
         self._set_curlwp = self.k.host.curlwp_set
         self.proc: Proc | None = None
+        self.ready = False          # the handshake succeeded: this connection is a process
         self.progname = ""
         self.free_slots: list[SpSlot] = []
         self.active: dict[int, SpSlot] = {}
@@ -194,11 +195,6 @@ class SpSession:
     def __repr__(self) -> str:
         pid = self.proc.pid if self.proc is not None else "-"
         return f"<SpSession {self.id} pid={pid} {self.progname}>"
-
-    @property
-    def ready(self) -> bool:
-        """The handshake succeeded: this connection is a process."""
-        return self.proc is not None
 
     # ---- output ----
     def send(self, data: bytes) -> None:
@@ -299,6 +295,7 @@ class SpSession:
                 raise ProtocolError(f"handshake refused: {why}") from None
             self.progname = hs.progname
             self.proc.name = (hs.progname or "rumpclient")[:32]
+            self.ready = True
             self._reply_handshake(hs, 0, "")
             self.server.log(f"conn {self.id}{self.peer}: {self.progname or '?'} is pid "
                             f"{self.proc.pid}")

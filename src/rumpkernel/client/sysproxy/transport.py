@@ -296,10 +296,12 @@ class _Conn:
         s = self.session
         proto = s.proto
         chan = self.chan
+        has_events, fast_syscall = proto.has_events, proto.fast_syscall   # every call's path
+        go_busy, end_busy = self._go_busy, self._end_busy
         while self.failure is None:
             call = job = None
             try:
-                ev = proto.next_event() if proto.has_events() else None
+                ev = proto.next_event() if has_events() else None
                 if ev is not None:
                     job = s.handle(*ev)
                 else:
@@ -308,7 +310,7 @@ class _Conn:
                         if self._park(me):
                             return
                         continue
-                    call = proto.fast_syscall(data) if data else None
+                    call = fast_syscall(data) if data else None
                     if call is None:
                         proto.receive_data(data)
                         continue
@@ -317,14 +319,14 @@ class _Conn:
                 self._fail(e)
                 break
             if call is not None:        # the fast path: one plain call, run right here
-                self._go_busy(me)
+                go_busy(me)
                 s.run_call(*call)
             elif job is not None:
-                self._go_busy(me)
+                go_busy(me)
                 job()
             else:
                 continue
-            if not self._end_busy(me):
+            if not end_busy(me):
                 return
         self._finish()
 
@@ -564,8 +566,8 @@ class SpService:
         chan = spsock.Channel(sock, peer, self.linger)
         if len(self.conns) >= self.max_clients:
             self.refused += 1
-            why = (f"server full: {len(self.conns)} clients connected "
-                   f"(rump_server --max-clients {self.max_clients})")
+            why = (f"server full ({len(self.conns)} connections, rump_server --max-clients "
+                   f"{self.max_clients})")
             chan.send_nowait(refusal(Errno.EUSERS, why))
             chan.shutdown()
             chan.close()
