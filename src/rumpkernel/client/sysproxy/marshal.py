@@ -33,6 +33,7 @@ INPUT_KINDS = frozenset({"str", "in", "inout", "vin"})
 PIGGYBACK_MAX = 65536          # per pointer
 PIGGYBACK_TOTAL = 1 << 20      # per call: the rest goes the honest way
 INT_ONLY = frozenset(num for num, kinds in KINDS.items() if all(k == "int" for k in kinds))
+INT_ARGC = {num: len(KINDS[num]) for num in INT_ONLY}   # all-INT calls: their argument count
 _NO_BUFS: list[Any] = []       # shared, never written: calls without pointers
 # check_args: the wire types each argument may have, per system call
 _WIRE_TYPES: dict[int, tuple[tuple[type, ...], ...]] = {}

@@ -36,6 +36,7 @@ from rumpkernel.client.sysproxy.wire import HEADER as _HEADER
 
 _NULL, _INT, _PTR, _VEC, _PAIR = (int(t) for t in (Tag.NULL, Tag.INT, Tag.PTR, Tag.VEC,
                                                    Tag.PAIR))
+_SYSCALL, _SYSCALL_REPLY = int(MsgType.SYSCALL), int(MsgType.SYSCALL_REPLY)   # hot paths
 _TAG_INT = struct.Struct("<Bq")
 _PTR_HEAD = struct.Struct("<BIQB")
 _VEC_PTR = struct.Struct("<BIQB")       # present marker, then the PtrDesc head
@@ -44,9 +45,12 @@ _PAIR_BODY = struct.Struct("<Bqq")
 _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
 _SYSCALL_HEAD = struct.Struct("<IBBHQIB")       # frame header, number, argument count
-_REPLY_INT = struct.Struct("<IBBHQIBqI")         # frame header, errno, INT value, empty detail
+REPLY_INT = _REPLY_INT = struct.Struct("<IBBHQIBqI")   # header, errno, INT value, no detail
 _REPLY_INT_BODY = struct.Struct("<IBqI")
 _INT_SYSCALLS = tuple(struct.Struct("<IBBHQIB" + "Bq" * n) for n in range(MAX_ARGS + 1))
+_COPYIN = struct.Struct("<IBBHQIQI")             # frame header, handle, offset, length
+_COPYOUT_HEAD = struct.Struct("<IBBHQIQI")       # frame header, handle, offset, data length
+_COPYDATA_HEAD = struct.Struct("<IBBHQII")       # frame header, errno, data length
 NONCE_SIZE = 32
 MAC_SIZE = 32
 COOKIE_SIZE = 32
@@ -221,11 +225,11 @@ def encode_syscall(reqid: int, num: int, args: tuple[Any, ...]) -> bytes:
     it too).  TypeError for a value with no wire form, struct.error for one out of range."""
     n = len(args)
     if n == 0:
-        return _SYSCALL_HEAD.pack(MIN_LENGTH + 5, MsgType.SYSCALL, 0, 0, reqid, num, 0)
+        return _SYSCALL_HEAD.pack(MIN_LENGTH + 5, _SYSCALL, 0, 0, reqid, num, 0)
     if n <= MAX_ARGS and all(type(a) is int for a in args):
         flat = [_INT, 0] * n
         flat[1::2] = args
-        return _INT_SYSCALLS[n].pack(MIN_LENGTH + 5 + 9 * n, MsgType.SYSCALL, 0, 0, reqid, num,
+        return _INT_SYSCALLS[n].pack(MIN_LENGTH + 5 + 9 * n, _SYSCALL, 0, 0, reqid, num,
                                      n, *flat)
     parts = [b""]
     for a in args:
@@ -234,7 +238,7 @@ def encode_syscall(reqid: int, num: int, args: tuple[Any, ...]) -> bytes:
     size = 5 + len(body)
     if size > MAX_PAYLOAD:
         raise ValueError(f"system call of {size} bytes exceeds the frame limit")
-    return _SYSCALL_HEAD.pack(MIN_LENGTH + size, MsgType.SYSCALL, 0, 0, reqid, num,
+    return _SYSCALL_HEAD.pack(MIN_LENGTH + size, _SYSCALL, 0, 0, reqid, num,
                               len(args)) + body
 
 
@@ -242,7 +246,7 @@ def encode_syscall_reply(reqid: int, errno: int, value: Any, detail: str = "",
                          panic: bool = False) -> bytes:
     """A whole SYSCALL_REPLY frame (the server's per-call fast path)."""
     if type(value) is int and not detail and not panic:
-        return _REPLY_INT.pack(MIN_LENGTH + _REPLY_INT_BODY.size, MsgType.SYSCALL_REPLY, 0, 0,
+        return _REPLY_INT.pack(MIN_LENGTH + _REPLY_INT_BODY.size, _SYSCALL_REPLY, 0, 0,
                                reqid, errno, _INT, value, 0)
     parts = [_U32.pack(errno)]
     put_value(parts, value)
@@ -250,7 +254,7 @@ def encode_syscall_reply(reqid: int, errno: int, value: Any, detail: str = "",
     parts.append(_U32.pack(len(text)))
     parts.append(text)
     payload = b"".join(parts)
-    return _HEADER.pack(MIN_LENGTH + len(payload), MsgType.SYSCALL_REPLY,
+    return _HEADER.pack(MIN_LENGTH + len(payload), _SYSCALL_REPLY,
                         FLAG_PANIC if panic else 0, 0, reqid) + payload
 
 
@@ -259,7 +263,7 @@ def parse_int_syscall(data: bytes) -> tuple[int, int, tuple[int, ...]] | None:
     arguments are all INT (most calls), its ``(reqid, num, args)``; None for anything else,
     which then takes the general path (``FrameDecoder`` + ``decode``), errors included."""
     n = len(data)
-    if n < _SYSCALL_HEAD.size or data[4] != MsgType.SYSCALL:
+    if n < _SYSCALL_HEAD.size or data[4] != _SYSCALL:
         return None
     nargs = data[20]
     if nargs > MAX_ARGS or n != _SYSCALL_HEAD.size + 9 * nargs:
@@ -280,7 +284,7 @@ def parse_int_reply(data: bytes) -> tuple[int, int, int] | None:
     if len(data) != _REPLY_INT.size:
         return None
     length, mtype, flags, reserved, reqid, errno, tag, value, dlen = _REPLY_INT.unpack(data)
-    if (length != _REPLY_INT.size - 4 or mtype != MsgType.SYSCALL_REPLY or flags or reserved
+    if (length != _REPLY_INT.size - 4 or mtype != _SYSCALL_REPLY or flags or reserved
             or tag != _INT or dlen):
         return None
     return reqid, errno, value
@@ -366,8 +370,12 @@ class Copyin(Message):
     offset: int
     length: int
 
+    def encode(self, reqid: int = 0) -> bytes:
+        return _COPYIN.pack(MIN_LENGTH + 16, MsgType.COPYIN, 0, 0, reqid, self.handle,
+                            self.offset, self.length)
+
     def payload(self) -> bytes:
-        return Writer().u32(self.handle).u64(self.offset).u32(self.length).getvalue()
+        return self.encode()[_HEADER.size:]
 
     @classmethod
     def parse(cls, r: Reader, flags: int) -> Copyin:
@@ -395,8 +403,15 @@ class Copyout(Message):
     offset: int
     data: bytes
 
+    def encode(self, reqid: int = 0) -> bytes:
+        n = len(self.data)
+        if n + 16 > MAX_PAYLOAD:
+            raise ValueError(f"Copyout of {n} bytes exceeds the frame limit")
+        return _COPYOUT_HEAD.pack(MIN_LENGTH + 16 + n, MsgType.COPYOUT, 0, 0, reqid,
+                                  self.handle, self.offset, n) + self.data
+
     def payload(self) -> bytes:
-        return Writer().u32(self.handle).u64(self.offset).bytes(self.data).getvalue()
+        return self.encode()[_HEADER.size:]
 
     @classmethod
     def parse(cls, r: Reader, flags: int) -> Copyout:
@@ -422,8 +437,15 @@ class CopyData(Message):
     errno: int
     data: bytes = b""
 
+    def encode(self, reqid: int = 0) -> bytes:
+        n = len(self.data)
+        if n + 8 > MAX_PAYLOAD:
+            raise ValueError(f"CopyData of {n} bytes exceeds the frame limit")
+        return _COPYDATA_HEAD.pack(MIN_LENGTH + 8 + n, MsgType.COPY_DATA, 0, 0, reqid,
+                                   self.errno, n) + self.data
+
     def payload(self) -> bytes:
-        return Writer().u32(self.errno).bytes(self.data).getvalue()
+        return self.encode()[_HEADER.size:]
 
     @classmethod
     def parse(cls, r: Reader, flags: int) -> CopyData:

@@ -27,6 +27,7 @@ from typing import Any
 
 from rumpkernel.client.sysproxy import auth
 from rumpkernel.client.sysproxy.messages import (
+    REPLY_INT,
     Banner,
     CopyData,
     Copyin,
@@ -54,9 +55,11 @@ from rumpkernel.client.sysproxy.wire import (
     FrameDecoder,
     MsgType,
     ProtocolError,
+    Tag,
 )
 
 HANDSHAKE_MAX_FRAME = 1024     # a HANDSHAKE is at most ~500 bytes
+_SYSCALL_REPLY, _TAG_INT = int(MsgType.SYSCALL_REPLY), int(Tag.INT)
 
 
 class State(enum.Enum):
@@ -183,6 +186,9 @@ class ServerProtocol(_End):
         """``send_reply`` of a SyscallReply without building the record (the fast path)."""
         self.open.discard(reqid)
         self.copying.discard(reqid)
+        if type(value) is int and not detail and not panic:     # (encode_syscall_reply's
+            return REPLY_INT.pack(REPLY_INT.size - 4, _SYSCALL_REPLY, 0, 0, reqid, errno,
+                                  _TAG_INT, value, 0)           # first case, inlined)
         return encode_syscall_reply(reqid, errno, value, detail, panic)
 
     def send_copy_request(self, reqid: int, msg: Copyin | Copyinstr) -> bytes:

@@ -7,7 +7,8 @@ threads; it gives the session a transport:
     transport.close()           drop the connection
     transport.await_copy(slot)  return once ``slot.reply`` is set or the session is dead: read
                                 the socket itself when it may (see the server), else sleep in
-                                ``slot.wait()`` until a reader delivers
+                                ``slot.wait()`` until a reader delivers.  Called by a call in
+                                the kernel that has given its vCPU back meanwhile.
 
 and drives it from whichever thread holds the connection's read token: ``session.start()`` (the
 banner to send), ``feed(data)`` (``b""`` at EOF), ``next_event()`` (ProtocolError / EOFError
@@ -33,7 +34,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from rumpkernel.client.sysproxy.marshal import INT_ONLY, check_args, encode_result
+from rumpkernel.client.sysproxy.marshal import INT_ARGC, INT_ONLY, check_args, encode_result
 from rumpkernel.client.sysproxy.messages import (
     COOKIE_SIZE,
     NONCE_SIZE,
@@ -139,8 +140,10 @@ class SpSlot:
         if s.dead:
             raise KernelError(Errno.EFAULT, "client is gone")
         self.reply = None
-        self._send_unscheduled(s.proto.send_copy_request(self.reqid, msg))
-        s.transport.await_copy(self)
+        data = s.proto.send_copy_request(self.reqid, msg)
+        with s.k.unscheduled():          # one vCPU release for the whole round trip
+            s.send(data)
+            s.transport.await_copy(self)
         with self.mtx:
             rep, self.reply = self.reply, None
         if rep is None:
@@ -359,14 +362,16 @@ class SpSession:
                 out.append(a)
         return tuple(out)
 
-    def run_call(self, reqid: int, num: int, args: tuple[Any, ...]) -> None:
+    def run_call(self, reqid: int, num: int, args: tuple[Any, ...], ints: bool = False) -> None:
         """Run one system call on this host thread as an lwp of the process and send its
-        reply.  Straight-line on purpose: this is every remote call's path."""
+        reply.  ``ints``: the caller knows every argument is an int (the fast parse), so only
+        the count is checked against the table.  Straight-line on purpose: this is every
+        remote call's path."""
         k = self.k
         try:
             if self.dead:
                 return
-            why = check_args(num, args)
+            why = None if ints and INT_ARGC.get(num) == len(args) else check_args(num, args)
             if why is not None:
                 self._reply(reqid, Errno.EINVAL, None, why)
                 return

@@ -28,9 +28,9 @@ Threads -- none per idle connection:
   two consecutive ticks (it blocked in the kernel, e.g. a pipe read), the IO thread takes the
   token from it and gives it to a new pool thread, so the client's other threads are served;
   the blocked call's thread leaves when its call ends.  Calls read by a thread that is itself in
-  the middle of a call run on pool threads.  A thread whose call waits for COPY_DATA takes the
-  token when it is free or its holder is busy, and reads its own reply (giving its vCPU back
-  with ``k.unscheduled()`` while it waits in ``recv``); otherwise it sleeps and the reader
+  the middle of a call run on pool threads.  A thread whose call waits for COPY_DATA (its
+  vCPU given back with ``k.unscheduled()`` for the whole round trip) takes the token when it
+  is free or its holder is busy, and reads its own reply; otherwise it sleeps and the reader
   delivers.
 * **The pool** keeps at most ``MAX_IDLE_WORKERS`` idle threads.  Threads in use are bounded by
   the calls in flight (at most ``session.MAX_INFLIGHT`` per connection) plus one reader per
@@ -174,11 +174,11 @@ class _Conn:
         self.chan.shutdown()
 
     def await_copy(self, slot: SpSlot) -> None:
-        """A call (vCPU held) asked for client memory: return once ``slot.reply`` is there or
-        the connection is dead, reading the socket itself when it may."""
+        """A call asked for client memory (its vCPU given back meanwhile): return once
+        ``slot.reply`` is there or the connection is dead, reading the socket itself when it
+        may."""
         me = _get_ident()
         s = self.session
-        k = self.svc.k
         while slot.reply is None and not s.dead:
             with self.lock:
                 take = self.holder is None or self.holder == me or self.busy
@@ -198,8 +198,7 @@ class _Conn:
                 continue
             if woke:
                 self.svc.poller.wake()          # the IO thread starts its watchdog ticks
-            with k.unscheduled():
-                self._read_some()
+            self._read_some()
         self._go_busy(me)
 
     # ---- the token -------------------------------------------------------------------------
@@ -213,17 +212,18 @@ class _Conn:
         self._serve(me)
 
     def _go_busy(self, me: int) -> None:
-        """The holder starts (or resumes) running kernel code."""
-        self.lock.acquire()
-        if self.holder == me:
-            self.busy = True
-            self.seq += 1
-            wake = self.waiting[0] if self.waiting else None
-        else:
-            wake = None
-        self.lock.release()
-        if wake is not None:          # a call waiting for copy data may take the token now
-            wake.wake()
+        """The holder starts (or resumes) running kernel code.  No lock: while the holder is
+        not busy nobody else changes ``holder`` (taking needs *busy* or no holder), so only
+        this thread writes here; ``seq`` moves before ``busy`` so that a tick never sees the
+        new busy period with the old count.  A caller that sleeps for copy data just as this
+        runs is served by the next reader."""
+        if self.holder != me:
+            return
+        self.seq += 1
+        self.busy = True
+        if self.waiting:              # a call waiting for copy data may take the token now
+            with contextlib.suppress(IndexError):
+                self.waiting[0].wake()
 
     def _end_busy(self, me: int) -> bool:
         """The holder's call ended: True if it still holds the token (and reads on)."""
@@ -320,7 +320,7 @@ class _Conn:
                 break
             if call is not None:        # the fast path: one plain call, run right here
                 go_busy(me)
-                s.run_call(*call)
+                s.run_call(*call, ints=True)
             elif job is not None:
                 go_busy(me)
                 job()
