@@ -4,7 +4,9 @@ Interface:
     Directory(store, clusters, sectors, is_root)  -- parse the directory's sectors
     .lookup(name: str) -> DirSlot | None          -- case-insensitive, long or short name
     .entries_from(index) -> list[DirSlot]         -- live entries in slot order (readdir)
-    .add(name, entry) -> DirSlot                  -- write LFN slots + short entry (ENOSPC, EEXIST)
+    .plan_add(name, reserve) -> AddPlan           -- check an add can succeed, change nothing
+                                                     (ENOSPC, EFBIG past 65,536 slots)
+    .add(name, entry, plan) -> (DirSlot, entry)   -- write LFN slots + short entry
     .remove(slot)                                 -- mark the entry's slots deleted (0xE5)
     .epos(index) -> int                           -- absolute entry number (32-byte units from
                                                      the start of the file system): the natural
@@ -12,7 +14,7 @@ Interface:
     .dotdot                                       -- cluster in the ``..`` entry (None if absent)
 
 ``store`` is the mounted file system; the directory uses its ``bio``, ``geo``, ``fat``,
-``namer``, ``mode``, ``codepage``, ``log`` and ``grow_dir(dir)``.
+``namer``, ``mode``, ``codepage``, ``log``, ``grow_dir(dir)`` and ``dir_name(dir)``.
 
 Rules: the parse tolerates hostile data -- orphan or mismatched LFN slots fall back to the short
 name; names with ``/`` or NUL, stray ``.``/``..`` entries, duplicates and volume labels are
@@ -38,6 +40,20 @@ from rumpkernel.fs.msdos.names import DOT, DOTDOT, decode_lfn, display_short, fo
 from rumpkernel.kern.errno import Errno, KernelError, corrupt
 
 MAX_SLOTS = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class AddPlan:
+    """What ``Directory.add`` will write: the short name, the LFN chunks, ``k`` slots in all,
+    and ``grow`` clusters the directory must gain first."""
+
+    name: str
+    short11: bytes
+    ntres: int
+    need_lfn: bool
+    chunks: list[bytes]
+    k: int
+    grow: int
 
 
 @dataclass(slots=True)
@@ -217,22 +233,53 @@ class Directory:
         self.nslots += more
 
     # -- changes ----------------------------------------------------------------------------
-    def _find_free(self, k: int) -> int:
-        while True:
-            i = self.used.find(bytes(k))
-            if i >= 0 and i + k <= self.nslots:
-                return i
-            self.store.grow_dir(self)
-
-    def add(self, name: str, entry: ShortEntry) -> tuple[DirSlot, ShortEntry]:
-        """Write ``name`` (long + short entries); ``entry`` supplies every field but the name.
-        Returns the new slot and the short entry as written."""
+    def plan_add(self, name: str, reserve: int = 0) -> AddPlan:
+        """Check that ``name`` can be added -- a short name, free slots, clusters to grow the
+        directory (plus ``reserve`` more for the caller) -- without changing anything.
+        ENOENT (directory removed), ENOSPC (volume or fixed root full), EFBIG (a FAT directory
+        holds at most 65,536 slots)."""
         if self.dead:
             raise KernelError(Errno.ENOENT, "msdos: directory was removed")
-        short11, ntres, need_lfn = self.store.namer.plan(name, self.taken, self.hints)
+        store = self.store
+        short11, ntres, need_lfn = store.namer.plan(name, self.taken, self.hints)
         chunks = lfn_slots(name) if need_lfn else []
         k = len(chunks) + 1
-        i = self._find_free(k)
+        at = self._free_run(k)
+        grow = 0
+        if at < 0:
+            tail = len(self.used) - len(self.used.rstrip(b"\x00"))
+            per_cluster = store.geo.cluster_size // DIRENT_SIZE
+            grow = -(-(k - tail) // per_cluster)
+            if self.is_root and store.geo.fat_bits != 32:
+                raise KernelError(Errno.ENOSPC, f"msdos: {store.dir_name(self)}: the root "
+                                  f"directory is full ({self.nslots} entries, fixed size)")
+            if self.nslots + grow * per_cluster > MAX_SLOTS:
+                raise KernelError(Errno.EFBIG, f"msdos: {store.dir_name(self)}: directory "
+                                  f"is full: a FAT directory holds at most {MAX_SLOTS} "
+                                  "32-byte entries (a long name takes one per 13 characters "
+                                  "plus one)")
+        if grow + reserve > store.fat.free_count:
+            raise KernelError(Errno.ENOSPC, "msdos: file system full")
+        return AddPlan(name, short11, ntres, need_lfn, chunks, k, grow)
+
+    def _free_run(self, k: int) -> int:
+        i = self.used.find(bytes(k))
+        return i if i >= 0 and i + k <= self.nslots else -1
+
+    def add(self, name: str, entry: ShortEntry,
+            plan: AddPlan | None = None) -> tuple[DirSlot, ShortEntry]:
+        """Write ``name`` (long + short entries); ``entry`` supplies every field but the name.
+        Returns the new slot and the short entry as written.  Errors as ``plan_add``; nothing
+        is written when it fails."""
+        if plan is None or plan.name != name:
+            plan = self.plan_add(name)
+        short11, ntres, need_lfn, chunks, k = (plan.short11, plan.ntres, plan.need_lfn,
+                                               plan.chunks, plan.k)
+        for _ in range(plan.grow):
+            self.store.grow_dir(self)
+        i = self._free_run(k)
+        if i < 0:
+            raise KernelError(Errno.ENOSPC, "msdos: directory slots vanished")
         csum = lfn_checksum(short11)
         raw = bytearray()
         n = len(chunks)

@@ -16,7 +16,7 @@ Rules:
 from __future__ import annotations
 
 from rumpkernel.fs.msdos import fileio
-from rumpkernel.fs.msdos.directory import Directory, DirSlot
+from rumpkernel.fs.msdos.directory import AddPlan, Directory, DirSlot
 from rumpkernel.fs.msdos.fattime import to_fat
 from rumpkernel.fs.msdos.layout import (
     ATTR_ARCHIVE,
@@ -125,8 +125,9 @@ class DirOps:
             raise KernelError(Errno.EPERM, "msdos: FAT cannot store special files")
         d = self.dir_of(dnode)
         text = self._check_new(d, name)
+        plan = d.plan_add(text)
         attr = ATTR_ARCHIVE | (0 if mode & 0o222 else ATTR_READONLY)
-        slot, _ = d.add(text, self._new_entry(attr))
+        slot, _ = d.add(text, self._new_entry(attr), plan)
         self.touch_dir(dnode)
         return self._ino_at(dnode, d, slot)
 
@@ -134,12 +135,13 @@ class DirOps:
         d = self.dir_of(dnode)
         text = self._check_new(d, name)
         parent_c = 0 if dnode is self.root else dnode.entry.cluster
+        plan = d.plan_add(text, reserve=1)
         near = self.chain_of(dnode)[-1] if dnode.chain else 0
         new = self.fat.allocate(1, near=near)[0]
         try:
             ent = self._new_entry(ATTR_DIR, new)
             self._init_dir(new, ent, parent_c)
-            slot, _ = d.add(text, ent)
+            slot, _ = d.add(text, ent, plan)
         except KernelError:
             self.fat.free_chain([new])
             raise
@@ -209,18 +211,19 @@ class DirOps:
                 raise KernelError(Errno.ENOTEMPTY)
         elif tslot is not None:
             raise KernelError(Errno.EEXIST)
+        plan = td.plan_add(ttext)
         if tnode is not None and tslot is not None:
             self._drop_target(td, tslot, tnode)
-        self._move(sd, sslot, snode, td, ttext, tdnode)
+        self._move(sd, sslot, snode, td, plan, tdnode)
         if sd is not td:
             self.touch_dir(tdnode)
         self.touch_dir(sdnode)
 
-    def _move(self, sd: Directory, sslot: DirSlot, snode: Node, td: Directory, ttext: str,
+    def _move(self, sd: Directory, sslot: DirSlot, snode: Node, td: Directory, plan: AddPlan,
               tdnode: Node) -> None:
         sd.remove(sslot)
         try:
-            slot, written = td.add(ttext, snode.entry)
+            slot, written = td.add(plan.name, snode.entry, plan)
         except KernelError:
             slot, written = sd.add(sslot.name, snode.entry)
             snode.entry = written

@@ -5,6 +5,9 @@ Interface (``fs`` is the mounted ``MsdosFS``; ``node`` a regular-file ``Node``):
     write_data(fs, node, offset, data) -> int        (ENOSPC: a prefix or nothing; EFBIG)
     truncate(fs, node, size)                          (frees clusters past the end / zero-fills)
 
+A write that starts past the end, or a truncate that extends, checks first that the zero fill
+fits (ENOSPC with nothing changed otherwise).
+
 Rules: contiguous clusters move in one ``read_run``/``write_run``; only the partial sectors at the
 two ends of a write are read back.  FAT has no holes: extending a file writes zeros.  The size
 never exceeds what the chain holds (``MsdosFS`` clamps hostile sizes when loading the node).
@@ -111,6 +114,7 @@ def write_data(fs, node, offset: int, data: bytes) -> int:
     data = bytes(data[: MAX_FILE_SIZE - offset])
     old = node.entry.size
     if offset > old:
+        _need_room(fs, node, offset + 1)
         _zero_fill(fs, node, old, offset)
         old = node.entry.size
         if old < offset:
@@ -122,6 +126,14 @@ def write_data(fs, node, offset: int, data: bytes) -> int:
     _store(fs, node, offset, data[:written], old)
     fs.file_changed(node, max(old, end))
     return written
+
+
+def _need_room(fs, node, end: int) -> None:
+    """ENOSPC, before anything changes, when the volume cannot hold ``end`` bytes of file."""
+    more = -(-end // fs.geo.cluster_size) - len(fs.chain_of(node))
+    if more > fs.fat.free_count:
+        raise KernelError(Errno.ENOSPC, f"msdos: file system full ({more} clusters needed, "
+                          f"{fs.fat.free_count} free)")
 
 
 def _zero_fill(fs, node, old: int, upto: int) -> None:
@@ -141,6 +153,7 @@ def truncate(fs, node, size: int) -> None:
         raise KernelError(Errno.EFBIG, "msdos: files end at 4 GiB - 1")
     old = node.entry.size
     if size > old:
+        _need_room(fs, node, size)
         _zero_fill(fs, node, old, size)
         if node.entry.size < size:
             raise KernelError(Errno.ENOSPC, "msdos: file system full")

@@ -198,10 +198,11 @@ class MsdosFS(DirOps, FileSystem):
                     owner[c] = 0
 
     def grow_dir(self, d: Directory) -> None:
+        """Append one zeroed cluster to ``d`` (``Directory.plan_add`` has checked the limits)."""
         if d.is_root and self.geo.fat_bits != 32:
             raise KernelError(Errno.ENOSPC, "msdos: root directory full")
-        if d.nslots + self.geo.cluster_size // DIRENT_SIZE > 65536:
-            raise KernelError(Errno.ENOSPC, "msdos: directory full (65536 entries)")
+        if d.nslots + self.geo.cluster_size // DIRENT_SIZE > MAX_SLOTS:
+            raise KernelError(Errno.EFBIG, f"msdos: directory full ({MAX_SLOTS} entries)")
         last = d.clusters[-1]
         new = self.fat.allocate(1, near=last)
         self.fat.link(last, new[0])
@@ -212,6 +213,29 @@ class MsdosFS(DirOps, FileSystem):
         for s in sectors:
             self.bio.write(s, zero)
         d.extend(new, sectors)
+
+    def dir_name(self, d: Directory) -> str:
+        """The path of directory ``d`` from the volume root, for error messages."""
+        if d.is_root:
+            return "/"
+        node = next((n for n in self.inos.live.values() if n.dir is d), None)
+        parts: list[str] = []
+        try:
+            for _ in range(64):
+                if node is None or node.ino == ROOT_INO:
+                    break
+                parent = self.inos.live.get(self.parent_ino(node))
+                if parent is None:
+                    parts.append("...")
+                    break
+                pd = self.dir_of(parent)
+                slot = next((s for s in pd.entries_from(0, MAX_SLOTS)
+                             if pd.epos(s.index) == node.epos), None)
+                parts.append(slot.name if slot is not None else "?")
+                node = parent
+        except KernelError:
+            parts.append("?")
+        return "/" + "/".join(reversed(parts)) if parts else "a directory"
 
     def dir_of(self, node: Node) -> Directory:
         if node.dir is None:
@@ -373,12 +397,22 @@ class MsdosFS(DirOps, FileSystem):
         self.bio.flush(sync=True)
 
     def unmount(self) -> None:
+        if not self.readonly:
+            self._free_unlinked()
         if not self.readonly and self.was_clean:
             self.fat.set_clean(True)
         self.sync()
         self.bio.close()
         if self.ctx.kmem is not None:
             self.ctx.kmem.free(self._kmem_bytes, "msdos")
+
+    def _free_unlinked(self) -> None:
+        """Last-close semantics at unmount (a forced one at halt, with files still open):
+        files removed while open give their clusters back, as ``inactive`` would have."""
+        for node in list(self.inos.live.values()):
+            if node.unlinked and node.chain and not node.is_dir:
+                self.release(node, node.chain)
+                node.chain = []
 
     def info(self) -> dict[str, object]:
         g = self.geo
