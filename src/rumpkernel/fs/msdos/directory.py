@@ -17,9 +17,11 @@ Interface:
 ``namer``, ``mode``, ``codepage``, ``log``, ``grow_dir(dir)`` and ``dir_name(dir)``.
 
 Rules: the parse tolerates hostile data -- orphan or mismatched LFN slots fall back to the short
-name; names with ``/`` or NUL, stray ``.``/``..`` entries, duplicates and volume labels are
-skipped (logged); a 0x00 lead byte ends the directory.  The slot map never lets a 0x00 slot sit
-before a used one.  Directories are limited to 65536 slots (2 MiB) as FAT requires.
+name; names with ``/`` or NUL, stray ``.``/``..`` entries and duplicates are skipped (logged);
+a 0x00 lead byte ends the directory.  Any of these marks the directory ``damaged`` (the reason):
+it can be read, but ``plan_add``/``remove``/``set_dotdot`` refuse it with EUCLEAN.  The slot
+map never lets a 0x00 slot sit before a used one.  Directories are limited to 65536 slots
+(2 MiB) as FAT requires.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class Directory:
         self.dotdot: int | None = None
         self.label: bytes | None = None
         self.dead = False
+        self.damaged: str | None = None
         self.owner = 0
         self._parse(store.read_sectors(sectors))
 
@@ -104,24 +107,39 @@ class Directory:
             b0 = data[o]
             if b0 == 0:
                 self.end = i
+                if data[o : self.nslots * DIRENT_SIZE : DIRENT_SIZE].strip(b"\x00"):
+                    self._damage(f"entries after the end mark at slot {i}")
+                if parts:
+                    self._damage(f"long name without its entry at slot {first}")
                 return
             if b0 == 0xE5:
+                if parts:
+                    self._damage(f"long name without its entry at slot {first}")
                 expect, parts = 0, []
                 continue
             self.used[i] = 1
             if data[o + 11] == ATTR_LFN:
                 chunk = data[o + 1 : o + 11] + data[o + 14 : o + 26] + data[o + 28 : o + 32]
                 if b0 & LFN_LAST and 1 <= (b0 & 0x1F) <= 20:
+                    if parts:
+                        self._damage(f"long name without its entry at slot {first}")
                     parts, expect, csum, first = [chunk], (b0 & 0x1F) - 1, data[o + 13], i
                 elif expect and b0 == expect and data[o + 13] == csum:
                     parts.append(chunk)
                     expect -= 1
                 else:
+                    self._damage(f"broken long name at slot {i}")
                     expect, parts = 0, []
                 continue
             long_ok = bool(parts) and expect == 0 and first >= 0
+            if parts and not long_ok:
+                self._damage(f"incomplete long name at slot {first}")
             self._short(i, data[o : o + DIRENT_SIZE], parts if long_ok else None, csum, first)
             parts, expect, first = [], 0, -1
+
+    def _damage(self, why: str) -> None:
+        if self.damaged is None:
+            self.damaged = why
 
     def _short(self, i: int, raw: bytes, parts: list[bytes] | None, csum: int,
                first: int) -> None:
@@ -137,6 +155,7 @@ class Directory:
                     self.dotdot = ShortEntry.parse(raw).cluster
             else:
                 log(f"msdos: stray dot entry at slot {i} skipped")
+                self._damage(f"stray dot entry at slot {i}")
             return
         store = self.store
         short = display_short(name11, ntres, store.mode, store.codepage)
@@ -146,17 +165,23 @@ class Directory:
             if name is not None and not _sane(name):
                 log(f"msdos: long name {name!r} refused; using short name")
                 name = None
+            if name is None:
+                self._damage(f"bad long name at slot {i}")
         else:
+            if parts is not None:
+                self._damage(f"long name checksum mismatch at slot {i}")
             first = i
         if name is None:
             first = i
             name = short
         if not _sane(name):
             log(f"msdos: entry {name!r} at slot {i} skipped (bad name)")
+            self._damage(f"bad name at slot {i}")
             return
         key, skey = fold(name), fold(short)
         if key in self.by_key or key in self.by_short_key or skey in self.by_key:
             log(f"msdos: duplicate name {name!r} at slot {i} skipped")
+            self._damage(f"duplicate name {name!r} at slot {i}")
             return
         self._index(DirSlot(name, bytes(name11), first, i, bool(attr & ATTR_DIR), skey))
 
@@ -240,6 +265,7 @@ class Directory:
         holds at most 65,536 slots)."""
         if self.dead:
             raise KernelError(Errno.ENOENT, "msdos: directory was removed")
+        self.check_sound()
         store = self.store
         short11, ntres, need_lfn = store.namer.plan(name, self.taken, self.hints)
         chunks = lfn_slots(name) if need_lfn else []
@@ -304,7 +330,15 @@ class Directory:
         if after < self.nslots and self.read_slot(after)[0] != 0:
             self.write_slots(after, bytes(DIRENT_SIZE))
 
+    def check_sound(self) -> None:
+        """EUCLEAN when the parse found damage: changing a damaged directory could orphan
+        long-name slots or hide entries (read it, repair it with fsck.fat, then write)."""
+        if self.damaged is not None:
+            raise KernelError(Errno.EUCLEAN, f"msdos: {self.store.dir_name(self)}: directory "
+                              f"is damaged ({self.damaged}); not changed (run fsck.fat)")
+
     def remove(self, slot: DirSlot) -> None:
+        self.check_sound()
         per = self.per_sector
         bio = self.store.bio
         for sec_i in range(slot.first // per, slot.index // per + 1):
@@ -319,6 +353,7 @@ class Directory:
     def set_dotdot(self, cluster: int) -> None:
         if self.is_root or self.nslots < 2:
             return
+        self.check_sound()
         raw = self.read_slot(1)
         if raw[:11] != DOTDOT:
             return

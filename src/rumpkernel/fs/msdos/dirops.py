@@ -123,6 +123,7 @@ class DirOps:
     def create(self, dnode: Node, name: bytes, mode: int, uid: int, gid: int, rdev: int) -> int:
         if mode & S_IFMT != S_IFREG:
             raise KernelError(Errno.EPERM, "msdos: FAT cannot store special files")
+        self.check_writable()
         d = self.dir_of(dnode)
         text = self._check_new(d, name)
         plan = d.plan_add(text)
@@ -132,6 +133,7 @@ class DirOps:
         return self._ino_at(dnode, d, slot)
 
     def mkdir(self, dnode: Node, name: bytes, mode: int, uid: int, gid: int) -> int:
+        self.check_writable()
         d = self.dir_of(dnode)
         text = self._check_new(d, name)
         parent_c = 0 if dnode is self.root else dnode.entry.cluster
@@ -167,6 +169,7 @@ class DirOps:
 
     # -- removal ----------------------------------------------------------------------------
     def unlink(self, dnode: Node, name: bytes, node: Node) -> None:
+        self.check_writable(node)
         d = self.dir_of(dnode)
         slot = self._slot(d, name)
         d.remove(slot)
@@ -175,6 +178,7 @@ class DirOps:
         self.touch_dir(dnode)
 
     def rmdir(self, dnode: Node, name: bytes, node: Node) -> None:
+        self.check_writable()
         d = self.dir_of(dnode)
         slot = self._slot(d, name)
         if not self.dir_of(node).empty:
@@ -194,8 +198,12 @@ class DirOps:
     # -- rename -----------------------------------------------------------------------------
     def rename(self, sdnode: Node, sname: bytes, snode: Node, tdnode: Node, tname: bytes,
                tnode: Node | None) -> None:
+        self.check_writable()
         sd, td = self.dir_of(sdnode), self.dir_of(tdnode)
         sslot = self._slot(sd, sname)
+        sd.check_sound()
+        if snode.is_dir and sd is not td:
+            self.dir_of(snode).check_sound()
         if tnode is snode:
             if sd is td and sname == tname:
                 return
@@ -213,6 +221,7 @@ class DirOps:
             raise KernelError(Errno.EEXIST)
         plan = td.plan_add(ttext)
         if tnode is not None and tslot is not None:
+            self.check_writable(tnode)
             self._drop_target(td, tslot, tnode)
         self._move(sd, sslot, snode, td, plan, tdnode)
         if sd is not td:
@@ -246,6 +255,7 @@ class DirOps:
 
     # -- setattr ----------------------------------------------------------------------------
     def setattr(self, node: Node, changes: SetAttr) -> None:
+        self.check_writable(node if changes.size is not None else None)
         opts = self.opts
         if ((changes.uid is not None and changes.uid != opts.uid)
                 or (changes.gid is not None and changes.gid != opts.gid)) and not opts.quiet:

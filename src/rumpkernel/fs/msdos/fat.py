@@ -14,6 +14,15 @@ Interface:
     .flush()                    -- write dirty FAT sectors to every mirrored FAT copy (delayed
                                    writes through BlockIO; the caller flushes BlockIO)
     .free_count, .next_free     -- for statfs and the FAT32 FSInfo sector
+    .pin(c)                     -- never allocate free cluster ``c`` (a directory entry uses it)
+    .merge_copies() -> (merged, conflicts)
+                                -- compare every other FAT copy with the active one: where one
+                                   copy says free and another in use, take "in use" (a zeroed
+                                   FAT1 entry must not hand out a cluster a chain still uses) --
+                                   in memory only: the disk keeps the old value until the
+                                   driver itself changes that entry;
+                                   returns how many entries were merged and a list of
+                                   (cluster, value, other) where both are in use but differ
 
 Rules: entries are kept in an ``array`` (FAT12 also keeps its packed bytes); the top 4 bits of
 FAT32 entries are preserved on update.  Only the sectors touched since the last flush are
@@ -37,8 +46,8 @@ _LOAD_CHUNK = 2048
 
 
 class FatTable:
-    __slots__ = ("_dirty", "_raw12", "arr", "bio", "bits", "eoc", "free_count", "geo", "mask",
-                 "max_cluster", "next_free")
+    __slots__ = ("_dirty", "_raw12", "_shadow", "arr", "bio", "bits", "eoc", "free_count",
+                 "geo", "mask", "max_cluster", "next_free")
 
     def __init__(self, bio: BlockIO, geo: Geometry) -> None:
         self.bio = bio
@@ -48,25 +57,21 @@ class FatTable:
         self.mask = _MASK[self.bits]
         self.max_cluster = geo.max_cluster
         self._dirty: set[int] = set()
+        self._shadow: dict[int, int] = {}
         raw = self._load()
         self._raw12: bytearray | None = None
         if self.bits == 12:
             self._raw12 = bytearray(raw)
-            self.arr = _unpack12(raw)
-        else:
-            self.arr = array("H" if self.bits == 16 else "I")
-            usable = len(raw) - len(raw) % self.arr.itemsize
-            self.arr.frombytes(raw[:usable])
-            if _BIG:
-                self.arr.byteswap()
+        self.arr = self._parse(raw)
         if len(self.arr) < self.max_cluster + 1:
             raise corrupt("msdos: FAT shorter than the cluster count")
         self.free_count = self.arr[2 : self.max_cluster + 1].count(0)
         self.next_free = 2
 
-    def _load(self) -> bytes:
+    def _load(self, copy: int | None = None) -> bytes:
         geo = self.geo
-        first = geo.reserved + (geo.active_fat or 0) * geo.fat_sectors
+        copy = (geo.active_fat or 0) if copy is None else copy
+        first = geo.reserved + copy * geo.fat_sectors
         # only the part of the FAT that describes existing clusters (a hostile FAT size
         # must not make us read or hold more than the volume's clusters need)
         need = -(-(geo.max_cluster + 1) * self.bits // 8 // geo.sector_size) + 1
@@ -75,6 +80,45 @@ class FatTable:
         for s in range(0, count, _LOAD_CHUNK):
             parts.append(self.bio.read_run(first + s, min(_LOAD_CHUNK, count - s)))
         return b"".join(parts)
+
+    def _parse(self, raw: bytes) -> array:
+        if self.bits == 12:
+            return _unpack12(raw)
+        arr = array("H" if self.bits == 16 else "I")
+        usable = len(raw) - len(raw) % arr.itemsize
+        arr.frombytes(raw[:usable])
+        if _BIG:
+            arr.byteswap()
+        return arr
+
+    def merge_copies(self) -> tuple[int, list[tuple[int, int, int]]]:
+        geo = self.geo
+        if geo.active_fat is not None or geo.num_fats < 2:
+            return 0, []
+        merged = 0
+        conflicts: list[tuple[int, int, int]] = []
+        for k in range(1, geo.num_fats):
+            other = self._parse(self._load(k))
+            for c in _differing(self.arr, other, 2, self.max_cluster + 1):
+                a, b = self.arr[c] & self.mask, other[c] & self.mask
+                if a == b or b == 0:
+                    continue
+                if a == 0:
+                    self._shadow.setdefault(c, self.arr[c])
+                    self.arr[c] = other[c]
+                    merged += 1
+                else:
+                    conflicts.append((c, a, b))
+        if merged:
+            self.free_count = self.arr[2 : self.max_cluster + 1].count(0)
+        return merged, conflicts
+
+    def pin(self, c: int) -> None:
+        """Treat free cluster ``c`` as used (in memory only: the disk entry stays 0)."""
+        if self.arr[c] & self.mask == 0:
+            self._shadow.setdefault(c, self.arr[c])
+            self.arr[c] = self.arr[c] | self.mask
+            self.free_count -= 1
 
     # -- reading ----------------------------------------------------------------------------
     def get(self, c: int) -> int:
@@ -101,6 +145,8 @@ class FatTable:
 
     # -- writing ----------------------------------------------------------------------------
     def _set(self, c: int, v: int) -> None:
+        if self._shadow:
+            self._shadow.pop(c, None)
         bits = self.bits
         if bits == 32:
             self.arr[c] = (self.arr[c] & 0xF0000000) | v
@@ -189,6 +235,9 @@ class FatTable:
             return bytes(self._raw12[s * bps : (s + 1) * bps])
         per = bps // self.arr.itemsize
         part = self.arr[s * per : (s + 1) * per]
+        for c, v in self._shadow.items():
+            if s * per <= c < (s + 1) * per:
+                part[c - s * per] = v
         if _BIG:
             part.byteswap()
         data = part.tobytes()
@@ -204,6 +253,15 @@ class FatTable:
             for k in copies:
                 self.bio.write(geo.reserved + k * geo.fat_sectors + s, data)
         self._dirty.clear()
+
+
+def _differing(a: array, b: array, lo: int, hi: int, step: int = 1024):
+    """Indices in [lo, hi) where ``a`` and ``b`` differ (whole slices compared first)."""
+    hi = min(hi, len(a), len(b))
+    for start in range(lo, hi, step):
+        end = min(start + step, hi)
+        if a[start:end] != b[start:end]:
+            yield from (i for i in range(start, end) if a[i] != b[i])
 
 
 def _unpack12(raw: bytes) -> array:

@@ -38,6 +38,7 @@ from rumpkernel.fs.msdos.names import DOT, DOTDOT, ShortNamer
 from rumpkernel.fs.msdos.node import ROOT_INO, InodeTable, Node
 from rumpkernel.fs.msdos.options import MountOptions
 from rumpkernel.fs.msdos.probe import find_volume
+from rumpkernel.fs.msdos.scan import scan_entries
 from rumpkernel.kern.errno import Errno, KernelError, corrupt
 from rumpkernel.vfs.bio import BlockIO
 from rumpkernel.vfs.fstype import MountContext
@@ -86,8 +87,15 @@ class MsdosFS(DirOps, FileSystem):
         self._serial = 1
         self._owner = array("I", bytes(4 * (self.geo.max_cluster + 1)))
         self._parent_hint: dict[int, int] = {}
+        self.damage: str | None = None
+        self.ro_reason = ""
+        self.free_known = True
         self.fsinfo_ok = self._read_fsinfo()
         self.was_clean = self.fat.clean
+        if not self.readonly:
+            self._cross_check_fats()
+            if not self.readonly:
+                self._scan()
         self.root = self._make_root()
         self.label = self._read_label()
         if not self.was_clean:
@@ -111,7 +119,40 @@ class MsdosFS(DirOps, FileSystem):
             return False
         if 2 <= info.next_free <= geo.max_cluster:
             self.fat.next_free = info.next_free
+        if info.free_count not in (0xFFFFFFFF, self.fat.free_count):
+            self.free_known = False
+            self.log(f"msdos: FSInfo free count {info.free_count} but the FAT has "
+                     f"{self.fat.free_count} free clusters; the count will be marked unknown")
         return True
+
+    def _cross_check_fats(self) -> bool:
+        """Write mounts trust no single FAT copy: an entry free in one copy and used in another
+        counts as used; entries used in both but different make the mount read-only."""
+        merged, conflicts = self.fat.merge_copies()
+        if merged or conflicts:
+            self.free_known = False
+        if merged:
+            self.free_known = False
+            self.log(f"msdos: {merged} FAT entries free in one copy but used in another; "
+                     "kept as used")
+        if conflicts:
+            c, a, b = conflicts[0]
+            self.fall_back_ro(f"the FAT copies disagree at {len(conflicts)} clusters "
+                              f"(cluster {c}: {a:#x} vs {b:#x}); run fsck.fat")
+        return bool(merged or conflicts)
+
+    def _scan(self) -> None:
+        """Pin free clusters that entries still use; refuse changes when damaged."""
+        problems = scan_entries(self)
+        if problems:
+            self.log(f"msdos: {len(problems)} problems found: " + "; ".join(problems[:5]))
+            self.note_damage(problems[0])
+
+    def fall_back_ro(self, why: str) -> None:
+        self.readonly = True
+        self.ro_reason = why
+        self.log(f"msdos: {self.ctx.dev.name if self.ctx.dev else ''}: mounting read-only: "
+                 f"{why}")
 
     def _make_root(self) -> Node:
         geo = self.geo
@@ -140,6 +181,28 @@ class MsdosFS(DirOps, FileSystem):
         self._serial = self._serial + 1 if self._serial < 0xFFFFFFFF else 1
         return self._serial
 
+    # -- damage ---------------------------------------------------------------------------
+    def note_damage(self, what: str) -> None:
+        """Corruption of the FAT or of cluster chains was seen: the FSInfo free count becomes
+        unknown and the mount refuses further changes (``check_writable``)."""
+        self.free_known = False
+        if self.damage is None and not self.readonly:
+            self.damage = what.removeprefix("msdos: ")
+            self.log(f"msdos: {self.damage}; further changes refused (run fsck.fat)")
+
+    def check_writable(self, node: Node | None = None) -> None:
+        """EROFS on a read-only mount (saying why when the driver chose it) or once damage was
+        seen; EUCLEAN for a file whose chain does not fit its size."""
+        if self.readonly:
+            raise KernelError(Errno.EROFS, f"msdos: read-only: {self.ro_reason}"
+                              if self.ro_reason else "msdos: mounted read-only")
+        if self.damage is not None:
+            raise KernelError(Errno.EROFS, f"msdos: read-only after finding damage: "
+                              f"{self.damage} (run fsck.fat)")
+        if node is not None and node.damaged is not None:
+            raise KernelError(Errno.EUCLEAN, f"msdos: file {node.ino}: {node.damaged}; "
+                              "not changed (run fsck.fat)")
+
     # -- services for Directory and fileio --------------------------------------------------
     def read_sectors(self, sectors: list[int]) -> bytes:
         out = []
@@ -165,7 +228,11 @@ class MsdosFS(DirOps, FileSystem):
         """The node's cluster chain (walked once, checked for sharing with live nodes)."""
         if node.chain is None:
             first = node.entry.cluster
-            chain = self.fat.chain(first) if first else []
+            try:
+                chain = self.fat.chain(first) if first else []
+            except KernelError as e:
+                self.note_damage(e.detail or "bad cluster chain")
+                raise
             self.own(node, chain)
             node.chain = chain
         return node.chain
@@ -175,6 +242,7 @@ class MsdosFS(DirOps, FileSystem):
         for c in clusters:
             o = owner[c]
             if o and o != me:
+                self.note_damage(f"cluster {c} belongs to two files")
                 raise corrupt(f"msdos: cluster {c} belongs to two files")
             owner[c] = me
         for c in clusters:
@@ -323,11 +391,17 @@ class MsdosFS(DirOps, FileSystem):
             return
         if c and not 2 <= c <= geo.max_cluster:
             raise corrupt(f"msdos: file {node.ino} starts at cluster {c}")
-        cap = len(self.chain_of(node)) * geo.cluster_size
+        nclusters = len(self.chain_of(node))
+        cap = nclusters * geo.cluster_size
         if ent.size > cap:
             self.log(f"msdos: file {node.ino}: size {ent.size} beyond its chain ({cap}); "
                      "clamped")
             node.entry = ent.replace(size=cap)
+            node.damaged = f"size {ent.size} beyond its cluster chain ({cap} bytes)"
+        elif nclusters > -(-ent.size // geo.cluster_size):
+            node.damaged = f"cluster chain ({cap} bytes) longer than its size {ent.size}"
+        if node.damaged is not None:
+            self.free_known = False
 
     def reclaim(self, node: Node) -> None:
         if node is self.root:
@@ -384,6 +458,7 @@ class MsdosFS(DirOps, FileSystem):
     def write(self, node: Node, offset: int, data: bytes) -> int:
         if node.is_dir:
             raise KernelError(Errno.EISDIR, "msdos: write to a directory")
+        self.check_writable(node)
         return fileio.write_data(self, node, offset, data)
 
     # -- flushing ---------------------------------------------------------------------------
@@ -392,7 +467,8 @@ class MsdosFS(DirOps, FileSystem):
             return
         self.fat.flush()
         if self.fsinfo_ok:
-            info = FsInfo(self.fat.free_count, self.fat.next_free)
+            free = self.fat.free_count if self.free_known else 0xFFFFFFFF
+            info = FsInfo(free, self.fat.next_free)
             self.bio.write(self.boot.fsinfo_sector, info.emit(self.geo.sector_size))
         self.bio.flush(sync=True)
 
@@ -418,7 +494,8 @@ class MsdosFS(DirOps, FileSystem):
         g = self.geo
         return {"fat_bits": g.fat_bits, "cluster_size": g.cluster_size, "clusters": g.clusters,
                 "free_clusters": self.fat.free_count, "label": self.label,
-                "volume_id": f"{self.boot.volume_id:08X}", "clean_at_mount": self.was_clean}
+                "volume_id": f"{self.boot.volume_id:08X}", "clean_at_mount": self.was_clean,
+                "readonly_reason": self.ro_reason or self.damage or ""}
 
 
 # FAT attributes as BSD file flags (FreeBSD's msdosfs values), shown in ``VAttr.flags``.
