@@ -121,11 +121,30 @@ def write_data(fs, node, offset: int, data: bytes) -> int:
             raise KernelError(Errno.ENOSPC, "msdos: file system full")
     end = _ensure_clusters(fs, node, offset + len(data))
     if end <= offset:
+        _trim(fs, node)
         raise KernelError(Errno.ENOSPC, "msdos: file system full")
     written = end - offset
-    _store(fs, node, offset, data[:written], old)
+    try:
+        _store(fs, node, offset, data[:written], old)
+    except KernelError:
+        _trim(fs, node)
+        raise
     fs.file_changed(node, max(old, end))
     return written
+
+
+def _trim(fs, node) -> None:
+    """Give back clusters past the file's size (a write that failed after allocating), so the
+    chain and the size never disagree on disk."""
+    chain = fs.chain_of(node)
+    keep = -(-node.entry.size // fs.geo.cluster_size)
+    if keep < len(chain):
+        fs.release(node, chain[keep:])
+        del chain[keep:]
+        if keep:
+            fs.fat.set_eoc(chain[-1])
+        else:
+            fs.set_first_cluster(node, 0)
 
 
 def _need_room(fs, node, end: int) -> None:
@@ -143,7 +162,11 @@ def _zero_fill(fs, node, old: int, upto: int) -> None:
         end = _ensure_clusters(fs, node, pos + n)
         if end <= pos:
             break
-        _store(fs, node, pos, bytes(end - pos), node.entry.size)
+        try:
+            _store(fs, node, pos, bytes(end - pos), node.entry.size)
+        except KernelError:
+            _trim(fs, node)
+            raise
         fs.file_changed(node, end)
         pos = end
 
@@ -158,13 +181,6 @@ def truncate(fs, node, size: int) -> None:
         if node.entry.size < size:
             raise KernelError(Errno.ENOSPC, "msdos: file system full")
         return
-    chain = fs.chain_of(node)
-    keep = -(-size // fs.geo.cluster_size)
-    if keep < len(chain):
-        fs.release(node, chain[keep:])
-        del chain[keep:]
-        if keep:
-            fs.fat.set_eoc(chain[-1])
-        else:
-            fs.set_first_cluster(node, 0)
+    node.entry = node.entry.replace(size=size)
+    _trim(fs, node)
     fs.file_changed(node, size)
