@@ -27,7 +27,7 @@ map never lets a 0x00 slot sit before a used one.  Directories are limited to 65
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rumpkernel.fs.msdos.layout import (
     ATTR_DIR,
@@ -284,6 +284,7 @@ class Directory:
                                   f"is full: a FAT directory holds at most {MAX_SLOTS} "
                                   "32-byte entries (a long name takes one per 13 characters "
                                   "plus one)")
+        store.fat.ensure_free(grow + reserve)
         if grow + reserve > store.fat.free_count:
             raise KernelError(Errno.ENOSPC, "msdos: file system full")
         return AddPlan(name, short11, ntres, need_lfn, chunks, k, grow)
@@ -299,13 +300,13 @@ class Directory:
         is written when it fails."""
         if plan is None or plan.name != name:
             plan = self.plan_add(name)
+        plan = self.grow(plan)
         short11, ntres, need_lfn, chunks, k = (plan.short11, plan.ntres, plan.need_lfn,
                                                plan.chunks, plan.k)
-        for _ in range(plan.grow):
-            self.store.grow_dir(self)
         i = self._free_run(k)
         if i < 0:
             raise KernelError(Errno.ENOSPC, "msdos: directory slots vanished")
+        self._prefetch(i, i + k + 1)
         csum = lfn_checksum(short11)
         raw = bytearray()
         n = len(chunks)
@@ -337,8 +338,34 @@ class Directory:
             raise KernelError(Errno.EUCLEAN, f"msdos: {self.store.dir_name(self)}: directory "
                               f"is damaged ({self.damaged}); not changed (run fsck.fat)")
 
+    def grow(self, plan: AddPlan) -> AddPlan:
+        """Add the empty clusters ``plan`` needs (a multi-step operation does this before its
+        first real change: an extra empty directory cluster changes nothing visible)."""
+        for _ in range(plan.grow):
+            self.store.grow_dir(self)
+        return replace(plan, grow=0)
+
+    def prefetch(self, plan: AddPlan | None = None, slot: DirSlot | None = None) -> None:
+        """Read now what ``add(plan)`` / ``remove(slot)`` will rewrite (a multi-step operation
+        reads before its first change)."""
+        if plan is not None and not plan.grow:
+            i = self._free_run(plan.k)
+            if i >= 0:
+                self._prefetch(i, i + plan.k + 1)
+        if slot is not None:
+            self._prefetch(slot.first, slot.index + 1)
+
+    def _prefetch(self, lo: int, hi: int) -> None:
+        """Read the sectors of slots [lo, hi) before changing any, so a read error cannot stop
+        a change half-way (e.g. long-name slots written without their short entry)."""
+        per, bio = self.per_sector, self.store.bio
+        for sec in range(lo // per, min(hi, self.nslots) // per + 1):
+            if sec < len(self.sectors):
+                bio.read(self.sectors[sec])
+
     def remove(self, slot: DirSlot) -> None:
         self.check_sound()
+        self._prefetch(slot.first, slot.index + 1)
         per = self.per_sector
         bio = self.store.bio
         for sec_i in range(slot.first // per, slot.index // per + 1):

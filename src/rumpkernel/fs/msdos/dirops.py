@@ -25,7 +25,7 @@ from rumpkernel.fs.msdos.layout import (
     DIRENT_SIZE,
     ShortEntry,
 )
-from rumpkernel.fs.msdos.names import DOT, DOTDOT, check_long
+from rumpkernel.fs.msdos.names import DOT, DOTDOT, check_long, fold
 from rumpkernel.fs.msdos.node import ROOT_INO, Node
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.vfs.vattr import DT_DIR, DT_REG, S_IFMT, S_IFREG, DirEnt, SetAttr
@@ -137,16 +137,17 @@ class DirOps:
         d = self.dir_of(dnode)
         text = self._check_new(d, name)
         parent_c = 0 if dnode is self.root else dnode.entry.cluster
-        plan = d.plan_add(text, reserve=1)
+        plan = d.grow(d.plan_add(text, reserve=1))
+        d.prefetch(plan)
         near = self.chain_of(dnode)[-1] if dnode.chain else 0
         new = self.fat.allocate(1, near=near)[0]
+        ent = self._new_entry(ATTR_DIR, new)
         try:
-            ent = self._new_entry(ATTR_DIR, new)
             self._init_dir(new, ent, parent_c)
-            slot, _ = d.add(text, ent, plan)
         except KernelError:
-            self.fat.free_chain([new])
+            self.fat.unallocate([new])
             raise
+        slot, _ = d.add(text, ent, plan)
         self.touch_dir(dnode)
         return self._ino_at(dnode, d, slot)
 
@@ -155,11 +156,8 @@ class DirOps:
         first = geo.cluster_sector(cluster)
         dot = ent.replace(name=DOT).emit()
         dotdot = ent.replace(name=DOTDOT).with_cluster(parent_c).emit()
-        head = dot + dotdot + bytes(geo.sector_size - 2 * DIRENT_SIZE)
-        self.bio.write(first, head)
-        zero = bytes(geo.sector_size)
-        for s in range(first + 1, first + geo.cluster_sectors):
-            self.bio.write(s, zero)
+        head = dot + dotdot + bytes(geo.cluster_size - 2 * DIRENT_SIZE)
+        self.bio.write_run(first, head)     # on the device before the FAT makes it used
 
     def symlink(self, dnode: Node, name: bytes, target: bytes, uid: int, gid: int) -> int:
         raise KernelError(Errno.EPERM, "msdos: FAT has no symbolic links")
@@ -204,6 +202,7 @@ class DirOps:
         sd.check_sound()
         if snode.is_dir and sd is not td:
             self.dir_of(snode).check_sound()
+            self.dir_of(snode).read_slot(1)       # '..' is rewritten: read it before changes
         if tnode is snode:
             if sd is td and sname == tname:
                 return
@@ -219,7 +218,9 @@ class DirOps:
                 raise KernelError(Errno.ENOTEMPTY)
         elif tslot is not None:
             raise KernelError(Errno.EEXIST)
-        plan = td.plan_add(ttext)
+        plan = td.grow(td.plan_add(ttext))
+        td.prefetch(plan, tslot)
+        sd.prefetch(None, sslot)
         if tnode is not None and tslot is not None:
             self.check_writable(tnode)
             self._drop_target(td, tslot, tnode)
@@ -230,14 +231,28 @@ class DirOps:
 
     def _move(self, sd: Directory, sslot: DirSlot, snode: Node, td: Directory, plan: AddPlan,
               tdnode: Node) -> None:
-        sd.remove(sslot)
-        try:
+        """New entry first, made durable, then the old one removed: a crash in between leaves
+        two names for one chain (fsck.fat keeps the data under one of them), never none.  A
+        case-only rename in one directory swaps the entry in place of the old one."""
+        if sd is td and fold(sslot.name) == fold(plan.name):
+            sd.remove(sslot)
+            slot, written = td.add(plan.name, snode.entry)
+        else:
             slot, written = td.add(plan.name, snode.entry, plan)
-        except KernelError:
-            slot, written = sd.add(sslot.name, snode.entry)
-            snode.entry = written
-            self.inos.moved(snode, sd.epos(slot.index))
-            raise
+            try:
+                self.barrier()
+            except KernelError as e:      # finish in memory; the write is retried later
+                failed: KernelError | None = e
+            else:
+                failed = None
+            sd.remove(sslot)
+            if failed is not None:
+                self._moved(snode, written, td, slot, tdnode, sd)
+                raise failed
+        self._moved(snode, written, td, slot, tdnode, sd)
+
+    def _moved(self, snode: Node, written: ShortEntry, td: Directory, slot: DirSlot,
+               tdnode: Node, sd: Directory) -> None:
         snode.entry = written
         self.inos.moved(snode, td.epos(slot.index))
         if snode.is_dir and sd is not td:

@@ -68,6 +68,7 @@ def _ensure_clusters(fs, node, end: int) -> int:
     need = -(-end // cs) - len(chain)
     if need <= 0:
         return end
+    fs.fat.ensure_free(need)
     got = min(need, fs.fat.free_count)
     if got <= 0:
         return len(chain) * cs
@@ -150,6 +151,7 @@ def _trim(fs, node) -> None:
 def _need_room(fs, node, end: int) -> None:
     """ENOSPC, before anything changes, when the volume cannot hold ``end`` bytes of file."""
     more = -(-end // fs.geo.cluster_size) - len(fs.chain_of(node))
+    fs.fat.ensure_free(more)
     if more > fs.fat.free_count:
         raise KernelError(Errno.ENOSPC, f"msdos: file system full ({more} clusters needed, "
                           f"{fs.fat.free_count} free)")

@@ -103,8 +103,11 @@ class MsdosFS(DirOps, FileSystem):
         self._kmem_bytes = self.fat.arr.itemsize * len(self.fat.arr) + 4 * len(self._owner)
         if ctx.kmem is not None:
             ctx.kmem.alloc(self._kmem_bytes, "msdos")
+        self.fat.short_hook = self.sync
         if not self.readonly:
+            self.bio.before_flush = self._commit_allocations
             self.fat.set_clean(False)
+            self._write_fsinfo(known=False)
             self.sync()
 
     # -- mount helpers ----------------------------------------------------------------------
@@ -273,13 +276,16 @@ class MsdosFS(DirOps, FileSystem):
             raise KernelError(Errno.EFBIG, f"msdos: directory full ({MAX_SLOTS} entries)")
         last = d.clusters[-1]
         new = self.fat.allocate(1, near=last)
-        self.fat.link(last, new[0])
-        owner = self._owner
-        owner[new[0]] = d.owner
         sectors = self.cluster_sectors(new)
-        zero = bytes(self.geo.sector_size)
-        for s in sectors:
-            self.bio.write(s, zero)
+        # zeroed on the device first: the FAT link that makes it part of the directory is
+        # written (and barriered) before any entry in it
+        try:
+            self.bio.write_run(sectors[0], bytes(self.geo.cluster_size))
+        except KernelError:
+            self.fat.unallocate(new)
+            raise
+        self.fat.link(last, new[0])
+        self._owner[new[0]] = d.owner
         d.extend(new, sectors)
 
     def dir_name(self, d: Directory) -> str:
@@ -444,7 +450,7 @@ class MsdosFS(DirOps, FileSystem):
 
     def statfs(self) -> StatFS:
         cs = self.geo.cluster_size
-        free = self.fat.free_count
+        free = self.fat.free_total
         return StatFS(bsize=cs, frsize=cs, blocks=self.geo.clusters, bfree=free, bavail=free,
                       files=0, ffree=0, favail=0, namemax=255,
                       fsid=self.boot.volume_id)
@@ -463,21 +469,48 @@ class MsdosFS(DirOps, FileSystem):
 
     # -- flushing ---------------------------------------------------------------------------
     def sync(self) -> None:
+        """Make everything durable, in the order that lets a crash only leak clusters:
+        1. FAT allocations and links (file data and new directory clusters were written
+           straight to the device before them), then a barrier;
+        2. directory entries (cached blocks), then a barrier;
+        3. frees and chain cuts, then a barrier.
+        A cut after 1 leaks the new clusters, after 2 the freed ones."""
         if self.readonly:
             return
-        self.fat.flush()
-        if self.fsinfo_ok:
-            free = self.fat.free_count if self.free_known else 0xFFFFFFFF
-            info = FsInfo(free, self.fat.next_free)
-            self.bio.write(self.boot.fsinfo_sector, info.emit(self.geo.sector_size))
+        self.bio.flush(sync=True)             # runs _commit_allocations first if dirty
+        self._commit_allocations()
+        if self.fat.commit_frees() and self.fat.flush():
+            self.bio.dev.flush()
+
+    def fsync(self, node: Node, datasync: bool) -> None:
+        self.sync()
+
+    def barrier(self) -> None:
+        """Everything so far durable before the next write (rename's new entry before the old
+        one goes)."""
         self.bio.flush(sync=True)
+
+    def _commit_allocations(self) -> None:
+        if self.fat.flush():
+            self.bio.dev.flush()
+
+    def _write_fsinfo(self, known: bool) -> None:
+        """FSInfo: the free count is written only at a clean unmount; while mounted
+        read-write it says "unknown", so a crash never leaves a stale count behind."""
+        if not self.fsinfo_ok:
+            return
+        free = self.fat.free_total if known and self.free_known else 0xFFFFFFFF
+        info = FsInfo(free, self.fat.next_free)
+        self.bio.write(self.boot.fsinfo_sector, info.emit(self.geo.sector_size))
 
     def unmount(self) -> None:
         if not self.readonly:
             self._free_unlinked()
-        if not self.readonly and self.was_clean:
-            self.fat.set_clean(True)
-        self.sync()
+            self.sync()
+            self._write_fsinfo(known=True)
+            if self.was_clean and self.damage is None:
+                self.fat.set_clean(True)      # last: only a complete image is marked clean
+            self.sync()
         self.bio.close()
         if self.ctx.kmem is not None:
             self.ctx.kmem.free(self._kmem_bytes, "msdos")
@@ -493,7 +526,7 @@ class MsdosFS(DirOps, FileSystem):
     def info(self) -> dict[str, object]:
         g = self.geo
         return {"fat_bits": g.fat_bits, "cluster_size": g.cluster_size, "clusters": g.clusters,
-                "free_clusters": self.fat.free_count, "label": self.label,
+                "free_clusters": self.fat.free_total, "label": self.label,
                 "volume_id": f"{self.boot.volume_id:08X}", "clean_at_mount": self.was_clean,
                 "readonly_reason": self.ro_reason or self.damage or ""}
 
