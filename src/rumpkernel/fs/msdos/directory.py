@@ -47,7 +47,9 @@ MAX_SLOTS = 65536
 @dataclass(frozen=True, slots=True)
 class AddPlan:
     """What ``Directory.add`` will write: the short name, the LFN chunks, ``k`` slots in all,
-    and ``grow`` clusters the directory must gain first."""
+    ``grow`` clusters the directory must gain first, and whether the slots lie in one sector
+    (``aligned``: always, unless the name needs more slots than a sector has or only a
+    straddling run is left)."""
 
     name: str
     short11: bytes
@@ -56,6 +58,7 @@ class AddPlan:
     chunks: list[bytes]
     k: int
     grow: int
+    aligned: bool = False
 
 
 @dataclass(slots=True)
@@ -68,6 +71,7 @@ class DirSlot:
     index: int
     is_dir: bool
     short_key: str
+    gen: int = -1          # the store's sync_gen when written (-1: read from disk)
 
 
 class Directory:
@@ -270,12 +274,21 @@ class Directory:
         short11, ntres, need_lfn = store.namer.plan(name, self.taken, self.hints)
         chunks = lfn_slots(name) if need_lfn else []
         k = len(chunks) + 1
-        at = self._free_run(k)
+        per_cluster = store.geo.cluster_size // DIRENT_SIZE
+        aligned = k <= self.per_sector
         grow = 0
-        if at < 0:
-            tail = len(self.used) - len(self.used.rstrip(b"\x00"))
-            per_cluster = store.geo.cluster_size // DIRENT_SIZE
-            grow = -(-(k - tail) // per_cluster)
+        if self._free_run(k, aligned) < 0:
+            fixed = self.is_root and store.geo.fat_bits != 32
+            can_grow = (not fixed and self.nslots + per_cluster <= MAX_SLOTS
+                        and store.fat.free_total > reserve)
+            if not can_grow and self._free_run(k, False) >= 0:
+                aligned = False
+            elif aligned:
+                grow = 1
+            else:
+                tail = len(self.used) - len(self.used.rstrip(b"\x00"))
+                grow = -(-(k - tail) // per_cluster)
+        if grow:
             if self.is_root and store.geo.fat_bits != 32:
                 raise KernelError(Errno.ENOSPC, f"msdos: {store.dir_name(self)}: the root "
                                   f"directory is full ({self.nslots} entries, fixed size)")
@@ -287,11 +300,18 @@ class Directory:
         store.fat.ensure_free(grow + reserve)
         if grow + reserve > store.fat.free_count:
             raise KernelError(Errno.ENOSPC, "msdos: file system full")
-        return AddPlan(name, short11, ntres, need_lfn, chunks, k, grow)
+        return AddPlan(name, short11, ntres, need_lfn, chunks, k, grow, aligned)
 
-    def _free_run(self, k: int) -> int:
-        i = self.used.find(bytes(k))
-        return i if i >= 0 and i + k <= self.nslots else -1
+    def _free_run(self, k: int, aligned: bool = False) -> int:
+        """First run of ``k`` free slots (-1: none); ``aligned``: inside one sector, so the
+        entry is written -- and later removed -- by one atomic sector write."""
+        used, per, end = self.used, self.per_sector, self.nslots
+        i = used.find(bytes(k))
+        while i >= 0 and i + k <= end:
+            if not aligned or i % per + k <= per:
+                return i
+            i = used.find(bytes(k), (i // per + 1) * per)
+        return -1
 
     def add(self, name: str, entry: ShortEntry,
             plan: AddPlan | None = None) -> tuple[DirSlot, ShortEntry]:
@@ -303,7 +323,7 @@ class Directory:
         plan = self.grow(plan)
         short11, ntres, need_lfn, chunks, k = (plan.short11, plan.ntres, plan.need_lfn,
                                                plan.chunks, plan.k)
-        i = self._free_run(k)
+        i = self._free_run(k, plan.aligned)
         if i < 0:
             raise KernelError(Errno.ENOSPC, "msdos: directory slots vanished")
         self._prefetch(i, i + k + 1)
@@ -314,15 +334,25 @@ class Directory:
             raw += _lfn_raw(seq | (LFN_LAST if seq == n else 0), chunks[seq - 1], csum)
         written = entry.replace(name=short11, ntres=(entry.ntres & ~0x18) | ntres)
         raw += written.emit()
+        if i > self.end:
+            self._fill_gap(i)
         self.write_slots(i, bytes(raw))
         self.used[i : i + k] = b"\x01" * k
         self._terminate(i + k)
         store = self.store
         short = display_short(short11, ntres, store.mode, store.codepage)
         slot = DirSlot(name if need_lfn else short, short11, i, i + k - 1,
-                       bool(entry.attr & ATTR_DIR), fold(short))
+                       bool(entry.attr & ATTR_DIR), fold(short), store.sync_gen)
         self._index(slot)
         return slot, written
+
+    def _fill_gap(self, i: int) -> None:
+        """An entry placed in a fresh sector past the end mark: the never-used slots before it
+        become deleted ones (0xE5), durably first -- else a cut could leave the entry behind
+        a 0x00 end mark, where readers stop."""
+        self.write_slots(self.end, (b"\xe5" + bytes(DIRENT_SIZE - 1)) * (i - self.end))
+        self.store.barrier()
+        self.end = i
 
     def _terminate(self, after: int) -> None:
         if after <= self.end:
@@ -349,7 +379,7 @@ class Directory:
         """Read now what ``add(plan)`` / ``remove(slot)`` will rewrite (a multi-step operation
         reads before its first change)."""
         if plan is not None and not plan.grow:
-            i = self._free_run(plan.k)
+            i = self._free_run(plan.k, plan.aligned)
             if i >= 0:
                 self._prefetch(i, i + plan.k + 1)
         if slot is not None:

@@ -232,19 +232,20 @@ class DirOps:
     def _move(self, sd: Directory, sslot: DirSlot, snode: Node, td: Directory, plan: AddPlan,
               tdnode: Node) -> None:
         """New entry first, made durable, then the old one removed: a crash in between leaves
-        two names for one chain (fsck.fat keeps the data under one of them), never none.  A
+        two names for one chain (fsck.fat keeps the data under one of them), never none.  An
+        old entry that was never flushed needs no barrier (a cut loses it either way).  A
         case-only rename in one directory swaps the entry in place of the old one."""
         if sd is td and fold(sslot.name) == fold(plan.name):
             sd.remove(sslot)
             slot, written = td.add(plan.name, snode.entry)
         else:
             slot, written = td.add(plan.name, snode.entry, plan)
-            try:
-                self.barrier()
-            except KernelError as e:      # finish in memory; the write is retried later
-                failed: KernelError | None = e
-            else:
-                failed = None
+            failed: KernelError | None = None
+            if sslot.gen < self.sync_gen:   # the old entry may be on disk: new one first
+                try:
+                    self.barrier()
+                except KernelError as e:    # finish in memory; the write is retried later
+                    failed = e
             sd.remove(sslot)
             if failed is not None:
                 self._moved(snode, written, td, slot, tdnode, sd)

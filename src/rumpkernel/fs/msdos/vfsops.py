@@ -88,6 +88,7 @@ class MsdosFS(DirOps, FileSystem):
         self._owner = array("I", bytes(4 * (self.geo.max_cluster + 1)))
         self._parent_hint: dict[int, int] = {}
         self.damage: str | None = None
+        self.sync_gen = 0
         self.ro_reason = ""
         self.free_known = True
         self.fsinfo_ok = self._read_fsinfo()
@@ -105,7 +106,7 @@ class MsdosFS(DirOps, FileSystem):
             ctx.kmem.alloc(self._kmem_bytes, "msdos")
         self.fat.short_hook = self.sync
         if not self.readonly:
-            self.bio.before_flush = self._commit_allocations
+            self.bio.before_flush = self._before_flush
             self.fat.set_clean(False)
             self._write_fsinfo(known=False)
             self.sync()
@@ -489,6 +490,10 @@ class MsdosFS(DirOps, FileSystem):
         """Everything so far durable before the next write (rename's new entry before the old
         one goes)."""
         self.bio.flush(sync=True)
+
+    def _before_flush(self) -> None:
+        self.sync_gen += 1            # entries written so far may reach the disk now
+        self._commit_allocations()
 
     def _commit_allocations(self) -> None:
         if self.fat.flush():
