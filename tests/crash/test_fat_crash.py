@@ -224,3 +224,24 @@ def test_recording_sees_flushes_and_clean_unmount() -> None:
     mid = crashbed.CrashState(len(s.rec.log) // 2, ()).image(s.rec.base, s.rec.log)
     assert not mount_dev(MemoryDevice(mid), readonly=True).was_clean   # dirty while mounted
     assert int.from_bytes(mid[512 + 488 : 512 + 492], "little") == 0xFFFFFFFF
+
+
+@pytest.mark.parametrize("name", ["files", "tree"])
+def test_write_mount_after_a_crash(name: str) -> None:
+    """After a cut (outside a rename window) the image mounts read-write, takes new files and
+    unmounts into a state fsck.fat accepts, the crash's leaks aside."""
+    s = _recorded(name)
+    rng = random.Random(3)
+    states = [st for st in crashbed.sample(crashbed.crash_states(s.rec.log, rng), 25, rng)
+              if not any(w[0] < st.point <= _window_end(s.rec.log, w[1]) for w in s.windows)]
+    assert len(states) >= 15
+    for st in states:
+        dev = MemoryDevice(st.image(s.rec.base, s.rec.log))
+        fs = mount_dev(dev)
+        assert not fs.readonly and fs.damage is None, (st, fs.info())
+        v = MiniVfs(fs)
+        v.create("after the crash.txt", b"new data " * 300)
+        fs.unmount()
+        assert crashbed.fsck_fat(dev.data) == [], st
+        assert MiniVfs(mount_dev(dev, readonly=True)).read("after the crash.txt") == \
+            b"new data " * 300

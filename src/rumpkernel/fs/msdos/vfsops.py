@@ -131,15 +131,20 @@ class MsdosFS(DirOps, FileSystem):
 
     def _cross_check_fats(self) -> bool:
         """Write mounts trust no single FAT copy: an entry free in one copy and used in another
-        counts as used; entries used in both but different make the mount read-only."""
+        counts as used; entries used in both but different make the mount read-only -- unless
+        the volume was not cleanly unmounted: a cut between the two copies' writes leaves them
+        different, and our write order makes either copy safe to keep, so FAT 1 wins (as in
+        fsck.fat)."""
         merged, conflicts = self.fat.merge_copies()
         if merged or conflicts:
             self.free_known = False
         if merged:
-            self.free_known = False
             self.log(f"msdos: {merged} FAT entries free in one copy but used in another; "
                      "kept as used")
-        if conflicts:
+        if conflicts and not self.was_clean:
+            self.log(f"msdos: the FAT copies differ at {len(conflicts)} clusters after an "
+                     "unclean unmount; using FAT 1")
+        elif conflicts:
             c, a, b = conflicts[0]
             self.fall_back_ro(f"the FAT copies disagree at {len(conflicts)} clusters "
                               f"(cluster {c}: {a:#x} vs {b:#x}); run fsck.fat")
@@ -405,7 +410,9 @@ class MsdosFS(DirOps, FileSystem):
                      "clamped")
             node.entry = ent.replace(size=cap)
             node.damaged = f"size {ent.size} beyond its cluster chain ({cap} bytes)"
-        elif nclusters > -(-ent.size // geo.cluster_size):
+        elif nclusters > -(-ent.size // geo.cluster_size) and self.was_clean:
+            # (after a crash a chain longer than its size is an expected leak: writes reuse
+            # the extra clusters, truncation frees them)
             node.damaged = f"cluster chain ({cap} bytes) longer than its size {ent.size}"
         if node.damaged is not None:
             self.free_known = False
