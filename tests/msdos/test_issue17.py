@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 
@@ -152,10 +153,10 @@ def test_refused_mkdir_names_leave_image_identical() -> None:
     vfs = MiniVfs(fs)
     root = vfs.node("")
     snap = _Snapshot(fs, dev)
-    for bad, errno in ((b"a" * 256, Errno.ENAMETOOLONG), (b"x:y", Errno.EINVAL),
-                       (b"trailing ", Errno.EINVAL), (b"\xff\xfe", Errno.EILSEQ)):
-        assert _err(fs.mkdir, root, bad, 0o755, 0, 0).errno == errno
-        assert _err(fs.create, root, bad, S_IFREG | 0o644, 0, 0, 0).errno == errno
+    for bad, want in ((b"a" * 256, Errno.ENAMETOOLONG), (b"x:y", Errno.EINVAL),
+                      (b"trailing ", Errno.EINVAL), (b"\xff\xfe", Errno.EILSEQ)):
+        assert _err(fs.mkdir, root, bad, 0o755, 0, 0).errno == want
+        assert _err(fs.create, root, bad, S_IFREG | 0o644, 0, 0, 0).errno == want
     assert snap.same()
 
 
@@ -229,3 +230,31 @@ def test_failed_commands_leave_a_kernel_mounted_image_identical(tmp_path) -> Non
         k.halt()
     assert img.read_bytes() == before
     assert subprocess.run(["fsck.fat", "-n", str(img)], capture_output=True).returncode == 0
+
+
+@needs_tools
+@pytest.mark.parametrize("fat", ["12", "32"])
+def test_unlink_after_enospc_frees_clusters(tmp_path, fat) -> None:
+    img = mkfs(tmp_path / "full.img", 1440 if fat == "12" else 34000, "-F", fat, "-s", "1")
+    k = rumpkernel.boot()
+    try:
+        k.mount_image(str(img), "/mnt")
+        s = k.sys
+        fd = s.open("/mnt/other", os.O_CREAT | os.O_RDWR, 0o644)
+        s.write(fd, b"o" * 100_000)
+        s.close(fd)
+        fd = s.open("/mnt/filler", os.O_CREAT | os.O_RDWR, 0o644)
+        with pytest.raises(OSError) as ei:
+            while True:
+                s.write(fd, b"z" * 65536)
+        assert ei.value.errno == errno.ENOSPC
+        assert s.statvfs("/mnt").f_bfree == 0
+        s.unlink("/mnt/other")
+        freed = s.statvfs("/mnt").f_bfree
+        assert freed >= 100_000 // 512
+        s.write(fd, b"z" * (freed * 512))      # the freed clusters are usable at once
+        s.close(fd)
+    finally:
+        k.halt()
+    r = fsck(img)
+    assert r.returncode == 0 and b"Reclaimed" not in r.stdout, r.stdout
