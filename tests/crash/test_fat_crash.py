@@ -195,7 +195,7 @@ def _report(bad: list[crashbed.Verdict]) -> str:
 def test_sampled_crash_points(name: str) -> None:
     s = _recorded(name)
     rng = random.Random(1)
-    states = crashbed.sample(crashbed.crash_states(s.rec.log, rng, per_point=2), 70, rng)
+    states = crashbed.sample(crashbed.crash_states(s.rec.log, rng, per_point=2), 50, rng)
     assert len(states) >= 40
     bad = _verdicts(s, states)
     assert not bad, f"{len(bad)} of {len(states)} crash states: {_report(bad)}"

@@ -336,9 +336,15 @@ class Directory:
         raw += written.emit()
         if i > self.end:
             self._fill_gap(i)
+        if i + k > self.end:
+            # past the end mark: the rest of this sector becomes deleted slots in the same
+            # (atomic) sector write, so the end mark only ever sits at a sector boundary and
+            # no later entry can land behind a 0x00 slot
+            fill = min(-(i + k) % self.per_sector, self.nslots - i - k)
+            raw += (b"\xe5" + bytes(DIRENT_SIZE - 1)) * fill
+            self.end = i + k + fill
         self.write_slots(i, bytes(raw))
         self.used[i : i + k] = b"\x01" * k
-        self._terminate(i + k)
         store = self.store
         short = display_short(short11, ntres, store.mode, store.codepage)
         slot = DirSlot(name if need_lfn else short, short11, i, i + k - 1,
@@ -347,19 +353,13 @@ class Directory:
         return slot, written
 
     def _fill_gap(self, i: int) -> None:
-        """An entry placed in a fresh sector past the end mark: the never-used slots before it
-        become deleted ones (0xE5), durably first -- else a cut could leave the entry behind
-        a 0x00 end mark, where readers stop."""
+        """An entry placed in a fresh sector past an end mark that sits inside a sector (only
+        in directories other tools wrote; ours end at sector boundaries): the never-used slots
+        before it become deleted ones (0xE5), durably first -- else a cut could leave the
+        entry behind a 0x00 end mark, where readers stop."""
         self.write_slots(self.end, (b"\xe5" + bytes(DIRENT_SIZE - 1)) * (i - self.end))
         self.store.barrier()
         self.end = i
-
-    def _terminate(self, after: int) -> None:
-        if after <= self.end:
-            return
-        self.end = after
-        if after < self.nslots and self.read_slot(after)[0] != 0:
-            self.write_slots(after, bytes(DIRENT_SIZE))
 
     def check_sound(self) -> None:
         """EUCLEAN when the parse found damage: changing a damaged directory could orphan
@@ -371,6 +371,8 @@ class Directory:
     def grow(self, plan: AddPlan) -> AddPlan:
         """Add the empty clusters ``plan`` needs (a multi-step operation does this before its
         first real change: an extra empty directory cluster changes nothing visible)."""
+        if not plan.grow:
+            return plan
         for _ in range(plan.grow):
             self.store.grow_dir(self)
         return replace(plan, grow=0)
