@@ -15,7 +15,8 @@ Interface:
         .connect(...), .listen(...) shortcuts; .frames, .dropped, .corrupted counters
     BulkTransfer(net, tx, rx, nbytes, seed) -- app: writes a pseudorandom stream into ``tx``,
                          reads ``rx``, checks byte-exactness incrementally (sha256 of both
-                         sides), closes ``tx`` at the end when ``close`` is set.
+                         sides), shuts ``tx`` down for writing at the end when ``close`` is
+                         set (the receiver then sees end of stream).
 
 Everything random comes from one random.Random(seed), so a run replays exactly.
 """
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.net.inet.tcp_config import TcpConfig
+from rumpkernel.net.inet.tcp_engine import SHUT_WR
 from rumpkernel.net.inet.tcp_stack import TcpStack
 
 ADDR_A = bytes([10, 0, 0, 1])
@@ -187,7 +189,7 @@ class BulkTransfer:
             self.sent += n
         if self.sent >= self.nbytes and self.close and not self.closed:
             self.closed = True
-            tx.close(now)
+            tx.shutdown(SHUT_WR, now)
         while not self.eof:
             try:
                 data = rx.recv(1 << 20, now)

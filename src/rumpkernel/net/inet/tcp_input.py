@@ -214,7 +214,7 @@ def _trim(c, seg: TcpSegment, seq: int, rcv_wnd: int):
             todrop -= 1
         plen = len(payload)
         if todrop > plen or (todrop == plen and not fin):
-            if plen or fin:
+            if plen or fin or f & SYN:  # a duplicate that used sequence space: re-ACK
                 stats.dup_segs += 1
                 stats.dup_bytes += plen
                 c.ack_now = True

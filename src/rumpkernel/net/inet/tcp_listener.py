@@ -106,7 +106,8 @@ class TcpListener:
         cfg = self.config
         entry = self.syn_queue.get(key)
         if entry is not None:
-            if seg.seq == entry.irs:  # retransmitted SYN: answer again
+            if seg.seq == entry.irs:  # retransmitted SYN: answer again, echo its TSval
+                entry.opts = seg.options
                 self._send_synack(entry, now)
             else:
                 self.stats.drop("listen_syn_mismatch")
