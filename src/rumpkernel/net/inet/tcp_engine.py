@@ -106,7 +106,7 @@ class TcpConnection:
         "shared", "config", "stats", "laddr", "lport", "raddr", "rport", "state", "cc", "rtt",
         # send sequence space
         "iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2", "max_sndwnd",
-        "snd_wscale", "snd_mss", "peer_mss", "our_mss", "sndbuf", "fin_seq", "snd_up",
+        "snd_wscale", "snd_mss", "peer_mss", "our_mss", "sndbuf", "fin_seq", "snd_up", "snd_sml",
         # receive sequence space
         "irs", "rcv_nxt", "rcv_adv", "rcv_wscale", "rcv_mss", "rcvbuf", "fin_rcvd", "rcv_up",
         "ooo_fin", "last_ack_sent", "syn_window",
@@ -140,7 +140,7 @@ class TcpConnection:
         self.our_mss = min(cfg.our_mss, mss_clamp) if mss_clamp else cfg.our_mss
         self.cc = tcp_cc.create(cc or cfg.congestion_control, cfg.mss_default, cfg.initial_cwnd)
         iss &= MASK
-        self.iss = self.snd_una = self.snd_nxt = self.snd_max = iss
+        self.iss = self.snd_una = self.snd_nxt = self.snd_max = self.snd_sml = iss
         self.snd_wnd = self.snd_wl1 = self.snd_wl2 = self.max_sndwnd = 0
         self.snd_wscale = 0
         self.peer_mss = cfg.mss_default
@@ -303,12 +303,15 @@ class TcpConnection:
     def _after_read(self, nread: int, now: float) -> None:
         self._rcv_autotune(nread, now)
         if self.state in SYNCHRONIZED and not self.fin_rcvd:
-            space = self.rcvbuf.window_space()
+            # window update (Linux's rule): the advertised window is at most half the buffer
+            # and reading at least doubles it, by more than the SWS threshold
+            limit = self.rcvbuf.limit
             adv = max(self.rcv_adv - self.rcv_nxt, 0)
-            grow = space - adv
-            if grow >= 2 * self.rcv_mss or grow * 2 >= self.rcvbuf.limit:
-                self.ack_now = True
-                tcp_output.output(self, now)
+            if 2 * adv <= limit:
+                space = self.rcvbuf.window_space()
+                if space >= 2 * adv and space - adv >= min(limit >> 1, self.rcv_mss):
+                    self.ack_now = True
+                    tcp_output.output(self, now)
         self._done(now)
 
     def _rcv_autotune(self, nread: int, now: float) -> None:

@@ -206,6 +206,8 @@ def _send_loop(c, now: float) -> bool:
         if nxt == c.snd_una == c.snd_max and c.last_send and now - c.last_send > c.rtt.rto:
             c.cc.on_idle_restart(now)  # RFC 5681 4.1: restart window after idle
         c.snd_nxt = transmit(c, nxt, length, now)
+        if length < mss and c.snd_nxt > c.snd_sml:
+            c.snd_sml = c.snd_nxt
         sent = True
         if fin:
             break
@@ -213,8 +215,9 @@ def _send_loop(c, now: float) -> bool:
 
 
 def _short_ok(c, nxt: int, length: int, avail: int) -> bool:
-    """May a segment shorter than the MSS go now?  (Nagle, RFC 9293 3.8.6.2.1)"""
-    if length == avail and (c.nodelay or nxt == c.snd_una):
+    """May a segment shorter than the MSS go now?  Nagle (RFC 9293 3.7.4) in Minshall's form:
+    the tail of the queue goes unless a short segment is still unacknowledged."""
+    if length == avail and (c.nodelay or c.snd_sml <= c.snd_una):
         return True
     if c.max_sndwnd and 2 * length >= c.max_sndwnd:
         return True

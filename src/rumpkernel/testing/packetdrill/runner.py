@@ -11,7 +11,7 @@ Semantics (docs/packetdrill.md has the whole story):
     ``A...B`` on a system call: it starts at A, blocks, and must return at B.
   * Inbound (``<``) sequence numbers are absolute (the script chooses the peer's ISN);
     their ACK numbers, SACK blocks and TS ecr are relative to the kernel's ISN and timestamp
-    clock, learned from its first SYN or SYN-ACK (and first TS val).
+    clock, learned from its latest SYN or SYN-ACK (and its first TS val).
   * Outbound (``>``) sequence numbers are relative to the kernel's ISN; ACK numbers, SACK blocks
     and TS ecr are absolute (the script's own numbers).  Each outbound line must match the next
     segment the kernel sends, within the timing tolerance (--tolerance_usecs, default 4000).
@@ -116,6 +116,8 @@ class _Runner:
             self._check_completions()
             last = t
         self._advance(last)
+        if self.pending:  # calls still blocked: wait for the latest expected return
+            self._advance(max(end for _, end in self.pending.values()) + self.tol)
         self._check_completions()
         if self.pending:
             ev = next(iter(self.pending.values()))[0]
@@ -158,7 +160,7 @@ class _Runner:
         return when
 
     def _learn(self, spec: PacketSpec, seg: TcpSegment) -> None:
-        if seg.flags & 0x02 and self.iss is None:
+        if seg.flags & 0x02:  # every SYN or SYN-ACK (a new incarnation has a new ISN)
             self.iss = (seg.seq - spec.seq) & MASK
         if self.ts_base is None and seg.options.ts_val is not None and spec.options:
             for o in spec.options:

@@ -446,7 +446,8 @@ class EngineTarget:
             ready = 0
             for e in entries:
                 s = self.socks.get(e["fd"])
-                mask = _bits(e.get("events", 0), POLL_BITS) | 0x8 | 0x10 | 0x2000
+                e["events"] = _bits(e.get("events", 0), POLL_BITS)
+                mask = e["events"] | 0x8 | 0x10  # POLLERR and POLLHUP are always reported
                 rev = (self._revents(s) & mask) if s else POLL_BITS["POLLNVAL"]
                 e["revents"] = rev
                 ready += bool(rev)
