@@ -29,7 +29,8 @@ segments takes ``now`` (seconds, float, monotonic):
                                       URGENT CONNECTED.
     take_error() -> Errno | None   -- SO_ERROR (read and clear).
     info() -> TcpInfo              -- TCP_INFO snapshot.
-    Options: nodelay, keepalive, keepidle/keepintvl/keepcnt, linger_zero (attributes);
+    Options: nodelay, linger_zero (attributes); set_keepalive(now, enable, idle, interval,
+             count);
              set_rcvbuf(n)/set_sndbuf(n) (fixed size, autotuning off), set_congestion(name).
     Hooks: sink(conn, seg), on_deadline(conn), on_events(conn) -- optional callables the owner
            sets; called after the engine changes output, deadline or readiness.
@@ -383,6 +384,23 @@ class TcpConnection:
         if st in (S.SYN_RECEIVED, S.ESTABLISHED, S.CLOSE_WAIT):
             self._set_state(TcpEvent.CLOSE)
         tcp_output.output(self, now)
+
+    def set_keepalive(self, now: float, enable: bool | None = None, idle: float | None = None,
+                      interval: float | None = None, count: int | None = None) -> None:
+        """SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT (seconds, probes)."""
+        if enable is not None:
+            self.keepalive = enable
+        if idle is not None:
+            self.keepidle = idle
+        if interval is not None:
+            self.keepintvl = interval
+        if count is not None:
+            self.keepcnt = count
+        if not self.keepalive:
+            self.t_keep = None
+        elif self.connected and self.keep_probes == 0 and self.state != S.CLOSED:
+            self.t_keep = max(self.last_recv + self.keepidle, now)
+        self._done(now)
 
     def set_rcvbuf(self, nbytes: int) -> None:
         self.rcvbuf.limit = max(nbytes, 256)

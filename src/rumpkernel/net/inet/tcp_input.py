@@ -321,7 +321,7 @@ def _ack_input(c, seg: TcpSegment, seq: int, now: float) -> bool:
         c.probes_unanswered = 0
     if ack > c.snd_una:
         _new_ack(c, seg, ack, now)
-    elif (ack == c.snd_una and c.snd_max > c.snd_una and not seg.payload
+    elif (ack == c.snd_una and c.snd_max > c.snd_una and not seg.payload and wnd
           and not seg.flags & (SYN | FIN) and (same_window or newly_sacked)):
         _dup_ack(c, now, newly_sacked)
     return True

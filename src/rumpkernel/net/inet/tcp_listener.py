@@ -168,7 +168,11 @@ class TcpListener:
         ws = _wscale_for(cfg.rmem_max) if cfg.window_scaling and opts.wscale is not None \
             else None
         ts_val = None
-        if cfg.timestamps and opts.ts_val is not None:
+        if not (cfg.timestamps and opts.ts_val is not None):
+            # nowhere to keep window scale and SACK-permitted: offer neither (as Linux does)
+            ws = None
+            opts = TcpOptions.build(mss=opts.mss)
+        else:
             # the peer's options live in our TSval; without timestamps they are lost
             ts_val = encode_ts_options((int(now * 1000) + ts_offset) & MASK, opts.wscale
                                        if ws is not None else None,

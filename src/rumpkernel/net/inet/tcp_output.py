@@ -390,9 +390,9 @@ def keepalive_timeout(c, now: float) -> None:
     """Keepalive (RFC 9293 3.8.4, RFC 1122 4.2.3.6): probe an idle connection."""
     if not c.keepalive or c.state not in (S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_2):
         return
-    idle = now - c.last_recv
-    if c.keep_probes == 0 and idle < c.keepidle:
-        c.t_keep = c.last_recv + c.keepidle
+    due = c.last_recv + c.keepidle
+    if c.keep_probes == 0 and now < due:  # heard from the peer since: wait the rest
+        c.t_keep = due
         return
     if c.keep_probes >= c.keepcnt:
         c.stats.keepalive_drops += 1

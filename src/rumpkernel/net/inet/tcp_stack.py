@@ -194,13 +194,17 @@ class TcpStack:
 
     def timeout(self, now: float) -> None:
         heap = self._heap
+        ran: dict[int, object] = {}
         while heap and heap[0][0] <= now:
             due, _, obj = heapq.heappop(heap)
-            if obj.deadline != due:
+            if obj.deadline != due or id(obj) in ran:
                 continue
+            ran[id(obj)] = obj  # once per call, whatever its handlers re-arm
             obj.timeout(now)
             if isinstance(obj, TcpConnection) and obj.state == TcpState.CLOSED:
                 self.forget(obj)
+        for obj in ran.values():  # a deadline that did not change sent no on_deadline
+            self._schedule(obj)
 
     def _conn_sink(self, conn: TcpConnection, seg: TcpSegment) -> None:
         self.out.append((conn.laddr, conn.raddr, seg))

@@ -194,7 +194,7 @@ class _Runner:
         tol_ms = int(self.tol * 1000) + 1
         for o, it in zip(want, items):
             n, v = o.name, o.values
-            if n == "nop" and type(it) is Nop or n == "sackOK" and type(it) is SackPermitted:
+            if (n == "nop" and type(it) is Nop) or (n == "sackOK" and type(it) is SackPermitted):
                 continue
             if n == "mss" and type(it) is Mss and v[0] in (None, it.value):
                 continue

@@ -232,10 +232,8 @@ class EngineTarget:
     def _apply(self, s: _Sock, conn: TcpConnection) -> None:
         o = s.opts
         conn.nodelay = bool(o.get("nodelay", conn.nodelay))
-        conn.keepalive = bool(o.get("keepalive", conn.keepalive))
-        conn.keepidle = o.get("keepidle", conn.keepidle)
-        conn.keepintvl = o.get("keepintvl", conn.keepintvl)
-        conn.keepcnt = o.get("keepcnt", conn.keepcnt)
+        conn.set_keepalive(self.now, bool(o.get("keepalive", conn.keepalive)),
+                           o.get("keepidle"), o.get("keepintvl"), o.get("keepcnt"))
         if "rcvbuf" in o:
             conn.set_rcvbuf(o["rcvbuf"])
         if "sndbuf" in o:
@@ -244,8 +242,6 @@ class EngineTarget:
             conn.set_congestion(o["cc"])
         if o.get("linger") == 0:
             conn.linger_zero = True
-        if conn.keepalive and conn.connected and conn.t_keep is None:
-            conn.t_keep = self.now + conn.keepidle
 
     # --- system calls ------------------------------------------------------------------------
 
@@ -421,11 +417,11 @@ class EngineTarget:
         mss = max(i.snd_mss, 1)
         return {"tcpi_state": TCP_STATES[i.state], "tcpi_snd_cwnd": i.cwnd // mss,
                 "tcpi_snd_ssthresh": min(i.ssthresh // mss, 0x7FFFFFFF),
-                "tcpi_rto": int(round(i.rto * 1e6)), "tcpi_retransmits": i.retransmits,
+                "tcpi_rto": round(i.rto * 1e6), "tcpi_retransmits": i.retransmits,
                 "tcpi_total_retrans": i.total_retrans, "tcpi_snd_mss": i.snd_mss,
                 "tcpi_rcv_mss": i.rcv_mss, "tcpi_backoff": i.backoff,
-                "tcpi_rtt": int(round((i.srtt or 0) * 1e6)),
-                "tcpi_rttvar": int(round((i.rttvar or 0) * 1e6)),
+                "tcpi_rtt": round((i.srtt or 0) * 1e6),
+                "tcpi_rttvar": round((i.rttvar or 0) * 1e6),
                 "tcpi_unacked": -(-i.unacked // mss), "tcpi_snd_wscale": i.snd_wscale,
                 "tcpi_rcv_wscale": i.rcv_wscale, "tcpi_ca_state": i.in_recovery or "open",
                 "tcpi_sacked": -(-i.sacked // mss)}
