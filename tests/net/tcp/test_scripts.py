@@ -19,3 +19,22 @@ def test_there_are_enough_scripts() -> None:
 def test_script(path: Path) -> None:
     result = run_file(path)
     assert result.events > 0
+
+
+def test_scripts_exercise_every_state_transition(monkeypatch) -> None:
+    """Every entry of the transition table (tcp_fsm.TRANSITIONS) is taken by some script."""
+    from rumpkernel.net.inet import tcp_engine, tcp_fsm, tcp_listener
+
+    seen = set()
+    real = tcp_fsm.next_state
+
+    def recording(state, event):
+        seen.add((state, event))
+        return real(state, event)
+
+    for module in (tcp_fsm, tcp_engine, tcp_listener):
+        monkeypatch.setattr(module, "next_state", recording)
+    for path in SCRIPTS:
+        run_file(path)
+    missing = [f"{s.name} --{e.value}-->" for s, e in tcp_fsm.TRANSITIONS if (s, e) not in seen]
+    assert not missing, missing

@@ -16,7 +16,6 @@ from rumpkernel.net.wire.tcp import (
     NOP,
     SACK_PERMITTED,
     Mss,
-    Nop,
     Sack,
     TcpFlags,
     TcpFormatError,

@@ -69,7 +69,9 @@ SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
 NEWRENO, SACK = "newreno", "sack"
 
 S = TcpState
-_RST_ON_ABORT = SYNCHRONIZED | {S.SYN_RECEIVED}
+# RFC 9293 3.10.5 ABORT: RST from these; CLOSING, LAST_ACK and TIME_WAIT just go away
+_RST_ON_ABORT = frozenset({S.SYN_RECEIVED, S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2,
+                           S.CLOSE_WAIT})
 
 
 def unwrap(wire: int, ref: int) -> int:

@@ -113,6 +113,7 @@ def _syn_sent_input(c, seg: TcpSegment, now: float) -> None:
     c._set_state(E.RCV_SYN)
     c.snd_wl2 = c.iss
     c.t_rtx = None
+    c.syn_count = 0  # synack_retries counts SYN-ACK retransmissions from here
     tcp_output.send_syn(c, now)
     c.syn_window = min(c.rcvbuf.window_space(), 0xFFFF)
     c.rcv_adv = c.rcv_nxt + c.syn_window
@@ -488,7 +489,7 @@ def _fin(c, fin_seq: int, now: float) -> None:
     c.ooo_fin = None
     c.ack_now = True
     st = c.state
-    if st in (S.SYN_RECEIVED, S.ESTABLISHED, S.FIN_WAIT_1):
+    if st in (S.ESTABLISHED, S.FIN_WAIT_1):
         c._set_state(E.RCV_FIN)
     elif st == S.FIN_WAIT_2:
         c._set_state(E.RCV_FIN)

@@ -27,7 +27,7 @@ from collections import deque
 
 from rumpkernel.net.inet.tcp_buffers import NULL_ACCOUNT
 from rumpkernel.net.inet.tcp_engine import TcpConnection, TcpShared, _wscale_for
-from rumpkernel.net.inet.tcp_fsm import TcpState
+from rumpkernel.net.inet.tcp_fsm import TcpEvent, TcpState, next_state
 from rumpkernel.net.inet.tcp_input import reset_for
 from rumpkernel.net.inet.tcp_isn import IsnGenerator, decode_ts_options, encode_ts_options
 from rumpkernel.net.wire.tcp import TcpOptions, TcpSegment
@@ -63,7 +63,7 @@ class TcpListener:
         self.account_factory = account_factory
         self.cc = cc
         self.mss_clamp = mss_clamp
-        self.state = TcpState.LISTEN
+        self.state = next_state(TcpState.CLOSED, TcpEvent.PASSIVE_OPEN)
         self.syn_queue: dict[tuple, SynEntry] = {}
         self.accept_queue: deque[TcpConnection] = deque()
         self.out: list = []
@@ -282,7 +282,9 @@ class TcpListener:
             self.on_deadline(self)
 
     def close(self, now: float) -> None:
-        self.state = TcpState.CLOSED
+        if self.state == TcpState.CLOSED:
+            return
+        self.state = next_state(self.state, TcpEvent.CLOSE)
         while self.accept_queue:
             conn = self.accept_queue.popleft()
             conn.abort(now)
