@@ -15,6 +15,7 @@ Interface:
                               for reassembly, all bounded by the buffer's space)
         .read(n, peek=False) -> bytes for the user; .used (in order + out of order), .free
         .sack_blocks(...)    -> out-of-order ranges, the newest first (RFC 2018 4)
+        .prune_ooo()         -> drop the reassembly queue under memory pressure (reneging)
         .readable            -- in-order bytes waiting
 
 Rules: sequence numbers here are the engine's unwrapped absolute integers.  Every byte a buffer
@@ -246,6 +247,16 @@ class ReceiveBuffer:
             del self.data[:n]
             self.account.release(n)
         return out
+
+    def prune_ooo(self) -> int:
+        """Drop the reassembly queue (memory pressure); returns the bytes released."""
+        n = self.ooo_bytes
+        if n:
+            self.account.release(n)
+        self.ooo = []
+        self.ooo_bytes = 0
+        self.recent = []
+        return n
 
     def free_all(self) -> None:
         total = len(self.data) + self.ooo_bytes

@@ -453,10 +453,22 @@ def _text(c, seq: int, payload: bytes, now: float) -> bool:
     try:
         new_nxt = c.rcvbuf.insert(seq, payload, rcv_nxt)
     except KernelError:
-        stats.memory_drops += 1
-        stats.drop("memory")
-        c.ack_now = True
-        return False
+        new_nxt = None
+        if seq == rcv_nxt and c.rcvbuf.ooo:
+            # out of memory: renege on out-of-order data (RFC 2018 8) so the in-order
+            # segment the peer must retransmit anyway fits
+            c.rcvbuf.prune_ooo()
+            c.ooo_fin = None
+            stats.rcv_pruned += 1
+            try:
+                new_nxt = c.rcvbuf.insert(seq, payload, rcv_nxt)
+            except KernelError:
+                pass
+        if new_nxt is None:
+            stats.memory_drops += 1
+            stats.drop("memory")
+            c.ack_now = True
+            return False
     if seq == rcv_nxt:
         c.rcv_nxt = new_nxt
         if c.shut_rd:
