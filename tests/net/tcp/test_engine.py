@@ -344,7 +344,7 @@ u32 = st.integers(0, 2**32 - 1)
                           st.lists(st.tuples(u32, u32), max_size=3)), max_size=12))
 def test_random_segments_never_break_a_connection_object(segs) -> None:
     net = TcpLinkNet(11, LinkConfig(delay=0.001))
-    c, s, _ = connected(net)
+    c, _s, _ = connected(net)
     for f, dseq, dack, win, n, ts, sack in segs:
         opts = TcpOptions.data_options(
             (c.ts_recent + (dseq & 0xFF) - 100) & 0xFFFFFFFF if ts else None, 0,

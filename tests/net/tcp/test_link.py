@@ -43,7 +43,7 @@ def transfer(net: TcpLinkNet, lst, up: int, down: int, port: int = 40000, seed: 
 def test_bulk_transfer_both_ways_is_byte_exact(cc: str, loss: float) -> None:
     seed = int(loss * 1000) + (7 if cc == "cubic" else 3)
     net, lst = pair(seed, loss, cc)
-    c, s = transfer(net, lst, 3 * MiB, 1 * MiB, seed=seed)
+    c, _s = transfer(net, lst, 3 * MiB, 1 * MiB, seed=seed)
     a = net.a.stats
     assert a.bytes_out >= 3 * MiB
     if loss:
