@@ -35,12 +35,7 @@ import struct
 from dataclasses import dataclass
 
 from rumpkernel.kern.errno import Errno, KernelError
-from rumpkernel.net.wire.checksum import (
-    internet_checksum,
-    ones_complement_sum,
-    pseudo_header_sum_v4,
-    pseudo_header_sum_v6,
-)
+from rumpkernel.net.wire.checksum import internet_checksum, ones_complement_sum
 
 HEADER_LEN = 20
 MAX_OPTIONS_LEN = 40
@@ -165,6 +160,16 @@ class UnknownOption:
 TcpOption = Nop | Mss | WindowScale | SackPermitted | Sack | Timestamps | UnknownOption
 NOP = Nop()
 SACK_PERMITTED = SackPermitted()
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _timestamps(val: int, ecr: int) -> Timestamps:
+    """Timestamps from values already known to be 32-bit (unpacked or masked): no checks."""
+    ts = _new(Timestamps)
+    _set(ts, "val", val)
+    _set(ts, "ecr", ecr)
+    return ts
 
 
 def _check_range(what: str, value: int, high: int) -> None:
@@ -229,16 +234,17 @@ class TcpOptions:
     def data_options(cls, ts_val: int | None, ts_ecr: int = 0,
                      sack: tuple[tuple[int, int], ...] = ()) -> TcpOptions:
         """Options of a data or ACK segment, Linux layout: ``nop,nop,TS`` then ``nop,nop,sack``.
-        The caller guarantees ranges (the engine's own values); at most 4 (3 with TS) blocks."""
+        Values are validated; at most 4 SACK blocks (3 with timestamps) fit."""
         if ts_val is None and not sack:
             return EMPTY_OPTIONS
-        self = object.__new__(cls)
+        self = _new(cls)
         items: tuple = ()
         if ts_val is not None:
-            items = (NOP, NOP, Timestamps(ts_val, ts_ecr))
+            if not (0 <= ts_val <= SEQ_MASK and 0 <= ts_ecr <= SEQ_MASK):
+                raise TcpFormatError("option", f"timestamps {ts_val}/{ts_ecr} out of range")
+            items = (NOP, NOP, _timestamps(ts_val, ts_ecr))
         if sack:
             items += (NOP, NOP, Sack(sack))
-        _set = object.__setattr__
         _set(self, "items", items)
         _set(self, "mss", None)
         _set(self, "wscale", None)
@@ -311,7 +317,15 @@ def parse_options(raw: bytes | memoryview) -> TcpOptions:
     n = len(raw)
     if n == 12 and raw[:4] == b"\x01\x01\x08\x0a":  # the common data-segment layout
         val, ecr = _II.unpack_from(raw, 4)
-        return TcpOptions.data_options(val, ecr)
+        opts = _new(TcpOptions)
+        _set(opts, "items", (NOP, NOP, _timestamps(val, ecr)))
+        _set(opts, "mss", None)
+        _set(opts, "wscale", None)
+        _set(opts, "sack_permitted", False)
+        _set(opts, "ts_val", val)
+        _set(opts, "ts_ecr", ecr)
+        _set(opts, "sack", ())
+        return opts
     items: list = []
     i = 0
     while i < n:
@@ -344,7 +358,7 @@ def _decode_option(kind: int, body: bytes) -> TcpOption:
     if kind == OPT_SACK_PERMITTED:
         return SACK_PERMITTED
     if kind == OPT_TIMESTAMPS:
-        return Timestamps(*_II.unpack(body))
+        return _timestamps(*_II.unpack(body))
     return Sack(tuple(_II.unpack_from(body, 8 * j) for j in range(len(body) // 8)))
 
 
@@ -463,7 +477,10 @@ def parse(buf: bytes | bytearray | memoryview, pseudo: int | None = None) -> Tcp
 
 def emit(seg: TcpSegment, pseudo: int | None = None) -> bytes:
     """Encode ``seg``; with ``pseudo`` (pseudo-header sum for this length) fill the checksum."""
-    opts = emit_options(seg.options)
+    return _emit(seg, emit_options(seg.options), pseudo)
+
+
+def _emit(seg: TcpSegment, opts: bytes, pseudo: int | None) -> bytes:
     off_byte = ((HEADER_LEN + len(opts)) // 4) << 4 | seg.reserved
     head = _HDR.pack(seg.src_port, seg.dst_port, seg.seq, seg.ack, off_byte, seg.flags,
                      seg.window, 0, seg.urgent) + opts
@@ -475,16 +492,19 @@ def emit(seg: TcpSegment, pseudo: int | None = None) -> bytes:
 
 
 def pseudo_sum(src: bytes, dst: bytes, length: int) -> int:
-    """The TCP pseudo-header partial sum for IPv4 (4-byte) or IPv6 (16-byte) addresses."""
-    if len(src) == 4:
-        return pseudo_header_sum_v4(src, dst, IPPROTO_TCP, length)
-    return pseudo_header_sum_v6(src, dst, IPPROTO_TCP, length)
+    """The TCP pseudo-header partial sum for IPv4 (4-byte) or IPv6 (16-byte) addresses (not
+    folded: pass it as ``initial`` to the checksum functions)."""
+    if len(src) == len(dst) and len(src) in (4, 16):
+        # both addresses as one big-endian number: congruent to the sum of their words
+        return int.from_bytes(src + dst, "big") % 0xFFFF + IPPROTO_TCP + (length >> 16) + \
+            (length & 0xFFFF)
+    raise ValueError("pseudo-header needs two 4-byte or two 16-byte addresses")
 
 
 def emit_for(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
     """Encode ``seg`` with its checksum for the addresses ``src`` -> ``dst``."""
-    length = HEADER_LEN + len(emit_options(seg.options)) + len(seg.payload)
-    return emit(seg, pseudo_sum(src, dst, length))
+    opts = emit_options(seg.options)
+    return _emit(seg, opts, pseudo_sum(src, dst, HEADER_LEN + len(opts) + len(seg.payload)))
 
 
 def parse_for(buf: bytes | bytearray | memoryview, src: bytes, dst: bytes) -> TcpSegment:
