@@ -27,6 +27,14 @@ class Cubic(CongestionControl):
         self.w_est = 0.0
         self.cwnd_f = float(self.cwnd)
 
+    def start(self, mss: int, initial_cwnd: int) -> None:
+        super().start(mss, initial_cwnd)
+        self.cwnd_f = float(self.cwnd)
+
+    def adopt(self, cwnd: int, ssthresh: int) -> None:
+        super().adopt(cwnd, ssthresh)
+        self.cwnd_f = float(cwnd)
+
     def on_ack(self, acked: int, now: float, rtt: float | None) -> None:
         mss = self.mss
         if self.cwnd < self.ssthresh:

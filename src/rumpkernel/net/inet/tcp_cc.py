@@ -10,6 +10,7 @@ Interface:
         on_rto(now, flight)            retransmission timeout: ssthresh from flight, cwnd 1 MSS
         on_idle_restart(now)           sending after an idle period longer than the RTO
         set_mss(mss)                   the send MSS changed
+        start(mss, iw) / adopt(cwnd, ssthresh) -- after the handshake / on TCP_CONGESTION
     register(name, cls), create(name, mss, iw) -> instance, available() -> names.
     KeyError from create() for an unknown name (the socket layer turns it into ENOENT).
 
@@ -34,6 +35,15 @@ class CongestionControl:
 
     def _iw(self, segments: int) -> int:
         return max(segments, 1) * self.mss
+
+    def start(self, mss: int, initial_cwnd: int) -> None:
+        """The handshake fixed the send MSS: begin with the initial window."""
+        self.mss = mss
+        self.cwnd = self.initial_window = self._iw(initial_cwnd)
+
+    def adopt(self, cwnd: int, ssthresh: int) -> None:
+        """Take over a window from the algorithm this one replaces (TCP_CONGESTION)."""
+        self.cwnd, self.ssthresh = cwnd, ssthresh
 
     def set_mss(self, mss: int) -> None:
         if mss != self.mss:

@@ -242,10 +242,7 @@ class TcpConnection:
         optlen = 12 if self.ts_ok else 0
         self.snd_mss = max(min(self.peer_mss, self.our_mss) - optlen, 64)
         self.rcv_mss = max(self.our_mss - optlen, 64)
-        self.cc.set_mss(self.snd_mss)
-        self.cc.cwnd = self.cc.initial_window = max(cfg.initial_cwnd, 1) * self.snd_mss
-        if hasattr(self.cc, "cwnd_f"):
-            self.cc.cwnd_f = float(self.cc.cwnd)
+        self.cc.start(self.snd_mss, cfg.initial_cwnd)
 
     # --- user calls --------------------------------------------------------------------------
 
@@ -417,9 +414,7 @@ class TcpConnection:
     def set_congestion(self, name: str) -> None:
         """TCP_CONGESTION: switch algorithms, keeping cwnd and ssthresh (KeyError: unknown)."""
         new = tcp_cc.create(name, self.snd_mss, self.config.initial_cwnd)
-        new.cwnd, new.ssthresh = self.cc.cwnd, self.cc.ssthresh
-        if hasattr(new, "cwnd_f"):
-            new.cwnd_f = float(new.cwnd)
+        new.adopt(self.cc.cwnd, self.cc.ssthresh)
         self.cc = new
 
     # --- segments and timers -----------------------------------------------------------------

@@ -13,6 +13,7 @@ Interface:
         .take_output() -> [(laddr, raddr, TcpSegment)] (or ``sink(laddr, raddr, seg)``)
         .close(now)                  -- RST every queued connection, forget the SYN queue
         .readable, .backlog (settable: listen() again), .syn_queue, .accept_queue
+        .on_events(listener)         -- optional hook, called when a connection is queued
 
 Rules: a SYN-queue entry is a small record (no buffers); at most config.max_syn_backlog of
 them.  When the queue is full a SYN is answered with a SYN cookie (config.syncookies 1; with 2
@@ -70,6 +71,7 @@ class TcpListener:
         self.sink = None
         self.deadline: float | None = None
         self.on_deadline = None
+        self.on_events = None
         self.our_mss = min(self.config.our_mss, mss_clamp) if mss_clamp else self.config.our_mss
 
     # --- segments ----------------------------------------------------------------------------
@@ -206,6 +208,8 @@ class TcpListener:
             self.syn_queue.pop(key, None)
             self.accept_queue.append(conn)
             self.stats.passive_opens += 1
+            if self.on_events is not None:
+                self.on_events(self)
             return conn
         if conn.state == TcpState.CLOSED:
             self.syn_queue.pop(key, None)
