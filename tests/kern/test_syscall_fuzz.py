@@ -58,7 +58,7 @@ def _call_in_own_process(k: rumpkernel.Kernel, num: int, args: tuple) -> BaseExc
         try:
             k.sys._call(num, args)
             box.append(None)
-        except BaseException as e:  # noqa: BLE001 - the test classifies it
+        except BaseException as e:
             box.append(e)
         finally:
             k.lwproc.release()
