@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.net.inet.tcp_config import TcpConfig
-from rumpkernel.net.inet.tcp_engine import SHUT_WR
+from rumpkernel.net.inet.tcp_engine import EV_READABLE, SHUT_WR
 from rumpkernel.net.inet.tcp_stack import TcpStack
 
 ADDR_A = bytes([10, 0, 0, 1])
@@ -176,7 +176,7 @@ class BulkTransfer:
     def step(self) -> None:
         now = self.net.now
         tx, rx = self.tx, self.rx
-        while self.sent < self.nbytes:
+        while self.sent < self.nbytes and (tx.sndbuf.free or tx.so_error is not None):
             off = self.sent % _BLOCK_LEN
             chunk = memoryview(self.block)[off:off + min(self.nbytes - self.sent, 262144)]
             try:
@@ -190,7 +190,7 @@ class BulkTransfer:
         if self.sent >= self.nbytes and self.close and not self.closed:
             self.closed = True
             tx.shutdown(SHUT_WR, now)
-        while not self.eof:
+        while not self.eof and (rx.events & EV_READABLE):
             try:
                 data = rx.recv(1 << 20, now)
             except KernelError as e:
