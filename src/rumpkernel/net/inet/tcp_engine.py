@@ -202,9 +202,10 @@ class TcpConnection:
                 iss: int, ts_offset: int, irs: int, syn_opts: TcpOptions, syn_window: int,
                 now: float, *, account: BufferAccount = NULL_ACCOUNT, cc: str | None = None,
                 mss_clamp: int | None = None, rcv_wscale: int | None = None,
-                synack_time: float | None = None) -> TcpConnection:
-        """A connection in SYN_RECEIVED whose SYN-ACK the listener already sent (seq ``iss``).
-        ``rcv_wscale`` is the shift our SYN-ACK announced (None: none announced)."""
+                synack_time: float | None = None, synack_retries: int = 0) -> TcpConnection:
+        """A connection in SYN_RECEIVED whose SYN-ACK the listener already sent (seq ``iss``,
+        ``synack_retries`` times again).  ``rcv_wscale`` is the shift our SYN-ACK announced
+        (None: none announced)."""
         c = cls(shared, laddr, lport, raddr, rport, iss, ts_offset, account=account, cc=cc,
                 mss_clamp=mss_clamp)
         c.state = next_state(next_state(S.CLOSED, TcpEvent.PASSIVE_OPEN), TcpEvent.RCV_SYN)
@@ -222,7 +223,7 @@ class TcpConnection:
         if synack_time is not None and not c.ts_ok:
             c.rtt_seq, c.rtt_time = c.iss + 1, synack_time
         c.t_rtx = now + c.rtt.rto
-        c.syn_count = 1
+        c.syn_count = 1 + synack_retries
         c.last_recv = c.last_send = now
         return c
 
@@ -478,6 +479,8 @@ class TcpConnection:
         """Bookkeeping on entering ESTABLISHED (from SYN_SENT or SYN_RECEIVED)."""
         self.connected = True
         self.rtx_count = 0
+        if self.syn_count > 1 and self.rtt.srtt is None:
+            self.rtt.reset(3.0)  # RFC 6298 5.7: the SYN timed out and no RTT sample since
         self.rcv_space_time = now
         if self.keepalive:
             self.t_keep = now + self.keepidle

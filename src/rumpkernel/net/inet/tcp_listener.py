@@ -241,7 +241,8 @@ class TcpListener:
         ts_offset = self.isn.ts_offset(laddr, self.lport, raddr, rport)
         entry = SynEntry(laddr, raddr, rport, irs, iss, syn_opts, seg.window, ts_offset,
                          rcv_wscale, now)
-        entry.retries = 1  # no RTT sample from a cookie
+        entry.retries = 0
+        entry.synack_time = None  # no RTT sample from a cookie (but no SYN timeout either)
         return entry
 
     def _make_connection(self, entry: SynEntry, now: float) -> TcpConnection:
@@ -250,7 +251,8 @@ class TcpListener:
             self.shared, entry.laddr, self.lport, entry.raddr, entry.rport, entry.iss,
             entry.ts_offset, entry.irs, entry.opts, entry.window, now, account=account,
             cc=self.cc, mss_clamp=self.mss_clamp, rcv_wscale=entry.rcv_wscale,
-            synack_time=entry.synack_time if entry.retries == 0 else None)
+            synack_time=entry.synack_time if entry.retries == 0 else None,
+            synack_retries=entry.retries)
 
     # --- queue and timers --------------------------------------------------------------------
 

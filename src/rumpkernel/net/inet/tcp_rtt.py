@@ -5,6 +5,7 @@ Interface:
     est.sample(rtt)     -- feed one measurement in seconds (Karn's rule is the caller's: never
                            sample a retransmitted segment unless timestamps identify it).
     est.backoff()       -- double the timeout after an expiry (capped at rto_max).
+    est.reset(rto)      -- a fresh timeout without samples (RFC 6298 5.7 after a SYN timeout).
     est.rto             -- current timeout in seconds, backoff included.
     est.srtt, est.rttvar (None before the first sample), est.shift (backoff count).
 
@@ -41,6 +42,11 @@ class RttEstimator:
             self.srtt = 0.875 * srtt + 0.125 * rtt
         base = self.srtt + max(G, 4 * self.rttvar)
         self.base = min(max(base, self.rto_min), self.rto_max)
+        self.shift = 0
+
+    def reset(self, rto: float) -> None:
+        """Start over from ``rto`` seconds (no backoff), keeping no samples."""
+        self.base = min(max(rto, self.rto_min), self.rto_max)
         self.shift = 0
 
     def backoff(self) -> None:
