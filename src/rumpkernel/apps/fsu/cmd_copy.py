@@ -78,7 +78,10 @@ def _run(ctx: Ctx, ns: Any, src_side: Any, dst_side: Any, label: str) -> None:
     total = sum(tree_size(src_side, s, recursive)[1] for s in srcs) if show else None
     bar = Progress(label, total, enabled=show, delay=0.0 if ns.progress else 1.0)
 
+    failed = [0]
+
     def onerror(e: OSError) -> None:
+        failed[0] += 1
         bar.finish()
         where = e.filename if e.filename is not None else ""
         if e.errno == errno.EISDIR and "use -r" in str(e.strerror):
@@ -94,7 +97,9 @@ def _run(ctx: Ctx, ns: Any, src_side: Any, dst_side: Any, label: str) -> None:
     finally:
         bar.finish()
     if ns.verbose:
-        ctx.warn(f"copied {copier.files} files, {copier.bytes} bytes")
+        n = copier.files
+        ctx.warn(f"copied {n} file{'' if n == 1 else 's'} ({copier.bytes} bytes)" +
+                 (f"; {failed[0]} failed" if failed[0] else ""))
 
 
 @command("put", writes=True, summary="copy host files into the image", parser=_put_parser)

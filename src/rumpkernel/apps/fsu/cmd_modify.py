@@ -18,7 +18,7 @@ import sys
 from typing import Any
 
 from rumpkernel.apps.fsu.commands import command, new_parser
-from rumpkernel.apps.fsu.common import Ctx, Usage, join
+from rumpkernel.apps.fsu.common import Ctx, Usage, join, reason
 from rumpkernel.apps.fsu.modes import parse_date, parse_mode, parse_stamp
 
 UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
@@ -237,7 +237,15 @@ def run_ln(ctx: Ctx, ns: Any) -> None:
                     ctx.sys.unlink(tmp)
                     raise
         except OSError as e:
-            ctx.err(link if e.errno == errno.EEXIST else target, e)
+            if ns.symbolic:
+                ctx.err(None, f"cannot create symbolic link '{link}' -> '{target}': "
+                              f"{reason(e, link)}")
+            elif e.errno in (errno.ENOENT, errno.ENOTDIR) and not ctx.files.exists(target) \
+                    and not ctx.files.islink(target):
+                ctx.err(target, e)
+            else:
+                ctx.err(None, f"cannot create hard link '{link}' => '{target}': "
+                              f"{reason(e, link)}")
             continue
         if ns.verbose:
             ctx.out.write(f"'{link}' -> '{target}'\n")

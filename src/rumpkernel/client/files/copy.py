@@ -181,6 +181,13 @@ class KernelSide:
         self.sys.unlink(p)
 
 
+def _named(e: OSError, name: Any) -> OSError:
+    """``e`` with ``filename`` set to ``name`` when it had none."""
+    if e.filename is None and name is not None:
+        e.filename = name
+    return e
+
+
 def tree_size(side: Any, path: Any, recursive: bool = True) -> tuple[int, int]:
     """(regular files, bytes) under ``path``; unreadable parts are not counted."""
     files = total = 0
@@ -322,13 +329,15 @@ class Copier:
     def _file(self, src: Any, dst: Any, st: Any) -> None:
         tmp = self._tmpname(dst)
         out = self.dst.open_write(tmp, 0o600)
+        moved = 0
         try:
             with self.src.open_read(src) as fin:
-                self._pump(fin, out)
+                moved = self._pump(fin, out, src, dst)
             out.close()
             self._attrs(tmp, st, follow=True, created=True)
             self.dst.replace(tmp, dst)
         except BaseException:
+            self.bytes -= moved
             try:
                 out.close()
             except OSError:
@@ -340,32 +349,47 @@ class Copier:
             raise
         self.files += 1
 
-    def _pump(self, fin: Any, out: Any) -> None:
+    def _pump(self, fin: Any, out: Any, src: Any = None, dst: Any = None) -> int:
+        """Copy ``fin`` to ``out``; returns the bytes moved.  An error names ``src`` (reading)
+        or ``dst`` (writing) when it names no file itself."""
         progress = self.progress
         fresh = getattr(out, "wants_bytes", False) and hasattr(fin, "read")
         buf = self.buf
         mv = memoryview(buf)
-        while True:
-            if fresh:
-                data = fin.read(CHUNK)
-                n = len(data)
-                chunk = memoryview(data) if n else None
-            else:
-                n = fin.readinto(buf)
-                chunk = mv[:n]
-            if not n:
-                break
-            if fresh:
-                w = out.write(data)
-                chunk = chunk[w:] if w != n else None  # type: ignore[index]
-            while chunk:
-                w = out.write(chunk)
-                if not w:
-                    raise OSError(errno.EIO, "short write")
-                chunk = chunk[w:]
-            self.bytes += n
-            if progress is not None:
-                progress(n)
+        moved = 0
+        try:
+            while True:
+                try:
+                    if fresh:
+                        data = fin.read(CHUNK)
+                        n = len(data)
+                        chunk = memoryview(data) if n else None
+                    else:
+                        n = fin.readinto(buf)
+                        chunk = mv[:n]
+                except OSError as e:
+                    raise _named(e, src) from None
+                if not n:
+                    break
+                try:
+                    if fresh:
+                        w = out.write(data)
+                        chunk = chunk[w:] if w != n else None  # type: ignore[index]
+                    while chunk:
+                        w = out.write(chunk)
+                        if not w:
+                            raise OSError(errno.EIO, "short write")
+                        chunk = chunk[w:]
+                except OSError as e:
+                    raise _named(e, dst) from None
+                self.bytes += n
+                moved += n
+                if progress is not None:
+                    progress(n)
+        except BaseException:
+            self.bytes -= moved
+            raise
+        return moved
 
     def _tmpname(self, dst: Any) -> Any:
         head, tail = posixpath.split(dst)
