@@ -206,7 +206,7 @@ def run_find(ctx: Ctx, ns: Parsed) -> None:
             ctx.err(ref, e)
             return
     end = "\0" if ns.print0 else "\n"
-    for top in ns.paths or ["/"]:
+    for top in ns.paths or [ctx.cwd()]:
         try:
             st = ctx.sys.lstat(top)
         except OSError as e:

@@ -185,7 +185,7 @@ def _du_parser(prog: str) -> Any:
 def run_du(ctx: Ctx, ns: Any) -> None:
     seen: set[tuple[int, int]] = set()
     grand = 0
-    for p in ns.paths or ["/"]:
+    for p in ns.paths or [ctx.cwd()]:
         grand += _du(ctx, p, 0, ns, seen)
     if ns.total:
         _du_line(ctx, grand, "total", ns)

@@ -165,7 +165,7 @@ def _show(ctx: Ctx, entries: list[_Entry], ns: Any, total: bool) -> None:
 
 @command("ls", summary="list directory contents", parser=_ls_parser)
 def run_ls(ctx: Ctx, ns: Any) -> None:
-    paths = ns.paths or ["/"]
+    paths = ns.paths or [ctx.cwd()]
     follow = not (ns.long or ns.directory or ns.classify)
     files: list[_Entry] = []
     dirs: list[_Entry] = []
@@ -241,7 +241,7 @@ def _tree_parser(prog: str) -> Any:
 @command("tree", summary="show a directory tree", parser=_tree_parser)
 def run_tree(ctx: Ctx, ns: Any) -> None:
     counts = [0, 0]
-    for root in ns.paths or ["/"]:
+    for root in ns.paths or [ctx.cwd()]:
         try:
             st = ctx.sys.stat(root)
         except OSError as e:

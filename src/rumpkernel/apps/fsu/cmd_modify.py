@@ -436,14 +436,23 @@ def run_touch(ctx: Ctx, ns: Any) -> None:
 
 # ---- write ------------------------------------------------------------------------------------
 def _write_parser(prog: str) -> Any:
-    p = new_parser(prog, "Write standard input to a file in the image.",
-                   f"{prog} IMAGE [-a] PATH")
+    p = new_parser(prog, "Write standard input (or a host file) to a file in the image.",
+                   f"{prog} IMAGE [-a] PATH [FILE|-]")
     _flag(p, "-a", "--append", dest="append", help="append instead of replacing")
-    p.add_argument("path", metavar="PATH")
+    p.add_argument("path", metavar="PATH", help="the file in the image")
+    p.add_argument("source", metavar="FILE", nargs="?", default="-",
+                   help="host file to read (default -: standard input; in a batch script "
+                        "standard input is the script, so FILE is needed)")
     return p
 
 
-def _read_stdin() -> bytes:
+def _read_input(ctx: Ctx, source: str) -> bytes:
+    if source != "-":
+        with open(source, "rb") as f:
+            return f.read()
+    if ctx.batch:
+        raise Usage("no input: standard input is the batch script (give a host file: "
+                    "write PATH FILE)")
     return sys.stdin.buffer.read()
 
 
@@ -451,9 +460,13 @@ def _read_stdin() -> bytes:
 def run_write(ctx: Ctx, ns: Any) -> None:
     path = ns.path
     try:
+        data = _read_input(ctx, ns.source)
+    except OSError as e:
+        ctx.err(ns.source, e)
+        return
+    try:
         if ctx.files.islink(path):
             path = str(ctx.files.path(path).resolve())
-        data = _read_stdin()
         if ns.append:
             _append(ctx, path, data)
         else:

@@ -204,6 +204,7 @@ class Ctx:
         self.session = session
         self.status = EXIT_OK
         self.verbose = verbose
+        self.batch = False  # a line of a script: standard input is the script
         self.out = sys.stdout
         self._names: Names | None = None
 
@@ -214,6 +215,13 @@ class Ctx:
     @property
     def sys(self) -> Any:
         return self.session.sys
+
+    def cwd(self) -> str:
+        """The working directory in the image ("/" unless a script or the prompt did cd)."""
+        try:
+            return str(self.session.sys.getcwd())
+        except (OSError, AttributeError):
+            return "/"
 
     @property
     def names(self) -> Names:
@@ -232,6 +240,10 @@ class Ctx:
         msg = reason(exc, path)
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             msg = self._nospace(msg)
+        elif isinstance(exc, OSError) and exc.errno == errno.EROFS:
+            why = getattr(self.session, "ro_reason", None)
+            if why:
+                msg = f"{os.strerror(errno.EROFS)} (the image was mounted read-only: {why})"
         if self.verbose and isinstance(exc, OSError) and exc.strerror and \
                 exc.strerror != msg and exc.strerror.startswith(msg.split(" (")[0]):
             msg = exc.strerror

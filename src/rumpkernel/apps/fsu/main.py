@@ -21,13 +21,12 @@ Interface: ``main(argv=None, prog="fsu") -> int``; ``classic(name)`` for fsu_NAM
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 from rumpkernel.apps.cli import restore_sigpipe
-from rumpkernel.apps.fsu.common import EXIT_FAIL, EXIT_OK, EXIT_TROUBLE, Ctx, Trouble, Usage
+from rumpkernel.apps.fsu.common import EXIT_OK, EXIT_TROUBLE, Ctx, Trouble, Usage
 
 VERSION = "rumpkernel fsu 0.1.0"
 
@@ -264,6 +263,10 @@ def _run(cmd: Any, ctx: Ctx, ns: Any) -> None:
         raise
     except OSError as e:
         ctx.err(e.filename if e.filename is not None else "", e)
+    except ValueError as e:
+        if "null" not in str(e):
+            raise
+        ctx.err("", "a name contains a NUL byte")
     except rumpkernel.KernelPanic as e:
         raise Trouble(f"kernel panic: {e}") from None
     finally:
@@ -273,38 +276,3 @@ def _run(cmd: Any, ctx: Ctx, ns: Any) -> None:
             raise
         except (OSError, ValueError):
             pass
-
-
-def run_line(line: str, session: Any, g: GlobalOpts, prog: str) -> int | None:
-    """One batch line; None for blank lines and comments.  Usage mistakes give 2 and the
-    batch goes on."""
-    from rumpkernel.apps.fsu.commands import all_commands
-
-    try:
-        words = shlex.split(line, comments=True)
-    except ValueError as e:
-        _say(prog, f"cannot parse line: {e}")
-        return EXIT_TROUBLE
-    if not words:
-        return None
-    name, args = words[0], words[1:]
-    cmds = all_commands()
-    if name not in cmds:
-        _say(prog, f"unknown command {name!r} (commands: {', '.join(sorted(cmds))})")
-        return EXIT_TROUBLE
-    cmd = cmds[name]
-    sub = f"{prog} {name}"
-    try:
-        ns = cmd.parse(sub, args)
-        if cmd.writes and session.readonly:
-            _say(sub, "the image is open read-only")
-            return EXIT_FAIL
-        ctx = Ctx(sub, session, verbose=g.verbose)
-        _run(cmd, ctx, ns)
-        return ctx.status
-    except Usage as e:
-        _say(sub, str(e))
-        return EXIT_TROUBLE
-    except SystemExit as e:
-        return int(e.code or 0)
-

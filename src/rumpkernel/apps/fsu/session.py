@@ -21,10 +21,11 @@ import errno
 import os
 import struct
 from collections.abc import Iterator
+from errno import EIO
 from typing import Any
 
 import rumpkernel
-from rumpkernel.apps.fsu.common import Trouble
+from rumpkernel.apps.fsu.common import Trouble, reason
 from rumpkernel.client.files.imagespec import ImageSpec
 
 MOUNTPOINT = "/image"
@@ -47,6 +48,7 @@ class Session:
         self.fstype = ""
         self._rootfd = -1
         self._fsinfo: dict[str, Any] | None = None
+        self.ro_reason: str | None = None
 
     @property
     def sys(self) -> Any:
@@ -71,7 +73,8 @@ class Session:
             self._rootfd = self.sys.open("/", os.O_RDONLY | os.O_DIRECTORY)
             self.sys.chroot(MOUNTPOINT)
             self.sys.chdir("/")
-        except rumpkernel.KernelError as e:
+            self.ro_reason = self.readonly_reason()
+        except (rumpkernel.KernelError, OSError) as e:
             self._halt()
             raise Trouble(self._explain(e)) from None
         except BaseException:
@@ -80,13 +83,14 @@ class Session:
         return self
 
     def _check_host_file(self) -> None:
+        from rumpkernel.client.files.sniff import check_image_file, identify
+
         path = self.spec.path
         try:
+            check_image_file(path)
             st = os.stat(path)
         except OSError as e:
-            raise Trouble(f"{path}: {os.strerror(e.errno or errno.EIO)}") from None
-        if os.path.isdir(path):
-            raise Trouble(f"{path}: Is a directory (an image file or block device is needed)")
+            raise Trouble(f"{path}: {reason(e)}") from None
         if not self.readonly and not os.access(path, os.W_OK):
             raise Trouble(f"{path}: Permission denied (the image is not writable; read-only "
                           "commands still work)")
@@ -94,28 +98,69 @@ class Session:
         if self.spec.offset and size and self.spec.offset >= size:
             raise Trouble(f"{self.spec.text}: offset {self.spec.offset} is beyond the end of "
                           f"{path} ({size} bytes)")
+        if self.want_type is None:
+            ident = identify(path, self.spec.offset)
+            if ident is not None and ident.hint and ident.kind != "vhd":
+                raise Trouble(f"{self.spec.text}: {ident.what}, not a raw disk image: "
+                              f"{ident.hint.replace('IMAGE', path)}")
 
     def _explain(self, e: Any) -> str:
-        detail = str(getattr(e, "detail", "") or e)
+        """One line for a refused mount (a KernelError, or the OSError the client API gives)."""
+        detail = _detail(e)
+        code = _host_errno(e) if isinstance(e, rumpkernel.KernelError) else (e.errno or EIO)
         name = self.spec.text
         if "no file system recognised" in detail:
-            tried = detail.split("(tried:", 1)[-1].rstrip(")").strip() if "tried" in detail \
-                else "ext2, msdos"
-            msg = (f"{name}: no file system recognised (tried: {_pretty_tried(tried)}); "
-                   "use -t TYPE to force one")
-            parts = partition_numbers(self.spec.path) if self.spec.partition is None else []
-            if parts and not self.spec.offset:
-                msg += (f"; the image has a partition table (partitions "
-                        f"{', '.join(map(str, parts))}): use {name}%N")
-            return msg
+            return self._unrecognised(detail)
         if "no partition" in detail:
             return f"{name}: {detail}"
-        if self.want_type and getattr(e, "errno", None) == errno.EINVAL:
+        if self.want_type and code == errno.EINVAL:
             return f"{name}: not a {self.want_type} file system ({detail})"
-        if getattr(e, "errno", None) == errno.ENODEV:
+        if code == errno.ENODEV:
             return f"{name}: {detail}"
-        return f"{name}: {os.strerror(_host_errno(e))} ({detail})" if detail else \
-            f"{name}: {os.strerror(_host_errno(e))}"
+        return f"{name}: {os.strerror(code)} ({detail})" if detail else \
+            f"{name}: {os.strerror(code)}"
+
+    def _unrecognised(self, detail: str) -> str:
+        from rumpkernel.client.files.sniff import identify
+
+        name = self.spec.text
+        ident = identify(self.spec.path, self.spec.offset)
+        if ident is not None and ident.hint:
+            return f"{name}: {ident.what}, not a raw disk image: " \
+                f"{ident.hint.replace('IMAGE', self.spec.path)}"
+        tried = detail.split("(tried:", 1)[-1].rstrip(")").strip() if "tried" in detail \
+            else "ext2, msdos"
+        msg = (f"{name}: no file system recognised (tried: {_pretty_tried(tried)}); "
+               "use -t TYPE to force one")
+        parts = partition_numbers(self.spec.path) if self.spec.partition is None else []
+        if parts and not self.spec.offset:
+            msg = (f"{name}: a disk with a partition table (partitions "
+                   f"{', '.join(map(str, parts))}), not one file system: use {name}%N for "
+                   f"partition N (fsu parts {name} lists them)")
+        return msg
+
+    def readonly_reason(self) -> str | None:
+        """Why a mount asked for read-write came up read-only, or None when it did not.  The
+        one place that asks: the driver's own reason when its fsinfo gives one
+        (``readonly_reason``), else the kernel's log line for the mount."""
+        if self.readonly or self.k is None:
+            return None
+        try:
+            v = self.sys.statvfs("/")
+        except OSError:
+            return None
+        if not v.f_flag & 1:
+            return None
+        info = self.fsinfo()
+        for where in (info, info.get("info", {})):
+            why = where.get("readonly_reason") or where.get("ro_reason")
+            if why:
+                return str(why)
+        for line in reversed(list(getattr(self.k, "msgbuf", ()))):
+            if "read-only" in line and ":" in line:
+                return line.rsplit("read-only:", 1)[-1].strip() if "read-only:" in line \
+                    else line
+        return "the file system driver mounted it read-only"
 
     def fsinfo(self) -> dict[str, Any]:
         """The kernel's facts about the mounted file system (cached)."""
@@ -181,6 +226,23 @@ def open_session(spec: ImageSpec, **kw: Any) -> Iterator[Session]:
         raise
     else:
         s.close()
+
+
+def _detail(e: Any) -> str:
+    """The kernel's words for a refusal: KernelError.detail, or what follows the errno's
+    words in an OSError's strerror."""
+    detail = getattr(e, "detail", None)
+    if detail:
+        return str(detail)
+    if isinstance(e, OSError):
+        text = e.strerror or ""
+        std = os.strerror(e.errno) if e.errno else ""
+        if std and text.startswith(std):
+            text = text[len(std):].strip()
+            if text.startswith("(") and text.endswith(")"):
+                text = text[1:-1]
+        return text
+    return str(e)
 
 
 def _host_errno(e: Any) -> int:

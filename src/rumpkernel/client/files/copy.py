@@ -303,7 +303,14 @@ class Copier:
             name = e.filename
             if isinstance(name, (str, bytes)) and name.endswith(
                     b".fsutmp" if isinstance(name, bytes) else ".fsutmp"):
-                e = type(e)(e.errno, e.strerror, dst)  # name the file, not its temporary
+                # name the file, not its temporary, in the message too
+                words = e.strerror
+                if isinstance(words, str):
+                    tmp, real = posixpath.basename(name), posixpath.basename(dst)
+                    if isinstance(tmp, bytes):
+                        tmp, real = H.fsdecode(tmp), H.fsdecode(real)
+                    words = words.replace(tmp, real)
+                e = type(e)(e.errno, words, dst)
             self._fail(e)
 
     def _dir(self, src: Any, dst: Any, st: Any) -> None:
