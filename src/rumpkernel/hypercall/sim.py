@@ -30,8 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from rumpkernel.hypercall.interface import Hypercalls
-from rumpkernel.kern.errno import Errno, KernelError
+from rumpkernel.hypercall.interface import HostError, Hypercalls
 
 RUNNING, RUNNABLE, BLOCKED, OUTSIDE, DONE = "running", "runnable", "blocked", "outside", "done"
 
@@ -351,7 +350,7 @@ class SimHost(Hypercalls):
         data = self.files.get(path)
         if data is None:
             if not create:
-                raise KernelError(Errno.ENOENT, f"sim: no file {path}")
+                raise HostError("ENOENT", f"sim: no file {path}")
             data = self.add_file(path, b"")
         return SimFile(path, data, writable)
 
@@ -360,7 +359,7 @@ class SimHost(Hypercalls):
 
     def file_pwrite(self, handle: SimFile, offset: int, data: bytes) -> None:
         if not handle.writable:
-            raise KernelError(Errno.EBADF, "sim: file opened read-only")
+            raise HostError("EBADF", "sim: file opened read-only")
         buf = handle.data
         if offset > len(buf):
             buf.extend(bytes(offset - len(buf)))
@@ -391,7 +390,7 @@ class SimHost(Hypercalls):
 
     def file_listdir(self, path: str) -> list[str]:
         if path not in self.dirs:
-            raise KernelError(Errno.ENOENT, f"sim: no directory {path}")
+            raise HostError("ENOENT", f"sim: no directory {path}")
         return sorted(self.dirs[path])
 
     # -- randomness, console ---------------------------------------------------------------------

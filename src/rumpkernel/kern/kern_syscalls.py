@@ -8,22 +8,33 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from rumpkernel.hypercall.hostabi import KO_CLOEXEC, KO_NONBLOCK
+from rumpkernel.kern.abi import (
+    F_DUPFD,
+    F_DUPFD_CLOEXEC,
+    F_GETFD,
+    F_GETFL,
+    F_SETFD,
+    F_SETFL,
+    FD_CLOEXEC,
+    O_CLOEXEC,
+    O_NONBLOCK,
+    POLLNVAL,
+    RLIM_INFINITY,
+    RLIMIT_NOFILE,
+)
 from rumpkernel.kern.cred import Cred
 from rumpkernel.kern.errno import Errno, KernelError
-from rumpkernel.kern.file import POLLNVAL, File
+from rumpkernel.kern.file import NOFILE_MAX, File
 from rumpkernel.kern.pipe import Pipe, PipeFile
 from rumpkernel.kern.proc import Lwp
-from rumpkernel.kern.syscall.structs import POLLFD, STAT, TIMESPEC
+from rumpkernel.kern.syscall.structs import POLLFD, RLIMIT, STAT, TIMESPEC
 from rumpkernel.kern.sysctl import INT, TYPE_CODES
 
-F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 12
-FD_CLOEXEC = 1
 CLOCK_REALTIME, CLOCK_MONOTONIC = 0, 3
 RB_NOSYNC, RB_HALT = 0x4, 0x8
 MAX_IO = 1 << 31
 NGROUPS_MAX = 16
-SETFL_MASK = KO_NONBLOCK | 0x8  # O_NONBLOCK | O_APPEND
+SETFL_MASK = O_NONBLOCK | 0x8  # O_NONBLOCK | O_APPEND
 
 
 # ---- credentials ------------------------------------------------------------------------------
@@ -111,6 +122,21 @@ def sys_setgroups(l: Lwp, n: int, gids: Any) -> None:
                        l.proc.cred.euid, l.proc.cred.egid)
 
 
+def sys_getrlimit(l: Lwp, resource: int, rl: Any) -> None:
+    if resource != RLIMIT_NOFILE:
+        raise KernelError(Errno.EINVAL, f"getrlimit: resource {resource} not supported")
+    fdt = l.proc.fd
+    l.proc.vm.copyout(RLIMIT.pack(fdt.limit, fdt.hard), rl)
+
+
+def sys_setrlimit(l: Lwp, resource: int, rl: Any) -> None:
+    if resource != RLIMIT_NOFILE:
+        raise KernelError(Errno.EINVAL, f"setrlimit: resource {resource} not supported")
+    cur, hard = RLIMIT.unpack(l.proc.vm.copyin(rl, RLIMIT.size))
+    cur, hard = (NOFILE_MAX if v == RLIM_INFINITY else v for v in (cur, hard))
+    l.proc.fd.set_limit(cur, hard, l.proc.cred.is_root)
+
+
 def sys_umask(l: Lwp, mask: int) -> int:
     old = l.proc.umask
     l.proc.umask = mask & 0o777
@@ -119,14 +145,14 @@ def sys_umask(l: Lwp, mask: int) -> int:
 
 # ---- descriptors ------------------------------------------------------------------------------
 def sys_pipe2(l: Lwp, flags: int) -> tuple[int, int]:
-    if flags & ~(KO_CLOEXEC | KO_NONBLOCK):
+    if flags & ~(O_CLOEXEC | O_NONBLOCK):
         raise KernelError(Errno.EINVAL, "pipe2: bad flags")
     k = l.kernel
     pipe = Pipe(k)
     r = PipeFile(k, pipe, flags, reader=True)
     w = PipeFile(k, pipe, flags, reader=False)
     fdt = l.proc.fd
-    cloexec = bool(flags & KO_CLOEXEC)
+    cloexec = bool(flags & O_CLOEXEC)
     try:
         rfd = fdt.alloc(r, cloexec=cloexec)
     except KernelError:
@@ -229,13 +255,13 @@ def sys_dup(l: Lwp, fd: int) -> int:
 
 
 def sys_dup3(l: Lwp, oldfd: int, newfd: int, flags: int) -> int:
-    if flags & ~KO_CLOEXEC:
+    if flags & ~O_CLOEXEC:
         raise KernelError(Errno.EINVAL, "dup3: bad flags")
     fdt = l.proc.fd
     fp = fdt.get(oldfd)
     if oldfd == newfd:
         return newfd
-    fdt.install(l, newfd, fp.hold(), bool(flags & KO_CLOEXEC))
+    fdt.install(l, newfd, fp.hold(), bool(flags & O_CLOEXEC))
     return newfd
 
 
@@ -257,7 +283,7 @@ def sys_fcntl(l: Lwp, fd: int, cmd: int, arg: int) -> int:
         fdt.cloexec[fd] = bool(arg & FD_CLOEXEC)
         return 0
     if cmd == F_GETFL:
-        return fp.flags & ~KO_CLOEXEC
+        return fp.flags & ~O_CLOEXEC
     if cmd == F_SETFL:
         fp.flags = (fp.flags & ~SETFL_MASK) | (arg & SETFL_MASK)
         return 0

@@ -10,9 +10,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rumpkernel.hypercall.hostabi import KO_NONBLOCK, KO_RDONLY, KO_WRONLY
+from rumpkernel.kern.abi import (
+    O_NONBLOCK,
+    O_RDONLY,
+    O_WRONLY,
+    POLLERR,
+    POLLHUP,
+    POLLIN,
+    POLLOUT,
+    POLLRDNORM,
+)
 from rumpkernel.kern.errno import Errno, KernelError
-from rumpkernel.kern.file import POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, File
+from rumpkernel.kern.file import File
 from rumpkernel.kern.sync import KCondVar, KMutex
 
 if TYPE_CHECKING:
@@ -60,7 +69,7 @@ class PipeFile(File):
     kind = "pipe"
 
     def __init__(self, k: Kernel, pipe: Pipe, flags: int, reader: bool) -> None:
-        super().__init__(k, (KO_RDONLY if reader else KO_WRONLY) | (flags & KO_NONBLOCK))
+        super().__init__(k, (O_RDONLY if reader else O_WRONLY) | (flags & O_NONBLOCK))
         self.pipe = pipe
         self.reader = reader
         with pipe.mtx:
@@ -77,7 +86,7 @@ class PipeFile(File):
             while not p.buf:
                 if p.writers == 0 or n == 0:
                     return b""
-                if self.flags & KO_NONBLOCK:
+                if self.flags & O_NONBLOCK:
                     raise KernelError(Errno.EAGAIN)
                 p.cv.wait(p.mtx)
             data = bytes(p.buf[:n])
@@ -99,7 +108,7 @@ class PipeFile(File):
                     raise KernelError(Errno.EPIPE)
                 room = PIPE_CAPACITY - len(p.buf)
                 if room <= 0:
-                    if self.flags & KO_NONBLOCK:
+                    if self.flags & O_NONBLOCK:
                         if done:
                             break
                         raise KernelError(Errno.EAGAIN)

@@ -246,7 +246,7 @@ def _detail(e: Any) -> str:
 
 
 def _host_errno(e: Any) -> int:
-    from rumpkernel.hypercall.hostabi import host_errno
+    from rumpkernel.client.abi import host_errno
 
     return host_errno(getattr(e, "errno", errno.EIO))
 

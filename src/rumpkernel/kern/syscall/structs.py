@@ -3,9 +3,9 @@
 The kernel packs them with ``pack`` before ``copyout``; clients (local and remote) unpack them.
 Little-endian, fixed size, no host types.
 
-Interface:  STAT, STATVFS, TIMESPEC, POLLFD — ``Struct`` objects with ``size``, ``pack(*fields)``,
-            ``unpack(buf) -> tuple`` and ``names``; ``pack_dirent`` / ``iter_dirents`` for the
-            variable-length records of ``getdents``.
+Interface:  STAT, STATVFS, TIMESPEC, POLLFD, RLIMIT — ``Struct`` objects with ``size``,
+            ``pack(*fields)``, ``unpack(buf) -> tuple`` and ``names``; ``pack_dirent`` /
+            ``iter_dirents`` for the variable-length records of ``getdents``.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ STATVFS = Struct("statvfs", (
     ("files", "Q"), ("ffree", "Q"), ("favail", "Q"), ("fsid", "Q"), ("flag", "Q"),
     ("namemax", "Q"),
 ))
+
+RLIMIT = Struct("rlimit", (("cur", "q"), ("max", "q")))
 
 TIMESPEC = Struct("timespec", (("sec", "q"), ("nsec", "q")))
 
