@@ -252,11 +252,32 @@ def run_ln(ctx: Ctx, ns: Any) -> None:
 
 
 # ---- chmod / chown / chgrp --------------------------------------------------------------------
+CHMOD_MODES = """\
+MODE is octal (755, 4755) or symbolic as chmod(1): comma-separated clauses
+[ugoa...][+-=][rwxXst...] or [ugoa...][+-=][ugo] (u+x, go-w, a=rX, g=u, +t).  A mode may
+start with '-' (-w).  Octal modes of fewer than five digits keep a directory's set-id bits.
+"""
+
+
+def _chmod_parser(prog: str) -> Any:
+    """chmod's options for --help, the man page and completion (parse_chmod parses)."""
+    import argparse
+
+    p = new_parser(prog, "Change the permission bits of files in the image.",
+                   f"{prog} IMAGE [-Rv] MODE PATH ...", short_help=False)
+    p.epilog = CHMOD_MODES
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    _flag(p, "-R", "--recursive", dest="recursive", help="change trees")
+    _flag(p, "-v", "--verbose", dest="verbose", help="report every change")
+    p.add_argument("mode", metavar="MODE", help="octal or symbolic mode")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    return p
+
+
 def parse_chmod(prog: str, args: list[str]) -> Any:
     """chmod's own grammar: a mode may start with '-' ("-w"), so only known flags are flags."""
     if any(a in ("-h", "--help") for a in args):
-        print(f"usage: {prog} IMAGE [-Rv] MODE PATH ...\n\nChange permission bits (octal or "
-              "symbolic: u+x, go-w, a=rX).")
+        sys.stdout.write(_chmod_parser(prog).format_help())
         raise SystemExit(0)
     recursive = verbose = False
     rest = []
@@ -306,7 +327,7 @@ def _each(ctx: Ctx, path: str, recursive: bool, fn: Any) -> None:
 
 
 @command("chmod", writes=True, summary="change permission bits", parse=parse_chmod,
-         options=("-R", "--recursive", "-v", "--verbose", "-h", "--help"))
+         parser=_chmod_parser)
 def run_chmod(ctx: Ctx, ns: Any) -> None:
     umask = _umask(ctx)
 
@@ -336,7 +357,9 @@ def _owner_parser(prog: str, what: str) -> Any:
                    help="change symbolic links themselves (-h)")
     p.add_argument("-h", dest="nofollow", action="store_true", help="same as --no-dereference")
     _flag(p, "-v", "--verbose", dest="verbose", help="explain what is done")
-    p.add_argument("spec", metavar="OWNER")
+    p.add_argument("spec", metavar="OWNER[:GROUP]" if what == "owner" else "GROUP",
+                   help="a name (from the image's /etc/passwd or /etc/group, then the "
+                        "host's) or a number")
     p.add_argument("paths", nargs="+", metavar="PATH")
     return p
 

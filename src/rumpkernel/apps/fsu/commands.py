@@ -20,6 +20,7 @@ from typing import Any
 from rumpkernel.apps.fsu.common import ArgParser, Ctx
 
 COMMANDS: dict[str, Command] = {}
+_MARK = "\0"
 MODULES = ("cmd_list", "cmd_inspect", "cmd_find", "cmd_diff", "cmd_modify", "cmd_copy")
 
 
@@ -34,10 +35,25 @@ class Command:
     own_options: tuple[str, ...] = ()
 
     def parse(self, prog: str, args: list[str]) -> Any:
+        """The arguments after IMAGE as a namespace.  ``--`` ends the options: every word
+        after it is an operand, even one starting with ``-``."""
         if self.custom_parse is not None:
             return self.custom_parse(prog, args)
         assert self.make_parser is not None
-        return self.make_parser(prog).parse_intermixed_args(args)
+        if "--" not in args:
+            return self.make_parser(prog).parse_intermixed_args(args)
+        # argparse's intermixed parsing mishandles "--"; mark the operands after it instead
+        # (a NUL cannot occur in an argument) and unmark them in the result
+        i = args.index("--")
+        marked = args[:i] + [_MARK + a for a in args[i + 1:]]
+        ns = self.make_parser(prog).parse_intermixed_args(marked)
+        for key, value in vars(ns).items():
+            if isinstance(value, str):
+                setattr(ns, key, value.removeprefix(_MARK))
+            elif isinstance(value, list):
+                setattr(ns, key, [v.removeprefix(_MARK) if isinstance(v, str) else v
+                                  for v in value])
+        return ns
 
     def option_table(self, prog: str) -> tuple[set[str], set[str]]:
         """(every option string the command knows, those that take a value)."""

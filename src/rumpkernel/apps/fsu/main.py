@@ -193,6 +193,7 @@ def run_command(name: str, args: list[str], g: GlobalOpts, prog: str) -> int:
             return EXIT_OK
         if image is None:
             raise Usage(f"missing IMAGE\n{cmd.help(prog).splitlines()[0]}")
+        check_image_first(cmd, prog, args, image, cmd_args)
         ns = cmd.parse(prog, cmd_args)
         spec = _spec(image)
         with open_session(spec, fstype=g.fstype, readonly=g.readonly or not cmd.writes,
@@ -227,7 +228,7 @@ def split_image(cmd: Any, prog: str, args: list[str], g: GlobalOpts
         key, eq, val = a.partition("=")
         if a == "--":
             rest = args[i + 1:]
-            return (rest[0] if rest else None), out + rest[1:], False
+            return (rest[0] if rest else None), [*out, "--", *rest[1:]], False
         if a == "--help" or (a == "-h" and "-h" not in own):
             return None, out, True
         if key in ("--type", "--fstype", "--options") or (a in ("-t", "-o") and a not in own):
@@ -252,6 +253,40 @@ def split_image(cmd: Any, prog: str, args: list[str], g: GlobalOpts
             return a, out + args[i + 1:], False
         i += 1
     return None, out, False
+
+
+FS_TYPES = ("ext2", "ext3", "ext4", "msdos", "vfat", "fat", "fat12", "fat16", "fat32")
+
+
+def check_image_first(cmd: Any, prog: str, args: list[str], image: str,
+                      cmd_args: list[str]) -> None:
+    """Catch the image given in the wrong place (``fsu chown OWNER IMG PATH``): when the
+    word taken as IMAGE is not an image and a later operand is one, say how it goes."""
+    from rumpkernel.client.files.imagespec import parse_image_spec
+    from rumpkernel.client.files.sniff import looks_like_image
+
+    def is_image(word: str) -> bool:
+        if word.startswith("-") or (word.startswith("/") and not os.path.exists(word)):
+            return False
+        try:
+            spec = parse_image_spec(word)
+        except ValueError:
+            return False
+        return os.path.isfile(spec.path) and looks_like_image(spec.path, spec.offset) \
+            if spec.partition is None else os.path.isfile(spec.path)
+
+    if is_image(image):
+        return
+    later = [w for w in cmd_args if w != "--" and is_image(w)]
+    if not later:
+        return
+    usage = cmd.help(prog).splitlines()[0].removeprefix("usage: ")
+    msg = f"IMAGE comes first: {usage}"
+    i = args.index(image) if image in args else -1
+    if image in FS_TYPES and i > 0 and args[i - 1] == "-t":
+        msg += (f" (-t is a {cmd.name} option here; give the file system type before the "
+                f"command: fsu -t {image} {cmd.name} {later[0]} ...)")
+    raise Usage(msg)
 
 
 def _run(cmd: Any, ctx: Ctx, ns: Any) -> None:
