@@ -20,6 +20,7 @@ from typing import Any
 from rumpkernel.apps.fsu.commands import command, new_parser
 from rumpkernel.apps.fsu.common import Ctx, Usage, join, reason
 from rumpkernel.apps.fsu.modes import parse_date, parse_mode, parse_stamp
+from rumpkernel.client.files.names import temp_name, temp_path
 
 UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
 
@@ -224,7 +225,7 @@ def _ln_parser(prog: str) -> Any:
 @command("ln", writes=True, summary="make links", parser=_ln_parser)
 def run_ln(ctx: Ctx, ns: Any) -> None:
     for target, link in _targets(ctx, ns.paths):
-        tmp = link + ".fsu-ln~" if ns.force else link
+        tmp = temp_path(link, "fsu-ln~") if ns.force else link
         try:
             if ns.symbolic:
                 ctx.sys.symlink(target, tmp)
@@ -523,7 +524,7 @@ def _replace(ctx: Ctx, path: str, data: bytes) -> None:
         old = None
     if old is not None and stat.S_ISDIR(old.st_mode):
         raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-    tmp = posixpath.join(head or "/", f".{tail[:200]}.fsu-write~")
+    tmp = posixpath.join(head or "/", temp_name(tail, "fsu-write~"))
     fd = ctx.sys.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         try:

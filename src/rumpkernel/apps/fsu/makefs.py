@@ -61,6 +61,7 @@ from rumpkernel.apps.fsu.tree_scan import (
     scan,
 )
 from rumpkernel.client.files.imagespec import parse_size
+from rumpkernel.client.files.names import temp_path
 
 EXT_TYPES = ("ext2", "ext3", "ext4")
 FAT_TYPES = {"fat": None, "msdos": None, "vfat": None, "fat12": 12, "fat16": 16, "fat32": 32}
@@ -262,6 +263,7 @@ def plan_from_args(argv: list[str], prog: str) -> Plan:
 
 def main(argv: list[str] | None = None, prog: str = "fsu makefs") -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    plan = None
     try:
         plan = plan_from_args(args, prog)
         Builder(plan, prog).run()
@@ -275,7 +277,8 @@ def main(argv: list[str] | None = None, prog: str = "fsu makefs") -> int:
         return 1
     except OSError as e:  # the host refused the image file (directory missing, read-only ...)
         where = e.filename if e.filename is not None else ""
-        where = where.replace(f".fsu-makefs-{os.getpid()}.tmp", "") if where else where
+        if where and plan is not None and where.endswith(f".fsu-makefs-{os.getpid()}.tmp"):
+            where = plan.image  # name the image, not its temporary
         sys.stderr.write(f"{prog}: {where}: {os.strerror(e.errno or errno.EIO)}\n")
         return 1
     except KeyboardInterrupt:
@@ -351,7 +354,7 @@ class Builder:
     def __init__(self, plan: Plan, prog: str) -> None:
         self.plan = plan
         self.prog = prog
-        self.tmp = f"{plan.image}.fsu-makefs-{os.getpid()}.tmp"
+        self.tmp = temp_path(plan.image, f"fsu-makefs-{os.getpid()}.tmp")
 
     def warn(self, msg: str) -> None:
         sys.stderr.write(f"{self.prog}: warning: {msg}\n")
