@@ -34,7 +34,6 @@ from rumpkernel.kern.file import FdTable
 from rumpkernel.kern.kmem import KMem
 from rumpkernel.kern.proc import Lwp, Lwproc, ProcTable
 from rumpkernel.kern.sched import Scheduler
-from rumpkernel.kern.select import SelWait
 from rumpkernel.kern.syscall.sysent import SYSENT
 from rumpkernel.kern.sysctl import INT, STR, Sysctl
 from rumpkernel.kern.vm import LocalVmspace
@@ -105,7 +104,6 @@ class Kernel:
         self.proc0 = self.procs.create(0, None, ROOT, FdTable(self))
         self.proc1 = self.procs.create(1, self.proc0, ROOT, FdTable(self))
         self.proc0.name, self.proc1.name = "kernel", "init"
-        self.sel = SelWait(self)
         self.callouts = Callouts(self)
         self.softints = Softints(self)
         self.kthreads: dict[Any, Lwp] = {}
