@@ -11,7 +11,6 @@ tree: -a, -d (directories only), -L LEVEL, --noreport, -f (full paths).
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import sys
 from typing import Any
@@ -140,6 +139,8 @@ def _short_lines(entries: list[_Entry], ns: Any) -> list[str]:
              (_suffix(e.st) if ns.classify else "") for e in entries]
     if ns.one or not sys.stdout.isatty() or not names:
         return names
+    import shutil
+
     width = shutil.get_terminal_size((80, 24)).columns
     colw = max(len(n) for n in names) + 2
     ncols = max(1, width // colw)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import math
 import os
 import stat
@@ -205,6 +204,7 @@ class Ctx:
         self.status = EXIT_OK
         self.verbose = verbose
         self.batch = False  # a line of a script: standard input is the script
+        self.image: Any = getattr(session, "spec", None)
         self.out = sys.stdout
         self._names: Names | None = None
 
@@ -269,6 +269,8 @@ class Ctx:
         sys.stderr.write(f"{self.prog}: {msg}\n")
 
     def json(self, obj: Any) -> None:
+        import json
+
         json.dump(obj, self.out, indent=2, sort_keys=False, default=str)
         self.out.write("\n")
 

@@ -124,7 +124,7 @@ def _silence_stdout() -> None:
 
 
 def _main(args: list[str], prog: str) -> int:
-    from rumpkernel.apps.fsu.commands import all_commands
+    from rumpkernel.apps.fsu.commands import MODULE_OF
 
     g = GlobalOpts()
     try:
@@ -145,7 +145,7 @@ def _main(args: list[str], prog: str) -> int:
         from rumpkernel.apps.fsu.makefs import main as makefs_main
 
         return makefs_main(rest[1:], prog=f"{prog} makefs")
-    if name in all_commands():
+    if name in MODULE_OF:
         return run_command(name, rest[1:], g, f"{prog} {name}")
     if name.startswith("-"):
         _say(prog, f"unknown option {name!r}\n{usage_text(prog)}")
@@ -182,10 +182,13 @@ def classic(name: str, argv: list[str] | None = None, prog: str | None = None) -
 
 
 def run_command(name: str, args: list[str], g: GlobalOpts, prog: str) -> int:
-    from rumpkernel.apps.fsu.commands import all_commands
+    from rumpkernel.apps.fsu.commands import get_command
     from rumpkernel.apps.fsu.session import open_session
 
-    cmd = all_commands()[name]
+    cmd = get_command(name)
+    if cmd is None:
+        _say(prog, f"unknown command {name!r}")
+        return EXIT_TROUBLE
     try:
         image, cmd_args, wants_help = split_image(cmd, prog, args, g)
         if wants_help:
@@ -196,6 +199,8 @@ def run_command(name: str, args: list[str], g: GlobalOpts, prog: str) -> int:
         check_image_first(cmd, prog, args, image, cmd_args)
         ns = cmd.parse(prog, cmd_args)
         spec = _spec(image)
+        if not cmd.session:
+            return _run_hostside(cmd, prog, spec, g, ns)
         with open_session(spec, fstype=g.fstype, readonly=g.readonly or not cmd.writes,
                           options=g.options) as session:
             ctx = Ctx(prog, session, verbose=g.verbose)
@@ -253,6 +258,20 @@ def split_image(cmd: Any, prog: str, args: list[str], g: GlobalOpts
             return a, out + args[i + 1:], False
         i += 1
     return None, out, False
+
+
+def _run_hostside(cmd: Any, prog: str, spec: Any, g: GlobalOpts, ns: Any) -> int:
+    """A command that reads the host file itself (fsu parts): no kernel is booted."""
+    from rumpkernel.client.files.sniff import check_image_file
+
+    try:
+        check_image_file(spec.path)
+    except OSError as e:
+        raise Trouble(f"{spec.path}: {e.strerror}") from None
+    ctx = Ctx(prog, None, verbose=g.verbose)
+    ctx.image = spec
+    _run(cmd, ctx, ns)
+    return ctx.status
 
 
 FS_TYPES = ("ext2", "ext3", "ext4", "msdos", "vfat", "fat", "fat12", "fat16", "fat32")
