@@ -7,6 +7,8 @@
                                                           standard input is not a terminal)
     fsu makefs ...                                        build an image from a directory
 
+    fsu --print-completion bash|zsh / --print-man PAGE    generated completion and man pages
+
 OPTIONS (before IMAGE, so they never clash with a command's own flags):
     -t TYPE        file system type (ext2, ext3, ext4, msdos/vfat/fat); detected otherwise
     -r             open the image read-only (commands that only read always do)
@@ -140,6 +142,8 @@ def _main(args: list[str], prog: str) -> int:
     if rest[0] == "--version":
         print(VERSION)
         return EXIT_OK
+    if rest[0] in ("--print-completion", "--print-man"):
+        return _print_doc(prog, rest)
     name = rest[0]
     if name == "makefs":
         from rumpkernel.apps.fsu.makefs import main as makefs_main
@@ -159,6 +163,21 @@ def _main(args: list[str], prog: str) -> int:
     from rumpkernel.apps.fsu.batch import run_batch
 
     return run_batch(name, g, prog)
+
+
+def _print_doc(prog: str, rest: list[str]) -> int:
+    """``--print-completion bash|zsh`` and ``--print-man PAGE``: the generated files installed
+    with the package, for copying where the shell and man look (docs/fsu.md)."""
+    from rumpkernel.apps import docgen
+
+    files = {"bash": "completion/fsu.bash", "zsh": "completion/_fsu"} \
+        if rest[0] == "--print-completion" else \
+        {name: f"man/{name}.{sec}" for name, (sec, _) in docgen.PAGES.items()}
+    if len(rest) != 2 or rest[1] not in files:
+        _say(prog, f"{rest[0]} takes one of: {', '.join(files)}")
+        return EXIT_TROUBLE
+    sys.stdout.write(docgen.read_installed(files[rest[1]]))
+    return EXIT_OK
 
 
 def classic(name: str, argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -32,6 +32,8 @@ MOUNTPOINT = "/image"
 TYPES = ("ext2", "ext3", "ext4", "msdos", "vfat", "fat")
 EXT4_ONLY = frozenset({"extent", "extents", "64bit", "flex_bg", "huge_file", "metadata_csum",
                        "dir_nlink", "extra_isize", "inline_data"})
+DRIVERS = {"ext2": "ext2", "ext3": "ext2", "ext4": "ext2", "msdos": "msdos", "vfat": "msdos",
+           "fat": "msdos"}  # mount type -> the kernel component that provides it
 TYPE_ALIASES = {"fat12": "msdos", "fat16": "msdos", "fat32": "msdos", "dos": "msdos",
                 "ext": "ext2"}
 
@@ -59,21 +61,19 @@ class Session:
         return self.k.files
 
     def open(self) -> Session:
-        spec = self.spec
         if self.want_type is not None and self.want_type not in TYPES:
             raise Trouble(f"unknown file system type {self.want_type!r} "
                           f"(known: {', '.join(TYPES)})")
         self._check_host_file()
-        self.k = rumpkernel.boot(self.host)
+        guess = self.want_type or self._sniffed_type()
         try:
-            self.fstype = self.k.mount_image(
-                os.path.abspath(spec.path), MOUNTPOINT, fstype=self.want_type,
-                readonly=self.readonly, partition=spec.partition, offset=spec.offset,
-                options=self.options)
-            self._rootfd = self.sys.open("/", os.O_RDONLY | os.O_DIRECTORY)
-            self.sys.chroot(MOUNTPOINT)
-            self.sys.chdir("/")
-            self.ro_reason = self.readonly_reason()
+            try:
+                self._boot_and_mount(guess)
+            except (rumpkernel.KernelError, OSError):
+                if guess is None or self.want_type is not None:
+                    raise
+                self._halt()  # the signature misled us: let the kernel probe every driver
+                self._boot_and_mount(None)
         except (rumpkernel.KernelError, OSError) as e:
             self._halt()
             raise Trouble(self._explain(e)) from None
@@ -81,6 +81,29 @@ class Session:
             self._halt()
             raise
         return self
+
+    def _sniffed_type(self) -> str | None:
+        """ext2 or msdos from the image's own signature, so that only that driver is loaded
+        (start-up time: the probe would import every driver it tries)."""
+        if self.spec.partition is not None:
+            return None
+        from rumpkernel.client.files.sniff import identify
+
+        ident = identify(self.spec.path, self.spec.offset)
+        return {"ext": "ext2", "fat": "msdos"}.get(ident.kind) if ident is not None else None
+
+    def _boot_and_mount(self, fstype: str | None) -> None:
+        spec = self.spec
+        comps = ("vfs", DRIVERS[fstype]) if fstype in DRIVERS else None
+        self.k = rumpkernel.boot(self.host, components=comps)
+        self.fstype = self.k.mount_image(
+            os.path.abspath(spec.path), MOUNTPOINT, fstype=fstype,
+            readonly=self.readonly, partition=spec.partition, offset=spec.offset,
+            options=self.options)
+        self._rootfd = self.sys.open("/", os.O_RDONLY | os.O_DIRECTORY)
+        self.sys.chroot(MOUNTPOINT)
+        self.sys.chdir("/")
+        self.ro_reason = self.readonly_reason()
 
     def _check_host_file(self) -> None:
         from rumpkernel.client.files.sniff import check_image_file, identify
