@@ -70,3 +70,19 @@ def test_readonly_fallback_says_why(tmp_path: Path) -> None:
     assert "mounted read-only: features not supported for writing: quota" in res.stderr
     res = fsu(img, "--batch", input="mkdir /a\n")
     assert "quota" in res.stderr
+
+
+def test_truncated_image_best_effort(tmp_path: Path, ext4_master: Path) -> None:
+    img = tmp_path / "head.img"
+    data = ext4_master.read_bytes()
+    img.write_bytes(data[:len(data) // 2])  # head -c 8M
+    res = fsu("ls", img, "/")
+    assert res.returncode == 2
+    assert "truncated" in res.stderr and "--best-effort" in res.stderr
+    res = fsu("--best-effort", "ls", img, "/etc")
+    assert res.returncode == 0, res.stderr
+    assert "hostname" in res.stdout.split()
+    assert "best effort" in res.stderr
+    assert fsu("--best-effort", "cat", img, "/etc/hostname").stdout == "imagehost\n"
+    assert img.stat().st_size == len(data) // 2  # the image itself is never written
+    assert not list(Path("/tmp").glob("fsu-best-effort-*"))

@@ -57,7 +57,7 @@ def run_batch(image: str, g: Any, prog: str) -> int:
     status = EXIT_OK
     try:
         with open_session(_spec(image), fstype=g.fstype, readonly=readonly,
-                          options=g.options) as session:
+                          options=g.options, best_effort=g.best_effort) as session:
             if session.ro_reason and not readonly:
                 _say(prog, f"{image}: mounted read-only: {session.ro_reason}")
             source = _prompt(session) if interactive else enumerate(lines, 1)

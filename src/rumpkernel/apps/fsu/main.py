@@ -14,6 +14,7 @@ OPTIONS (before IMAGE, so they never clash with a command's own flags):
     -r             open the image read-only (commands that only read always do)
     -o OPTIONS     mount options (comma-separated)
     -v             longer error messages (the kernel's detail)
+    --best-effort  read a truncated image (read-only; what is missing reads as zeros)
 IMAGE is ``FILE``, ``FILE@OFFSET`` (bytes; k/m/g/s suffixes) or ``FILE%N`` (partition N of an
 MBR or GPT table).
 
@@ -40,6 +41,7 @@ class GlobalOpts:
     options: str | None = None
     verbose: bool = False
     batch: bool = False
+    best_effort: bool = False
 
 
 def _take_global(args: list[str], g: GlobalOpts, *, allow_batch: bool = False) -> list[str]:
@@ -66,6 +68,8 @@ def _take_global(args: list[str], g: GlobalOpts, *, allow_batch: bool = False) -
             g.readonly = True
         elif a in ("-v", "--verbose"):
             g.verbose = True
+        elif a == "--best-effort":
+            g.best_effort = g.readonly = True
         elif allow_batch and a in ("-b", "--batch"):
             g.batch = True
         elif a == "--":
@@ -221,7 +225,7 @@ def run_command(name: str, args: list[str], g: GlobalOpts, prog: str) -> int:
         if not cmd.session:
             return _run_hostside(cmd, prog, spec, g, ns)
         with open_session(spec, fstype=g.fstype, readonly=g.readonly or not cmd.writes,
-                          options=g.options) as session:
+                          options=g.options, best_effort=g.best_effort) as session:
             ctx = Ctx(prog, session, verbose=g.verbose)
             _run(cmd, ctx, ns)
             status = ctx.status
@@ -268,6 +272,8 @@ def split_image(cmd: Any, prog: str, args: list[str], g: GlobalOpts
             g.readonly = True
         elif a == "--verbose" or (a == "-v" and "-v" not in own):
             g.verbose = True
+        elif a == "--best-effort":
+            g.best_effort = g.readonly = True
         elif a.startswith("-") and a != "-":
             out.append(a)
             if a in takes_value and not eq and i + 1 < len(args):

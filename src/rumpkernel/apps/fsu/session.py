@@ -20,6 +20,7 @@ import contextlib
 import errno
 import os
 import struct
+import sys
 from collections.abc import Iterator
 from errno import EIO
 from typing import Any
@@ -40,8 +41,11 @@ TYPE_ALIASES = {"fat12": "msdos", "fat16": "msdos", "fat32": "msdos", "dos": "ms
 
 class Session:
     def __init__(self, spec: ImageSpec, *, fstype: str | None = None, readonly: bool = True,
-                 options: str | None = None, host: Any = None) -> None:
+                 options: str | None = None, host: Any = None, best_effort: bool = False
+                 ) -> None:
         self.spec = spec
+        self.best_effort = best_effort
+        self._padded: str | None = None  # --best-effort: a zero-padded copy of a short image
         self.want_type = TYPE_ALIASES.get(fstype or "", fstype)
         self.readonly = readonly
         self.options = options
@@ -69,7 +73,12 @@ class Session:
         try:
             try:
                 self._boot_and_mount(guess)
-            except (rumpkernel.KernelError, OSError):
+            except (rumpkernel.KernelError, OSError) as e:
+                if self.best_effort and _truncated(e):
+                    self._halt()
+                    self._pad_copy()
+                    self._boot_and_mount(guess)
+                    return self
                 if guess is None or self.want_type is not None:
                     raise
                 self._halt()  # the signature misled us: let the kernel probe every driver
@@ -92,14 +101,35 @@ class Session:
         ident = identify(self.spec.path, self.spec.offset)
         return {"ext": "ext2", "fat": "msdos"}.get(ident.kind) if ident is not None else None
 
+    def _pad_copy(self) -> None:
+        """--best-effort on a truncated image: mount a sparse copy padded with zeros to the
+        size the file system says it has (only the data extents are copied)."""
+        import shutil
+        import tempfile
+
+        need = fs_size(self.spec.path, self.spec.offset)
+        if need is None:
+            raise Trouble(f"{self.spec.text}: truncated, and its size cannot be read from "
+                          "the superblock")
+        fd, tmp = tempfile.mkstemp(prefix=f"fsu-best-effort-{os.getpid()}-", suffix=".img")
+        self._padded = tmp
+        with open(self.spec.path, "rb") as src, os.fdopen(fd, "wb") as dst:
+            src.seek(self.spec.offset)
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.truncate(need)
+        sys.stderr.write(f"fsu: {self.spec.text}: truncated ({need} "
+                         "bytes expected): reading it best effort, read-only; what is missing "
+                         "reads as zeros\n")
+
     def _boot_and_mount(self, fstype: str | None) -> None:
         spec = self.spec
         comps = ("vfs", DRIVERS[fstype]) if fstype in DRIVERS else None
         self.k = rumpkernel.boot(self.host, components=comps)
+        path, offset = (self._padded, 0) if self._padded else (spec.path, spec.offset)
         self.fstype = self.k.mount_image(
-            os.path.abspath(spec.path), MOUNTPOINT, fstype=fstype,
-            readonly=self.readonly, partition=spec.partition, offset=spec.offset,
-            options=self.options)
+            os.path.abspath(path), MOUNTPOINT, fstype=fstype,
+            readonly=self.readonly or self._padded is not None, partition=spec.partition,
+            offset=offset, options=self.options)
         self._rootfd = self.sys.open("/", os.O_RDONLY | os.O_DIRECTORY)
         self.sys.chroot(MOUNTPOINT)
         self.sys.chdir("/")
@@ -140,6 +170,9 @@ class Session:
             return f"{name}: not a {self.want_type} file system ({detail})"
         if code == errno.ENODEV:
             return f"{name}: {detail}"
+        if _truncated(e) and not self.best_effort:
+            return (f"{name}: truncated: {detail} (--best-effort reads what is there, "
+                    "read-only)")
         return f"{name}: {os.strerror(code)} ({detail})" if detail else \
             f"{name}: {os.strerror(code)}"
 
@@ -230,6 +263,11 @@ class Session:
                 self.k.halt()
             except rumpkernel.KernelPanic:
                 pass
+        if self._padded is not None and (self.k is None or self.k.dead):
+            try:
+                os.unlink(self._padded)
+            except OSError:
+                pass
 
     def __enter__(self) -> Session:
         return self.open()
@@ -249,6 +287,30 @@ def open_session(spec: ImageSpec, **kw: Any) -> Iterator[Session]:
         raise
     else:
         s.close()
+
+
+def _truncated(e: Any) -> bool:
+    return "larger than the device" in _detail(e)
+
+
+def fs_size(path: str, offset: int = 0) -> int | None:
+    """The size in bytes an ext or FAT file system at ``offset`` says it has (None: neither)."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        head = f.read(2048)
+    if len(head) >= 1082 and head[1080:1082] == b"\x53\xef":
+        lo, = struct.unpack_from("<I", head, 1024 + 4)
+        log, = struct.unpack_from("<I", head, 1024 + 24)
+        hi, = struct.unpack_from("<I", head, 1024 + 0x150)
+        feat, = struct.unpack_from("<I", head, 1024 + 0x60)
+        blocks = lo | (hi << 32 if feat & 0x80 else 0)
+        return blocks * (1024 << min(log, 6))
+    if len(head) >= 512 and head[510:512] == b"\x55\xaa":
+        bps, = struct.unpack_from("<H", head, 11)
+        small, = struct.unpack_from("<H", head, 19)
+        large, = struct.unpack_from("<I", head, 32)
+        return bps * (small or large) if bps in (512, 1024, 2048, 4096) else None
+    return None
 
 
 def _detail(e: Any) -> str:
