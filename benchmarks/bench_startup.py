@@ -2,6 +2,7 @@
 native one-shot tools on the same images (issue #16 item 10).
 
     PYTHONPATH=src python benchmarks/bench_startup.py [--repeats 21] [--importtime]
+                                                      [--baseline OTHER/src]
 
 Rows (medians of interleaved runs: every repeat runs each command once, so drifts in machine
 load hit all rows alike):
@@ -9,6 +10,8 @@ load hit all rows alike):
     fsu ls / cat / info --json     on a small ext4 image (mke2fs -d), and ``fsu ls`` on FAT
     e2ls, debugfs -R ls, mdir      the native tools on the same images (when installed)
 Each row prints its median in milliseconds and its ratio to ``python -c pass``.  With
+``--baseline DIR`` (another checkout's ``src``, e.g. of main before a change) the fsu rows are
+run from that tree too, interleaved in the same rounds: a before/after on equal terms.  With
 ``--importtime`` the ten most expensive imports of ``fsu ls`` (``python -X importtime``,
 cumulative microseconds) are listed too: what remains of the start-up.
 """
@@ -30,10 +33,7 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def fsu_cmd() -> list[str]:
-    script = Path(PY).with_name("fsu")
-    if script.exists():
-        return [str(script)]
-    return [PY, "-m", "rumpkernel.apps.fsu"]
+    return [PY, "-m", "rumpkernel.apps.fsu"]  # PYTHONPATH picks the tree
 
 
 def make_images(tmp: Path) -> tuple[Path, Path | None]:
@@ -54,14 +54,21 @@ def make_images(tmp: Path) -> tuple[Path, Path | None]:
     return ext, fat
 
 
-def commands(ext: Path, fat: Path | None) -> list[tuple[str, list[str]]]:
+def fsu_rows(ext: Path, fat: Path | None, tag: str = "") -> list[tuple[str, list[str]]]:
     f = fsu_cmd()
-    rows = [("python -c pass", [PY, "-c", "pass"]),
-            ("fsu ls IMG / (ext4)", [*f, "ls", str(ext), "/"]),
-            ("fsu cat IMG /etc/hostname (ext4)", [*f, "cat", str(ext), "/etc/hostname"]),
-            ("fsu info --json IMG (ext4)", [*f, "info", "--json", str(ext)])]
+    rows = [(f"{tag}fsu ls IMG / (ext4)", [*f, "ls", str(ext), "/"]),
+            (f"{tag}fsu cat IMG /etc/hostname (ext4)", [*f, "cat", str(ext), "/etc/hostname"]),
+            (f"{tag}fsu info --json IMG (ext4)", [*f, "info", "--json", str(ext)])]
     if fat is not None:
-        rows.append(("fsu ls IMG / (fat)", [*f, "ls", str(fat), "/"]))
+        rows.append((f"{tag}fsu ls IMG / (fat)", [*f, "ls", str(fat), "/"]))
+    return rows
+
+
+def commands(ext: Path, fat: Path | None, baseline: bool = False
+             ) -> list[tuple[str, list[str]]]:
+    rows = [("python -c pass", [PY, "-c", "pass"]), *fsu_rows(ext, fat)]
+    if baseline:
+        rows += fsu_rows(ext, fat, "baseline: ")
     if shutil.which("e2ls"):
         rows.append(("e2ls IMG:/", ["e2ls", f"{ext}:/"]))
     if shutil.which("debugfs"):
@@ -80,13 +87,15 @@ def bench_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def measure(rows: list[tuple[str, list[str]]], repeats: int, env: dict[str, str]
-            ) -> dict[str, float]:
+def measure(rows: list[tuple[str, list[str]]], repeats: int, env: dict[str, str],
+            baseline: str | None = None) -> dict[str, float]:
+    base_env = {**env, "PYTHONPATH": baseline} if baseline else env
     times: dict[str, list[float]] = {name: [] for name, _ in rows}
     for r in range(repeats + 1):
         for name, cmd in rows:
             t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True, env=env)
+            subprocess.run(cmd, check=True, capture_output=True,
+                           env=base_env if name.startswith("baseline: ") else env)
             if r:  # the first round warms the page cache
                 times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
@@ -109,16 +118,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=21)
     ap.add_argument("--importtime", action="store_true")
+    ap.add_argument("--baseline", metavar="SRC", help="another tree's src to compare with")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as d:
         ext, fat = make_images(Path(d))
-        rows = commands(ext, fat)
+        rows = commands(ext, fat, args.baseline is not None)
         env = bench_env(Path(d))
-        med = measure(rows, args.repeats, env)
+        med = measure(rows, args.repeats, env, args.baseline)
         base = med["python -c pass"]
         print(f"whole-process start-up, median of {args.repeats} interleaved runs")
         for name, _ in rows:
-            print(f"{name:<36} {med[name] * 1000:8.1f} ms  {med[name] / base:6.2f}x python")
+            print(f"{name:<46} {med[name] * 1000:8.1f} ms  {med[name] / base:6.2f}x python")
         if args.importtime:
             print("\nmost expensive top-level imports of 'fsu ls' (cumulative us):")
             for us, name in importtime(ext, env):

@@ -194,14 +194,13 @@ Symbolic links are not followed.  PATH defaults to the working directory (/).
 
 def _find_parser(prog: str) -> Any:
     """find's grammar for --help, the man page and completion (parse_find parses)."""
-    import argparse
-
     from rumpkernel.apps.fsu.commands import new_parser
+    from rumpkernel.apps.fsu.common import RawHelpFormatter
 
     p = new_parser(prog, "Search for files inside the image.",
                    f"{prog} IMAGE [PATH ...] [EXPRESSION]")
     p.epilog = FIND_HELP
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.formatter_class = RawHelpFormatter
     for flag, meta, text in (("-name", "PATTERN", "base name matches (shell pattern)"),
                              ("-iname", "PATTERN", "the same, ignoring case"),
                              ("-path", "PATTERN", "whole path matches"),

@@ -262,12 +262,12 @@ start with '-' (-w).  Octal modes of fewer than five digits keep a directory's s
 
 def _chmod_parser(prog: str) -> Any:
     """chmod's options for --help, the man page and completion (parse_chmod parses)."""
-    import argparse
+    from rumpkernel.apps.fsu.common import RawHelpFormatter
 
     p = new_parser(prog, "Change the permission bits of files in the image.",
                    f"{prog} IMAGE [-Rv] MODE PATH ...", short_help=False)
     p.epilog = CHMOD_MODES
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.formatter_class = RawHelpFormatter
     _flag(p, "-R", "--recursive", dest="recursive", help="change trees")
     _flag(p, "-v", "--verbose", dest="verbose", help="report every change")
     p.add_argument("mode", metavar="MODE", help="octal or symbolic mode")

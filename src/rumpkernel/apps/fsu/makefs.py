@@ -150,14 +150,14 @@ size.  Holes in sparse files are kept (ext).
 
 
 def _parser(prog: str) -> ArgParser:
-    import argparse
+    from rumpkernel.apps.fsu.common import RawHelpFormatter
 
     p = ArgParser(prog=prog, allow_abbrev=False,
                   usage=f"{prog} -t TYPE [-s SIZE] [-M MINSIZE] [-m MAXSIZE] [-b FREE] "
                         "[-f FREEFILES] [-L LABEL] [-U UUID] [-T EPOCH] [-o OPT,...] "
                         "[-F SPEC [-x]] [-N DBDIR] IMAGE DIR",
                   description="Build a file system image from a directory (ext2/3/4, FAT).",
-                  epilog=OPTIONS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+                  epilog=OPTIONS_HELP, formatter_class=RawHelpFormatter)
     p.add_argument("-t", dest="fstype", default="ext4", metavar="TYPE",
                    help="ext4 (default), ext3, ext2, fat (fat12/fat16/fat32 force the width)")
     p.add_argument("-s", dest="size", metavar="SIZE",
