@@ -152,6 +152,8 @@ class Directory:
         if attr & ATTR_VOLUME:
             if self.is_root and not attr & ATTR_DIR and self.label is None:
                 self.label = name11
+            if attr & ATTR_DIR or raw[26:28] != b"\0\0":
+                self._damage(f"volume-label entry with a directory bit or cluster at slot {i}")
             return
         if name11 in (DOT, DOTDOT):
             if not self.is_root and i == (0 if name11 == DOT else 1):

@@ -60,7 +60,12 @@ def _entries(data: bytes, path: str, geo, problems: list[str]):
                 problems.append(f"{path}: entries after the end-of-directory mark")
             ended = True
             continue
-        if b0 == 0xE5 or attr == ATTR_LFN or attr & ATTR_VOLUME:
+        if b0 == 0xE5 or attr == ATTR_LFN:
+            continue
+        if attr & ATTR_VOLUME:
+            if attr & ATTR_DIR or data[o + 26 : o + 28] != b"\0\0":
+                problems.append(f"{path}: a volume-label entry with a directory bit or a "
+                                "cluster (fsck.fat walks it as a directory)")
             continue
         if data[o : o + 11] in (DOT, DOTDOT):
             continue
