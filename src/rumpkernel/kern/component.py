@@ -54,6 +54,8 @@ CATALOG_MODULES = (
     "rumpkernel.fs.tmpfs",
     "rumpkernel.fs.components.ext2",
     "rumpkernel.fs.components.msdos",
+    "rumpkernel.net.component",
+    "rumpkernel.net.if_wire",
 )
 
 FACTIONS = ("vfs", "dev", "net")
