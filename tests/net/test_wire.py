@@ -203,6 +203,8 @@ def test_sockaddr_in_round_trip(a: bytes, port: int) -> None:
 @given(st.binary(max_size=S.SOCKADDR_UN_PATH_MAX).filter(lambda b: b"\0" not in b))
 def test_sockaddr_un_round_trip(path: bytes) -> None:
     assert S.unpack_sockaddr(S.pack_sockaddr_un(path))[1] == path
+    abstract = (b"\0" + path)[: S.SOCKADDR_UN_PATH_MAX]
+    assert S.unpack_sockaddr(S.pack_sockaddr_un(abstract))[1] == abstract
 
 
 @given(st.lists(st.tuples(st.integers(-5, 70000), st.integers(0, 40), st.binary(max_size=40)),

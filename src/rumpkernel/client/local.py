@@ -2,7 +2,8 @@
 
 ``attach(k)`` gives the kernel its ``sys`` facade whose ``_call`` enters the kernel directly on
 the caller's thread and turns ``KernelError`` into the host's ``OSError``, and binds the file
-API (``k.open``, ``k.listdir``, ``k.path`` ... see ``client.files``) to it.
+API (``k.open``, ``k.listdir``, ``k.path`` ... see ``client.files``) and the socket module
+(``k.socket``, see ``client.socket``) to it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from rumpkernel.client.abi import oserror
 from rumpkernel.client.files import bind as bind_files
+from rumpkernel.client.socket import SocketModule
 from rumpkernel.client.sys import Sys
 from rumpkernel.kern.abi import RB_NOSYNC
 from rumpkernel.kern.errno import KernelError
@@ -35,4 +37,5 @@ def attach(k: Kernel) -> Sys:
 
     k.sys = Sys(local_call(k), after_reboot)
     bind_files(k, k.sys)
+    k.socket = SocketModule(k.sys)
     return k.sys

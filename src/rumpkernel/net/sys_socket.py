@@ -348,12 +348,12 @@ def _externalize(l: Any, control: list | None, room: int, flags: int) -> tuple[b
             data = payload
         if not data and isinstance(payload, list):
             continue
-        if used + S.cmsg_space(len(data)) > room:
+        if used + S.CMSGHDR.size + len(data) > room:     # the last one needs no padding
             mflags |= MSG_CTRUNC
             continue
         msgs.append((level, ctype, data))
         used += S.cmsg_space(len(data))
-    return S.pack_cmsgs(msgs), mflags
+    return S.pack_cmsgs(msgs)[:room], mflags
 
 
 def sys_sendmsg(l: Any, fd: int, iov: Any, name: Any, namelen: int, control: Any,

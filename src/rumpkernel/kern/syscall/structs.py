@@ -114,6 +114,10 @@ def pack_sockaddr_in6(addr: bytes, port: int, flowinfo: int = 0, scope_id: int =
 def pack_sockaddr_un(path: bytes) -> bytes:
     if len(path) > SOCKADDR_UN_PATH_MAX:
         raise KernelError(Errno.EINVAL, f"local socket name of {len(path)} bytes")
+    if not path:                         # unnamed
+        return bytes((2, AF_LOCAL))
+    if path.startswith(b"\0"):          # Linux's abstract names: exactly these bytes
+        return bytes((2 + len(path), AF_LOCAL)) + path
     return bytes((min(2 + len(path) + 1, SOCKADDR_MAX), AF_LOCAL)) + path + b"\0"
 
 
@@ -125,7 +129,8 @@ def sockaddr_family(buf: bytes) -> int:
 
 def unpack_sockaddr(buf: bytes) -> tuple:
     """(family, ...) from an encoded address: (AF_INET, addr4, port), (AF_INET6, addr16, port,
-    flowinfo, scope_id), (AF_LOCAL, path bytes without the NUL), (AF_UNSPEC,) or
+    flowinfo, scope_id), (AF_LOCAL, path bytes without the NUL -- or, for an abstract name
+    starting with a NUL byte, every byte of it), (AF_UNSPEC,) or
     (family, raw bytes) for others.  EINVAL for a length that does not fit the family."""
     fam = sockaddr_family(buf)
     if fam == AF_INET:
@@ -140,6 +145,8 @@ def unpack_sockaddr(buf: bytes) -> tuple:
         return (AF_INET6, addr, port, flow, scope)
     if fam == AF_LOCAL:
         path = bytes(buf[2:])
+        if path.startswith(b"\0"):
+            return (AF_LOCAL, path)         # abstract: every byte counts
         nul = path.find(b"\0")
         return (AF_LOCAL, path if nul < 0 else path[:nul])
     if fam == AF_UNSPEC:
