@@ -66,3 +66,15 @@ def knet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NetView]:
 
 def netns_available() -> bool:
     return os.geteuid() == 0 and os.path.exists("/dev/net/tun")
+
+
+@pytest.fixture(scope="module")
+def fuzz_kernel() -> Iterator[tuple[Any, Any]]:
+    """One sim kernel with wire0 up, shared by a module's hypothesis examples."""
+    from rumpkernel.testing import netkit
+
+    _world, (k,) = netkit.sim_kernels(99, ["fz"])
+    netkit.plug(k, "wire0", "fuzz-hub", "10.99.0.2/24")
+    yield k, k.net.interfaces["wire0"]
+    k.halt()
+    assert not k.panicked
