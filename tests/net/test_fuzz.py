@@ -68,7 +68,7 @@ def _mutate(rng: random.Random, frame: bytes) -> bytes:
 
 
 def test_ten_thousand_hostile_frames() -> None:
-    world, (ka, kb) = netkit.sim_kernels(21, ["a", "b"])
+    _world, (ka, kb) = netkit.sim_kernels(21, ["a", "b"])
     try:
         netkit.plug(ka, "wire0", "fz", "10.99.0.1/24")
         netkit.plug(kb, "wire0", "fz", "10.99.0.2/24")

@@ -16,7 +16,7 @@ from rumpkernel.testing import netkit
 
 @pytest.fixture
 def pair():
-    world, (ka, kb) = netkit.sim_kernels(11, ["a", "b"])
+    _world, (ka, kb) = netkit.sim_kernels(11, ["a", "b"])
     netkit.plug(ka, "wire0", "ab", "10.99.0.1/24")
     netkit.plug(kb, "wire0", "ab", "10.99.0.2/24")
     yield ka, kb
@@ -138,7 +138,7 @@ def test_fragmentation_and_reassembly_of_60k_datagrams(pair) -> None:
 
 
 def _lossy_run(seed: int, n: int = 120, size: int = 1000) -> tuple[list[int], dict, int]:
-    world, (ka, kb) = netkit.sim_kernels(seed, ["a", "b"])
+    _world, (ka, kb) = netkit.sim_kernels(seed, ["a", "b"])
     try:
         netkit.faults(ka, "lossy", loss=0.05, reorder=0.05, corrupt=0.02, jitter_ns=200_000)
         netkit.plug(ka, "wire0", "lossy", "10.99.1.1/24")
@@ -197,7 +197,7 @@ def test_lossy_reordering_corrupting_link_never_delivers_corruption_and_replays(
 
 
 def test_forwarding_router_ttl_and_unreachables() -> None:
-    world, (ka, kr, kb) = netkit.sim_kernels(5, ["a", "r", "b"])
+    _world, (ka, kr, kb) = netkit.sim_kernels(5, ["a", "r", "b"])
     try:
         netkit.plug(ka, "wire0", "left", "10.99.2.1/24")
         netkit.plug(kr, "wire0", "left", "10.99.2.254/24")
@@ -267,7 +267,7 @@ def test_icmp_errors_are_rate_limited(pair) -> None:
 def test_reassembly_times_out_and_memory_is_bounded(pair) -> None:
     from rumpkernel.net.wire import ipv4, udp
 
-    ka, kb = pair
+    _ka, kb = pair
 
     def body():
         ns = kb.net
