@@ -56,6 +56,7 @@ CATALOG_MODULES = (
     "rumpkernel.fs.components.msdos",
     "rumpkernel.net.component",
     "rumpkernel.net.if_wire",
+    "rumpkernel.net.if_shmif",
 )
 
 FACTIONS = ("vfs", "dev", "net")
