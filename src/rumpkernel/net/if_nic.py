@@ -2,9 +2,10 @@
 
 A NIC's host side is a *port* from a hypercall companion with ``send(frame)``, ``recv() ->
 bytes | None`` (None: closed), ``close()`` (wakes a waiting ``recv``), optionally
-``release()`` (free host resources once the receive thread ended) and ``info() -> dict``.  The driver opens it when the
-interface gets its link string (``ifconfig X linkstr ...``), runs one receive kernel thread that
-hands frames to ``ifp.input``, and closes it on destroy or halt.
+``release()`` (free host resources once the receive thread ended) and ``info() -> dict``.
+The driver opens it when the interface gets its link string (``ifconfig X linkstr ...``), runs
+one receive kernel thread that hands frames to ``ifp.input``, and closes it on destroy or
+halt.
 
 Interface:
     NicDriver(k, companion, version)       subclasses set ``companion``/``version`` and may

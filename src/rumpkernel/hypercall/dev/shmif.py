@@ -69,7 +69,7 @@ class _Inotify:
             name = ctypes.util.find_library("c")
             try:
                 cls._libc = ctypes.CDLL(name, use_errno=True)
-                cls._libc.inotify_init1
+                _ = cls._libc.inotify_init1     # AttributeError where there is none
             except (OSError, AttributeError):
                 cls._libc = False
         if not cls._libc:
