@@ -57,6 +57,7 @@ CATALOG_MODULES = (
     "rumpkernel.net.component",
     "rumpkernel.net.if_wire",
     "rumpkernel.net.if_shmif",
+    "rumpkernel.net.if_virtif",
 )
 
 FACTIONS = ("vfs", "dev", "net")

@@ -25,6 +25,7 @@ from rumpkernel.hypercall.interface import HostError
 COMPANIONS: dict[str, str] = {
     "wire": "rumpkernel.hypercall.dev.wire",
     "shmif": "rumpkernel.hypercall.dev.shmif",
+    "tap": "rumpkernel.hypercall.dev.tap",
 }
 
 
