@@ -7,7 +7,6 @@ Only addresses inside the namespace (10.99.9.0/24) are used; everything is remov
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,12 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.net.conftest import netns_available
 from tests.remote.harness import env, wait_connectable
 
-pytestmark = [pytest.mark.root,
-              pytest.mark.skipif(not netns_available(), reason="needs root and /dev/net/tun"),
-              pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2")]
+pytestmark = [pytest.mark.root, pytest.mark.oracle("ip", "ping", "socat", "tcpdump")]
 
 LINUX, KERNEL = "10.99.9.1", "10.99.9.2"
 
@@ -72,14 +68,12 @@ def test_linux_and_kernel_talk_over_a_tap(kernel_in_netns, tmp_path: Path) -> No
     ns, conn, tap = kernel_in_netns
     S = conn.socket
     pcap = tmp_path / "tap.pcap"
-    dump = None
-    if shutil.which("tcpdump"):
-        dump = subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-i", tap, "-n", "-U",
-                                 "-w", str(pcap)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not pcap.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+    dump = subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-i", tap, "-n", "-U",
+                             "-w", str(pcap)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not pcap.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     try:
         # Linux pings the kernel
         r = run("ip", "netns", "exec", ns, "ping", "-c", "3", "-i", "0.2", "-W", "3", KERNEL,
@@ -132,16 +126,13 @@ def test_linux_and_kernel_talk_over_a_tap(kernel_in_netns, tmp_path: Path) -> No
         arp = {e["ip"]: e for e in conn.socket.config.arp()}
         assert LINUX in arp and arp[LINUX]["state"] == "reachable"
     finally:
-        if dump is not None:
-            time.sleep(0.3)
-            dump.send_signal(signal.SIGINT)
-            try:
-                dump.wait(10)
-            except subprocess.TimeoutExpired:
-                dump.kill()
-                dump.wait()
-    if dump is None:
-        pytest.skip("tcpdump not installed")
+        time.sleep(0.3)
+        dump.send_signal(signal.SIGINT)
+        try:
+            dump.wait(10)
+        except subprocess.TimeoutExpired:
+            dump.kill()
+            dump.wait()
     text = run("tcpdump", "-r", str(pcap), "-n", "-vv").stdout
     assert "ARP" in text and "ICMP echo request" in text and "ICMP echo reply" in text
     assert f"{LINUX}" in text and f"{KERNEL}.40000: [udp sum ok] UDP" in text

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +13,6 @@ import pytest
 
 from rumpkernel.apps import shmif_dumpbus
 from tests.remote.harness import ServerProcess
-
-TSHARK = shutil.which("tshark")
 
 
 def _servers(tmp: Path, n: int, *args: str) -> list[ServerProcess]:
@@ -30,6 +27,7 @@ def _servers(tmp: Path, n: int, *args: str) -> list[ServerProcess]:
     return out
 
 
+@pytest.mark.oracle("tshark")
 def test_three_processes_on_one_bus(tmp_path: Path) -> None:
     bus = str(tmp_path / "bus")
     servers = _servers(tmp_path, 3)
@@ -87,9 +85,7 @@ def test_three_processes_on_one_bus(tmp_path: Path) -> None:
     assert out.count("UDP") == 6 and "ARP who-has" in out
     pcap = tmp_path / "bus.pcap"
     assert shmif_dumpbus.main(["-p", str(pcap), bus]) == 0
-    if TSHARK is None:
-        pytest.skip("tshark not installed")
-    r = subprocess.run([TSHARK, "-r", str(pcap), "-T", "fields", "-e", "ip.src", "-e",
+    r = subprocess.run(["tshark", "-r", str(pcap), "-T", "fields", "-e", "ip.src", "-e",
                         "ip.dst", "-e", "icmp.type", "-e", "udp.dstport", "-e", "_ws.expert"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

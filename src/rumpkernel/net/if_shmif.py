@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rumpkernel.kern.component import Phase, component
-from rumpkernel.net.if_nic import NicDriver, make_cloner
+from rumpkernel.net.if_nic import NicDriver
 
 
 class ShmifDriver(NicDriver):
@@ -23,11 +22,7 @@ class ShmifDriver(NicDriver):
         return comp.attach(linkstr)
 
 
-def _lladdr(k: Any) -> bytes:
+def lladdr(k: Any) -> bytes:
+    """NetBSD's shmif addresses: b2:a0 and four random bytes."""
     return b"\xb2\xa0" + k.random_bytes(4)
 
-
-@component("net_shmif", phase=Phase.NET_IF, faction="net", requires=("net_inet",),
-           desc="shmif: Ethernet over a shared host file (shmifN)")
-def shmif_init(k: Any) -> None:
-    k.net.cloners["shmif"] = make_cloner(ShmifDriver, _lladdr)

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rumpkernel.kern.component import Phase, component
-from rumpkernel.net.if_nic import NicDriver, make_cloner
+from rumpkernel.net.if_nic import NicDriver
 
 
 class VirtifDriver(NicDriver):
@@ -24,8 +23,3 @@ class VirtifDriver(NicDriver):
     def open_port(self, comp: Any, linkstr: str) -> Any:
         return comp.attach(linkstr)
 
-
-@component("net_virtif", phase=Phase.NET_IF, faction="net", requires=("net_inet",),
-           desc="virtif: Ethernet over a host TAP device (virtN)")
-def virtif_init(k: Any) -> None:
-    k.net.cloners["virt"] = make_cloner(VirtifDriver)
