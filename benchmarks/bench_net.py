@@ -27,8 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-import rumpkernel  # noqa: E402
-from rumpkernel.testing import netkit  # noqa: E402
+import rumpkernel
+from rumpkernel.testing import netkit
 
 N_DGRAMS = 20000
 PAYLOAD = b"x" * 64
