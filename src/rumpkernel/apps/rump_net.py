@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -221,8 +222,6 @@ def _show_routes(routes: list[dict[str, Any]], out: TextIO) -> None:
 
 # ---- ping ----------------------------------------------------------------------------------------
 def ping(api: Any, argv: list[str], out: TextIO = sys.stdout) -> int:
-    from rumpkernel.net.wire import icmp
-
     p = argparse.ArgumentParser(prog="rump.ping", add_help=False)
     p.add_argument("-c", type=int, default=None)
     p.add_argument("-i", type=float, default=1.0)
@@ -237,13 +236,13 @@ def ping(api: Any, argv: list[str], out: TextIO = sys.stdout) -> int:
         raise Usage("bad -c, -i or -s value")
     S = api.socket
     dst = S.gethostbyname(a.host)
-    ident = int(time.monotonic_ns() // 1000) & 0xFFFF
     out.write(f"PING {a.host} ({dst}): {a.s} data bytes\n")
     out.flush()
     rtts: list[float] = []
     sent = 0
     start = time.monotonic()
-    with S.socket(S.AF_INET, S.SOCK_RAW, S.IPPROTO_ICMP) as s:
+    # an ICMP echo socket: the kernel fills in the identifier and the checksum
+    with S.socket(S.AF_INET, S.SOCK_DGRAM, S.IPPROTO_ICMP) as s:
         if a.t is not None:
             s.setsockopt(S.IPPROTO_IP, S.IP_TTL, a.t)
         try:
@@ -251,9 +250,9 @@ def ping(api: Any, argv: list[str], out: TextIO = sys.stdout) -> int:
                 if a.w is not None and time.monotonic() - start >= a.w:
                     break
                 t0 = time.monotonic()
-                payload = (time.time_ns()).to_bytes(8, "big") + bytes(max(0, a.s - 8))
-                s.sendto(icmp.echo(icmp.ECHO, ident, sent, payload[: a.s]).emit(), (dst, 0))
-                rtt = _await_reply(s, icmp, ident, sent, t0, a.W, out, a.q)
+                data = (time.time_ns().to_bytes(8, "big") + bytes(max(0, a.s - 8)))[: a.s]
+                s.sendto(ECHO_HEADER.pack(ICMP_ECHO, 0, 0, 0, sent & 0xFFFF) + data, (dst, 0))
+                rtt = _await_reply(s, sent & 0xFFFF, t0, a.W, out, a.q)
                 sent += 1
                 if rtt is not None:
                     rtts.append(rtt)
@@ -273,8 +272,12 @@ def ping(api: Any, argv: list[str], out: TextIO = sys.stdout) -> int:
     return 0 if rtts else 2
 
 
-def _await_reply(s: Any, icmp: Any, ident: int, seq: int, t0: float, timeout: float,
-                 out: TextIO, quiet: bool) -> float | None:
+ICMP_ECHO, ICMP_ECHOREPLY = 8, 0
+ECHO_HEADER = struct.Struct("!BBHHH")     # type, code, checksum, identifier, sequence
+
+
+def _await_reply(s: Any, seq: int, t0: float, timeout: float, out: TextIO,
+                 quiet: bool) -> float | None:
     deadline = t0 + timeout
     while True:
         left = deadline - time.monotonic()
@@ -285,24 +288,16 @@ def _await_reply(s: Any, icmp: Any, ident: int, seq: int, t0: float, timeout: fl
             data, addr = s.recvfrom(65535)
         except TimeoutError:
             return None
-        hl = (data[0] & 0xF) * 4
-        try:
-            m = icmp.parse(data[hl:])
-        except OSError:
+        if len(data) < ECHO_HEADER.size:
             continue
-        if m.type == icmp.ECHO_REPLY and m.ident == ident and m.seq == seq:
+        kind, _code, _sum, _ident, rseq = ECHO_HEADER.unpack_from(data)
+        if kind == ICMP_ECHOREPLY and rseq == seq:
             rtt = time.monotonic() - t0
             if not quiet:
-                out.write(f"{len(data) - hl} bytes from {addr[0]}: icmp_seq={seq} "
-                          f"ttl={data[8]} time={rtt * 1000:.3f} ms\n")
+                out.write(f"{len(data)} bytes from {addr[0]}: icmp_seq={seq} "
+                          f"time={rtt * 1000:.3f} ms\n")
                 out.flush()
             return rtt
-        if icmp.is_error(m.type) and len(m.payload) >= 28 and not quiet:
-            inner = m.payload[(m.payload[0] & 0xF) * 4:]
-            if inner[:1] == b"\x08" and int.from_bytes(inner[4:6], "big") == ident:
-                what = {icmp.UNREACH: "Destination Unreachable",
-                        icmp.TIME_EXCEEDED: "Time to live exceeded"}.get(m.type, "error")
-                out.write(f"{len(data) - hl} bytes from {addr[0]}: {what}\n")
 
 
 # ---- netstat -------------------------------------------------------------------------------------
