@@ -66,9 +66,9 @@ class Chain:
         for i in range(self.n):
             while True:
                 try:
-                    self.conns.append(connect(self.url(i), autofork=False))
+                    self.conns.append(connect(self.url(i), autofork=False, timeout=60))
                     break
-                except (FileNotFoundError, ConnectionRefusedError):
+                except (FileNotFoundError, ConnectionRefusedError, TimeoutError):
                     if self.procs[i].poll() is not None:
                         raise RuntimeError(f"chain kernel {i} exited "
                                            f"{self.procs[i].returncode}") from None
