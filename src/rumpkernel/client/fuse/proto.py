@@ -134,7 +134,7 @@ FOPEN_CACHE_DIR = 1 << 3
 GETATTR_FH = 1 << 0
 FSYNC_FDATASYNC = 1 << 0
 
-# ---- layouts -------------------------------------------------------------------------------------
+# ---- layouts ------------------------------------------------------------------------------------
 IN_HEADER = struct.Struct("<IIQQIIIHH")      # len opcode unique nodeid uid gid pid extlen pad
 OUT_HEADER = struct.Struct("<IiQ")           # len error unique
 ATTR = struct.Struct("<QQQQQQIIIIIIIIII")    # fuse_attr, 88 bytes
