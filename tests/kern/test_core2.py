@@ -156,3 +156,120 @@ def test_makedev_is_one_encoding_everywhere() -> None:
         dev = K.makedev(major, minor)
         assert (K.major(dev), K.minor(dev)) == (major, minor)
         assert dev == os.makedev(major, minor)           # the host's (glibc) layout
+
+
+def test_poll_wakes_only_the_pollers_of_the_object_that_changed(monkeypatch) -> None:
+    """1,000 idle pipes watched by 50 pollers (20 each); a write to one pipe wakes exactly one
+    poller, which re-checks that one descriptor, not its twenty."""
+    import threading
+
+    from rumpkernel.kern.pipe import PipeFile
+
+    k = rumpkernel.boot(components=())
+    pipes = [k.sys.pipe() for _ in range(1000)]
+    checks: dict[int, int] = {}
+    real_poll = PipeFile.poll
+
+    def counting_poll(self, l, events):
+        checks[threading.get_ident()] = checks.get(threading.get_ident(), 0) + 1
+        return real_poll(self, l, events)
+
+    monkeypatch.setattr(PipeFile, "poll", counting_poll)
+    results: dict[int, list] = {}
+    wakeups: dict[int, int] = {}
+    started = threading.Barrier(51)
+
+    def poller(n: int) -> None:
+        fds = [(pipes[i][0], select.POLLIN) for i in range(n * 20, n * 20 + 20)]
+        started.wait()
+        results[n] = k.sys.poll(fds, 10_000)
+        results[n].append(threading.get_ident())
+        wakeups[n] = k.host.curlwp_get().pollwaiter.wakeups
+
+    threads = [threading.Thread(target=poller, args=(n,)) for n in range(50)]
+    for t in threads:
+        t.start()
+    started.wait()
+    deadline = __import__("time").monotonic() + 10
+    while sum(len(s.records) for r, _w in pipes
+              for s in [k.proc1.fd.files[r].selinfo]) < 1000:   # everyone registered
+        assert __import__("time").monotonic() < deadline
+        __import__("time").sleep(0.01)
+    k.sys.write(pipes[137][1], b"x")          # pipe 137 belongs to poller 6
+    threads[6].join(10)
+    assert results[6][:-1] == [(pipes[137][0], select.POLLIN)]
+    busy_ident = results[6][-1]
+    assert checks[busy_ident] == 21            # 20 on entry, then only the pipe that fired
+    assert wakeups == {6: 1}                   # nobody else has returned, or been woken
+    others = [l.pollwaiter.wakeups for l in k.all_lwps() if l.pollwaiter is not None]
+    assert len(others) == 49 and set(others) == {0}
+    for _r, w in pipes:                        # POLLHUP ends the other polls
+        k.sys.close(w)
+    for t in threads:
+        t.join(10)
+    assert all(results[n][:-1] for n in range(50))
+    for r, _w in pipes:
+        k.sys.close(r)
+    k.halt()
+
+
+def test_huge_timeouts_do_not_overflow_the_host() -> None:
+    """poll/nanosleep with timeouts no host can time wait like 'forever' (until interrupted)
+    instead of panicking the kernel (#17, defect 13)."""
+    import threading
+    import time
+
+    k = rumpkernel.boot(components=())
+    r, w = k.sys.pipe()
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(k.sys.poll([(r, select.POLLIN)], 2**62)))
+    t.start()
+    time.sleep(0.2)
+    k.sys.write(w, b"!")
+    t.join(10)
+    assert out == [[(r, select.POLLIN)]]
+    def sleeper() -> None:
+        with pytest.raises(OSError) as e:
+            k.sys.nanosleep(2.0**62)
+        out.append(e.value.errno)
+
+    t = threading.Thread(target=sleeper)
+    t.start()
+    time.sleep(0.2)
+    k.halt()                                   # interrupts the sleeper: EINTR, not a panic
+    t.join(10)
+    assert not t.is_alive() and k.panicked is None
+    assert out[-1] in (errno.EINTR, errno.ENXIO)
+
+
+def test_repeated_poll_keeps_registrations_and_stays_correct(k, monkeypatch) -> None:
+    """An event loop's repeated poll of one set re-checks only what fired in between, yet sees
+    every change: data arriving, data drained, a descriptor closed and its number reused."""
+    from rumpkernel.kern.pipe import PipeFile
+
+    pipes = [k.sys.pipe() for _ in range(50)]
+    req = [(r, select.POLLIN) for r, _ in pipes]
+    calls = []
+    real = PipeFile.poll
+    monkeypatch.setattr(PipeFile, "poll", lambda self, l, ev: calls.append(1) or real(self, l, ev))
+    assert k.sys.poll(req, 0) == []
+    assert len(calls) == 50                    # first call: everything checked once
+    calls.clear()
+    assert k.sys.poll(req, 0) == []
+    assert calls == []                         # nothing fired: nothing re-checked
+    k.sys.write(pipes[7][1], b"ab")
+    assert k.sys.poll(req, 0) == [(pipes[7][0], select.POLLIN)]
+    assert len(calls) == 1
+    assert k.sys.poll(req, 0) == [(pipes[7][0], select.POLLIN)]     # still ready, unchanged
+    k.sys.read(pipes[7][0], 2)
+    assert k.sys.poll(req, 0) == []            # drained: the read notified
+    k.sys.close(pipes[9][0])                   # number 9's slot changes what it refers to
+    assert k.sys.poll(req, 0) == [(pipes[9][0], select.POLLNVAL)]
+    nr, nw = k.sys.pipe()                      # reuses the lowest free numbers
+    assert nr == pipes[9][0]
+    k.sys.write(nw, b"z")
+    assert k.sys.poll(req, 0) == [(nr, select.POLLIN)]
+    for r, w in [*pipes[:9], *pipes[10:], (nr, nw)]:
+        k.sys.close(r)
+        k.sys.close(w)
+    k.sys.close(pipes[9][1])

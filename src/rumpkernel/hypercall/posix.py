@@ -48,7 +48,7 @@ class PosixCondVar:
         self._waiters.append(waiter)
         mutex.exit()
         try:
-            if timeout_ns is None:
+            if timeout_ns is None or timeout_ns / 1e9 >= threading.TIMEOUT_MAX:
                 got = waiter.acquire()
             else:
                 got = waiter.acquire(True, max(0.0, timeout_ns / 1e9))
@@ -133,7 +133,7 @@ class PosixHost(Hypercalls):
         return time.time_ns()
 
     def sleep_ns(self, ns: int) -> None:
-        time.sleep(max(0, ns) / 1e9)
+        time.sleep(min(max(0, ns) / 1e9, threading.TIMEOUT_MAX))
 
     # files
     def file_open(self, path: str, writable: bool, create: bool = False) -> int:

@@ -27,6 +27,7 @@ from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.kern.file import NOFILE_MAX, File
 from rumpkernel.kern.pipe import Pipe, PipeFile
 from rumpkernel.kern.proc import Lwp
+from rumpkernel.kern.select import waiter_of
 from rumpkernel.kern.syscall.structs import POLLFD, RLIMIT, STAT, TIMESPEC
 from rumpkernel.kern.sysctl import INT, TYPE_CODES
 
@@ -290,50 +291,73 @@ def sys_fcntl(l: Lwp, fd: int, cmd: int, arg: int) -> int:
     raise KernelError(Errno.EINVAL, f"fcntl: unknown command {cmd}")
 
 
-def _poll_scan(l: Lwp, fds: list[list[int]]) -> int:
-    fdt = l.proc.fd
-    ready = 0
-    for pfd in fds:
-        fd, events = pfd[0], pfd[1]
-        if fd < 0:
-            pfd[2] = 0
-            continue
+def _poll_check(fdt: Any, l: Lwp, w: Any, i: int, fd: int, events: int) -> None:
+    """Check pollfd ``i`` and record its revents in the waiter's output array."""
+    if fd < 0:
+        rev = 0
+    else:
         try:
-            fp = fdt.get(fd)
+            rev = fdt.get(fd).poll(l, events)
         except KernelError:
-            pfd[2] = POLLNVAL
-        else:
-            pfd[2] = fp.poll(l, events)
-        if pfd[2]:
-            ready += 1
-    return ready
+            rev = POLLNVAL
+    POLLFD.pack_into(w.out, i * POLLFD.size, fd, events, rev)
+    if rev:
+        w.ready.add(i)
+    else:
+        w.ready.discard(i)
+
+
+def _poll_register(fdt: Any, l: Lwp, w: Any, raw: bytes, nfds: int) -> None:
+    """A new request: register with every descriptor's wait channel, then check them all."""
+    w.release()
+    w.key, w.table, w.tgen = raw, fdt, fdt.gen
+    w.out = bytearray(raw)
+    fds = [POLLFD.unpack_from(raw, i * POLLFD.size)[:2] for i in range(nfds)]
+    files = fdt.files
+    for i, (fd, _ev) in enumerate(fds):
+        fp = files[fd] if 0 <= fd < len(files) else None
+        sel = fp.selinfo if fp is not None else None
+        if sel is not None:
+            sel.record(w, i)                 # before the check: no change can be missed
+            w.sels.append(sel)
+    for i, (fd, ev) in enumerate(fds):
+        _poll_check(fdt, l, w, i, fd, ev)
 
 
 def sys_poll(l: Lwp, ufds: Any, nfds: int, timeout_ms: int) -> int:
-    if not 0 <= nfds <= 1024:
-        raise KernelError(Errno.EINVAL, "poll: nfds")
+    """Wait for events on descriptors (see kern/select.py): registrations stay in place while
+    the lwp polls the same descriptors against an unchanged table, so a repeated poll re-checks
+    only what fired since the last one."""
+    fdt = l.proc.fd
+    if not 0 <= nfds <= fdt.limit:
+        raise KernelError(Errno.EINVAL, f"poll: nfds {nfds} (limit {fdt.limit})")
     vm = l.proc.vm
-    raw = vm.copyin(ufds, nfds * POLLFD.size) if nfds else b""
-    fds = [list(POLLFD.unpack_from(raw, i * POLLFD.size)) for i in range(nfds)]
+    raw = bytes(vm.copyin(ufds, nfds * POLLFD.size)) if nfds else b""
     k = l.kernel
     deadline = None if timeout_ms < 0 else k.monotonic_ns() + timeout_ms * 1_000_000
-    sel = k.sel
-    gen = sel.begin()
+    w = waiter_of(l)
+    if w.key == raw and w.table is fdt and w.tgen == fdt.gen:
+        fired = w.take_fired()
+    else:
+        _poll_register(fdt, l, w, raw, nfds)
+        fired = []
     try:
         while True:
-            ready = _poll_scan(l, fds)
-            if ready or (deadline is not None and k.monotonic_ns() >= deadline):
+            for i in set(fired) if len(fired) > 1 else fired:
+                fd, ev = POLLFD.unpack_from(raw, i * POLLFD.size)[:2]
+                _poll_check(fdt, l, w, i, fd, ev)
+            if w.ready:
                 break
             remaining = None if deadline is None else deadline - k.monotonic_ns()
             if remaining is not None and remaining <= 0:
                 break
-            sel.wait(gen, remaining)
-            gen = sel.gen
-    finally:
-        sel.end()
+            fired = w.wait(remaining)
+    except BaseException:
+        w.release()
+        raise
     if nfds:
-        vm.copyout(b"".join(POLLFD.pack(*f) for f in fds), ufds)
-    return ready
+        vm.copyout(bytes(w.out), ufds)
+    return len(w.ready)
 
 
 def sys_lseek(l: Lwp, fd: int, offset: int, whence: int) -> int:

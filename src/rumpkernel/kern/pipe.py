@@ -22,6 +22,7 @@ from rumpkernel.kern.abi import (
 )
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.kern.file import File
+from rumpkernel.kern.select import SelInfo
 from rumpkernel.kern.sync import KCondVar, KMutex
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ S_IFIFO = 0o010000
 
 
 class Pipe:
-    __slots__ = ("buf", "cv", "ino", "k", "mtx", "readers", "writers")
+    __slots__ = ("buf", "cv", "ino", "k", "mtx", "readers", "sel", "writers")
 
     def __init__(self, k: Kernel, ino: int = 0) -> None:
         k.kmem.alloc(PIPE_CAPACITY, "pipe")
@@ -43,6 +44,7 @@ class Pipe:
         self.readers = 0
         self.writers = 0
         self.ino = ino
+        self.sel = SelInfo()
 
     def free(self) -> None:
         """The last end closed: give the buffer back (a FIFO's data goes with it)."""
@@ -92,7 +94,7 @@ class PipeFile(File):
             data = bytes(p.buf[:n])
             del p.buf[:n]
             p.cv.broadcast()
-        self.k.sel.notify()
+        p.sel.notify()
         return data
 
     def write(self, l: Any, data: bytes, offset: int | None) -> int:
@@ -118,8 +120,12 @@ class PipeFile(File):
                 p.buf += chunk
                 done += len(chunk)
                 p.cv.broadcast()
-                self.k.sel.notify()
+                self.pipe.sel.notify()
         return done
+
+    @property
+    def selinfo(self) -> SelInfo:
+        return self.pipe.sel
 
     def poll(self, l: Any, events: int) -> int:
         p = self.pipe
@@ -151,6 +157,6 @@ class PipeFile(File):
                 p.writers -= 1
             p.cv.broadcast()
             last = p.readers == 0 and p.writers == 0
-        self.k.sel.notify()
+        self.pipe.sel.notify()
         if last:
             p.free()

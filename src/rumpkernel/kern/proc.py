@@ -61,8 +61,8 @@ class Proc:
 
 
 class Lwp:
-    __slots__ = ("cpu", "implicit", "inkernel", "kernel", "killed", "lid", "name", "proc",
-                 "wchan", "__weakref__")
+    __slots__ = ("cpu", "implicit", "inkernel", "kernel", "killed", "lid", "name", "pollwaiter",
+                 "proc", "wchan", "__weakref__")
 
     def __init__(self, k: Kernel, proc: Proc, lid: int, *, implicit: bool = False,
                  name: str = "") -> None:
@@ -75,6 +75,7 @@ class Lwp:
         self.killed = False
         self.wchan: Any = None
         self.name = name
+        self.pollwaiter: Any = None
 
     def kill(self) -> None:
         """Make the lwp leave any interruptible wait with EINTR (see kern.sync)."""
@@ -221,6 +222,8 @@ class Lwproc:
         return CredContexts(self.k, self.curproc(), limit)
 
     def free(self, l: Lwp) -> None:
+        if l.pollwaiter is not None:
+            l.pollwaiter.release()
         p = l.proc
         if l in p.lwps:
             p.lwps.discard(l)
