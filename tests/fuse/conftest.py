@@ -15,14 +15,8 @@ from typing import Any
 import pytest
 
 import rumpkernel
-from tests.conftest import checked
-from tests.fuse.fsmode import fuse_usable
-
-
-def need_fuse() -> None:
-    why = fuse_usable()
-    if why:
-        pytest.skip(why)
+from rumpkernel.testing.plugin import checked
+from tests.fuse.fsmode import need_fuse
 
 
 def run(*cmd: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess:

@@ -29,13 +29,23 @@ def fuse_usable() -> str | None:
     return None
 
 
+def need_fuse() -> None:
+    """Skip without root, /dev/fuse or fusermount3 -- fail instead where the test command
+    requires its oracles (RUMPKERNEL_REQUIRE_ORACLES=1, as in CI)."""
+    from rumpkernel.testing.plugin import need_root, need_tools
+
+    need_root()
+    need_tools("fusermount3")
+    why = fuse_usable()
+    if why:
+        pytest.skip(why)
+
+
 class FuseMode:
     """One FUSE mount of ``env.k``'s /mnt under ``tmp``; ``sys`` is the host view."""
 
     def __init__(self, env: Any, tmp: Path, nthreads: int = 2) -> None:
-        why = fuse_usable()
-        if why:
-            pytest.skip(why)
+        need_fuse()
         self.env = env
         self.home = os.getcwd()
         # other users must reach the mount (pytest's own tmp directories are 0700)

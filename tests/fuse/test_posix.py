@@ -50,7 +50,7 @@ def mnt(request, tmpfs_kernel):
         yield Path(m.mountpoint)
 
 
-# ---- set-id bits -----------------------------------------------------------------------------------
+# ---- set-id bits ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("how", ["write", "truncate", "o_trunc"])
 def test_setid_cleared_when_another_user_writes(mnt: Path, how: str) -> None:
     f = mnt / "suid"
@@ -84,7 +84,7 @@ def test_setid_kept_for_root_and_cleared_by_chown(mnt: Path) -> None:
     assert stat.S_IMODE(os.stat(f).st_mode) == 0o755
 
 
-# ---- times ----------------------------------------------------------------------------------------
+# ---- times --------------------------------------------------------------------------------------
 def _times(p: Path) -> tuple[int, int, int]:
     st = os.lstat(p)
     return st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
@@ -132,7 +132,7 @@ def test_times_on_every_call(mnt: Path) -> None:
     assert not bad, f"times not as POSIX says: {bad}"
 
 
-# ---- names ----------------------------------------------------------------------------------------
+# ---- names --------------------------------------------------------------------------------------
 def test_enametoolong(mnt: Path) -> None:
     write(mnt / ("n" * 255))
     assert err(write, mnt / ("n" * 256)) == errno.ENAMETOOLONG
@@ -166,7 +166,7 @@ def test_fallocate_is_eopnotsupp_and_posix_fallocate_still_works(mnt: Path) -> N
         os.close(fd)
 
 
-# ---- FUSE inodes are kernel vnodes ------------------------------------------------------------------
+# ---- FUSE inodes are kernel vnodes --------------------------------------------------------------
 def test_inode_semantics(mnt: Path, tmpfs_kernel) -> None:
     k = tmpfs_kernel
     write(mnt / "a", b"one")

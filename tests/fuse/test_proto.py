@@ -18,7 +18,7 @@ from rumpkernel.client.fuse.kernel import LocalKernel
 from rumpkernel.client.fuse.proto import Op
 from rumpkernel.client.fuse.server import Config, FuseServer
 from rumpkernel.hypercall import fusedev
-from tests.conftest import checked
+from rumpkernel.testing.plugin import checked
 
 u32 = st.integers(0, 2**32 - 1)
 u64 = st.integers(0, 2**64 - 1)
@@ -88,7 +88,7 @@ def test_attr_from_kernel_stat_fields() -> None:
     assert (shown.uid, shown.gid, shown.mode & 0o7777) == (5, 6, 0o4750)
 
 
-# ---- the server without a mount ------------------------------------------------------------------
+# ---- the server without a mount -----------------------------------------------------------------
 class Wire:
     """Requests to a FuseServer and decoded replies, on this thread."""
 
