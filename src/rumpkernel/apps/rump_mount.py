@@ -21,7 +21,9 @@ Options (``-o``, comma separated; anything else goes to the file system driver):
                                driver when it has such options, as FAT does)
     user=NAME|UID              drop to this user once the image and /dev/fuse are open
     memlimit=SIZE              address-space limit of the server (default 2g)
-    threads=N                  worker threads (default 1; the kernel serialises per mount)
+    threads=N                  worker threads (default 2: one runs Python while another's
+                               reply is copied by the host)
+    readahead=KIB              host read-ahead on the mount (default 1024: READs of 1 MiB)
     attr_timeout=S, entry_timeout=S, negative_timeout=S   host cache lifetimes (default 1)
     dev, suid                  honour device nodes / set-id bits (default: nodev, nosuid)
     auto_unmount               unmount automatically when the server exits
@@ -48,7 +50,7 @@ PROG = "rump_mount"
 SERVER_OPTIONS = frozenset({
     "ro", "rw", "allow_other", "default_permissions", "user", "memlimit", "threads",
     "attr_timeout", "entry_timeout", "negative_timeout", "dev", "suid", "auto_unmount",
-    "fsname", "uid", "gid", "umask",
+    "fsname", "uid", "gid", "umask", "readahead",
 })
 DEFAULT_MEMLIMIT = 2 << 30
 
@@ -64,7 +66,8 @@ class Options:
     default_permissions: bool = False
     user: str | None = None
     memlimit: int = DEFAULT_MEMLIMIT
-    threads: int = 1
+    threads: int = 2
+    readahead: int = 1024
     attr_timeout: float = 1.0
     entry_timeout: float = 1.0
     negative_timeout: float = 1.0
@@ -100,7 +103,7 @@ def _apply(o: Options, key: str, value: str | None) -> None:
     try:
         if key in flags:
             setattr(o, *flags[key])
-        elif key in ("uid", "gid", "threads"):
+        elif key in ("uid", "gid", "threads", "readahead"):
             setattr(o, key, int(_need(key, value)))
         elif key == "umask":
             o.umask = int(_need(key, value), 8)
@@ -177,7 +180,7 @@ def make_config(o: Options, remote: bool) -> Any:
 
     return Config(entry_ttl=o.entry_timeout, attr_ttl=o.attr_timeout,
                   negative_ttl=o.negative_timeout,
-                  keep_cache="auto" if remote else "always", cache_dir=not remote,
+                  exclusive=not remote,
                   uid=o.uid, gid=o.gid, umask=o.umask or 0, chown_new=remote)
 
 
@@ -263,6 +266,9 @@ class Runner:
             raise Trouble(f"{a.mountpoint}: cannot mount: {e.strerror or e}") from None
         self.mount = m
         self.pidfile = _write_pidfile(mnt)
+        from rumpkernel.hypercall import fusedev
+
+        fusedev.set_readahead(mnt, o.readahead)
 
     def _connect(self, url: str, path: str) -> Any:
         import rumpkernel

@@ -21,6 +21,7 @@ Interface:
     caller_groups(pid, gid) -> tuple[int, ...]     /proc/PID/status, () when unreadable
     drop_privileges(user)            setgroups/setgid/setuid to a user name or number
     limit_memory(nbytes)             RLIMIT_AS
+    set_readahead(mountpoint, kib) -> bool   the mount's read-ahead window (root: sysfs bdi)
     allocate_lock()                  a host lock
 """
 
@@ -307,6 +308,18 @@ def drop_privileges(user: str) -> tuple[int, int]:
     os.setgid(gid)
     os.setuid(uid)
     return uid, gid
+
+
+def set_readahead(mountpoint: str, kib: int) -> bool:
+    """Let the host read ahead ``kib`` KiB on this mount (FUSE READs up to max_pages long
+    instead of 128 KiB).  Needs root; False when the knob is not there or not writable."""
+    try:
+        dev = os.stat(mountpoint).st_dev
+        with open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb", "w") as f:
+            f.write(f"{kib}\n")
+        return True
+    except OSError:
+        return False
 
 
 def limit_memory(nbytes: int) -> None:

@@ -67,9 +67,11 @@ class Config:
 
     entry_ttl / attr_ttl / negative_ttl   seconds the host may cache names, attributes and
                                           "no such name"
-    keep_cache      "always": page cache survives open (only this mount changes the files);
-                    "auto": kept when size and times did not change since the last open
-    cache_dir       directory listings cached by the host (FOPEN_CACHE_DIR)
+    exclusive       only this mount changes the file system (the kernel is this process's):
+                    the host keeps file pages across opens, caches symlink targets and
+                    directory listings, and the server remembers which xattrs a file lacks.
+                    False (a shared, remote kernel): pages are kept only while a file's size
+                    and times are unchanged since it was last opened (and AUTO_INVAL_DATA)
     uid / gid / umask   shown instead of the file's own (rump_mount -o uid=,gid=,umask=)
     max_write       largest WRITE accepted (and READ asked for), bytes
     chown_new       give new files their caller as owner (a remote kernel runs requests as
@@ -79,8 +81,7 @@ class Config:
     entry_ttl: float = 1.0
     attr_ttl: float = 1.0
     negative_ttl: float = 1.0
-    keep_cache: str = "always"
-    cache_dir: bool = True
+    exclusive: bool = True
     uid: int | None = None
     gid: int | None = None
     umask: int = 0
@@ -89,7 +90,7 @@ class Config:
 
 
 class Node:
-    __slots__ = ("fd", "key", "nlookup", "nodeid", "stamp")
+    __slots__ = ("fd", "key", "nlookup", "nodeid", "noxattr", "stamp", "xgen")
 
     def __init__(self, nodeid: int, fd: int, key: tuple[int, int]) -> None:
         self.nodeid = nodeid
@@ -97,6 +98,8 @@ class Node:
         self.key = key
         self.nlookup = 1
         self.stamp: tuple[int, int, int] | None = None
+        self.noxattr: frozenset[bytes] = frozenset()   # names known absent (exclusive mode)
+        self.xgen = 0                                   # bumped by every xattr change
 
 
 class DirHandle:
@@ -299,8 +302,9 @@ class FuseServer:
         if minor < P.MIN_MINOR:
             return P.error(req.unique, errno.EPROTO)
         want = (P.ASYNC_READ | P.ATOMIC_O_TRUNC | P.BIG_WRITES | P.PARALLEL_DIROPS
-                | P.HANDLE_KILLPRIV | P.MAX_PAGES | P.ABORT_ERROR | P.ASYNC_DIO)
-        if self.cfg.keep_cache == "always":
+                | P.HANDLE_KILLPRIV | P.MAX_PAGES | P.ASYNC_DIO)   # not ABORT_ERROR: a dead
+        # server must leave ENOTCONN, what users and scripts know
+        if self.cfg.exclusive:
             want |= P.CACHE_SYMLINKS
         else:
             want |= P.AUTO_INVAL_DATA
@@ -457,15 +461,41 @@ class FuseServer:
         value = req.body[pos:pos + size]
         if len(value) != size:
             raise P.ProtocolError("short xattr value")
+        fd = self._forget_absent_xattrs(req.nodeid)
         with self._as(req, worker):
-            worker.sys.sys_setxattrat(self.node_fd(req.nodeid), b"", name, value, size,
-                                      EMPTY | (flags & 3))
+            worker.sys.sys_setxattrat(fd, b"", name, value, size, EMPTY | (flags & 3))
         return P.reply(req.unique)
 
+    def _forget_absent_xattrs(self, nodeid: int) -> int:
+        node = self.nodes.get(nodeid)
+        if node is None:
+            raise OSError(errno.ESTALE, "unknown node")
+        with self.lock:
+            node.noxattr = frozenset()
+            node.xgen += 1
+        return node.fd
+
     def getxattr(self, req: Request, worker: Any) -> bytes:
+        """Every write(2) on the host first asks for security.capability: in exclusive mode a
+        name found absent is remembered until the node's xattrs change (through us)."""
         size, _ = P.GETXATTR_IN.unpack_from(req.body)
         name, _ = P.cstring(req.body, P.GETXATTR_IN.size)
-        fd = self.node_fd(req.nodeid)
+        node = self.nodes.get(req.nodeid)
+        if node is None:
+            raise OSError(errno.ESTALE, "unknown node")
+        if name in node.noxattr:
+            return P.error(req.unique, errno.ENODATA)
+        gen = node.xgen
+        try:
+            return self._getxattr(req, worker, node.fd, name, size)
+        except OSError as e:
+            if e.errno == errno.ENODATA and self.cfg.exclusive:
+                with self.lock:               # not if a set/remove ran meanwhile
+                    if node.xgen == gen and len(node.noxattr) < 8:
+                        node.noxattr = node.noxattr | {name}
+            raise
+
+    def _getxattr(self, req: Request, worker: Any, fd: int, name: bytes, size: int) -> bytes:
         with self._as(req, worker):
             if size == 0:
                 n = worker.sys.sys_getxattrat(fd, b"", name, None, 0, EMPTY)
@@ -487,8 +517,9 @@ class FuseServer:
 
     def removexattr(self, req: Request, worker: Any) -> bytes:
         name, _ = P.cstring(req.body)
+        fd = self._forget_absent_xattrs(req.nodeid)
         with self._as(req, worker):
-            worker.sys.sys_removexattrat(self.node_fd(req.nodeid), b"", name, EMPTY)
+            worker.sys.sys_removexattrat(fd, b"", name, EMPTY)
         return P.reply(req.unique)
 
     # ---- files --------------------------------------------------------------------------------
@@ -497,7 +528,7 @@ class FuseServer:
 
     def _open_reply(self, worker: Any, node: Node, fh: int, isdir: bool) -> bytes:
         flags = 0
-        if self.cfg.keep_cache == "always":
+        if self.cfg.exclusive:
             flags = P.FOPEN_KEEP_CACHE
         elif not isdir:
             st = self._fstat(worker.sys, fh)
@@ -505,7 +536,7 @@ class FuseServer:
             if stamp == node.stamp:
                 flags = P.FOPEN_KEEP_CACHE
             node.stamp = stamp
-        if isdir and self.cfg.cache_dir:
+        if isdir and self.cfg.exclusive:
             flags |= P.FOPEN_CACHE_DIR | P.FOPEN_KEEP_CACHE
         return P.OPEN_OUT.pack(fh, flags, 0)
 
@@ -556,7 +587,7 @@ class FuseServer:
 
     def release(self, req: Request, worker: Any) -> bytes:
         fh, _flags, _rf, _lo = P.RELEASE_IN.unpack_from(req.body)
-        if self.cfg.keep_cache != "always" and _flags & 3:
+        if not self.cfg.exclusive and _flags & 3:
             node = self.nodes.get(req.nodeid)
             if node is not None:
                 st = self._fstat(worker.sys, fh)
