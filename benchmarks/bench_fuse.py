@@ -3,7 +3,7 @@ same run: per-operation latency and bulk throughput, medians of several repeats,
 client program (a child process doing plain ``os`` calls) on each mount in turn.  Needs root,
 fuse2fs and e2fsprogs.
 
-    python benchmarks/bench_fuse.py [--repeats 5] [--bulk-mib 128] [--threads 1]
+    python benchmarks/bench_fuse.py [--repeats 5] [--bulk-mib 128] [--threads 2]
 
 Operations (per-op rows in microseconds, throughput in MiB/s):
     stat                 os.stat of a file (attributes cached by the host after the first)
@@ -93,6 +93,20 @@ def make_image(path: Path, bulk_mib: int) -> None:
         sh("mke2fs", "-q", "-F", "-t", "ext4", "-d", src, str(path), f"{size}M")
 
 
+def fsck_verdict(img: Path) -> str:
+    r = sh("e2fsck", "-fn", str(img), check=False)
+    if r.returncode == 0:
+        return "clean"
+    lines = [x for x in r.stdout.splitlines() if x.startswith("Block bitmap differences:")]
+    pass5_only = all(x.startswith(("Pass ", "Block bitmap", "Fix?", "Free blocks")) or
+                     "WARNING" in x or "files (" in x or not x.strip()
+                     for x in r.stdout.splitlines())
+    if lines and pass5_only and "+" not in lines[0]:
+        n = len(lines[0].split(":", 1)[1].split())
+        return f"{n} leaked block range(s) (issue 17 item 4, the ext driver)"
+    return f"rc {r.returncode}: {r.stdout[-300:]!r}"
+
+
 def wait_mounted(mnt: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not os.path.ismount(mnt):
@@ -140,7 +154,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--bulk-mib", type=int, default=128)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     if os.geteuid() != 0 or shutil.which("fuse2fs") is None:
         print("bench_fuse: needs root and fuse2fs", file=sys.stderr)
@@ -154,7 +168,7 @@ def main() -> int:
             img = Path(tmp) / f"{kind}.img"
             shutil.copyfile(master, img)
             res[kind] = measure(kind, img, a.repeats, a.bulk_mib, a.threads)
-            fsck[kind] = sh("e2fsck", "-fn", str(img), check=False).returncode
+            fsck[kind] = fsck_verdict(img)
             img.unlink()
     ours, f2, lo = res["rump_mount"], res["fuse2fs"], res["loop"]
     print(f"ext4 image, {a.repeats} repeats, medians; rump_mount threads={a.threads}")
@@ -166,7 +180,7 @@ def main() -> int:
     for k in RATES:
         print(f"{k:<22}{ours[k]:>12.1f}{f2[k]:>12.1f}{lo[k]:>12.1f}"
               f"{ours[k] / f2[k]:>13.2f}x{ours[k] / lo[k]:>10.2f}x")
-    print("e2fsck -fn afterwards: " + ", ".join(f"{k} rc {v}" for k, v in fsck.items()))
+    print("e2fsck -fn afterwards: " + "; ".join(f"{k} {v}" for k, v in fsck.items()))
     return 0
 
 
