@@ -286,3 +286,11 @@ def test_set_gid_without_group_execute_stays_and_root_keeps_bits(k) -> None:
     s.write(fd, b"y")
     s.close(fd)
     assert stat.S_IMODE(s.stat("/t/f").st_mode) == 0o6777
+
+
+def test_symlink_targets_up_to_symlink_max(k) -> None:
+    s = k.sys
+    long = "x" * K.SYMLINK_MAX                        # 4,095 bytes, as Linux allows
+    s.symlink(long, "/t/long")
+    assert s.readlink("/t/long") == long
+    assert err(s.symlink, long + "y", "/t/longer") == E.ENAMETOOLONG

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from rumpkernel.kern.abi import AT_EMPTY_PATH, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT
+from rumpkernel.kern.abi import (
+    AT_EMPTY_PATH,
+    RENAME_EXCHANGE,
+    RENAME_NOREPLACE,
+    RENAME_WHITEOUT,
+    SYMLINK_MAX,
+)
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.kern.syscall.structs import TIMESPEC
 from rumpkernel.vfs.perm import W_OK, X_OK, check_access, check_owner, check_sticky
@@ -266,7 +272,7 @@ def sys_linkat(l: Any, fd1: int, src: Any, fd2: int, dst: Any, flag: int) -> Non
 
 def sys_symlinkat(l: Any, target: Any, dirfd: int, path: Any) -> None:
     vfs = vfs_of(l)
-    tgt = l.proc.vm.copyinstr(target, 1024)
+    tgt = l.proc.vm.copyinstr(target, SYMLINK_MAX + 1)   # ENAMETOOLONG past 4,095 bytes
     if not tgt:
         raise KernelError(Errno.ENOENT, "empty symlink target")
     dvp, name, vp, trailing = vfs.namei.walk_parent(l, dirfd, path_arg(l, path))
