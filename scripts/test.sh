@@ -18,6 +18,7 @@ need fio fio
 need ip iproute2
 need sfdisk fdisk
 need sgdisk gdisk
+need tcpdump tcpdump
 if [ -n "$pkgs" ]; then
     if [ "$(id -u)" -ne 0 ]; then echo "need root to install:$pkgs" >&2; exit 2; fi
     apt-get update -qq
