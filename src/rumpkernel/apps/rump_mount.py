@@ -397,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         os.write(ready_w, b"ok")
         os.close(ready_w)
         _detach_stdio()
+        os.chdir("/")                  # keep no directory of the caller's busy
     return r.run()
 
 
