@@ -245,7 +245,8 @@ class Runner:
         a, o = self.a, self.o
         mnt = os.path.abspath(a.mountpoint)
         if not os.path.isdir(mnt):
-            raise Trouble(f"{a.mountpoint}: not a directory (the mount point must exist)")
+            why = "not a directory" if os.path.exists(mnt) else "no such directory"
+            raise Trouble(f"{a.mountpoint}: {why} (the mount point must be a directory)")
         if a.url:
             kernel = self._connect(a.url, a.source)
             o.default_permissions = True
