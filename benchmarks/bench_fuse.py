@@ -3,7 +3,7 @@ same run: per-operation latency and bulk throughput, medians of several repeats,
 client program (a child process doing plain ``os`` calls) on each mount in turn.  Needs root,
 fuse2fs and e2fsprogs.
 
-    python benchmarks/bench_fuse.py [--repeats 5] [--bulk-mib 128] [--threads 2]
+    python benchmarks/bench_fuse.py [--repeats 5] [--rounds 3] [--bulk-mib 128] [--threads 2]
 
 Operations (per-op rows in microseconds, throughput in MiB/s):
     stat                 os.stat of a file (attributes cached by the host after the first)
@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -155,23 +156,31 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--bulk-mib", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     if os.geteuid() != 0 or shutil.which("fuse2fs") is None:
         print("bench_fuse: needs root and fuse2fs", file=sys.stderr)
         return 2
     kinds = ("rump_mount", "fuse2fs", "loop")
-    res, fsck = {}, {}
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
+    fsck = {}
     with tempfile.TemporaryDirectory() as tmp:
         master = Path(tmp) / "master.img"
         make_image(master, a.bulk_mib)
+        images = {}
         for kind in kinds:                   # each mounter gets a byte-identical copy
-            img = Path(tmp) / f"{kind}.img"
-            shutil.copyfile(master, img)
-            res[kind] = measure(kind, img, a.repeats, a.bulk_mib, a.threads)
-            fsck[kind] = fsck_verdict(img)
-            img.unlink()
+            images[kind] = Path(tmp) / f"{kind}.img"
+            sh("cp", "--sparse=always", str(master), str(images[kind]))
+        for r in range(a.rounds):            # interleaved rounds: load swings hit all alike
+            for kind in kinds[r % 3:] + kinds[:r % 3]:
+                runs[kind].append(measure(kind, images[kind], a.repeats, a.bulk_mib,
+                                          a.threads))
+        for kind in kinds:
+            fsck[kind] = fsck_verdict(images[kind])
+    res = {k: {m: statistics.median(x[m] for x in runs[k]) for m in runs[k][0]} for k in kinds}
     ours, f2, lo = res["rump_mount"], res["fuse2fs"], res["loop"]
-    print(f"ext4 image, {a.repeats} repeats, medians; rump_mount threads={a.threads}")
+    print(f"ext4 image; medians of {a.rounds} interleaved rounds of {a.repeats} repeats; "
+          f"rump_mount threads={a.threads}; load {os.getloadavg()[0]:.1f}")
     print(f"{'operation':<22}{'rump_mount':>12}{'fuse2fs':>12}{'loop':>12}"
           f"{'ours/fuse2fs':>14}{'ours/loop':>11}")
     for k in LATENCY:
