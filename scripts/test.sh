@@ -13,6 +13,8 @@ need mkfs.fat dosfstools
 need fsck.fat dosfstools
 need mcopy mtools
 need fusermount3 fuse3
+need stress-ng stress-ng
+need fio fio
 need ip iproute2
 need sfdisk fdisk
 need sgdisk gdisk

@@ -36,9 +36,12 @@ class FsEnv:
     server: Any = None
 
     remote_sys: Any = None
+    fuse: Any = None            # in FUSE mode: tests.fuse.fsmode.FuseMode (host calls on a mount)
 
     @property
     def sys(self):
+        if self.fuse is not None:
+            return self.fuse.sys
         return self.remote_sys if self.remote is not None else self.k.sys
 
     def serve_remote(self, tmp: Path) -> None:
@@ -95,6 +98,9 @@ class FsEnv:
         """Unmount and mount again: what reached the 'disk' is all that is left."""
         if not self.persistent:
             raise RuntimeError("not a persistent file system")
+        if self.fuse is not None:
+            self.fuse.remount()
+            return
         self.sys.unmount(MNT)
         self.k.mount_image(str(self.image), MNT, fstype=self.fstype, options=self.mount_opts)
 
@@ -102,6 +108,10 @@ class FsEnv:
     def user(self, uid: int = 1000, gid: int = 1000,
              groups: tuple[int, ...] = ()) -> Iterator[None]:
         """Run the body as an unprivileged process (a child of pid 1)."""
+        if self.fuse is not None:           # the host process's effective ids
+            with self.fuse.user(uid, gid, groups):
+                yield
+            return
         if self.remote is not None:   # a second connection is a new process, child of pid 1
             main = self.remote
             self.remote = rumpkernel.connect(self.server.url, autofork=False)
