@@ -29,7 +29,7 @@ Interface:
     prefix_match(a, b, plen); prefix_of(addr, plen)
   checksum(src, dst, next_header, data) -> int   upper-layer checksum field value (RFC 8200 8.1)
 
-Rules: a chain is bounded: at most ``max_count`` extension headers and ``max_bytes`` of them,
+Rules: a non-first fragment ends the walk (what follows is data); a chain is bounded: at most ``max_count`` extension headers and ``max_bytes`` of them,
 else FormatError("chain"); a hop-by-hop header anywhere but first is a ChainError (code 1);
 the parser never reads past ``buf`` and never loops (each header advances at least 8 bytes).
 ESP (50) and no-next-header (59) end the chain; AH (51) is not skipped (no IPsec here).
@@ -354,10 +354,13 @@ def parse_chain(buf: bytes | bytearray | memoryview, first: int,
         if off + hlen > n:
             raise ChainError("IPv6 extension header truncated", PP_INCOMPLETE_CHAIN, base + off,
                              "short")
-        headers.append(_parse_one(nh, b[off : off + hlen], base + off))
+        h = _parse_one(nh, b[off : off + hlen], base + off)
+        headers.append(h)
         nh = b[off]
         off += hlen
         ends.append(off)
+        if isinstance(h, FragmentHeader) and h.offset:
+            break                    # the rest is fragment data, not headers
     return Chain(tuple(headers), nh, off, tuple(ends))
 
 
