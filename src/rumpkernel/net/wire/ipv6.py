@@ -29,10 +29,11 @@ Interface:
     prefix_match(a, b, plen); prefix_of(addr, plen)
   checksum(src, dst, next_header, data) -> int   upper-layer checksum field value (RFC 8200 8.1)
 
-Rules: a non-first fragment ends the walk (what follows is data); a chain is bounded: at most ``max_count`` extension headers and ``max_bytes`` of them,
-else FormatError("chain"); a hop-by-hop header anywhere but first is a ChainError (code 1);
-the parser never reads past ``buf`` and never loops (each header advances at least 8 bytes).
-ESP (50) and no-next-header (59) end the chain; AH (51) is not skipped (no IPsec here).
+Rules: a non-first fragment ends the walk (what follows is data); a chain is bounded: at
+most ``max_count`` extension headers and ``max_bytes`` of them, else FormatError("chain"); a
+hop-by-hop header anywhere but first is a ChainError (code 1); the parser never reads past
+``buf`` and never loops (each header advances at least 8 bytes).  ESP (50) and no-next-header
+(59) end the chain; AH (51) is not skipped (no IPsec here).
 """
 
 from __future__ import annotations
