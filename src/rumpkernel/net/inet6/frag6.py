@@ -101,7 +101,9 @@ class Reassembler6:
 
     def add(self, pkt: Ipv6Packet, chain: ipv6.Chain,
             now: int) -> Reassembled | ParamProblemNeeded | None:
-        i = next(k for k, h in enumerate(chain.headers) if isinstance(h, FragmentHeader))
+        i = next((k for k, h in enumerate(chain.headers) if isinstance(h, FragmentHeader)), -1)
+        if i < 0:
+            raise KernelError(Errno.EINVAL, "not a fragment")
         fh = chain.headers[i]
         assert isinstance(fh, FragmentHeader)
         unfrag, first_nh, data = _split(pkt, chain, i)
