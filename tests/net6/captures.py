@@ -27,11 +27,12 @@ def ipv6_packet(name: str, number: int) -> ipv6.Ipv6Packet:
 
 
 def udp_payloads(name: str) -> list[tuple[int, int, bytes]]:
-    """(source port, destination port, payload) of every IPv4 UDP datagram in a capture."""
+    """(source port, destination port, payload) of every IPv4 UDP datagram in a capture.  UDP
+    checksums are not verified: veth hands frames over with CHECKSUM_PARTIAL (offload)."""
     out = []
     for fr in frames(name):
         f = ethernet.parse(fr)
         p = ipv4.parse(f.payload)
-        d = udp.parse(p.payload, p.src, p.dst)
+        d = udp.parse(p.payload)
         out.append((d.sport, d.dport, d.payload))
     return out
