@@ -16,10 +16,15 @@ need fusermount3 fuse3
 need ip iproute2
 need sfdisk fdisk
 need sgdisk gdisk
+need tcpdump tcpdump
+need tshark tshark
+need socat socat
+need nc netcat-openbsd
+need ping iputils-ping
 if [ -n "$pkgs" ]; then
     if [ "$(id -u)" -ne 0 ]; then echo "need root to install:$pkgs" >&2; exit 2; fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkgs >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
-exec python3 -m pytest -q "$@"
+RUMPKERNEL_REQUIRE_ORACLES=1 exec python3 -m pytest -q "$@"

@@ -240,3 +240,36 @@ def test_huge_timeouts_do_not_overflow_the_host() -> None:
     t.join(10)
     assert not t.is_alive() and k.panicked is None
     assert out[-1] in (errno.EINTR, errno.ENXIO)
+
+
+def test_repeated_poll_keeps_registrations_and_stays_correct(k, monkeypatch) -> None:
+    """An event loop's repeated poll of one set re-checks only what fired in between, yet sees
+    every change: data arriving, data drained, a descriptor closed and its number reused."""
+    from rumpkernel.kern.pipe import PipeFile
+
+    pipes = [k.sys.pipe() for _ in range(50)]
+    req = [(r, select.POLLIN) for r, _ in pipes]
+    calls = []
+    real = PipeFile.poll
+    monkeypatch.setattr(PipeFile, "poll", lambda self, l, ev: calls.append(1) or real(self, l, ev))
+    assert k.sys.poll(req, 0) == []
+    assert len(calls) == 50                    # first call: everything checked once
+    calls.clear()
+    assert k.sys.poll(req, 0) == []
+    assert calls == []                         # nothing fired: nothing re-checked
+    k.sys.write(pipes[7][1], b"ab")
+    assert k.sys.poll(req, 0) == [(pipes[7][0], select.POLLIN)]
+    assert len(calls) == 1
+    assert k.sys.poll(req, 0) == [(pipes[7][0], select.POLLIN)]     # still ready, unchanged
+    k.sys.read(pipes[7][0], 2)
+    assert k.sys.poll(req, 0) == []            # drained: the read notified
+    k.sys.close(pipes[9][0])                   # number 9's slot changes what it refers to
+    assert k.sys.poll(req, 0) == [(pipes[9][0], select.POLLNVAL)]
+    nr, nw = k.sys.pipe()                      # reuses the lowest free numbers
+    assert nr == pipes[9][0]
+    k.sys.write(nw, b"z")
+    assert k.sys.poll(req, 0) == [(nr, select.POLLIN)]
+    for r, w in [*pipes[:9], *pipes[10:], (nr, nw)]:
+        k.sys.close(r)
+        k.sys.close(w)
+    k.sys.close(pipes[9][1])

@@ -3,7 +3,6 @@ client, so every socket test runs both ways (DESIGN: every socket test x local a
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 
 import rumpkernel
 from rumpkernel.client.socket import SocketModule
-from tests.conftest import halt_report
+from rumpkernel.testing.plugin import halt_report
 
 
 def leak_report(k: Any, baseline: dict) -> list[str]:
@@ -64,5 +63,13 @@ def knet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NetView]:
     assert not problems, "kernel leaked: " + "; ".join(problems)
 
 
-def netns_available() -> bool:
-    return os.geteuid() == 0 and os.path.exists("/dev/net/tun")
+@pytest.fixture(scope="module")
+def fuzz_kernel() -> Iterator[tuple[Any, Any]]:
+    """One sim kernel with wire0 up, shared by a module's hypothesis examples."""
+    from rumpkernel.testing import netkit
+
+    _world, (k,) = netkit.sim_kernels(99, ["fz"])
+    netkit.plug(k, "wire0", "fuzz-hub", "10.99.0.2/24")
+    yield k, k.net.interfaces["wire0"]
+    k.halt()
+    assert not k.panicked

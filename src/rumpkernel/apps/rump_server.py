@@ -501,8 +501,15 @@ def register_drive(k: Any, spec: dict[str, Any]) -> None:
 
 def component_name(lib: str) -> str:
     """Accept NetBSD library names too: librumpfs_tmpfs / rumpfs_tmpfs -> tmpfs, rumpvfs ->
-    vfs, rumpdev_xxx -> xxx."""
+    vfs, rumpdev_xxx -> xxx, rumpnet / rumpnet_net / rumpnet_local -> net, rumpnet_netinet ->
+    net_inet, rumpnet_shmif -> net_shmif."""
     n = lib.removeprefix("lib").removesuffix(".so")
+    net = {"rumpnet": "net", "rumpnet_net": "net", "rumpnet_local": "net",
+           "rumpnet_netinet": "net_inet"}
+    if n in net:
+        return net[n]
+    if n.startswith("rumpnet_"):
+        return "net_" + n[len("rumpnet_"):]
     for prefix, repl in (("rumpfs_", ""), ("rumpdev_", ""), ("rumpkern_", "")):
         if n.startswith(prefix):
             return repl + n[len(prefix):]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import struct
 from collections.abc import Callable, Iterable, Sequence
+from itertools import compress
 from typing import Any
 
 from rumpkernel.client import abi as H
@@ -72,13 +73,14 @@ SCRATCH_MIN = 65536
 
 
 class Sys(SyscallStubs):
-    __slots__ = ("_after_reboot", "_call", "_scratch")
+    __slots__ = ("_after_reboot", "_call", "_pollreq", "_scratch")
 
     def __init__(self, call: Callable[[int, tuple[Any, ...]], Any],
                  after_reboot: Callable[[int], None] | None = None) -> None:
         self._call = call  # type: ignore[misc]
         self._after_reboot = after_reboot
         self._scratch: list[bytearray] = []   # large read buffers, reused (list ops are atomic)
+        self._pollreq: tuple[tuple[Any, ...], bytes] | None = None   # the last poll's request
 
     # ---- processes and credentials --------------------------------------------------------
     def getpid(self) -> int:
@@ -204,16 +206,24 @@ class Sys(SyscallStubs):
 
     def poll(self, fds: Iterable[tuple[int, int]], timeout_ms: int = -1) -> list[tuple[int, int]]:
         """Like select.poll().poll with registered (fd, events): returns [(fd, revents)]."""
-        fds = list(fds)
-        buf = bytearray(b"".join(POLLFD.pack(fd, H.poll_to_kernel(ev), 0) for fd, ev in fds))
-        n = self.sys_poll(buf, len(fds), -1 if timeout_ms is None else int(timeout_ms))
+        key = tuple(fds)
+        cached = self._pollreq
+        if cached is not None and cached[0] == key:
+            packed = cached[1]
+        else:            # event loops poll the same set again and again: pack it once
+            to_k = H.poll_to_kernel
+            packed = b"".join([POLLFD.pack(fd, to_k(ev), 0) for fd, ev in key])
+            self._pollreq = (key, packed)
+        buf = bytearray(packed)
+        n = self.sys_poll(buf, len(key), -1 if timeout_ms is None else int(timeout_ms))
+        if not n:
+            return []
+        always = H.POLLERR | H.POLLHUP | H.POLLNVAL
+        revs = memoryview(buf).cast("h")[3::4]
         out = []
-        if n:
-            always = H.POLLERR | H.POLLHUP | H.POLLNVAL
-            for i, (fd, ev) in enumerate(fds):
-                rev = POLLFD.unpack_from(buf, i * POLLFD.size)[2]
-                if rev:
-                    out.append((fd, H.poll_to_host(rev) & (ev | always)))
+        for i in compress(range(len(key)), revs):
+            fd, ev = key[i]
+            out.append((fd, H.poll_to_host(revs[i]) & (ev | always)))
         return out
 
     def lseek(self, fd: int, pos: int, how: int) -> int:

@@ -87,9 +87,11 @@ class FdTable:
     """A descriptor table.  ``limit`` is the soft RLIMIT_NOFILE of the processes using it
     (``NOFILE_DEFAULT``, raisable to ``NOFILE_MAX``).  The lowest free descriptor comes off a
     min-heap of freed slots (entries may be stale: a slot refilled by ``install`` is skipped), so
-    allocation costs O(log n) however many descriptors are open."""
+    allocation costs O(log n) however many descriptors are open.  ``gen`` changes whenever a
+    descriptor changes what it refers to (poll's cached registrations check it)."""
 
-    __slots__ = ("cloexec", "files", "free", "hard", "k", "limit", "mtx", "nopen", "refs")
+    __slots__ = ("cloexec", "files", "free", "gen", "hard", "k", "limit", "mtx", "nopen",
+                 "refs")
 
     def __init__(self, k: Kernel, limit: int = NOFILE_DEFAULT, hard: int = NOFILE_MAX) -> None:
         self.k = k
@@ -99,6 +101,7 @@ class FdTable:
         self.limit = limit
         self.hard = hard
         self.nopen = 0
+        self.gen = 0
         self.refs = 1
         self.mtx = KMutex(k)
 
@@ -135,6 +138,7 @@ class FdTable:
             self.files[fd] = fp
             self.cloexec[fd] = cloexec
             self.nopen += 1
+            self.gen += 1
             return fd
 
     def _grow(self, fd: int) -> None:
@@ -154,6 +158,7 @@ class FdTable:
             old = self.files[fd]
             self.files[fd] = fp
             self.cloexec[fd] = cloexec
+            self.gen += 1
             if old is None:
                 self.nopen += 1
         if old is not None:
@@ -164,6 +169,7 @@ class FdTable:
             fp = self.get(fd)
             self.files[fd] = None
             self.nopen -= 1
+            self.gen += 1
             heapq.heappush(self.free, fd)
         fp.drop(l)
 
@@ -201,6 +207,7 @@ class FdTable:
         with self.mtx:
             files, self.files, self.cloexec, self.free = self.files, [], [], []
             self.nopen = 0
+            self.gen += 1
         for fp in files:
             if fp is not None:
                 fp.drop(l)

@@ -291,58 +291,73 @@ def sys_fcntl(l: Lwp, fd: int, cmd: int, arg: int) -> int:
     raise KernelError(Errno.EINVAL, f"fcntl: unknown command {cmd}")
 
 
-def _poll_one(fdt: Any, l: Lwp, pfd: list[int]) -> Any:
-    """Check one pollfd; returns the file (or None)."""
-    fd = pfd[0]
+def _poll_check(fdt: Any, l: Lwp, w: Any, i: int, fd: int, events: int) -> None:
+    """Check pollfd ``i`` and record its revents in the waiter's output array."""
     if fd < 0:
-        pfd[2] = 0
-        return None
-    try:
-        fp = fdt.get(fd)
-    except KernelError:
-        pfd[2] = POLLNVAL
-        return None
-    pfd[2] = fp.poll(l, pfd[1])
-    return fp
+        rev = 0
+    else:
+        try:
+            rev = fdt.get(fd).poll(l, events)
+        except KernelError:
+            rev = POLLNVAL
+    POLLFD.pack_into(w.out, i * POLLFD.size, fd, events, rev)
+    if rev:
+        w.ready.add(i)
+    else:
+        w.ready.discard(i)
+
+
+def _poll_register(fdt: Any, l: Lwp, w: Any, raw: bytes, nfds: int) -> None:
+    """A new request: register with every descriptor's wait channel, then check them all."""
+    w.release()
+    w.key, w.table, w.tgen = raw, fdt, fdt.gen
+    w.out = bytearray(raw)
+    fds = [POLLFD.unpack_from(raw, i * POLLFD.size)[:2] for i in range(nfds)]
+    files = fdt.files
+    for i, (fd, _ev) in enumerate(fds):
+        fp = files[fd] if 0 <= fd < len(files) else None
+        sel = fp.selinfo if fp is not None else None
+        if sel is not None:
+            sel.record(w, i)                 # before the check: no change can be missed
+            w.sels.append(sel)
+    for i, (fd, ev) in enumerate(fds):
+        _poll_check(fdt, l, w, i, fd, ev)
 
 
 def sys_poll(l: Lwp, ufds: Any, nfds: int, timeout_ms: int) -> int:
-    """Wait for events on descriptors.  Each file with a wait channel (``File.selinfo``) gets
-    this lwp's waiter registered before its readiness is checked; a wake-up re-checks only the
-    descriptors whose objects fired."""
+    """Wait for events on descriptors (see kern/select.py): registrations stay in place while
+    the lwp polls the same descriptors against an unchanged table, so a repeated poll re-checks
+    only what fired since the last one."""
     fdt = l.proc.fd
     if not 0 <= nfds <= fdt.limit:
         raise KernelError(Errno.EINVAL, f"poll: nfds {nfds} (limit {fdt.limit})")
     vm = l.proc.vm
-    raw = vm.copyin(ufds, nfds * POLLFD.size) if nfds else b""
-    fds = [list(POLLFD.unpack_from(raw, i * POLLFD.size)) for i in range(nfds)]
+    raw = bytes(vm.copyin(ufds, nfds * POLLFD.size)) if nfds else b""
     k = l.kernel
     deadline = None if timeout_ms < 0 else k.monotonic_ns() + timeout_ms * 1_000_000
     w = waiter_of(l)
-    w.reset()
-    registered = []
+    if w.key == raw and w.table is fdt and w.tgen == fdt.gen:
+        fired = w.take_fired()
+    else:
+        _poll_register(fdt, l, w, raw, nfds)
+        fired = []
     try:
-        for i, pfd in enumerate(fds):
-            fp = fdt.files[pfd[0]] if timeout_ms and 0 <= pfd[0] < len(fdt.files) else None
-            sel = fp.selinfo if fp is not None else None
-            if sel is not None:
-                sel.record(w, i)             # before the check: no change can be missed
-                registered.append(sel)
-            _poll_one(fdt, l, pfd)
-        ready = sum(1 for pfd in fds if pfd[2])
-        while not ready:
+        while True:
+            for i in set(fired) if len(fired) > 1 else fired:
+                fd, ev = POLLFD.unpack_from(raw, i * POLLFD.size)[:2]
+                _poll_check(fdt, l, w, i, fd, ev)
+            if w.ready:
+                break
             remaining = None if deadline is None else deadline - k.monotonic_ns()
             if remaining is not None and remaining <= 0:
                 break
-            for i in w.wait(remaining):
-                _poll_one(fdt, l, fds[i])
-            ready = sum(1 for pfd in fds if pfd[2])
-    finally:
-        for sel in registered:
-            sel.forget(w)
+            fired = w.wait(remaining)
+    except BaseException:
+        w.release()
+        raise
     if nfds:
-        vm.copyout(b"".join(POLLFD.pack(*f) for f in fds), ufds)
-    return ready
+        vm.copyout(bytes(w.out), ufds)
+    return len(w.ready)
 
 
 def sys_lseek(l: Lwp, fd: int, offset: int, whence: int) -> int:

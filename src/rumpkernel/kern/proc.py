@@ -222,6 +222,8 @@ class Lwproc:
         return CredContexts(self.k, self.curproc(), limit)
 
     def free(self, l: Lwp) -> None:
+        if l.pollwaiter is not None:
+            l.pollwaiter.release()
         p = l.proc
         if l in p.lwps:
             p.lwps.discard(l)

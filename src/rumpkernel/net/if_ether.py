@@ -94,8 +94,8 @@ def _source_for(ifp: Ifnet, target: bytes) -> bytes | None:
     return ifp.addrs[0].addr if ifp.addrs else None
 
 
-def request(ifp: Ifnet, spa: bytes, tpa: bytes) -> None:
-    ifp.ns.count("arp", "txrequests")
+def request(ifp: Ifnet, spa: bytes, tpa: bytes, counter: str = "txrequests") -> None:
+    ifp.ns.count("arp", counter)
     pkt = arpwire.ArpPacket(arpwire.OP_REQUEST, ifp.lladdr, spa, bytes(6), tpa).emit()
     ifp.transmit(ethernet.pad(ethernet.BROADCAST + ifp.lladdr + _HDR_ARP + pkt))
 
@@ -104,9 +104,8 @@ def announce(ifp: Ifnet, addr: bytes) -> None:
     """Gratuitous ARP: a request for our own new address."""
     if ifp.flags & IFF_NOARP or not ifp.lladdr:
         return
-    ifp.ns.count("arp", "txgratuitous")
     try:
-        request(ifp, addr, addr)
+        request(ifp, addr, addr, "txgratuitous")
     except KernelError:
         pass
 

@@ -1,9 +1,11 @@
 """Virtual Ethernet NICs: what shmif, virtif and the in-process wire share.
 
 A NIC's host side is a *port* from a hypercall companion with ``send(frame)``, ``recv() ->
-bytes | None`` (None: closed), ``close()`` and ``info() -> dict``.  The driver opens it when the
-interface gets its link string (``ifconfig X linkstr ...``), runs one receive kernel thread that
-hands frames to ``ifp.input``, and closes it on destroy or halt.
+bytes | None`` (None: closed), ``close()`` (wakes a waiting ``recv``), optionally
+``release()`` (free host resources once the receive thread ended) and ``info() -> dict``.
+The driver opens it when the interface gets its link string (``ifconfig X linkstr ...``), runs
+one receive kernel thread that hands frames to ``ifp.input``, and closes it on destroy or
+halt.
 
 Interface:
     NicDriver(k, companion, version)       subclasses set ``companion``/``version`` and may
@@ -80,6 +82,9 @@ class NicDriver:
         if self.thread is not None:
             t, self.thread = self.thread, None
             self.k.kthread_join(t)
+        release = getattr(port, "release", None)
+        if release is not None:                 # host descriptors, once nobody reads them
+            self.k.hostcall(release)
         self.linkstr = None
         if self.ifp is not None:
             self.ifp.flags &= ~IFF_RUNNING
@@ -97,9 +102,9 @@ def random_lladdr(k: Any) -> bytes:
     return bytes(r)
 
 
-def make_cloner(driver_cls: type[NicDriver]) -> Any:
+def make_cloner(driver_cls: type[NicDriver], lladdr: Any = random_lladdr) -> Any:
     def create(ns: Any, name: str) -> Ifnet:
-        ifp = Ifnet(ns, name, "ether", driver_cls(ns.k), ETHERMTU, random_lladdr(ns.k))
+        ifp = Ifnet(ns, name, "ether", driver_cls(ns.k), ETHERMTU, lladdr(ns.k))
         ifp.flags = IFF_BROADCAST | IFF_SIMPLEX | IFF_MULTICAST
         attach_ether(ifp)
         return ifp

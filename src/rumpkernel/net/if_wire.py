@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rumpkernel.kern.component import Phase, component
-from rumpkernel.net.if_nic import NicDriver, make_cloner
+from rumpkernel.net.if_nic import NicDriver
 
 
 class WireDriver(NicDriver):
@@ -22,8 +21,3 @@ class WireDriver(NicDriver):
     def open_port(self, comp: Any, linkstr: str) -> Any:
         return comp.attach(linkstr)
 
-
-@component("net_wire", phase=Phase.NET_IF, faction="net", requires=("net_inet",),
-           desc="in-process Ethernet wire with fault injection (wireN)")
-def wire_init(k: Any) -> None:
-    k.net.cloners["wire"] = make_cloner(WireDriver)

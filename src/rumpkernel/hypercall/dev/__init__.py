@@ -24,6 +24,8 @@ from rumpkernel.hypercall.interface import HostError
 # name -> module; each module documents its own interface.
 COMPANIONS: dict[str, str] = {
     "wire": "rumpkernel.hypercall.dev.wire",
+    "shmif": "rumpkernel.hypercall.dev.shmif",
+    "tap": "rumpkernel.hypercall.dev.tap",
 }
 
 

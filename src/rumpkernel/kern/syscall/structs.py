@@ -38,6 +38,9 @@ class Struct:
             raise KernelError(Errno.EINVAL, f"short {self.name} ({len(buf)} < {self.size})")
         return self._s.unpack_from(buf)
 
+    def pack_into(self, buf: bytearray, offset: int, *values: int) -> None:
+        self._s.pack_into(buf, offset, *values)
+
     def unpack_from(self, buf: bytes | bytearray | memoryview, offset: int) -> tuple[int, ...]:
         if offset < 0 or len(buf) < offset + self.size:
             raise KernelError(Errno.EINVAL, f"short {self.name}")

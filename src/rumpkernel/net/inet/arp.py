@@ -3,7 +3,7 @@ and received packets in; link addresses, requests to send, packets to release an
 deadline out.  ``if_ether`` does the I/O and arms a callout for ``deadline``.
 
 Interface:
-    ArpCache(keep_ns=20 min, down_ns=20 s, retry_ns=1 s, maxtries=5, maxhold=16)
+    ArpCache(keep_ns=20 min, down_ns=20 s, retry_ns=1 s, maxtries=5, maxhold=100)
     resolve(ip, pkt, now) -> bytes | None   the link address, or None when ``pkt`` was held
                                             (EHOSTDOWN for an address that did not answer
                                             ``maxtries`` requests, until ``down_ns`` passed)
@@ -16,7 +16,8 @@ Interface:
     add(ip, mac, permanent) / delete(ip) (ENXIO) / entries() -> [(ip, mac, state, expires)]
     held_bytes                              bytes of packets waiting for resolution
 
-Rules: at most ``maxhold`` packets wait per address (the oldest is dropped beyond it); an
+Rules: at most ``maxhold`` packets (Linux's unres_qlen: a 60 KB datagram's fragments fit) and
+``MAX_HOLD_BYTES`` wait per address (the oldest are dropped beyond them); an
 incomplete entry is asked ``maxtries`` times, ``retry_ns`` apart, then marked down and its
 packets dropped; a resolved entry lives ``keep_ns`` after it was last confirmed; permanent
 entries never expire and are never overwritten by traffic.
@@ -29,6 +30,7 @@ from collections import deque
 from rumpkernel.kern.errno import Errno, KernelError
 
 INCOMPLETE, REACHABLE, PERMANENT, DOWN = "incomplete", "reachable", "permanent", "down"
+MAX_HOLD_BYTES = 256 * 1024
 
 
 class ArpEntry:
@@ -46,7 +48,7 @@ class ArpEntry:
 
 class ArpCache:
     def __init__(self, keep_ns: int = 1200 * 10**9, down_ns: int = 20 * 10**9,
-                 retry_ns: int = 10**9, maxtries: int = 5, maxhold: int = 16,
+                 retry_ns: int = 10**9, maxtries: int = 5, maxhold: int = 100,
                  maxentries: int = 4096) -> None:
         self.keep_ns = keep_ns
         self.down_ns = down_ns
@@ -82,12 +84,13 @@ class ArpCache:
         return None
 
     def _hold(self, e: ArpEntry, pkt: bytes) -> None:
-        if len(e.held) >= self.maxhold:
+        e.held.append(pkt)
+        self.held_bytes += len(pkt)
+        while len(e.held) > self.maxhold or (len(e.held) > 1 and sum(map(len, e.held))
+                                             > MAX_HOLD_BYTES):
             old = e.held.popleft()
             self.held_bytes -= len(old)
             self.dropped += 1
-        e.held.append(pkt)
-        self.held_bytes += len(pkt)
 
     def _ask(self, e: ArpEntry, now: int) -> None:
         e.tries += 1
