@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rumpkernel.net.wire import icmp6, ipv6
+from rumpkernel.net.wire import icmp6, ipv6, udp, udp6
 from rumpkernel.net.wire.base import FormatError, mac
 from rumpkernel.net.wire.checksum import pseudo_header_sum_v6
 from rumpkernel.net.wire.ipv6 import ip6, ip6str
@@ -324,3 +324,20 @@ def test_hostile_ipv6_header_only_format_error(buf: bytes) -> None:
         ipv6.parse(buf)
     except FormatError:
         pass
+
+
+@given(addr, addr, u16, u16, st.binary(max_size=200))
+def test_udp6_round_trip_and_mandatory_checksum(src, dst, sp, dp, payload) -> None:
+    raw = udp6.emit(sp, dp, payload, src, dst)
+    assert udp6.parse(raw, src, dst) == udp.UdpDatagram(sp, dp, payload)
+    with pytest.raises(FormatError):
+        udp6.parse(raw[:6] + b"\0\0" + raw[8:], src, dst)
+    with pytest.raises(FormatError):
+        udp6.parse(raw + b"", dst[:15] + bytes([dst[15] ^ 1]), src)
+
+
+def test_udp6_matches_scapy() -> None:
+    scapy = pytest.importorskip("scapy.all")
+    ref = bytes(scapy.IPv6(src="2001:db8::1", dst="fe80::2") / scapy.UDP(sport=53, dport=999)
+                / b"answer")
+    assert udp6.emit(53, 999, b"answer", ip6("2001:db8::1"), ip6("fe80::2")) == ref[40:]
