@@ -135,6 +135,8 @@ def test_answering_neighbor_solicitations() -> None:
     assert a.input_ns(ipv6.UNSPECIFIED, ipv6.solicited_node(ll), 255, dad, 10) == ac.SendNA(
         ll, ipv6.ALL_NODES, ll, icmp6.NA_OVERRIDE)
     assert a.input_ns(ipv6.UNSPECIFIED, ipv6.ALL_NODES, 255, dad, 10) is None  # 7.1.1
+    other_group = ipv6.solicited_node(ip6("fe80::12:3456"))
+    assert a.input_ns(ipv6.UNSPECIFIED, other_group, 255, dad, 10) is None
 
 
 def test_slaac_from_dnsmasq_advertisement_matches_linux() -> None:

@@ -364,7 +364,7 @@ class Addrconf:
         if hop_limit != 255:
             return None
         slla = icmp6.find(ns.options, icmp6.LinkAddr, icmp6.OPT_SOURCE_LLADDR)
-        if src == UNSPECIFIED and (dst[:13] != solicited_node(ns.target)[:13] or slla):
+        if src == UNSPECIFIED and (dst != solicited_node(ns.target) or slla):
             return None                                           # RFC 4861 7.1.1
         a = self.addrs.get(ns.target)
         if a is None:
