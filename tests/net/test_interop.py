@@ -64,16 +64,29 @@ def kernel_in_netns(netns: str, tmp_path: Path) -> Iterator[tuple[str, object, s
             proc.wait()
 
 
+def _wait_listening(dump: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Until tcpdump says it captures (so the first ARP exchange is in the file)."""
+    import select
+
+    deadline = time.monotonic() + timeout
+    seen = b""
+    while b"listening on" not in seen and time.monotonic() < deadline:
+        if select.select([dump.stderr], [], [], 0.2)[0]:
+            chunk = os.read(dump.stderr.fileno(), 4096)
+            if not chunk:
+                break
+            seen += chunk
+    assert b"listening on" in seen, f"tcpdump did not start: {seen!r}"
+
+
 def test_linux_and_kernel_talk_over_a_tap(kernel_in_netns, tmp_path: Path) -> None:
     ns, conn, tap = kernel_in_netns
     S = conn.socket
     pcap = tmp_path / "tap.pcap"
     dump = subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-i", tap, "-n", "-U",
                              "-w", str(pcap)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not pcap.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+                            stderr=subprocess.PIPE)
+    _wait_listening(dump)
     try:
         # Linux pings the kernel
         r = run("ip", "netns", "exec", ns, "ping", "-c", "3", "-i", "0.2", "-W", "3", KERNEL,
@@ -129,10 +142,10 @@ def test_linux_and_kernel_talk_over_a_tap(kernel_in_netns, tmp_path: Path) -> No
         time.sleep(0.3)
         dump.send_signal(signal.SIGINT)
         try:
-            dump.wait(10)
+            dump.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             dump.kill()
-            dump.wait()
+            dump.communicate()
     text = run("tcpdump", "-r", str(pcap), "-n", "-vv").stdout
     assert "ARP" in text and "ICMP echo request" in text and "ICMP echo reply" in text
     assert f"{LINUX}" in text and f"{KERNEL}.40000: [udp sum ok] UDP" in text

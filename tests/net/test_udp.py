@@ -218,3 +218,25 @@ def test_raw_socket_needs_root(knet) -> None:
     with pytest.raises(OSError) as e:
         S.socket(S.AF_INET, S.SOCK_STREAM, S.IPPROTO_UDP)
     assert e.value.errno == errno.EPROTONOSUPPORT
+
+
+def test_icmp_echo_sockets_need_no_privilege(knet) -> None:
+    import struct
+
+    S = knet.socket
+    if knet.mode == "local":
+        knet.sys.seteuid(1000)
+    try:
+        with S.socket(S.AF_INET, S.SOCK_DGRAM, S.IPPROTO_ICMP) as s:
+            s.settimeout(5)
+            s.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, 7) + b"unprivileged", ("127.0.0.1", 0))
+            data, addr = s.recvfrom(100)
+            kind, code, _csum, ident, seq = struct.unpack_from("!BBHHH", data)
+            assert (kind, code, seq, data[8:]) == (0, 0, 7, b"unprivileged")
+            assert ident == s.getsockname()[1] and addr == ("127.0.0.1", 0)
+            with pytest.raises(OSError) as e:
+                s.sendto(b"\x03\x00" + bytes(6), ("127.0.0.1", 0))    # not an echo request
+            assert e.value.errno == errno.EINVAL
+    finally:
+        if knet.mode == "local":
+            knet.sys.seteuid(0)

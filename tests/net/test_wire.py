@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rumpkernel.hypercall.dev import pcap
 from rumpkernel.kern.errno import KernelError
 from rumpkernel.kern.syscall import structs as S
-from rumpkernel.net.wire import arp, ethernet, icmp, ipv4, pcap, udp
+from rumpkernel.net.wire import arp, ethernet, icmp, ipv4, udp
 from rumpkernel.net.wire.base import FormatError, ip4, ip4str, mac, macstr, mask_len, prefix_mask
 
 # The worked example of the IPv4 header checksum (RFC 1071 style; Wikipedia "IPv4 header
@@ -142,9 +143,9 @@ def test_pcap_round_trip_and_tshark_layout() -> None:
     assert (h.linktype, h.snaplen, h.nanoseconds) == (1, 65535, False)
     assert [(t, d) for t, _n, d in pcap.iter_records(raw, h)] == frames
     assert struct.unpack_from("<I", raw)[0] == 0xA1B2C3D4
-    with pytest.raises(FormatError):
+    with pytest.raises(pcap.FormatError):
         list(pcap.iter_records(raw[:-1], h))
-    with pytest.raises(FormatError):
+    with pytest.raises(pcap.FormatError):
         pcap.parse_header(b"\0" * 24)
 
 
@@ -219,8 +220,12 @@ def test_cmsg_round_trip(msgs: list) -> None:
 def test_garbage_gives_format_errors_only(buf: bytes) -> None:
     for fn in (ethernet.parse, arp.parse, ipv4.parse, icmp.parse, udp.parse,
                lambda b: udp.parse(b, b"\0" * 4, b"\1" * 4), S.unpack_sockaddr,
-               lambda b: list(S.iter_cmsgs(b)), pcap.parse_header):
+               lambda b: list(S.iter_cmsgs(b))):
         try:
             fn(buf)
         except KernelError:
             pass
+    try:
+        pcap.parse_header(buf)
+    except pcap.FormatError:
+        pass

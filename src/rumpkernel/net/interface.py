@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from rumpkernel.kern.abi import IFF_RUNNING, IFF_UP
 from rumpkernel.kern.errno import Errno, KernelError
-from rumpkernel.net.wire import pcap as pcapfmt
 from rumpkernel.net.wire.base import ip4str, macstr, mask_len
 
 if TYPE_CHECKING:
     from rumpkernel.net.stack import NetStack
 
 IFQ_MAXLEN = 256
+LINKTYPE_NULL, LINKTYPE_ETHERNET = 0, 1       # pcap link types: BSD loopback, Ethernet
 COUNTERS = ("ipackets", "ierrors", "iqdrops", "ibytes", "opackets", "oerrors", "oqdrops",
             "obytes", "noproto")
 
@@ -54,27 +54,21 @@ class IfAddr:
 
 
 class PcapTap:
-    """Frames to a host pcap file (written through the host's file hypercalls)."""
+    """Frames to a host pcap file, through the "pcap" host companion."""
 
-    __slots__ = ("handle", "k", "linktype", "path", "pos")
+    __slots__ = ("k", "path", "writer")
 
     def __init__(self, k: Any, path: str, linktype: int) -> None:
         self.k = k
         self.path = path
-        self.linktype = linktype
-        self.handle = k.hostcall(k.host.file_open, path, True, True)
-        k.hostcall(k.host.file_truncate, self.handle, 0)
-        hdr = pcapfmt.file_header(linktype)
-        k.hostcall(k.host.file_pwrite, self.handle, 0, hdr)
-        self.pos = len(hdr)
+        comp = k.hostcall(k.host.companion, "pcap", 1)
+        self.writer = k.hostcall(comp.open, path, linktype)
 
     def write(self, frame: bytes) -> None:
-        rec = pcapfmt.record(self.k.time_ns(), frame)
-        self.k.hostcall(self.k.host.file_pwrite, self.handle, self.pos, rec)
-        self.pos += len(rec)
+        self.k.hostcall(self.writer.write, frame, self.k.time_ns())
 
     def close(self) -> None:
-        self.k.hostcall(self.k.host.file_close, self.handle)
+        self.k.hostcall(self.writer.close)
 
 
 class Ifnet:
@@ -153,7 +147,7 @@ class Ifnet:
     # ---- pcap ----------------------------------------------------------------------------------
     def start_pcap(self, path: str) -> None:
         self.stop_pcap()
-        lt = pcapfmt.LINKTYPE_ETHERNET if self.kind == "ether" else pcapfmt.LINKTYPE_NULL
+        lt = LINKTYPE_ETHERNET if self.kind == "ether" else LINKTYPE_NULL
         self.pcap = PcapTap(self.ns.k, path, lt)
 
     def stop_pcap(self) -> None:

@@ -24,7 +24,8 @@ def netinfo(ns: Any, topic: str) -> Any:
         if topic == "routes":
             return [{"dst": ip4str(r.dst), "plen": r.plen,
                      "gateway": ip4str(r.gateway) if r.gateway else None,
-                     "interface": r.ifp.name, "flags": r.flags, "use": r.use,
+                     "interface": r.ifp.name, "ifindex": r.ifp.index, "flags": r.flags,
+                     "use": r.use,
                      "src": ip4str(r.src) if r.src else None} for r in ns.routes.routes()]
         if topic == "arp":
             from rumpkernel.net.if_ether import arp_entries

@@ -331,6 +331,8 @@ class Socket:
 
     def take_error(self) -> int:
         e, self.error = self.error, 0
+        if e:
+            self.sel.notify()             # readiness changed (kern/select.py: every change)
         return e
 
     # ---- waiting ----------------------------------------------------------------------------
@@ -420,6 +422,7 @@ def sosend(so: Socket, data: bytes, addr: tuple | None, control: list | None, fl
                     so.ns.dispose_control(ctl)
                 raise
             total += len(chunk)
+            so.sel.notify()                   # our buffer space changed
             if total >= len(data):
                 return total
     finally:
@@ -451,6 +454,8 @@ def soreceive(so: Socket, n: int, flags: int, nonblock: bool
             raise KernelError(Errno.EAGAIN, "no data")
         if not so.wait(rcv.timeout_ns):
             raise KernelError(Errno.EAGAIN, "receive timed out")
+    if not peek:
+        so.sel.notify()                       # what is left to read changed
     if pr.flags & PR_ATOMIC:
         rec = rcv.take_record(peek)
         data = rec.data[:n]
@@ -494,6 +499,8 @@ def _waitall(so: Socket, data: bytes, n: int, nonblock: bool) -> bytes:
 
 
 def sopoll(so: Socket, events: int) -> int:
+    """Readiness.  Every change of what this returns is followed by ``so.sel.notify()`` (poll
+    registrations outlive a poll call, see kern/select.py)."""
     rev = 0
     if events & (POLLIN | POLLRDNORM):
         if so.rcv or so.state & SS_CANTRCVMORE or so.error or (so.listening and so.q):

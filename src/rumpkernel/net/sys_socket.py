@@ -203,6 +203,7 @@ def sys_accept4(l: Any, fd: int, name: Any, namelen: int, flags: int) -> tuple[i
             if not so.listening:
                 raise KernelError(Errno.ECONNABORTED, "listener closed")
         child = so.q.popleft()
+        so.sel.notify()
         child.head = None
         child.state &= ~SS_NOFDREF
         try:

@@ -4,9 +4,9 @@ dissertation's linear cluster, Figure 4.15).
     with Chain(16, "/tmp/dir") as ch:      # 16 rump_server processes, 15 buses
         rtts = ch.ping(count=3)            # from the first kernel to the last
 
-Kernel i has shmif0 on bus i-1 (address 10.99.(100+i-1).2) and shmif1 on bus i (10.99.(100+i).1);
-every kernel forwards; routes send traffic for the last kernel's network right and for the
-first kernel's network left.  At most 255 kernels (one /24 per bus, second octet fixed).
+Kernel i has shmif0 on bus i-1 (its address .2 there) and shmif1 on bus i (.1); bus j is the
+/24 10.(100 + j // 200).(j % 200).0.  Every kernel forwards; routes send traffic for the last
+kernel's network right and for the first kernel's network left.
 
 Interface:
     Chain(n, workdir, python=sys.executable, boot_timeout=...)   start, configure
@@ -28,16 +28,15 @@ from rumpkernel.client.remote import connect
 
 
 def _addr(bus: int, host: int) -> str:
-    if not 0 <= bus < 155:
-        raise ValueError("at most 155 buses (10.99.100.0/24 .. 10.99.254.0/24)")
-    return f"10.99.{100 + bus}.{host}"
+    """Bus j is the /24 10.(100 + j // 200).(j % 200).0: room for 30,000 buses."""
+    return f"10.{100 + bus // 200}.{bus % 200}.{host}"
 
 
 class Chain:
     def __init__(self, n: int, workdir: str, python: str = sys.executable,
                  boot_timeout: float = 120.0, components: tuple[str, ...] = ()) -> None:
-        if not 2 <= n <= 156:
-            raise ValueError("a chain has 2 to 156 kernels")
+        if not 2 <= n <= 1000:
+            raise ValueError("a chain has 2 to 1,000 kernels")
         self.n = n
         self.workdir = workdir
         self.procs: list[subprocess.Popen] = []
@@ -67,9 +66,9 @@ class Chain:
         for i in range(self.n):
             while True:
                 try:
-                    self.conns.append(connect(self.url(i), autofork=False))
+                    self.conns.append(connect(self.url(i), autofork=False, timeout=60))
                     break
-                except (FileNotFoundError, ConnectionRefusedError):
+                except (FileNotFoundError, ConnectionRefusedError, TimeoutError):
                     if self.procs[i].poll() is not None:
                         raise RuntimeError(f"chain kernel {i} exited "
                                            f"{self.procs[i].returncode}") from None
@@ -88,6 +87,7 @@ class Chain:
                 cfg.ifconfig("shmif1", create=True, linkstr=self._bus(i),
                              inet=_addr(i, 1) + "/24")
             c.sys.sysctl("net.inet.ip.forwarding", 1)
+            c.sys.sysctl("net.inet.ip.ttl", 255)      # as the dissertation had to, for 255 hops
             if i < last - 1:                  # the last kernel's network lies to the right
                 cfg.route_add(_addr(last - 1, 0) + "/24", gateway=_addr(i, 2))
             if i > 1:                         # the first kernel's network lies to the left

@@ -26,6 +26,7 @@ COMPANIONS: dict[str, str] = {
     "wire": "rumpkernel.hypercall.dev.wire",
     "shmif": "rumpkernel.hypercall.dev.shmif",
     "tap": "rumpkernel.hypercall.dev.tap",
+    "pcap": "rumpkernel.hypercall.dev.pcap",
 }
 
 

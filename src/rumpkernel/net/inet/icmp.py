@@ -70,6 +70,10 @@ def icmp_input(inet: Inet, ifp: Any, ip: IpIn, payload: bytes) -> None:
             return
         src = ip.dst if ip.dst in inet.local else None
         _send(inet, src, ip.src, wire.emit(ECHO_REPLY, 0, m.rest, m.payload), "out_type0")
+    elif m.type == ECHO_REPLY:
+        ping = inet.ping
+        if ping is not None:
+            ping.input(ip, payload)
     elif m.type == wire.TIMESTAMP:
         return
     elif wire.is_error(m.type):

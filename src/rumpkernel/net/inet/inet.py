@@ -87,6 +87,7 @@ class Inet:
         self.icmp_last = self.now()
         self.raw: Any = None        # the raw IP protocol (raw sockets get a copy of input)
         self.udp: Any = None
+        self.ping: Any = None       # ICMP echo sockets (they get the echo replies)
 
     # ---- time, ids ------------------------------------------------------------------------
     def now(self) -> int:

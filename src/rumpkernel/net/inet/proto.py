@@ -2,8 +2,8 @@
 handlers, the Ethernet link layer and the net.inet.* sysctl nodes.
 
 Interface:
-    attach_inet(ns)          sets ``ns.inet``; registers UDP and raw IP sockets, ICMP input,
-                             the "ip" netisr queue, the "ether" link layer
+    attach_inet(ns)          sets ``ns.inet``; registers UDP, raw IP and ICMP echo sockets,
+                             ICMP input, the "ip" netisr queue, the "ether" link layer
 Sysctl (rw): net.inet.ip.forwarding, net.inet.ip.ttl, net.inet.ip.reass_maxbytes,
 net.inet.ip.reass_timeout (seconds), net.inet.icmp.errppslimit (-1: unlimited),
 net.inet.icmp.bmcastecho, net.inet.udp.sendspace, net.inet.udp.recvspace,
@@ -19,6 +19,7 @@ from rumpkernel.kern.abi import AF_INET, IPPROTO_ICMP
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.net import if_ether
 from rumpkernel.net.inet import icmp
+from rumpkernel.net.inet.icmp_sock import PingProtocol
 from rumpkernel.net.inet.inet import Inet
 from rumpkernel.net.inet.ip import ip_input
 from rumpkernel.net.inet.raw_ip import RawIpProtocol
@@ -44,7 +45,8 @@ def attach_inet(ns: Any) -> None:
     ns.inet = inet
     udp = UdpProtocol(ns)
     raw = RawIpProtocol(ns)
-    ns.add_domain(AF_INET, "inet", [udp, raw])
+    ping = PingProtocol(ns)
+    ns.add_domain(AF_INET, "inet", [udp, raw, ping])
     inet.register_protocol(IPPROTO_ICMP, lambda ifp, ip, p: icmp.icmp_input(inet, ifp, ip, p))
     ns.netisr_handlers["ip"] = lambda ifp, pkt: ip_input(inet, ifp, pkt)
     ns.link_output["ether"] = if_ether.ether_output
