@@ -6,7 +6,8 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from rumpkernel.net.wire import ethernet, ipv4, ipv6, pcap, udp
+from rumpkernel.hypercall.dev import pcap
+from rumpkernel.net.wire import ethernet, ipv4, ipv6, udp
 
 DATA = Path(__file__).parent / "data"
 
