@@ -23,6 +23,7 @@ need tshark tshark
 need socat socat
 need nc netcat-openbsd
 need ping iputils-ping
+need dnsmasq dnsmasq
 if [ -n "$pkgs" ]; then
     if [ "$(id -u)" -ne 0 ]; then echo "need root to install:$pkgs" >&2; exit 2; fi
     apt-get update -qq
