@@ -135,7 +135,7 @@ class Inet:
         if broadcast is not None:
             self.bcast[broadcast] = ifp
         self._add_routes(ifp, ia)
-        ifp.flags |= IFF_UP
+        self.ns.set_up(ifp, True)
         announce = self.ns.link_announce.get(ifp.kind)
         if announce is not None:
             announce(ifp, addr)
