@@ -150,7 +150,7 @@ def _ifreq(ns: Any, ifp: Any, cmd: int, data: bytes) -> bytes | None:
     if cmd == SIOCSIFFLAGS:
         (flags,) = S.IFINT.unpack_from(_need(data, 32), 16)
         was_up = ifp.flags & IFF_UP
-        ifp.flags = (ifp.flags & ~SETTABLE) | (flags & SETTABLE) | was_up
+        ifp.flags = (ifp.flags & ~SETTABLE) | (flags & SETTABLE & ~IFF_UP) | was_up
         ns.set_up(ifp, bool(flags & IFF_UP))
         if ifp.flags & IFF_UP and not was_up and ns.inet is not None:
             announce = ns.link_announce.get(ifp.kind)
