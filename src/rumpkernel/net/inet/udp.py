@@ -9,7 +9,9 @@ SO_REUSEPORT), connect (AF_UNSPEC dissolves the association), sendto on a connec
 with an address is EISCONN, broadcasts need SO_BROADCAST (EACCES), a datagram larger than
 65,507 bytes is EMSGSIZE; an ICMP port unreachable for a connected socket's datagram makes its
 next call fail with ECONNREFUSED; a datagram that does not fit the receive buffer is dropped
-and counted ("fullsock"); a bad checksum is counted and dropped, never delivered.
+and counted ("fullsock"); a bad checksum is counted and dropped, never delivered.  Dual-stack
+IPv6 sockets hold their IPv4 port here too (a pcb whose socket is AF_INET6): what they receive
+carries a v4-mapped source address.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from rumpkernel.net.wire import udp as wire
 from rumpkernel.net.wire.base import FormatError
 
 MAX_DATAGRAM = 65535 - 20 - 8
+V4MAPPED = bytes(10) + b"\xff\xff"
 SENDSPACE = 65536
 RECVSPACE = 256 * 1024
 
@@ -190,6 +193,8 @@ class UdpProtocol(Protocol):
         self._append(pcb.so, d.payload, src)
 
     def _append(self, so: Socket, data: bytes, src: tuple) -> None:
+        if so.domain != AF_INET:        # a dual-stack IPv6 socket (net/inet6/in6_pcb.py)
+            src = (so.domain, V4MAPPED + src[1], src[2], 0, 0)
         if so.rcv.append_record(data, src, None):
             so.rwakeup()
         else:
