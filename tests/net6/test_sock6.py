@@ -121,7 +121,7 @@ def test_icmpv6_echo_socket_and_raw_socket(knet) -> None:  # noqa: F811
         assert struct.unpack("!H", data[4:6])[0] == ident
         seen = set()
         while len(seen) < 2:                                # the raw socket sees both
-            m, a = raw.recvfrom(200)
+            m, _ = raw.recvfrom(200)
             seen.add(m[0])
         assert seen == {128, 129}
         with pytest.raises(OSError) as e:
