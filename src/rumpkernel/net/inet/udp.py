@@ -143,11 +143,12 @@ class UdpProtocol(Protocol):
         inet = self.inet
         if not pcb.lport:
             self.pcbs.bind(pcb, ANY, 0, False)
-        src, _rt = inet.select_source(dst, pcb.laddr)
+        src, _rt = inet.select_source(dst, pcb.laddr, so.bound_if)
         seg = wire.emit_raw(pcb.lport, dport, data, src, dst)
         self.ns.count("udp", "opackets")
         ip_output(inet, src, dst, IPPROTO_UDP, seg, ttl=pcb.ttl, tos=pcb.tos,
-                  broadcast_ok=bool(so.options & SO_BROADCAST), bound=pcb.laddr)
+                  broadcast_ok=bool(so.options & SO_BROADCAST), bound=pcb.laddr,
+                  bound_if=so.bound_if)
 
     def sockaddr(self, so: Socket) -> tuple:
         pcb = so.pcb
@@ -178,14 +179,18 @@ class UdpProtocol(Protocol):
             ns.count("udp", {"checksum": "badsum", "length": "badlen"}.get(e.reason, "hdrops"))
             return
         src = (AF_INET, ip.src, d.sport)
+        index = ifp.index if ifp is not None else 0
         if ip.broadcast:
-            pcbs = self.pcbs.matches(ip.dst, d.dport, ip.src, d.sport)
+            pcbs = [p for p in self.pcbs.matches(ip.dst, d.dport, ip.src, d.sport)
+                    if p.so.bound_if in (0, index)]
             if not pcbs:
                 ns.count("udp", "noportbcast")
             for pcb in pcbs:
                 self._append(pcb.so, d.payload, src)
             return
         pcb = self.pcbs.lookup(ip.dst, d.dport, ip.src, d.sport)
+        if pcb is not None and pcb.so.bound_if not in (0, index):
+            pcb = None                          # SO_BINDTODEVICE to another interface
         if pcb is None:
             ns.count("udp", "noport")
             icmp.error(self.inet, ip.header + payload, icmp.UNREACH, icmp.UNREACH_PORT)
