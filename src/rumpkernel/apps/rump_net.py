@@ -474,7 +474,7 @@ def netstat(api: Any, argv: list[str], out: TextIO = sys.stdout) -> int:
     if flags - set("irsan"):
         raise Usage(f"unknown flags {''.join(sorted(flags - set('irsan')))} (-i -r -s -a -n)")
     if "i" in flags:
-        out.write(f"{'Name':<8}{'Mtu':>6} {'Network':<18} {'Address':<18}{'Ipkts':>8}"
+        out.write(f"{'Name':<8}{'Mtu':>6} {'Network':<18}{'Address':<18}{'Ipkts':>8}"
                   f"{'Ierrs':>6}{'Opkts':>8}{'Oerrs':>6}{'Drops':>6}\n")
         for i in cfg.interfaces():
             rows = [("<Link>", i["lladdr"] or "")] + [
@@ -482,7 +482,7 @@ def netstat(api: Any, argv: list[str], out: TextIO = sys.stdout) -> int:
             rows += [(f"{_net6(a['addr'], a['plen'])}/{a['plen']}", a["addr"] + (
                 f"%{a['scope']}" if a["scope"] else "")) for a in i.get("addrs6", ())]
             for net, addr in rows:
-                out.write(f"{i['name']:<8}{i['mtu']:>6} {net:<18} {addr:<18}{i['ipackets']:>8}"
+                out.write(f"{i['name']:<8}{i['mtu']:>6} {net:<18}{addr:<18}{i['ipackets']:>8}"
                           f"{i['ierrors']:>6}{i['opackets']:>8}{i['oerrors']:>6}"
                           f"{i['iqdrops'] + i['oqdrops']:>6}\n")
     elif "r" in flags:
