@@ -29,9 +29,11 @@ from typing import Any
 
 from rumpkernel.client import abi as H
 from rumpkernel.kern import abi as K
+from rumpkernel.kern.errno import KernelError
 from rumpkernel.net.inet import resolv
 from rumpkernel.net.inet.resolv_conf import (
     AF_INET,
+    AF_INET6,
     MAX_FILE,
     ResolvConf,
     parse_hosts,
@@ -41,6 +43,7 @@ from rumpkernel.net.wire import dns
 from rumpkernel.net.wire.base import ip4str
 from rumpkernel.net.wire.ipv6 import ip6, ip6str
 
+__all__ = ["AF_INET", "AF_INET6", "lookup"]
 _counter = itertools.count()
 
 
@@ -81,8 +84,9 @@ class _Rand:
         return v % n if n > 0 else 0
 
 
-def _rdnss(mod: Any) -> tuple[bytes, ...]:
-    """DNS servers the kernel learned from router advertisements (RFC 8106)."""
+def _rdnss(mod: Any, zones: dict[bytes, int]) -> tuple[bytes, ...]:
+    """DNS servers the kernel learned from router advertisements (RFC 8106); link-local ones
+    get the zone of the interface that learned them."""
     try:
         entries = mod.config.info("rdnss")
     except OSError:
@@ -93,14 +97,29 @@ def _rdnss(mod: Any) -> tuple[bytes, ...]:
             a = ip6(text)
             if a not in out:
                 out.append(a)
+                if a[:2] == b"\xfe\x80":
+                    zones[a] = mod.if_nametoindex(e["interface"])
     return tuple(out[:3])
 
 
-def _config(mod: Any) -> ResolvConf | None:
+def _conf_zones(mod: Any, text: str, zones: dict[bytes, int]) -> None:
+    """Zones of "nameserver fe80::1%virt0" lines (the parser keeps only the address)."""
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "nameserver" and "%" in words[1]:
+            addr, _, zone = words[1].partition("%")
+            try:
+                zones[ip6(addr)] = int(zone) if zone.isdigit() else mod.if_nametoindex(zone)
+            except (OSError, ValueError, KernelError):
+                pass
+
+
+def _config(mod: Any, zones: dict[bytes, int]) -> ResolvConf | None:
     text = _read(mod._sys, "/etc/resolv.conf")
     if text is not None:
+        _conf_zones(mod, text, zones)
         return parse_resolv_conf(text)
-    servers = _rdnss(mod)
+    servers = _rdnss(mod, zones)
     return ResolvConf(servers) if servers else None
 
 
@@ -119,7 +138,8 @@ def _socket(mod: Any) -> tuple[Any, bool]:
 
 def lookup(mod: Any, name: str, families: tuple[int, ...] = (AF_INET,)) -> resolv.Result | None:
     sys = mod._sys
-    conf = _config(mod)
+    zones: dict[bytes, int] = {}
+    conf = _config(mod, zones)
     if conf is None:
         return None
     hosts = parse_hosts(_read(sys, "/etc/hosts") or "")
@@ -139,15 +159,15 @@ def lookup(mod: Any, name: str, families: tuple[int, ...] = (AF_INET,)) -> resol
         lk = resolv.Lookup(name, conf, families, hosts)
         lk.start(now(), rand)
         if not lk.done:
-            _loop(mod, lk, sock, dual, now, rand)
+            _loop(mod, lk, sock, dual, now, rand, zones)
     finally:
         sock.close()
     return lk.result
 
 
-def _sockaddr(server: bytes, port: int, dual: bool) -> tuple:
+def _sockaddr(server: bytes, port: int, dual: bool, zones: dict[bytes, int]) -> tuple:
     if len(server) == 16:
-        return (ip6str(server), port, 0, 0)
+        return (ip6str(server), port, 0, zones.get(server, 0))
     return ("::ffff:" + ip4str(server), port, 0, 0) if dual else (ip4str(server), port)
 
 
@@ -160,14 +180,14 @@ def _server(host: str) -> bytes:
 
 
 def _loop(mod: Any, lk: resolv.Lookup, sock: Any, dual: bool, now: Any,
-          rand: _Rand) -> None:
+          rand: _Rand, zones: dict[bytes, int]) -> None:
     while not lk.done:
         for s in lk.take_output():
             if s.tcp:
                 _tcp(mod, lk, s, now, rand)
             else:
                 try:
-                    sock.sendto(s.payload, _sockaddr(s.server, s.port, dual))
+                    sock.sendto(s.payload, _sockaddr(s.server, s.port, dual, zones))
                 except OSError:
                     pass                        # unreachable: it will time out
         if lk.done:
