@@ -25,7 +25,7 @@ HOST_ALLOWED = ("hypercall", "apps", "testing")
 # only; a plain name allows the module and everything inside it.
 KERN_PUBLIC = {"=kern", "=kern.abi", "=kern.errno", "=kern.kernel", "=kern.proc", "=kern.sync",
                "=kern.vm", "=kern.syscall", "=kern.syscall.master", "=kern.syscall.sysent",
-               "=kern.syscall.structs"}
+               "=kern.syscall.structs", "=kern.disklabel"}
 LAYERS: dict[str, set[str]] = {
     "hypercall": {"hypercall"},
     "kern": {"kern", "hypercall.interface"},
@@ -39,7 +39,7 @@ LAYERS: dict[str, set[str]] = {
                              "=net.wire.checksum",
                              # and DHCP's: the client is a program (dhcpcd), as in NetBSD
                              "=net.inet.dhcp_client", "=net.wire.dhcp"},
-    "apps": {"client", "apps", "hypercall", "kern.abi", "kern.errno"},
+    "apps": {"client", "apps", "hypercall", "=kern.abi", "=kern.errno", "=kern.disklabel"},
 }
 # a few modules sit at the package top: the public entry points
 TOP_LEVEL = {"__init__", "__main__"}

@@ -34,7 +34,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from rumpkernel.client import abi as H
-from rumpkernel.client import resolver
 from rumpkernel.client.socket_config import NetConfig
 from rumpkernel.hypercall import hostio
 from rumpkernel.kern import abi as K
@@ -272,6 +271,8 @@ class SocketModule:
 
     def _dns(self, name: str) -> str:
         """DNS through the kernel's /etc/resolv.conf (client/resolver.py)."""
+        from rumpkernel.client import resolver  # only programs that resolve names pay
+
         r = resolver.lookup(self, name)
         if r is not None and r.addresses:
             return inet_ntoa(r.addresses[0][1])
@@ -299,6 +300,8 @@ class SocketModule:
             out += [(_HAF_INET6, a) for a in found if want6 and _is_numeric6(a)]
             if out:
                 return out
+        from rumpkernel.client import resolver  # only programs that resolve names pay
+
         kfams = tuple(f for f, w in ((resolver.AF_INET, want4), (resolver.AF_INET6, want6))
                       if w)
         r = resolver.lookup(self, host, kfams)
