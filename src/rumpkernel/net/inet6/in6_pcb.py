@@ -400,11 +400,12 @@ def output(inet6: Inet6, so: Any, pcb: In6Pcb, dst: bytes, scope: int, nh: int,
     zone = scope or (pcb.scope if dst == pcb.faddr else 0)
     if is_multicast(dst) and not zone:
         zone = pcb.mif
-    ifp, _nh, _rt = inet6.route_out(dst, zone, bound)
+    route = inet6.route_out(dst, zone, bound)
+    ifp = route[0]
     src = pcb.laddr
-    if src == UNSPECIFIED or is_multicast(src):
+    chosen = src == UNSPECIFIED or is_multicast(src)
+    if chosen:
         src = inet6.select_source(dst, ifp)
-    hlim = pcb.mhops if is_multicast(dst) else pcb.hlim
+    hlim = pcb.mhops if dst[0] == 0xFF else pcb.hlim
     ip6_output(inet6, src, dst, nh, build(src), hlim=hlim, tclass=pcb.tclass,
-               scope=ifp.index if scope_of(dst) else 0, bound_if=bound,
-               dontfrag=pcb.dontfrag, mloop=pcb.mloop)
+               dontfrag=pcb.dontfrag, mloop=pcb.mloop, route=route, src_ok=chosen)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rumpkernel.kern.abi import IFF_LOOPBACK, RTF_LOCAL, RTF_REJECT
+from rumpkernel.kern.abi import IFF_LOOPBACK, RTF_BLACKHOLE, RTF_LOCAL, RTF_REJECT
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.net.inet6 import icmp6
 from rumpkernel.net.inet6.frag6 import ParamProblemNeeded, Reassembled, fragment
@@ -99,14 +99,18 @@ def ip6_input(inet6: Inet6, ifp: Any, buf: bytes) -> None:
                 ns.count("ip6", "cantforward")
             return
         tentative = not owner.in6.ac.usable(dst)
-    orig = bytes(b[: v.total])
-    deliver(inet6, ifp, orig, src, dst, b[6], bytes(v.payload), b[7], v.traffic_class,
-            tentative)
+    total = v.total
+    orig = buf if total == len(buf) and isinstance(buf, bytes) else bytes(b[:total])
+    deliver(inet6, ifp, orig, src, dst, b[6], orig[HEADER_LEN:total], b[7],
+            v.traffic_class, tentative)
 
 
 def deliver(inet6: Inet6, ifp: Any, orig: bytes, src: bytes, dst: bytes, nh: int,
             payload: bytes, hlim: int, tclass: int, tentative: bool, depth: int = 0) -> None:
     ns = inet6.ns
+    if nh not in ipv6.EXTENSION_HEADERS and not tentative:      # the common case
+        _upper(inet6, ifp, orig, src, dst, nh, payload, hlim, tclass, None)
+        return
     try:
         chain = ipv6.parse_chain(payload, nh)
     except ipv6.ChainError as e:
@@ -132,6 +136,13 @@ def deliver(inet6: Inet6, ifp: Any, orig: bytes, src: bytes, dst: bytes, nh: int
                           (wire.NEIGHBOR_SOLICIT, wire.NEIGHBOR_ADVERT)):
         ns.count("ip6", "tentative")
         return
+    _upper(inet6, ifp, orig, src, dst, upper, data, hlim, tclass, chain)
+
+
+def _upper(inet6: Inet6, ifp: Any, orig: bytes, src: bytes, dst: bytes, upper: int,
+           data: bytes, hlim: int, tclass: int, chain: ipv6.Chain | None) -> None:
+    """Raw sockets, then the upper-layer protocol (or parameter problem: unknown)."""
+    ns = inet6.ns
     if upper == NH_NONE:
         return
     ip = Ip6In(ifp, src, dst, upper, hlim, tclass, orig)
@@ -141,7 +152,7 @@ def deliver(inet6: Inet6, ifp: Any, orig: bytes, src: bytes, dst: bytes, nh: int
     if handler is None:
         if not took:
             ns.count("ip6", "noproto")
-            ends = chain.ends                      # the next-header field that named it
+            ends = chain.ends if chain is not None else ()   # the field that named it
             ptr = HEADER_LEN + (ends[-2] if len(ends) >= 2 else 0) if ends else 6
             _param_problem(inet6, ifp, orig, ipv6.PP_NEXT_HEADER, ptr)
         return
@@ -225,39 +236,49 @@ def _param_problem(inet6: Inet6, ifp: Any, orig: bytes, code: int, pointer: int)
 # ---- output -------------------------------------------------------------------------------------
 def ip6_output(inet6: Inet6, src: bytes | None, dst: bytes, nh: int, payload: bytes, *,
                hlim: int | None = None, tclass: int = 0, scope: int = 0, bound_if: int = 0,
-               dontfrag: bool = False, mloop: bool = False) -> None:
+               dontfrag: bool = False, mloop: bool = False, route: tuple | None = None,
+               src_ok: bool = False) -> None:
+    """``route`` (ifp, nexthop, route) and ``src_ok`` (``src`` came from select_source)
+    spare a caller that already knows them the work (in6_pcb.output)."""
     ns = inet6.ns
     if is_v4mapped(dst) or dst == ipv6.UNSPECIFIED:
         raise KernelError(Errno.ENETUNREACH, "not an IPv6 destination")
-    ifp, nexthop, rt = inet6.route_out(dst, scope, bound_if)
-    if inet6.blackhole(rt):
+    ifp, nexthop, rt = route or inet6.route_out(dst, scope, bound_if)
+    if rt is not None and rt.flags & RTF_BLACKHOLE:
         return
-    in6 = inet6.ifinfo(ifp)
+    in6 = ifp.in6
     if in6 is None:
         raise KernelError(Errno.ENETDOWN, f"{ifp.name}: IPv6 is not up")
     if src is None or src == ipv6.UNSPECIFIED:
         src = inet6.select_source(dst, ifp)
-    elif not inet6.usable(src, ifp.index if is_linklocal(src) else 0):
+    elif not src_ok and not inet6.usable(src, ifp.index if is_linklocal(src) else 0):
         raise KernelError(Errno.EADDRNOTAVAIL, "source address is not ours (or tentative)")
     if len(payload) > ipv6.MAX_PAYLOAD:
         raise KernelError(Errno.EMSGSIZE, f"IPv6 payload of {len(payload)} bytes")
+    multicast = dst[0] == 0xFF
     if hlim is None:
-        hlim = 1 if is_multicast(dst) else (in6.hop_limit or inet6.hlim)
+        hlim = 1 if multicast else (in6.hop_limit or inet6.hlim)
     ns.count("ip6", "localout")
-    pkt = Ipv6Packet(src, dst, nh, payload, hlim, tclass)
     if rt is not None and rt.flags & RTF_LOCAL:
         out_ifp = rt.ifp                            # our own address: through lo0
-    elif not is_multicast(dst) and inet6.owner(dst, ifp.index) is not None:
-        out_ifp = inet6.loopback_ifp() or ifp
+    elif rt is None and not multicast and inet6.owner(dst, ifp.index) is not None:
+        out_ifp = inet6.loopback_ifp() or ifp       # our own link-local address
     else:
         out_ifp = ifp
     mtu = out_ifp.in6.mtu if out_ifp.in6 is not None else out_ifp.mtu
-    pm = inet6.pmtu(dst)
-    if pm is not None:
-        mtu = min(mtu, pm)
-    if mloop and is_multicast(dst) and dst in in6.groups and not out_ifp.flags & IFF_LOOPBACK:
-        ns.netisr_enqueue(ifp, "ip6", pkt.emit())
-    send(inet6, out_ifp, pkt, nexthop, mtu, dontfrag)
+    if inet6.pmtus:
+        pm = inet6.pmtu(dst)
+        if pm is not None:
+            mtu = min(mtu, pm)
+    if mloop and multicast and dst in in6.groups and not out_ifp.flags & IFF_LOOPBACK:
+        ns.netisr_enqueue(ifp, "ip6", ipv6.header(src, dst, nh, len(payload), hlim, tclass)
+                          + payload)
+    if HEADER_LEN + len(payload) <= mtu:
+        output6(out_ifp, ipv6.header(src, dst, nh, len(payload), hlim, tclass) + payload,
+                nexthop)
+    else:
+        send(inet6, out_ifp, Ipv6Packet(src, dst, nh, payload, hlim, tclass), nexthop, mtu,
+             dontfrag)
 
 
 def send(inet6: Inet6, ifp: Any, pkt: Ipv6Packet, nexthop: bytes, mtu: int,

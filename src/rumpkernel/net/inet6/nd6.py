@@ -261,8 +261,11 @@ def ether_output6(ifp: Ifnet, pkt: bytes, nexthop: bytes) -> None:
         from rumpkernel.kern.errno import Errno
 
         raise KernelError(Errno.ENETDOWN, f"{ifp.name}: IPv6 is not up")
-    dst = in6.nc.resolve(nexthop, pkt, in6.inet6.now())
-    sync(in6)
+    now = in6.inet6.now()
+    dst = in6.nc.fast(nexthop, now)
+    if dst is None:
+        dst = in6.nc.resolve(nexthop, pkt, now)
+        sync(in6)
     if dst is not None:
         _frame(ifp, dst, pkt)
 
