@@ -173,7 +173,7 @@ def _write(sys_, path: str, text: str) -> None:
 
 
 def test_slaac_dhcp_and_dns_from_dnsmasq(kernel6, tmp_path: Path) -> None:
-    ns, conn, tap, _url = kernel6
+    ns, conn, tap, url = kernel6
     S = conn.socket
     for cmd in (["addr", "add", "10.99.8.1/24", "dev", tap],
                 ["addr", "add", "fd00:99:8::1/64", "dev", tap, "nodad"]):
@@ -186,7 +186,7 @@ def test_slaac_dhcp_and_dns_from_dnsmasq(kernel6, tmp_path: Path) -> None:
          "--dhcp-range=10.99.8.50,10.99.8.60,255.255.255.0,2m",
          "--dhcp-option=option:router,10.99.8.1", "--domain=test",
          f"--dhcp-leasefile={leases}", "--host-record=host.test,10.99.8.8,fd00:99:8::8",
-         "--log-queries", f"--log-facility={log}"],
+         "--no-ping", "--log-queries", f"--log-facility={log}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         S.config.up("virt0")                                   # link-local, DAD, RS
@@ -223,6 +223,16 @@ def test_slaac_dhcp_and_dns_from_dnsmasq(kernel6, tmp_path: Path) -> None:
         assert not _lease_line(leases)
         assert not [a for i in S.config.interfaces() if i["name"] == "virt0"
                     for a in i["addrs"]]
+        cli = [sys.executable, "-m", "rumpkernel.apps.rump_dhcpclient", "-u", url]
+        r = run(*cli, "-1", "-t", "20", "virt0", check=False)        # the command: keep it
+        assert r.returncode == 0 and "address 10.99.8." in r.stdout, r.stdout + r.stderr
+        assert _lease_line(leases)
+        r = run(*cli, "-x", "virt0", check=False)                     # release what -1 kept
+        assert r.returncode == 0 and "released" in r.stdout, r.stdout + r.stderr
+        end = time.monotonic() + 10
+        while _lease_line(leases) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not _lease_line(leases)
 
         # DNS over IPv6: an IPv6 name server in resolv.conf, then RDNSS alone
         _write(conn.sys, "/etc/resolv.conf", "nameserver fd00:99:8::1\noptions timeout:2\n")

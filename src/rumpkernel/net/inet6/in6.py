@@ -106,6 +106,27 @@ class Ip6In:
         self.orig = orig                 # the whole datagram from its IPv6 header (errors)
         self.multicast = dst[0] == 0xFF
 
+    # the names IPv4's IpIn uses, so a transport written for both reads either
+    @property
+    def ttl(self) -> int:
+        return self.hlim
+
+    @property
+    def tos(self) -> int:
+        return self.tclass
+
+    @property
+    def proto(self) -> int:
+        return self.nh
+
+    @property
+    def header(self) -> bytes:
+        return self.orig[:40]
+
+    @property
+    def broadcast(self) -> bool:
+        return self.multicast
+
     @property
     def scope(self) -> int:
         """The zone to report with a link-local source (the receiving interface's index)."""
