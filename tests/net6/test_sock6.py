@@ -189,3 +189,23 @@ def test_netstat_and_sysctl_show_ipv6(knet) -> None:  # noqa: F811
             sysctl("net.inet6.ip6.hlim", 0)
     names = knet.sys.sysctl_names("net.inet6.")
     assert "net.inet6.ip6.forwarding" in names and "net.inet6.udp6.stats.ipackets" in names
+
+
+def test_a_kernel_without_ipv6() -> None:
+    """net_inet without net_inet6 boots; AF_INET6 is EAFNOSUPPORT, names still resolve."""
+    import rumpkernel
+
+    k = rumpkernel.boot(components=["net_inet", "net_lo"])
+    try:
+        S = k.socket
+        with pytest.raises(OSError) as e:
+            S.socket(S.AF_INET6, S.SOCK_DGRAM)
+        assert e.value.errno == errno.EAFNOSUPPORT
+        assert [a[0] for a in S.getaddrinfo("localhost", 7, 0, S.SOCK_DGRAM)] == [
+            S.AF_INET, S.AF_INET6]
+        assert S.config.routes6() == [] and "addrs6" not in S.config.interfaces()[0]
+        with pytest.raises(OSError) as e:
+            S.config.address6("lo0", "fd00::1/64")
+        assert e.value.errno == errno.EAFNOSUPPORT
+    finally:
+        k.halt()
