@@ -52,6 +52,11 @@ class MiniServer:
             m = dhcp.parse(data)
             self.seen.append((m.msg_type, bytes(int(x) for x in addr[0].split("."))))
             if m.msg_type == dhcp.DISCOVER:
+                for junk in (b"\x02" + bytes(300), dhcp.DhcpMessage(
+                        dhcp.BOOTREPLY, m.xid ^ 1, m.chaddr).emit()[:250],
+                        dhcp.DhcpMessage(dhcp.BOOTREPLY, m.xid ^ 1, m.chaddr,
+                                         ((dhcp.OPT_MSG_TYPE, b"\x02"),)).emit()):
+                    self.sock.sendto(junk, ("255.255.255.255", 68))   # hostile first
                 self.reply(m, dhcp.OFFER)
             elif m.msg_type == dhcp.REQUEST:
                 self.reply(m, dhcp.ACK)
@@ -102,7 +107,7 @@ def test_lease_renew_release_between_simulated_kernels() -> None:
         assert kinds == [dhcp.DISCOVER, dhcp.REQUEST, dhcp.REQUEST, dhcp.RELEASE]
         srcs = [src for _t, src in srv.seen]
         assert srcs[:2] == [bytes(4)] * 2 and srcs[2:] == [OFFERED] * 2   # 0.0.0.0, then ours
-        assert ignored == 0
+        assert ignored == 3                     # the junk: counted, dropped, not raised
     finally:
         srv.sock.close()
         for k in (ka, kb):

@@ -302,7 +302,20 @@ def _scenario(seed: int) -> list:
             trace = [linklocal(ka, "wire0"), linklocal(kb, "wire0")]
             trace += [r and (round(r[0], 9), r[1]) for r in
                       ping6(ka, ("fd00:99::2", 0), 6, size=2000, timeout=1)]
-            return trace
+            A, B = ka.socket, kb.socket
+            with A.socket(A.AF_INET6, A.SOCK_DGRAM) as tx, \
+                    B.socket(B.AF_INET6, B.SOCK_DGRAM) as rx:
+                rx.bind(("::", 9))
+                rx.settimeout(1)
+                for i in range(20):
+                    tx.sendto(b"%d" % i * (i * 150), ("fd00:99::2", 9))
+                got = []
+                try:
+                    while True:
+                        got.append(len(rx.recv(5000)))
+                except TimeoutError:
+                    pass
+            return [*trace, got]
 
         trace = netkit.drive(ka, body)
         trace.append(ka.socket.config.stats()["ip6"])
