@@ -16,6 +16,7 @@ need fusermount3 fuse3
 need ip iproute2
 need sfdisk fdisk
 need sgdisk gdisk
+need setfacl acl
 if [ -n "$pkgs" ]; then
     if [ "$(id -u)" -ne 0 ]; then echo "need root to install:$pkgs" >&2; exit 2; fi
     apt-get update -qq
