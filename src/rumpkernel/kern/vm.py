@@ -18,7 +18,7 @@ from typing import Any
 
 from rumpkernel.kern.errno import Errno, KernelError
 
-PATH_MAX = 1024
+PATH_MAX = 4096          # bytes with the NUL, as Linux: paths and symlink targets up to 4,095
 
 
 class LocalVmspace:

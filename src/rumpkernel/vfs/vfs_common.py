@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rumpkernel.kern.errno import Errno, KernelError
+from rumpkernel.kern.vm import PATH_MAX
 from rumpkernel.vfs.namei import NAME_MAX
 from rumpkernel.vfs.vattr import S_IFDIR, S_ISDIR, S_ISGID, SetAttr, VAttr
 from rumpkernel.vfs.vnode import Vnode
@@ -24,7 +25,7 @@ def vfs_of(l: Any) -> Vfs:
 
 
 def path_arg(l: Any, uaddr: Any) -> bytes:
-    return l.proc.vm.copyinstr(uaddr, 1024)
+    return l.proc.vm.copyinstr(uaddr, PATH_MAX)
 
 
 def getattr_vp(vp: Vnode) -> VAttr:

@@ -8,6 +8,7 @@ from typing import Any
 
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.kern.syscall.structs import TIMESPEC
+from rumpkernel.kern.vm import PATH_MAX
 from rumpkernel.vfs.perm import W_OK, X_OK, check_access, check_owner, check_sticky
 from rumpkernel.vfs.vattr import (
     S_IFBLK,
@@ -241,7 +242,7 @@ def sys_linkat(l: Any, fd1: int, src: Any, fd2: int, dst: Any, flag: int) -> Non
 
 def sys_symlinkat(l: Any, target: Any, dirfd: int, path: Any) -> None:
     vfs = vfs_of(l)
-    tgt = l.proc.vm.copyinstr(target, 1024)
+    tgt = l.proc.vm.copyinstr(target, PATH_MAX)
     if not tgt:
         raise KernelError(Errno.ENOENT, "empty symlink target")
     dvp, name, vp, trailing = vfs.namei.walk_parent(l, dirfd, path_arg(l, path))
