@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rumpkernel.fs.ext2 import dirs, fileio, inline, xattr
+from rumpkernel.fs.ext2 import acl, dirs, fileio, inline, xattr
 from rumpkernel.fs.ext2 import layout as L
 from rumpkernel.fs.ext2.blockmap import IndirectMap
 from rumpkernel.fs.ext2.extents import ExtentMap, empty_root
@@ -134,10 +134,13 @@ class ExtFileSystem(MountState, FileSystem):
     # -- attributes ---------------------------------------------------------------------------
     def getattr(self, node: Inode) -> VAttr:
         rdev = fileio.decode_rdev(node) if node.mode & S_IFMT in (S_IFCHR, S_IFBLK) else 0
+        blocks = node.blocks
+        if node.inline and node.is_reg:   # as Linux: so tools do not take it for all holes
+            blocks += (node.size + 511) >> 9
         return VAttr(
             ino=node.ino, mode=node.mode, nlink=node.links, uid=node.uid, gid=node.gid,
             size=node.size, atime_ns=node.atime, mtime_ns=node.mtime, ctime_ns=node.ctime,
-            birthtime_ns=node.crtime, rdev=rdev, blocks=node.blocks,
+            birthtime_ns=node.crtime, rdev=rdev, blocks=blocks,
             blksize=self.vol.block_size, gen=node.generation, flags=bsd_flags(node.flags))
 
     def setattr(self, node: Inode, changes: SetAttr) -> None:
@@ -152,10 +155,10 @@ class ExtFileSystem(MountState, FileSystem):
             node.uid = changes.uid
         if changes.gid is not None:
             node.gid = changes.gid
-        if changes.atime_ns is not None:
-            node.atime = changes.atime_ns
+        if changes.atime_ns is not None:     # clamped to the format, as Linux does
+            node.atime = node.fit_time(changes.atime_ns, "a")
         if changes.mtime_ns is not None:
-            node.mtime = changes.mtime_ns
+            node.mtime = node.fit_time(changes.mtime_ns, "m")
         node.ctime = self.now()
         node.dirty = True
 
@@ -352,6 +355,8 @@ class ExtFileSystem(MountState, FileSystem):
         attrs = xattr.load(self, node)
         if name not in attrs or name == xattr.INLINE_NAME:
             raise KernelError(Errno.ENOATTR, name.decode("utf-8", "replace"))
+        if name in (acl.ACCESS, acl.DEFAULT):
+            return acl.from_disk(attrs[name])
         return attrs[name]
 
     def listxattr(self, node: Inode) -> list[bytes]:
@@ -367,9 +372,28 @@ class ExtFileSystem(MountState, FileSystem):
         if flags & 2 and name not in attrs:
             raise KernelError(Errno.ENOATTR, name.decode("utf-8", "replace"))
         xattr.split_name(name)
-        attrs[name] = bytes(value)
+        if name in (acl.ACCESS, acl.DEFAULT):
+            self._set_acl(node, attrs, name, bytes(value))
+        else:
+            attrs[name] = bytes(value)
         xattr.store(self, node, attrs)
         node.ctime = self.now()
+
+    def _set_acl(self, node: Inode, attrs: dict[bytes, bytes], name: bytes,
+                 value: bytes) -> None:
+        """Linux's ext4_set_acl: the value arrives in xattr format and is stored in ext4's
+        (EINVAL if malformed); an access ACL sets the mode's permission bits and is not
+        stored when the mode alone says the same; a default ACL needs a directory."""
+        ents = acl.parse(value)
+        if name == acl.DEFAULT and not node.is_dir:
+            raise KernelError(Errno.EACCES, "ext: default ACL on a non-directory")
+        if name == acl.ACCESS:
+            node.mode = acl.apply_to_mode(node.mode, ents)
+            node.dirty = True
+            if acl.equiv_mode(ents) is not None:
+                attrs.pop(name, None)
+                return
+        attrs[name] = acl.to_disk(value)
 
     def removexattr(self, node: Inode, name: bytes) -> None:
         self._check_rw()
@@ -403,7 +427,9 @@ class ExtFileSystem(MountState, FileSystem):
         if node.mode == 0:
             return
         if fileio.has_map(node):
-            self.bmap(node).truncate(0)
+            bmap = self.bmap(node)
+            bmap.truncate(0)
+            bmap.store()          # frees the extent tree's own blocks too
             node.emap = None
         if node.file_acl:
             xattr.release_block(self, node)
