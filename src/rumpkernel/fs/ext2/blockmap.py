@@ -110,6 +110,30 @@ class IndirectMap:
             lblk += stop - idx
         return None
 
+    def all_blocks(self) -> list[tuple[int, int]]:
+        """[(pblk, n)] of every block the map holds: data and indirect blocks (reads them)."""
+        out = [(p, 1) for p in struct.unpack("<12I", bytes(self.node.iblock[:48])) if p]
+        for level, slot in ((1, 12), (2, 13), (3, 14)):
+            p = self._root(slot)
+            if p:
+                self._collect(p, level, out)
+        return out
+
+    def _collect(self, blk: int, level: int, out: list[tuple[int, int]]) -> None:
+        out.append((blk, 1))
+        for p in self._ptrs(blk):
+            if not p:
+                continue
+            if level == 1:
+                self.vol.check_block(p, 1, f"inode {self.node.ino} data block")
+                last = out[-1]
+                if last[0] + last[1] == p:
+                    out[-1] = (last[0], last[1] + 1)
+                else:
+                    out.append((p, 1))
+            else:
+                self._collect(p, level - 1, out)
+
     # -- allocation ---------------------------------------------------------------------------
     def map_alloc(self, lblk: int, count: int, goal: int) -> list[tuple[int, int, int, bool]]:
         if lblk + count > self.limits[3]:

@@ -132,6 +132,10 @@ class ExtentMap:
                 return max(lblk, e[0])
         return None
 
+    def all_blocks(self) -> list[tuple[int, int]]:
+        """[(pblk, n)] of every block the map holds: extents and tree nodes."""
+        return [(e[1], e[2]) for e in self.exts] + [(b, 1) for b in self.tree_blocks]
+
     def mapped_blocks(self) -> int:
         return sum(e[2] for e in self.exts)
 
@@ -157,7 +161,13 @@ class ExtentMap:
             lblk += n
         return out
 
+    def _note(self) -> None:
+        """Before a change: let the running operation's undo log keep the old list."""
+        if self.vol.txn is not None:
+            self.vol.txn.note_map(self)
+
     def _alloc(self, i: int, lblk: int, want: int, goal: int) -> tuple[int, int]:
+        self._note()
         exts = self.exts
         if i >= 0:
             prev = exts[i]
@@ -174,6 +184,7 @@ class ExtentMap:
         return pblk, n
 
     def _convert_unwritten(self, e: list[int]) -> None:
+        self._note()
         bs = self.vol.block_size
         done = 0
         while done < e[2]:
@@ -184,6 +195,7 @@ class ExtentMap:
         self.dirty = True
 
     def truncate(self, first: int) -> None:
+        self._note()
         exts = self.exts
         keep: list[list[int]] = []
         for e in exts:
@@ -208,6 +220,7 @@ class ExtentMap:
     def store(self) -> None:
         if not self.dirty:
             return
+        self._note()
         bs = self.vol.block_size
         per_block = (bs - 12) // 12
         level = [(e[0], _ENT.pack(e[0], e[2] + (MAX_INIT_LEN if e[3] else 0), e[1] >> 32,

@@ -30,6 +30,7 @@ from rumpkernel.fs.ext2.blockmap import IndirectMap
 from rumpkernel.fs.ext2.extents import ExtentMap, empty_root
 from rumpkernel.fs.ext2.inode import Inode
 from rumpkernel.fs.ext2.mount import MountState
+from rumpkernel.fs.ext2.txn import Txn
 from rumpkernel.kern.errno import Errno, KernelError, corrupt
 from rumpkernel.vfs.vattr import (
     S_IFBLK,
@@ -43,7 +44,7 @@ from rumpkernel.vfs.vattr import (
     VAttr,
     dtype_of,
 )
-from rumpkernel.vfs.vnode_if import FileSystem
+from rumpkernel.vfs.vnode_if import MODIFYING_OPS, FileSystem
 
 _FT = {0o100000: L.FT_REG, 0o040000: L.FT_DIR, 0o020000: L.FT_CHR, 0o060000: L.FT_BLK,
        0o010000: L.FT_FIFO, 0o140000: L.FT_SOCK, 0o120000: L.FT_SYMLINK}
@@ -61,17 +62,32 @@ def ftype_of(mode: int) -> int:
     return _FT.get(mode & S_IFMT, L.FT_UNKNOWN)
 
 
-def _noting_corruption(fn: Any) -> Any:
-    """Wrap a vnode operation: corruption found on a writable mount is recorded in the
-    superblock (error state, count, times), as Linux does, before the error is passed on."""
+def _operation(fn: Any, modifying: bool) -> Any:
+    """Wrap a vnode operation.  A modifying one runs inside an undo log (``txn.py``): if it
+    fails, whatever it changed is put back (all or nothing).  Corruption found on a writable
+    mount is then recorded in the superblock (error state, count, times), as Linux does."""
 
     def op(self: ExtFileSystem, *args: Any) -> Any:
+        vol = self.vol
+        if not modifying or self.readonly or vol.txn is not None:
+            try:
+                return fn(self, *args)
+            except KernelError as err:
+                if err.errno == Errno.EUCLEAN and vol.txn is None:
+                    self.note_error(str(err.detail or ""))
+                raise
+        txn = vol.txn = Txn(self, tuple(a for a in args if isinstance(a, Inode)))
         try:
-            return fn(self, *args)
-        except KernelError as err:
-            if err.errno == Errno.EUCLEAN:
+            result = fn(self, *args)
+        except BaseException as err:
+            vol.txn = None
+            txn.rollback()
+            if isinstance(err, KernelError) and err.errno == Errno.EUCLEAN:
                 self.note_error(str(err.detail or ""))
             raise
+        vol.txn = None
+        txn.commit()
+        return result
 
     op.__name__, op.__doc__, op.__qualname__ = fn.__name__, fn.__doc__, fn.__qualname__
     return op
@@ -188,6 +204,8 @@ class ExtFileSystem(MountState, FileSystem):
         ino = self.vol.alloc_inode(group, mode & S_IFMT == S_IFDIR)
         self.generation = (self.generation + 1) & 0xFFFFFFFF
         node = Inode.new(self.vol, ino, mode, uid, gid, self.now(), self.generation)
+        if self.vol.txn is not None:
+            self.vol.txn.new_inode(node)
         if self.extents and mode & S_IFMT in (0o100000, S_IFDIR):
             node.flags |= L.INODE_EXTENTS_FL
             node.iblock[:] = empty_root()
@@ -195,12 +213,7 @@ class ExtFileSystem(MountState, FileSystem):
         return node
 
     def _link_into(self, dnode: Inode, name: bytes, node: Inode) -> None:
-        try:
-            dirs.add_entry(self, dnode, name, node.ino, ftype_of(node.mode))
-        except KernelError:
-            node.links = 0
-            self._free_inode(node)
-            raise
+        dirs.add_entry(self, dnode, name, node.ino, ftype_of(node.mode))
         dnode.mtime = dnode.ctime = self.now()
         dnode.dirty = True
 
@@ -227,12 +240,7 @@ class ExtFileSystem(MountState, FileSystem):
             raise KernelError(Errno.EMLINK, "ext: too many subdirectories")
         node = self._new_node(dnode, S_IFDIR | (mode & 0o7777), uid, gid)
         node.links = 2
-        try:
-            (_, pblk, _, _), = self.bmap(node).map_alloc(0, 1, self.goal_for(node))
-        except KernelError:
-            node.links = 0
-            self._free_inode(node)
-            raise
+        (_, pblk, _, _), = self.bmap(node).map_alloc(0, 1, self.goal_for(node))
         node.size = self.vol.block_size
         dirs.write_block(self, node, pblk, dirs.new_dir_block(self, node.ino, dnode.ino, node))
         self._link_into(dnode, name, node)
@@ -265,13 +273,8 @@ class ExtFileSystem(MountState, FileSystem):
             if self.extents:
                 node.flags |= L.INODE_EXTENTS_FL
                 node.iblock[:] = empty_root()
-            try:
-                (_, pblk, _, _), = self.bmap(node).map_alloc(0, 1, self.goal_for(node))
-                self.vol.write(pblk, target.ljust(self.vol.block_size, b"\0"))
-            except KernelError:
-                node.links = 0
-                self._free_inode(node)
-                raise
+            (_, pblk, _, _), = self.bmap(node).map_alloc(0, 1, self.goal_for(node))
+            self.vol.write(pblk, target.ljust(self.vol.block_size, b"\0"))
         self._link_into(dnode, name, node)
         return node.ino
 
@@ -286,6 +289,8 @@ class ExtFileSystem(MountState, FileSystem):
 
     def unlink(self, dnode: Inode, name: bytes, node: Inode) -> None:
         self._check_rw()
+        if node.links <= 1:
+            self._prepare_free(node)
         dirs.remove_entry(self, dnode, name)
         node.links = max(0, node.links - 1)
         node.ctime = dnode.mtime = dnode.ctime = self.now()
@@ -295,6 +300,7 @@ class ExtFileSystem(MountState, FileSystem):
         self._check_rw()
         if not dirs.is_empty(self, node):
             raise KernelError(Errno.ENOTEMPTY, name.decode("utf-8", "replace"))
+        self._prepare_free(node)
         dirs.remove_entry(self, dnode, name)
         node.links = 0
         self._dec_dir_links(dnode)
@@ -310,6 +316,8 @@ class ExtFileSystem(MountState, FileSystem):
         if tnode is not None:
             if tnode.is_dir and not dirs.is_empty(self, tnode):
                 raise KernelError(Errno.ENOTEMPTY, tname.decode("utf-8", "replace"))
+            if tnode.is_dir or tnode.links <= 1:
+                self._prepare_free(tnode)
             dirs.set_entry(self, tdnode, tname, snode.ino, ft)
             if tnode.is_dir:
                 tnode.links = 0
@@ -419,10 +427,28 @@ class ExtFileSystem(MountState, FileSystem):
         sb = self.vol.sb
         return {"type": self.fstype, "uuid": sb.s_uuid.hex(), "label": self.label,
                 "block_size": self.vol.block_size, "blocks": self.vol.geo.blocks_count,
-                "readonly": self.readonly, "replayed_journal": self.replayed,
+                "readonly": self.readonly, "ro_reason": self.ro_reason,
+                "replayed_journal": self.replayed,
                 "features": self.feature_names()}
 
     # -- freeing ------------------------------------------------------------------------------
+    def _prepare_free(self, node: Inode) -> None:
+        """Before the last name of ``node`` goes: read and check everything freeing it will
+        need (block map, the bitmaps of every group it has blocks in, its xattr block, its
+        inode bitmap), so a corrupt or unreadable one fails the removal, not the free after
+        it (which would leave an unlinked inode holding its blocks)."""
+        vol = self.vol
+        geo = vol.geo
+        ranges = self.bmap(node).all_blocks() if fileio.has_map(node) else []
+        if node.file_acl:
+            xattr.load(self, node)
+            ranges.append((node.file_acl, 1))
+        for start, n in ranges:
+            vol.check_block(start, n, f"inode {node.ino} block")
+            for group in range(geo.group_of_block(start), geo.group_of_block(start + n - 1) + 1):
+                vol.block_bitmap(group)
+        vol.inode_bitmap((node.ino - 1) // geo.inodes_per_group)
+
     def _free_inode(self, node: Inode) -> None:
         if node.mode == 0:
             return
@@ -456,8 +482,11 @@ class ExtFileSystem(MountState, FileSystem):
             node.dirty = False
 
 
+_MODIFYING = MODIFYING_OPS | {"inactive", "reclaim"}
 for _name in ("vget", "setattr", "lookup", "readdir", "create", "mkdir", "symlink", "link",
               "unlink", "rmdir", "rename", "readlink", "read", "write", "seek_data",
-              "seek_hole", "getxattr", "setxattr", "listxattr", "removexattr", "inactive"):
-    setattr(ExtFileSystem, _name, _noting_corruption(getattr(ExtFileSystem, _name)))
+              "seek_hole", "getxattr", "setxattr", "listxattr", "removexattr", "inactive",
+              "reclaim"):
+    setattr(ExtFileSystem, _name, _operation(getattr(ExtFileSystem, _name),
+                                             _name in _MODIFYING))
 del _name

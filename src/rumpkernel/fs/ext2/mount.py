@@ -6,10 +6,15 @@ Policy:
   encryption): refused with EOPNOTSUPP naming the feature.
 - features outside ``INCOMPAT_WRITE`` / ``RO_COMPAT_WRITE`` (mmp, casefold,
   ea_inode, bigalloc, quota, verity, orphan_present...), a non-empty orphan list, or an error
-  state recorded by the kernel: mounted read-only, with a ``ctx.log`` line saying why.
-- a journal that needs recovery is replayed into the device on a read-write mount and into
-  an in-memory overlay on a read-only one (the device is then never written).  An external
-  journal, or one that cannot be replayed, refuses a read-write mount (EROFS/EUCLEAN).
+  state recorded by the kernel: mounted read-only, with a ``ctx.log`` line saying why; the
+  reason stays in ``fs.ro_reason`` (and ``info()["ro_reason"]``) for callers to show.
+- a journal that needs recovery is replayed into an in-memory overlay; a read-write mount
+  writes it to the device once the mount is known to succeed.  An external journal, or one
+  that cannot be replayed, refuses a read-write mount (EROFS/EUCLEAN).
+- nothing is written while mounting until the root directory has been read and checked; the
+  superblock's mount fields (not-clean state, mount count and time) are written before the
+  first change, not at mount: a read-write mount that changes nothing, or whose every
+  operation failed, leaves the image byte-identical.
 """
 
 from __future__ import annotations
@@ -97,13 +102,18 @@ class MountState:
         self.replayed = False
         self.had_errors = False
         self.unmounted = False
+        self.mounted = False         # errors found while mounting are not recorded on disk
+        self.was_clean = False
+        self._replay: journal.Recovery | None = None
         raw = read_super(ctx.dev)
         sb = L.Superblock.parse(raw)
         if sb.s_magic != L.EXT2_MAGIC:
             raise KernelError(Errno.EINVAL, "ext: bad superblock magic")
         why = self._policy(sb)
-        self.readonly = bool(ctx.readonly or ctx.dev.readonly or "ro" in ctx.options or why)
-        if why and not (ctx.readonly or ctx.dev.readonly or "ro" in ctx.options):
+        asked_ro = bool(ctx.readonly or ctx.dev.readonly or "ro" in ctx.options)
+        self.readonly = asked_ro or bool(why)
+        self.ro_reason = "" if asked_ro else why
+        if self.ro_reason:
             ctx.log(f"ext: {ctx.dev.name}: mounting read-only: {why}")
         bs = 1024 << min(sb.s_log_block_size, 6)
         bio = ctx.blockio(bs)
@@ -113,13 +123,34 @@ class MountState:
             if self.vol.geo.incompat & L.INCOMPAT_RECOVER:
                 self._recover()
             self._settle()
+            if "_newfs" not in ctx.options:      # newfs mounts before the root exists
+                self._check_root()
+            self.mounted = True
             if not self.readonly:
-                self._mark_mounted()
-                if self.vol.sb.s_last_orphan:
-                    self._process_orphans()
+                self._finish_rw_mount()
         except BaseException:
             _release(bio)    # a failed mount gives its cache memory back
             raise
+
+    def _check_root(self) -> None:
+        try:
+            root = self.vget(L.ROOT_INO)  # type: ignore[attr-defined]
+        except KernelError as err:
+            if err.errno != Errno.ENOENT:
+                raise
+            raise KernelError(Errno.EUCLEAN, "ext: root inode is not in use") from None
+        if not root.is_dir:
+            raise KernelError(Errno.EUCLEAN, "ext: root inode is not a directory")
+
+    def _finish_rw_mount(self) -> None:
+        """The mount succeeds: write the replayed journal, clean up orphans, and arrange for
+        the superblock to be marked in use before the first change."""
+        if self._replay is not None:
+            self._write_replay(self._replay)
+            self._replay = None
+        self.vol.on_first_change = self._mark_mounted
+        if self.vol.sb.s_last_orphan:
+            self._process_orphans()
 
     # -- feature policy -----------------------------------------------------------------------
     def _policy(self, sb: Any) -> str:
@@ -168,19 +199,22 @@ class MountState:
         return node, self.bmap(node)  # type: ignore[attr-defined]
 
     def _apply_recovery(self, rec: journal.Recovery) -> None:
-        vol = self.vol
+        """Replay into memory; a read-write mount writes it out in ``_write_replay``."""
         self.replayed = bool(rec.blocks)
+        self.vol.overlay = dict(rec.blocks)
+        self._reload_super()
         if self.readonly:
-            vol.overlay = dict(rec.blocks)
-            self._reload_super()
             self.ctx.log(f"ext: replayed {rec.transactions} transactions into memory")
-            return
-        for blk, data in sorted(rec.blocks.items()):
+        else:
+            self._replay = rec
+
+    def _write_replay(self, rec: journal.Recovery) -> None:
+        vol = self.vol
+        for blk, data in sorted(vol.overlay.items()):
             vol.bio.write(blk, data)
+        vol.overlay = {}
         vol.bio.write(rec.jsb_block, journal.clean_jsb(rec, vol))
         vol.bio.flush(sync=True)
-        self._reload_super()
-        vol = self.vol
         vol.update_super(s_feature_incompat=vol.sb.s_feature_incompat & ~L.INCOMPAT_RECOVER)
         vol.write_super_now()
         vol.bio.flush(sync=True)
@@ -256,7 +290,7 @@ class MountState:
 
     def note_error(self, detail: str) -> None:
         """Record detected corruption in the superblock (Linux's ext4_error bookkeeping)."""
-        if self.readonly:
+        if self.readonly or not self.mounted:
             return
         self.ctx.log(f"ext: {self.ctx.dev.name}: error: {detail}")  # type: ignore[union-attr]
         vol = self.vol
@@ -304,6 +338,9 @@ class MountState:
         if self.readonly:
             return
         self._write_dirty_inodes()
+        if not self.vol.changed:    # nothing changed (or every change was undone)
+            self.vol.bio.flush(sync=True)
+            return
         secs = self.now() // 1_000_000_000
         self.vol.update_super(s_wtime=secs & 0xFFFFFFFF, s_wtime_hi=(secs >> 32) & 0xFF)
         self.vol.flush(sync=True)
@@ -318,7 +355,7 @@ class MountState:
                     self._free_inode(node)  # type: ignore[attr-defined]
             self._write_dirty_inodes()
             sb = self.vol.sb
-            if self.was_clean:
+            if self.was_clean and self.vol.changed:
                 self.vol.update_super(s_state=sb.s_state | L.STATE_VALID)
             self.sync()
         _release(self.vol.bio)

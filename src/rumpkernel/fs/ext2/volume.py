@@ -133,6 +133,9 @@ class Volume:
         self._meta_map: dict[int, list[tuple[int, int]]] | None = None
         self._bhint: dict[int, int] = {}   # per group: every bit below is known to be set
         self._ihint: dict[int, int] = {}
+        self.txn: Any = None                # the running operation's undo log (txn.py)
+        self.changed = False                # anything changed since mount?
+        self.on_first_change: Callable[[], None] | None = None
 
     # -- checksums ----------------------------------------------------------------------------
     def _check_sb_csum(self, raw: bytes) -> None:
@@ -191,15 +194,23 @@ class Volume:
 
     def write(self, blk: int, data: bytes | bytearray) -> None:
         self._writable()
+        txn = self.txn
+        if txn is not None and txn.wants_block(blk):
+            txn.note_block(blk, self.read(blk))
         self.bio.write(blk, data)
 
     def write_run(self, blk: int, data: bytes | bytearray) -> None:
+        """File data, straight to the device (not undone by a failing operation)."""
         self._writable()
         self.bio.write_run(blk, data)
 
     def _writable(self) -> None:
         if self.readonly:
             raise KernelError(Errno.EROFS, "ext: file system is mounted read-only")
+        if not self.changed:
+            self.changed = True
+            if self.on_first_change is not None:
+                self.on_first_change()
 
     # -- group descriptors --------------------------------------------------------------------
     def load_gds(self) -> None:
@@ -407,29 +418,58 @@ class Volume:
             self._bhint[group] = limit
             return None
         n = zero_run(bm, bit, min(limit, bit + count))
+        self._note_group("b", group, bm)
         set_bits(bm, bit, n, True)
         if bit <= low:
             self._bhint[group] = bit + n
         self._bbm_dirty.add(group)
         self._adjust_gd(group, blocks=-n, clear_flags=L.BG_BLOCK_UNINIT)
-        return g.group_first_block(group) + bit, n
+        start = g.group_first_block(group) + bit
+        if self.txn is not None:
+            self.txn.allocated(start, n)
+        return start, n
+
+    def _note_group(self, kind: str, group: int, bm: bytearray) -> None:
+        txn = self.txn
+        if txn is not None:
+            txn.note_bitmap(kind, group, bm)
+            txn.note_counts(group, self._cnt[group])
+
+    def restore_bitmap(self, kind: str, group: int, data: bytes) -> None:
+        """Undo (txn.py): put a cached bitmap back; forget what the hints knew."""
+        (self._bbm if kind == "b" else self._ibm)[group][:] = data
+        (self._bbm_dirty if kind == "b" else self._ibm_dirty).add(group)
+        (self._bhint if kind == "b" else self._ihint).pop(group, None)
+
+    def restore_counts(self, group: int, counts: list[int]) -> None:
+        self._cnt[group][:] = counts
+        self._gd_dirty.add(group)
 
     def free_blocks(self, start: int, count: int) -> None:
         g = self.geo
         self.check_block(start, count, "freed block")
-        self.bio.forget(start, count)
-        while count > 0:
-            group = g.group_of_block(start)
-            bit = start - g.group_first_block(group)
-            n = min(count, g.group_nblocks(group) - bit)
+        self._writable()
+        groups = []
+        pos, left = start, count
+        while left > 0:             # every bitmap read (and checked) before any change
+            group = g.group_of_block(pos)
+            bit = pos - g.group_first_block(group)
+            n = min(left, g.group_nblocks(group) - bit)
             bm = self.block_bitmap(group)
-            self._check_set(bm, bit, n, f"block {start}")
+            self._check_set(bm, bit, n, f"block {pos}")
+            groups.append((group, bit, n, bm))
+            pos += n
+            left -= n
+        if self.txn is not None:
+            self.txn.defer_forget(start, count)
+        else:
+            self.bio.forget(start, count)
+        for group, bit, n, bm in groups:
+            self._note_group("b", group, bm)
             set_bits(bm, bit, n, False)
             self._bhint[group] = min(self._bhint.get(group, 0), bit)
             self._bbm_dirty.add(group)
             self._adjust_gd(group, blocks=n)
-            start += n
-            count -= n
 
     @staticmethod
     def _check_set(bm: bytearray, bit: int, n: int, what: str) -> None:
@@ -452,6 +492,7 @@ class Volume:
             if bit < 0:
                 self._ihint[group] = g.inodes_per_group
                 continue
+            self._note_group("i", group, bm)
             set_bits(bm, bit, 1, True)
             self._ihint[group] = bit + 1
             self._ibm_dirty.add(group)
@@ -473,6 +514,8 @@ class Volume:
         bm = self.inode_bitmap(group)
         if not test_bit(bm, bit):
             raise corrupt(f"ext: freeing inode {ino}: already free")
+        self._writable()
+        self._note_group("i", group, bm)
         set_bits(bm, bit, 1, False)
         self._ihint[group] = min(self._ihint.get(group, 0), bit)
         self._ibm_dirty.add(group)
@@ -566,7 +609,10 @@ class Volume:
         raw = self.super_bytes()
         bs = self.block_size
         blk, off = divmod(L.SUPERBLOCK_OFFSET, bs)
-        data = bytearray(self.read(blk))
+        old = self.read(blk)
+        if self.txn is not None:
+            self.txn.note_block(blk, old)
+        data = bytearray(old)
         data[off:off + L.SUPERBLOCK_SIZE] = raw
         self.bio.write(blk, data)
         self.sb_dirty = False
