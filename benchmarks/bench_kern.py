@@ -1,10 +1,12 @@
-"""Kernel core: boot time, memory per kernel, local null system call.
+"""Kernel core: boot time, memory per kernel, local null system call, poll scaling.
 
     python benchmarks/bench_kern.py
 
 Prints boot time of a first and a second kern-only kernel, extra memory per additional kernel
 (tracemalloc, kern only and with every component), and the cost of a local null syscall
-(getpid) as a ratio against os.getpid() measured in the same run.
+(getpid) as a ratio against os.getpid() measured in the same run, and the cost of waking a
+poll over 1,000 idle pipes and one busy one (a writer thread feeds the busy pipe; the poller
+reads it), beside the same poll over the one busy pipe alone.
 """
 
 from __future__ import annotations
@@ -84,7 +86,57 @@ def null_syscall() -> None:
     k.halt()
 
 
+def poll_scaling() -> None:
+    """Round trips: the main thread polls, a helper thread writes one byte when told; with 1,000
+    idle pipes beside the busy one, then with the busy one alone."""
+    import select
+    import threading
+
+    import rumpkernel
+
+    k = rumpkernel.boot(components=())
+    idle = [k.sys.pipe() for _ in range(1000)]
+    r, w = k.sys.pipe()
+    go = threading.Semaphore(0)
+    stop = False
+
+    def writer() -> None:
+        while True:
+            go.acquire()
+            if stop:
+                return
+            k.sys.write(w, b"x")
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+
+    def rounds(fds: list, n: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            go.release()
+            k.sys.poll(fds, -1)
+            k.sys.read(r, 1)
+        return (time.perf_counter() - t0) / n
+
+    many = [(fd, select.POLLIN) for fd, _ in idle] + [(r, select.POLLIN)]
+    one = [(r, select.POLLIN)]
+    big, small = [], []
+    for _ in range(5):
+        big.append(rounds(many, 300))
+        small.append(rounds(one, 300))
+    print(row("poll wake-up: 1,000 idle + 1 busy pipe vs 1 pipe", statistics.median(big),
+              statistics.median(small), "us", 1e6))
+    stop = True
+    go.release()
+    t.join()
+    for a, b in [*idle, (r, w)]:
+        k.sys.close(a)
+        k.sys.close(b)
+    k.halt()
+
+
 if __name__ == "__main__":
     boot_times()
     memory_per_kernel()
     null_syscall()
+    poll_scaling()

@@ -27,13 +27,13 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    if name == "SimHost":
-        from rumpkernel.hypercall.sim import SimHost
+    if name in ("SimHost", "SimWorld"):
+        from rumpkernel.hypercall import sim
 
-        return SimHost
+        return getattr(sim, name)
     raise AttributeError(name)
-__all__ = ["Errno", "Kernel", "KernelError", "KernelPanic", "PosixHost", "SimHost", "boot",
-           "connect"]
+__all__ = ["Errno", "Kernel", "KernelError", "KernelPanic", "PosixHost", "SimHost", "SimWorld",
+           "boot", "connect"]
 
 
 def boot(host: Hypercalls | None = None, *, components: Iterable[str] | None = None,

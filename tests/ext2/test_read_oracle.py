@@ -8,7 +8,7 @@ import pytest
 
 from rumpkernel.fs.ext2 import dirs
 from rumpkernel.fs.ext2 import layout as L
-from rumpkernel.fs.ext2.fileio import makedev
+from rumpkernel.kern.abi import makedev
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.vfs.vattr import S_IFCHR, S_IFMT
 

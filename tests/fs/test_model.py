@@ -15,9 +15,6 @@ class Model:
         self.files: dict[str, bytes] = {}
         self.dirs: set[str] = {""}
 
-    def parent_ok(self, path: str) -> bool:
-        return path.rsplit("/", 1)[0] if "/" in path else "" in self.dirs
-
 
 def _dir_of(path: str) -> str:
     return path.rsplit("/", 1)[0] if "/" in path else ""

@@ -85,7 +85,7 @@ def test_name_too_long(fs) -> None:
     assert err(fs.sys.open, fs.p("x" * (limit + 1)), CREAT) == E.ENAMETOOLONG
     assert err(fs.sys.mkdir, fs.p("y" * 256)) == E.ENAMETOOLONG
     mkfile(fs.sys, fs.p("z" * min(limit, 255)))
-    assert err(fs.sys.stat, "/" + "a/" * 2100) == E.ENAMETOOLONG   # PATH_MAX 4096
+    assert err(fs.sys.stat, "/" + "a/" * 2100) == E.ENAMETOOLONG   # > PATH_MAX (4,096)
 
 
 def test_pread_pwrite_and_holes(fs) -> None:

@@ -45,11 +45,21 @@ def test_rfork_clean_table(k) -> None:
 
 
 def test_rfork_shared_table(k) -> None:
+    before = k.sys.pipe()
     k.lwproc.rfork(RFSHARE)
     r, w = k.sys.pipe()
+    assert (r, w) == (2, 3)                    # allocated after the parent's 0 and 1
+    k.sys.write(before[1], b"p")               # the child uses the parent's descriptors
     k.lwproc.release()
-    k.sys.close(r)                             # the parent sees the child's descriptors
-    k.sys.close(w)
+    assert k.sys.write(w, b"c") == 1           # the parent sees the child's descriptors
+    assert k.sys.read(r, 1) == b"c" and k.sys.read(before[0], 1) == b"p"
+    for fd in (r, w, *before):
+        k.sys.close(fd)
+    k.lwproc.rfork(RFFDG)                      # a copy: the child's new ones stay its own
+    r2, _w2 = k.sys.pipe()
+    k.lwproc.release()
+    with pytest.raises(OSError):
+        k.sys.close(r2)
 
 
 def test_release_closes_files_of_exiting_process(k) -> None:

@@ -260,7 +260,10 @@ def test_blocked_reader_sim() -> None:
     got: list[bytes] = []
     t = threading.Thread(target=lambda: got.append(k.sys.read(r, 10)))
     t.start()
-    time.sleep(0.05)
+    deadline = time.monotonic() + 10
+    while not any(l.wchan is not None for l in k.all_lwps()):   # the reader is blocked
+        assert time.monotonic() < deadline and t.is_alive()
+        time.sleep(0.005)
     assert not got
     k.sys.write(w, b"wake")
     t.join(5)

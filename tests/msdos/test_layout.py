@@ -199,7 +199,17 @@ def test_time_round_trip_to_two_seconds(ns):
 
 @given(ints(0, 0xFFFF), ints(0, 0xFFFF), ints(0, 255))
 def test_from_fat_total(date, time, cs):
-    from_fat(date, time, cs)
+    """Any 16+16+8 bits decode (garbage included) to a time inside FAT's range, 1980..2108,
+    and valid fields decode to exactly what they say."""
+    ns = from_fat(date, time, cs)
+    assert isinstance(ns, int)
+    assert 315532800 * 10**9 <= ns < 4354819200 * 10**9 + 2 * 10**9
+    day, month = date & 0x1F, (date >> 5) & 0xF
+    sec2, minute, hour = time & 0x1F, (time >> 5) & 0x3F, time >> 11
+    if 1 <= day <= 28 and 1 <= month <= 12 and sec2 < 30 and minute < 60 and hour < 24 \
+            and cs < 200:
+        back = to_fat(ns)
+        assert (back[0], back[1]) == (date, time)
 
 
 @pytest.mark.parametrize("mode,name,want", [

@@ -34,8 +34,8 @@ from typing import Any
 
 from fsspec.spec import AbstractFileSystem
 
+from rumpkernel.client import abi as H
 from rumpkernel.client.files.imagespec import ImageSpec, parse_image_spec
-from rumpkernel.hypercall import hostabi as H
 from rumpkernel.hypercall.hostio import HOST, new_lock
 
 MOUNTPOINT = "/image"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rumpkernel.client.abi import oserror
 from rumpkernel.client.files import bind as bind_files
-from rumpkernel.client.sys import RB_NOSYNC, Sys
-from rumpkernel.hypercall.hostabi import oserror
+from rumpkernel.client.sys import Sys
+from rumpkernel.kern.abi import RB_NOSYNC
 from rumpkernel.kern.errno import KernelError
 from rumpkernel.kern.kernel import Kernel
 

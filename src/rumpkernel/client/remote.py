@@ -30,6 +30,7 @@ import weakref
 from collections import deque
 from typing import Any
 
+from rumpkernel.client.abi import oserror
 from rumpkernel.client.sys import Sys
 from rumpkernel.client.sysproxy.marshal import MarshalError, encode_args
 from rumpkernel.client.sysproxy.messages import (
@@ -46,7 +47,6 @@ from rumpkernel.client.sysproxy.messages import (
 from rumpkernel.client.sysproxy.protocol import ClientProtocol
 from rumpkernel.client.sysproxy.wire import HandshakeKind, ProtocolError
 from rumpkernel.hypercall import spsock
-from rumpkernel.hypercall.hostabi import oserror
 from rumpkernel.kern.errno import Errno, KernelPanic
 
 RECV_SIZE = 1 << 18

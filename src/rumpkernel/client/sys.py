@@ -13,22 +13,29 @@ from __future__ import annotations
 import errno
 import struct
 from collections.abc import Callable, Iterable, Sequence
+from itertools import compress
 from typing import Any
 
+from rumpkernel.client import abi as H
 from rumpkernel.client.sys_stubs import SyscallStubs
-from rumpkernel.hypercall import hostabi as H
-from rumpkernel.kern.syscall.structs import POLLFD, STAT, STATVFS, TIMESPEC, iter_dirents
+from rumpkernel.kern import abi as K
+from rumpkernel.kern.abi import (  # kernel values
+    AT_EACCESS,
+    AT_FDCWD,
+    AT_REMOVEDIR,
+    AT_SYMLINK_FOLLOW,
+    AT_SYMLINK_NOFOLLOW,
+    PATH_MAX,
+    RB_HALT,
+    UTIME_NOW,
+    UTIME_OMIT,
+    XATTR_NOFOLLOW,
+)
+from rumpkernel.kern.syscall import sysent as S
+from rumpkernel.kern.syscall.structs import POLLFD, RLIMIT, STAT, STATVFS, TIMESPEC, iter_dirents
 
-AT_FDCWD = -100
-AT_SYMLINK_NOFOLLOW = 0x200   # kernel values
-AT_SYMLINK_FOLLOW = 0x400
-AT_REMOVEDIR = 0x800
-AT_EACCESS = 0x100
-XATTR_NOFOLLOW = 0x100
-RB_NOSYNC, RB_HALT = 0x4, 0x8
-UTIME_NOW, UTIME_OMIT = H.UTIME_NOW, H.UTIME_OMIT
 GETDENTS_BUFSIZE = 65536
-PATH_BUF = 4096
+PATH_BUF = PATH_MAX
 
 _STAT_NAMES = STAT.names
 _STATVFS_NAMES = STATVFS.names
@@ -66,32 +73,33 @@ SCRATCH_MIN = 65536
 
 
 class Sys(SyscallStubs):
-    __slots__ = ("_after_reboot", "_call", "_scratch")
+    __slots__ = ("_after_reboot", "_call", "_pollreq", "_scratch")
 
     def __init__(self, call: Callable[[int, tuple[Any, ...]], Any],
                  after_reboot: Callable[[int], None] | None = None) -> None:
         self._call = call  # type: ignore[misc]
         self._after_reboot = after_reboot
         self._scratch: list[bytearray] = []   # large read buffers, reused (list ops are atomic)
+        self._pollreq: tuple[tuple[Any, ...], bytes] | None = None   # the last poll's request
 
     # ---- processes and credentials --------------------------------------------------------
     def getpid(self) -> int:
-        return self._call(1, ())
+        return self._call(S.SYS_getpid, ())
 
     def getppid(self) -> int:
-        return self._call(2, ())
+        return self._call(S.SYS_getppid, ())
 
     def getuid(self) -> int:
-        return self._call(3, ())
+        return self._call(S.SYS_getuid, ())
 
     def geteuid(self) -> int:
-        return self._call(4, ())
+        return self._call(S.SYS_geteuid, ())
 
     def getgid(self) -> int:
-        return self._call(5, ())
+        return self._call(S.SYS_getgid, ())
 
     def getegid(self) -> int:
-        return self._call(6, ())
+        return self._call(S.SYS_getegid, ())
 
     def setuid(self, uid: int) -> None:
         self.sys_setuid(uid)
@@ -117,6 +125,17 @@ class Sys(SyscallStubs):
     def umask(self, mask: int) -> int:
         return self.sys_umask(mask)
 
+    def getrlimit(self, resource: int) -> tuple[int, int]:
+        """Like ``resource.getrlimit``: (soft, hard).  Only ``resource.RLIMIT_NOFILE``."""
+        buf = bytearray(RLIMIT.size)
+        self.sys_getrlimit(H.rlimit_to_kernel(resource), buf)
+        return RLIMIT.unpack(buf)  # type: ignore[return-value]
+
+    def setrlimit(self, resource: int, limits: tuple[int, int]) -> None:
+        """Like ``resource.setrlimit``; the descriptor limit goes up to 65,536."""
+        soft, hard = (min(v, K.RLIM_INFINITY) if v >= 0 else K.RLIM_INFINITY for v in limits)
+        self.sys_setrlimit(H.rlimit_to_kernel(resource), RLIMIT.pack(soft, hard))
+
     # ---- descriptors ------------------------------------------------------------------------
     def pipe(self) -> tuple[int, int]:
         return tuple(self.sys_pipe2(0))  # type: ignore[return-value]
@@ -127,7 +146,7 @@ class Sys(SyscallStubs):
     def read(self, fd: int, n: int) -> bytes:
         if n < SCRATCH_MIN:
             buf = bytearray(n)
-            got = self._call(15, (fd, buf, n))
+            got = self._call(S.SYS_read, (fd, buf, n))
             return bytes(buf) if got == n else bytes(buf[:got])
         try:
             buf = self._scratch.pop()
@@ -136,18 +155,18 @@ class Sys(SyscallStubs):
         except IndexError:
             buf = bytearray(n)
         try:
-            got = self._call(15, (fd, memoryview(buf)[:n], n))
+            got = self._call(S.SYS_read, (fd, memoryview(buf)[:n], n))
             return bytes(memoryview(buf)[:got])
         finally:
             if len(self._scratch) < 4:
                 self._scratch.append(buf)
 
     def readinto(self, fd: int, buf: Any) -> int:
-        return self._call(15, (fd, buf, memoryview(buf).nbytes))
+        return self._call(S.SYS_read, (fd, buf, memoryview(buf).nbytes))
 
     def write(self, fd: int, data: Any) -> int:
         n = len(data) if type(data) is bytes else memoryview(data).nbytes
-        return self._call(16, (fd, data, n))
+        return self._call(S.SYS_write, (fd, data, n))
 
     def pread(self, fd: int, n: int, offset: int) -> bytes:
         buf = bytearray(n)
@@ -164,42 +183,51 @@ class Sys(SyscallStubs):
         return self.sys_writev(fd, [(b, memoryview(b).nbytes) for b in buffers])
 
     def close(self, fd: int) -> None:
-        self._call(21, (fd,))
+        self._call(S.SYS_close, (fd,))
 
     def dup(self, fd: int) -> int:
         return self.sys_dup(fd)
 
     def dup2(self, fd: int, fd2: int, inheritable: bool = True) -> int:
-        return self.sys_dup3(fd, fd2, 0 if inheritable else H.KO_CLOEXEC)
+        return self.sys_dup3(fd, fd2, 0 if inheritable else K.O_CLOEXEC)
 
     def fcntl(self, fd: int, cmd: int, arg: int = 0) -> int:
         kcmd = H.fcntl_cmd_to_kernel(cmd)
-        if kcmd in (3, 4):  # F_GETFL / F_SETFL carry open flags
-            if kcmd == 4:
-                return self.sys_fcntl(fd, kcmd, H.open_flags_to_kernel(arg))
+        if kcmd == K.F_SETFL:
+            return self.sys_fcntl(fd, kcmd, H.open_flags_to_kernel(arg))
+        if kcmd == K.F_GETFL:
             return H.open_flags_to_host(self.sys_fcntl(fd, kcmd, 0))
         return self.sys_fcntl(fd, kcmd, arg)
 
     def set_blocking(self, fd: int, blocking: bool) -> None:
-        flags = self.sys_fcntl(fd, 3, 0)
-        flags = flags & ~H.KO_NONBLOCK if blocking else flags | H.KO_NONBLOCK
-        self.sys_fcntl(fd, 4, flags)
+        flags = self.sys_fcntl(fd, K.F_GETFL, 0)
+        flags = flags & ~K.O_NONBLOCK if blocking else flags | K.O_NONBLOCK
+        self.sys_fcntl(fd, K.F_SETFL, flags)
 
     def poll(self, fds: Iterable[tuple[int, int]], timeout_ms: int = -1) -> list[tuple[int, int]]:
         """Like select.poll().poll with registered (fd, events): returns [(fd, revents)]."""
-        fds = list(fds)
-        buf = bytearray(b"".join(POLLFD.pack(fd, ev, 0) for fd, ev in fds))
-        n = self.sys_poll(buf, len(fds), -1 if timeout_ms is None else int(timeout_ms))
+        key = tuple(fds)
+        cached = self._pollreq
+        if cached is not None and cached[0] == key:
+            packed = cached[1]
+        else:            # event loops poll the same set again and again: pack it once
+            to_k = H.poll_to_kernel
+            packed = b"".join([POLLFD.pack(fd, to_k(ev), 0) for fd, ev in key])
+            self._pollreq = (key, packed)
+        buf = bytearray(packed)
+        n = self.sys_poll(buf, len(key), -1 if timeout_ms is None else int(timeout_ms))
+        if not n:
+            return []
+        always = H.POLLERR | H.POLLHUP | H.POLLNVAL
+        revs = memoryview(buf).cast("h")[3::4]
         out = []
-        if n:
-            for i in range(len(fds)):
-                fd, _ev, rev = POLLFD.unpack_from(buf, i * POLLFD.size)
-                if rev:
-                    out.append((fd, rev))
+        for i in compress(range(len(key)), revs):
+            fd, ev = key[i]
+            out.append((fd, H.poll_to_host(revs[i]) & (ev | always)))
         return out
 
     def lseek(self, fd: int, pos: int, how: int) -> int:
-        return self.sys_lseek(fd, pos, how)
+        return self.sys_lseek(fd, pos, H.seek_to_kernel(how))
 
     def fstat(self, fd: int) -> Any:
         buf = bytearray(STAT.size)
@@ -266,7 +294,8 @@ class Sys(SyscallStubs):
     # ---- files ------------------------------------------------------------------------------
     def open(self, path: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
         try:
-            return self._call(40, (_dirfd(dir_fd), _p(path), H.open_flags_to_kernel(flags), mode))
+            return self._call(S.SYS_openat, (_dirfd(dir_fd), _p(path),
+                                             H.open_flags_to_kernel(flags), mode))
         except OSError as e:
             raise _named(e, path) from None
 
@@ -276,7 +305,7 @@ class Sys(SyscallStubs):
         buf = bytearray(STAT.size)
         flag = 0 if follow_symlinks else AT_SYMLINK_NOFOLLOW
         try:
-            self._call(41, (_dirfd(dir_fd), _p(path), buf, flag))
+            self._call(S.SYS_fstatat, (_dirfd(dir_fd), _p(path), buf, flag))
         except OSError as e:
             raise _named(e, path) from None
         return decode_stat(buf)
@@ -289,7 +318,7 @@ class Sys(SyscallStubs):
         flag = (AT_EACCESS if effective_ids else 0) | (0 if follow_symlinks
                                                        else AT_SYMLINK_NOFOLLOW)
         try:
-            self.sys_faccessat(_dirfd(dir_fd), _p(path), mode, flag)
+            self.sys_faccessat(_dirfd(dir_fd), _p(path), H.access_to_kernel(mode), flag)
         except OSError:
             return False
         return True
@@ -439,7 +468,7 @@ class Sys(SyscallStubs):
 
     def listdir(self, path: Any = ".") -> list[Any]:
         as_bytes = isinstance(path, bytes)
-        fd = self.open(path, H.open_flags_to_host(H.KO_RDONLY | H.KO_DIRECTORY))
+        fd = self.open(path, H.open_flags_to_host(K.O_RDONLY | K.O_DIRECTORY))
         try:
             names: list[Any] = []
             while True:

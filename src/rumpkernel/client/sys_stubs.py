@@ -286,3 +286,11 @@ class SyscallStubs:
     def sys_chroot(self, path: Any) -> Any:
         """Make a directory the process root (absolute paths and symlinks resolve ..."""
         return self._call(74, (path,))
+
+    def sys_getrlimit(self, resource: Any, rl: Any) -> Any:
+        """Soft and hard limit (struct rlimit) of a resource; only RLIMIT_NOFILE. EINVAL."""
+        return self._call(75, (resource, rl))
+
+    def sys_setrlimit(self, resource: Any, rl: Any) -> Any:
+        """Set a resource limit; only RLIMIT_NOFILE (hard limit 65,536; raising the ..."""
+        return self._call(76, (resource, rl))

@@ -7,14 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from rumpkernel.kern.abi import makedev
 from rumpkernel.kern.component import Phase, component
 from rumpkernel.kern.errno import Errno, KernelError
 
 MAX_RANDOM = 1 << 20
-
-
-def makedev(major: int, minor: int) -> int:
-    return ((major & 0xFFF) << 8) | (minor & 0xFF)
 
 
 class _Dev:

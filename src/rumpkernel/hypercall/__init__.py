@@ -10,12 +10,12 @@ from typing import Any
 from rumpkernel.hypercall.interface import VERSION, Hypercalls
 from rumpkernel.hypercall.posix import PosixHost
 
-__all__ = ["VERSION", "Hypercalls", "PosixHost", "SimHost"]
+__all__ = ["VERSION", "Hypercalls", "PosixHost", "SimHost", "SimWorld"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "SimHost":  # imported on demand: programs on the real host never need it
-        from rumpkernel.hypercall.sim import SimHost
+    if name in ("SimHost", "SimWorld"):  # on demand: programs on the real host never need them
+        from rumpkernel.hypercall import sim
 
-        return SimHost
+        return getattr(sim, name)
     raise AttributeError(name)

@@ -22,12 +22,19 @@ Interface (every implementation provides all of it):
                 file_pwrite(h, off, data), file_fsync(h), file_close(h), file_size(h),
                 file_truncate(h, size), file_kind(path) -> "reg" | "dir" | "blk" | "chr" | None,
                 file_listdir(path) -> list[str]
-                Errors are KernelError with the kernel errno (the host translates).
+                Errors are ``HostError(name, detail)`` with the host errno's symbolic name
+                ("ENOENT"); the kernel translates it into its own numbering at one point
+                (``kern/errno.py: from_host``), as NetBSD's rumpuser returns errno values.
     random      random_bytes(n)
     console     console_write(text)
     scheduling  sched_enter() / sched_leave(): a host thread starts / stops running kernel code.
                 Only a deterministic host needs them (``needs_sched_hooks``); the kernel does not
                 call them otherwise.
+    companions  companion(name, version) -> object: the host side of a virtual device or
+                service (a TAP device, a shared bus file, host sockets for sockin), each with its
+                own versioned interface in ``hypercall/dev/`` (NetBSD's rumpcomp_user files).
+                ``HostError("ENODEV")`` where this host has none, ``HostError("EPROTO")`` for a
+                version it does not speak.
 
 Blocking calls (mutex enter, cv wait, sleep, thread join, file I/O) may take arbitrarily long;
 the kernel releases its virtual CPU around them.
@@ -40,6 +47,21 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 VERSION = 1
+
+
+class HostError(Exception):
+    """A hypercall failed.  ``name`` is the host errno's symbolic name ("ENOENT", "EIO");
+    ``detail`` says what failed.  The hypercall layer knows nothing of the kernel's numbers."""
+
+    __slots__ = ("detail", "name")
+
+    def __init__(self, name: str, detail: str = "") -> None:
+        super().__init__(name, detail)
+        self.name = name
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.detail}" if self.detail else self.name
 
 
 class HostMutex(Protocol):
@@ -158,6 +180,12 @@ class Hypercalls(abc.ABC):
 
     def sched_leave(self) -> None:
         return None
+
+    # host sides of virtual devices
+    def companion(self, name: str, version: int) -> Any:
+        from rumpkernel.hypercall.dev import lookup
+
+        return lookup(self, name, version)
 
     # introspection for panics: stacks of every host thread this host created
     def thread_stacks(self) -> str:

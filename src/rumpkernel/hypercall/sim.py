@@ -11,8 +11,17 @@ The clock is virtual: it only moves when no sim thread is runnable and some bloc
 deadline; then it jumps straight to the earliest deadline.  A 10-second timeout takes no real
 time.  Threads outside the kernel (``sched_leave``) do not hold the clock back.
 
+Worlds: the baton, the clock, the timers and the scheduling RNG belong to a ``SimWorld``; every
+host made from one world shares them, so many kernels (a network of them, wired together by
+in-process links) run one at a time in one seeded order and replay exactly.  Each host keeps its
+own files, console, lwp slots and random stream (derived from the world's seed and its index).
+
 Interface: everything in ``Hypercalls`` plus
-    SimHost(seed=0, wall_start_ns=...)      create
+    SimWorld(seed=0, wall_start_ns=...)     a world; ``world.host(name)`` -> SimHost in it
+    SimHost(seed=0, wall_start_ns=..., world=None, name="")   a host (in a world of its own
+                                            unless ``world`` is given)
+    SimChannel(world)                       a message queue between sim threads of one world
+                                            (send never blocks; recv blocks, with a timeout)
     add_file(path, data) / add_disk(path, size) / files[path]   in-memory host files
     trace                                   list of (virtual ns, thread name) dispatch events
     now_ns                                  the virtual monotonic clock
@@ -30,17 +39,17 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from rumpkernel.hypercall.interface import Hypercalls
-from rumpkernel.kern.errno import Errno, KernelError
+from rumpkernel.hypercall.interface import HostError, Hypercalls
 
 RUNNING, RUNNABLE, BLOCKED, OUTSIDE, DONE = "running", "runnable", "blocked", "outside", "done"
 
 
 class SimThread:
-    __slots__ = ("deadline", "go", "ident", "joiners", "name", "state", "timed_out")
+    __slots__ = ("deadline", "depth", "go", "ident", "joiners", "name", "state", "timed_out")
 
     def __init__(self, name: str, state: str) -> None:
         self.name = name
+        self.depth = 0
         self.state = state
         self.go = _thread.allocate_lock()
         self.go.acquire()
@@ -53,7 +62,7 @@ class SimThread:
 class SimMutex:
     __slots__ = ("depth", "host", "owner", "recursive", "waiters")
 
-    def __init__(self, host: SimHost, recursive: bool = False) -> None:
+    def __init__(self, host: SimWorld, recursive: bool = False) -> None:
         self.host = host
         self.owner: SimThread | None = None
         self.waiters: deque[SimThread] = deque()
@@ -112,7 +121,7 @@ class SimMutex:
 class SimCondVar:
     __slots__ = ("host", "waiters")
 
-    def __init__(self, host: SimHost) -> None:
+    def __init__(self, host: SimWorld) -> None:
         self.host = host
         self.waiters: deque[SimThread] = deque()
 
@@ -154,17 +163,16 @@ class SimFile:
         self.writable = writable
 
 
-class SimHost(Hypercalls):
-    name = "sim"
-    needs_sched_hooks = True
-    deterministic = True
+class SimWorld:
+    """One simulated world: the baton, the virtual clock, the timers and the scheduling RNG that
+    every ``SimHost`` made from it shares, so a run of many kernels replays from one seed."""
 
     def __init__(self, seed: int = 0, *, wall_start_ns: int = 1_700_000_000 * 10**9) -> None:
         self.seed = seed
+        self.wall_start_ns = wall_start_ns
         self._meta = threading.Lock()
         self._rng = random.Random(seed)
         self._now = 0
-        self._wall_start = wall_start_ns
         self._current: SimThread | None = None
         self._runq: list[SimThread] = []
         self._timers: list[tuple[int, int, SimThread]] = []
@@ -172,9 +180,15 @@ class SimHost(Hypercalls):
         self._tls = threading.local()
         self._all: list[SimThread] = []
         self.trace: list[tuple[int, str]] = []
-        self.files: dict[str, bytearray] = {}
-        self.dirs: dict[str, list[str]] = {}
-        self.console: list[str] = []
+        self.hosts: list[SimHost] = []
+
+    def host(self, name: str = "") -> SimHost:
+        """A new host in this world (its own files, console, lwp slots and random stream)."""
+        return SimHost(world=self, name=name)
+
+    @property
+    def now_ns(self) -> int:
+        return self._now
 
     # -- the baton ------------------------------------------------------------------------------
     def _self(self) -> SimThread:
@@ -244,8 +258,11 @@ class SimHost(Hypercalls):
             self._runq.append(t)
 
     def sched_enter(self) -> None:
+        """The calling thread starts running kernel code (of any kernel in this world): it
+        waits for the baton.  Nested entries (a kernel calling into another) only count."""
         self._meta.acquire()
         me = self._self()
+        me.depth += 1
         if me.state == RUNNING:
             self._meta.release()
             return
@@ -259,7 +276,9 @@ class SimHost(Hypercalls):
     def sched_leave(self) -> None:
         with self._meta:
             me = self._self()
-            if self._current is not me:
+            if me.depth > 0:
+                me.depth -= 1
+            if self._current is not me or me.depth > 0:
                 return
             me.state = OUTSIDE
             self._dispatch()
@@ -267,6 +286,7 @@ class SimHost(Hypercalls):
     # -- threads -------------------------------------------------------------------------------
     def thread_create(self, fn: Callable[[], None], name: str) -> SimThread:
         st = SimThread(name, RUNNABLE)
+        st.depth = 1               # a kernel thread runs kernel code from birth to death
 
         def body() -> None:
             self._tls.st = st
@@ -308,12 +328,61 @@ class SimHost(Hypercalls):
                            + "".join(traceback.format_stack(f)))
         return "\n".join(out)
 
+    def sleep_ns(self, ns: int) -> None:
+        me = self._running_self()
+        self._meta.acquire()
+        self._arm(me, self._now + max(0, ns))
+        self._block(me)
+
+
+class SimHost(Hypercalls):
+    """A host in a ``SimWorld``.  ``SimHost(seed)`` makes a world of its own; several kernels
+    that must replay together take hosts of one world: ``w = SimWorld(seed); w.host("a")``."""
+
+    name = "sim"
+    needs_sched_hooks = True
+    deterministic = True
+
+    def __init__(self, seed: int = 0, *, wall_start_ns: int = 1_700_000_000 * 10**9,
+                 world: SimWorld | None = None, name: str = "") -> None:
+        if world is None:
+            world = SimWorld(seed, wall_start_ns=wall_start_ns)
+        self.world = world
+        self.seed = world.seed
+        self.index = len(world.hosts)
+        self.label = name or f"host{self.index}"
+        world.hosts.append(self)
+        self._rng = random.Random(f"{world.seed}/{self.index}")
+        self._tls = threading.local()        # lwp slots are per host object
+        self.files: dict[str, bytearray] = {}
+        self.dirs: dict[str, list[str]] = {}
+        self.console: list[str] = []
+        # the world's scheduling primitives, bound once
+        self.sched_enter = world.sched_enter  # type: ignore[method-assign]
+        self.sched_leave = world.sched_leave  # type: ignore[method-assign]
+
+    @property
+    def trace(self) -> list[tuple[int, str]]:
+        return self.world.trace
+
+    def thread_create(self, fn: Callable[[], None], name: str) -> SimThread:
+        return self.world.thread_create(fn, name)
+
+    def thread_join(self, handle: SimThread) -> None:
+        self.world.thread_join(handle)
+
+    def thread_stacks(self) -> str:
+        return self.world.thread_stacks()
+
+    def sleep_ns(self, ns: int) -> None:
+        self.world.sleep_ns(ns)
+
     # -- locks -----------------------------------------------------------------------------------
     def mutex_create(self, recursive: bool = False) -> SimMutex:
-        return SimMutex(self, recursive)
+        return SimMutex(self.world, recursive)
 
     def cv_create(self) -> SimCondVar:
-        return SimCondVar(self)
+        return SimCondVar(self.world)
 
     def curlwp_get(self) -> Any:
         return getattr(self._tls, "lwp", None)
@@ -324,19 +393,13 @@ class SimHost(Hypercalls):
     # -- clock -----------------------------------------------------------------------------------
     @property
     def now_ns(self) -> int:
-        return self._now
+        return self.world._now
 
     def clock_monotonic_ns(self) -> int:
-        return self._now
+        return self.world._now
 
     def clock_wall_ns(self) -> int:
-        return self._wall_start + self._now
-
-    def sleep_ns(self, ns: int) -> None:
-        me = self._running_self()
-        self._meta.acquire()
-        self._arm(me, self._now + max(0, ns))
-        self._block(me)
+        return self.world.wall_start_ns + self.world._now
 
     # -- in-memory files -------------------------------------------------------------------------
     def add_file(self, path: str, data: bytes | bytearray) -> bytearray:
@@ -351,7 +414,7 @@ class SimHost(Hypercalls):
         data = self.files.get(path)
         if data is None:
             if not create:
-                raise KernelError(Errno.ENOENT, f"sim: no file {path}")
+                raise HostError("ENOENT", f"sim: no file {path}")
             data = self.add_file(path, b"")
         return SimFile(path, data, writable)
 
@@ -360,7 +423,7 @@ class SimHost(Hypercalls):
 
     def file_pwrite(self, handle: SimFile, offset: int, data: bytes) -> None:
         if not handle.writable:
-            raise KernelError(Errno.EBADF, "sim: file opened read-only")
+            raise HostError("EBADF", "sim: file opened read-only")
         buf = handle.data
         if offset > len(buf):
             buf.extend(bytes(offset - len(buf)))
@@ -391,7 +454,7 @@ class SimHost(Hypercalls):
 
     def file_listdir(self, path: str) -> list[str]:
         if path not in self.dirs:
-            raise KernelError(Errno.ENOENT, f"sim: no directory {path}")
+            raise HostError("ENOENT", f"sim: no directory {path}")
         return sorted(self.dirs[path])
 
     # -- randomness, console ---------------------------------------------------------------------
@@ -400,3 +463,31 @@ class SimHost(Hypercalls):
 
     def console_write(self, text: str) -> None:
         self.console.append(text)
+
+
+class SimChannel:
+    """A FIFO of messages between sim threads of one world (e.g. kernel threads of two kernels):
+    ``send(msg)`` never blocks; ``recv(timeout_ns=None)`` blocks until a message arrives (None
+    on timeout).  Kernel code calls ``recv`` through ``k.hostcall`` (it blocks)."""
+
+    def __init__(self, world: SimWorld) -> None:
+        self.world = world
+        self._mtx = SimMutex(world)
+        self._cv = SimCondVar(world)
+        self._q: deque[Any] = deque()
+
+    def send(self, msg: Any) -> None:
+        self._mtx.enter()
+        self._q.append(msg)
+        self._cv.signal()
+        self._mtx.exit()
+
+    def recv(self, timeout_ns: int | None = None) -> Any:
+        self._mtx.enter()
+        try:
+            while not self._q:
+                if not self._cv.wait(self._mtx, timeout_ns):
+                    return None
+            return self._q.popleft()
+        finally:
+            self._mtx.exit()

@@ -6,13 +6,18 @@ Interface:
                       routine reports failure (DESIGN rule 5).
     KernelPanic    -- raised to a caller whose system call hit a kernel bug; the kernel is dead.
 
+    from_host(e)   -- the KernelError for a failed hypercall (``HostError``, which names the host's
+                      errno symbolically): the one point where host failures enter the kernel.
+
 Rules: kernel code never raises OSError or host errno values.  Translation to the host's numbering
-happens at the client boundary (``rumpkernel.hypercall.hostabi``) from the names in this table.
+happens at the client boundary (``rumpkernel.client.abi``) from the names in this table.
 """
 
 from __future__ import annotations
 
 import enum
+
+from rumpkernel.hypercall.interface import HostError
 
 
 class Errno(enum.IntEnum):
@@ -138,6 +143,20 @@ class KernelPanic(Exception):
         super().__init__(message)
         self.message = message
         self.stacks = stacks
+
+
+# Host errno names this kernel spells differently (Linux reports a missing xattr as ENODATA).
+_HOST_NAMES = {"ENODATA": "ENOATTR", "EOPNOTSUPP": "EOPNOTSUPP", "ENOTSUP": "EOPNOTSUPP"}
+
+
+def from_host(e: HostError) -> KernelError:
+    """Translate a failed hypercall into the kernel's errno (EIO for names it lacks)."""
+    name = _HOST_NAMES.get(e.name, e.name)
+    try:
+        num = Errno[name]
+    except KeyError:
+        num = Errno.EIO
+    return KernelError(num, e.detail or e.name)
 
 
 def corrupt(detail: str) -> KernelError:

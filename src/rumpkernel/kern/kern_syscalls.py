@@ -8,22 +8,34 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from rumpkernel.hypercall.hostabi import KO_CLOEXEC, KO_NONBLOCK
+from rumpkernel.kern.abi import (
+    F_DUPFD,
+    F_DUPFD_CLOEXEC,
+    F_GETFD,
+    F_GETFL,
+    F_SETFD,
+    F_SETFL,
+    FD_CLOEXEC,
+    O_CLOEXEC,
+    O_NONBLOCK,
+    POLLNVAL,
+    RLIM_INFINITY,
+    RLIMIT_NOFILE,
+)
 from rumpkernel.kern.cred import Cred
 from rumpkernel.kern.errno import Errno, KernelError
-from rumpkernel.kern.file import POLLNVAL, File
+from rumpkernel.kern.file import NOFILE_MAX, File
 from rumpkernel.kern.pipe import Pipe, PipeFile
 from rumpkernel.kern.proc import Lwp
-from rumpkernel.kern.syscall.structs import POLLFD, STAT, TIMESPEC
+from rumpkernel.kern.select import waiter_of
+from rumpkernel.kern.syscall.structs import POLLFD, RLIMIT, STAT, TIMESPEC
 from rumpkernel.kern.sysctl import INT, TYPE_CODES
 
-F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 12
-FD_CLOEXEC = 1
 CLOCK_REALTIME, CLOCK_MONOTONIC = 0, 3
 RB_NOSYNC, RB_HALT = 0x4, 0x8
 MAX_IO = 1 << 31
 NGROUPS_MAX = 16
-SETFL_MASK = KO_NONBLOCK | 0x8  # O_NONBLOCK | O_APPEND
+SETFL_MASK = O_NONBLOCK | 0x8  # O_NONBLOCK | O_APPEND
 
 
 # ---- credentials ------------------------------------------------------------------------------
@@ -111,6 +123,21 @@ def sys_setgroups(l: Lwp, n: int, gids: Any) -> None:
                        l.proc.cred.euid, l.proc.cred.egid)
 
 
+def sys_getrlimit(l: Lwp, resource: int, rl: Any) -> None:
+    if resource != RLIMIT_NOFILE:
+        raise KernelError(Errno.EINVAL, f"getrlimit: resource {resource} not supported")
+    fdt = l.proc.fd
+    l.proc.vm.copyout(RLIMIT.pack(fdt.limit, fdt.hard), rl)
+
+
+def sys_setrlimit(l: Lwp, resource: int, rl: Any) -> None:
+    if resource != RLIMIT_NOFILE:
+        raise KernelError(Errno.EINVAL, f"setrlimit: resource {resource} not supported")
+    cur, hard = RLIMIT.unpack(l.proc.vm.copyin(rl, RLIMIT.size))
+    cur, hard = (NOFILE_MAX if v == RLIM_INFINITY else v for v in (cur, hard))
+    l.proc.fd.set_limit(cur, hard, l.proc.cred.is_root)
+
+
 def sys_umask(l: Lwp, mask: int) -> int:
     old = l.proc.umask
     l.proc.umask = mask & 0o777
@@ -119,14 +146,14 @@ def sys_umask(l: Lwp, mask: int) -> int:
 
 # ---- descriptors ------------------------------------------------------------------------------
 def sys_pipe2(l: Lwp, flags: int) -> tuple[int, int]:
-    if flags & ~(KO_CLOEXEC | KO_NONBLOCK):
+    if flags & ~(O_CLOEXEC | O_NONBLOCK):
         raise KernelError(Errno.EINVAL, "pipe2: bad flags")
     k = l.kernel
     pipe = Pipe(k)
     r = PipeFile(k, pipe, flags, reader=True)
     w = PipeFile(k, pipe, flags, reader=False)
     fdt = l.proc.fd
-    cloexec = bool(flags & KO_CLOEXEC)
+    cloexec = bool(flags & O_CLOEXEC)
     try:
         rfd = fdt.alloc(r, cloexec=cloexec)
     except KernelError:
@@ -229,13 +256,13 @@ def sys_dup(l: Lwp, fd: int) -> int:
 
 
 def sys_dup3(l: Lwp, oldfd: int, newfd: int, flags: int) -> int:
-    if flags & ~KO_CLOEXEC:
+    if flags & ~O_CLOEXEC:
         raise KernelError(Errno.EINVAL, "dup3: bad flags")
     fdt = l.proc.fd
     fp = fdt.get(oldfd)
     if oldfd == newfd:
         return newfd
-    fdt.install(l, newfd, fp.hold(), bool(flags & KO_CLOEXEC))
+    fdt.install(l, newfd, fp.hold(), bool(flags & O_CLOEXEC))
     return newfd
 
 
@@ -257,57 +284,80 @@ def sys_fcntl(l: Lwp, fd: int, cmd: int, arg: int) -> int:
         fdt.cloexec[fd] = bool(arg & FD_CLOEXEC)
         return 0
     if cmd == F_GETFL:
-        return fp.flags & ~KO_CLOEXEC
+        return fp.flags & ~O_CLOEXEC
     if cmd == F_SETFL:
         fp.flags = (fp.flags & ~SETFL_MASK) | (arg & SETFL_MASK)
         return 0
     raise KernelError(Errno.EINVAL, f"fcntl: unknown command {cmd}")
 
 
-def _poll_scan(l: Lwp, fds: list[list[int]]) -> int:
-    fdt = l.proc.fd
-    ready = 0
-    for pfd in fds:
-        fd, events = pfd[0], pfd[1]
-        if fd < 0:
-            pfd[2] = 0
-            continue
+def _poll_check(fdt: Any, l: Lwp, w: Any, i: int, fd: int, events: int) -> None:
+    """Check pollfd ``i`` and record its revents in the waiter's output array."""
+    if fd < 0:
+        rev = 0
+    else:
         try:
-            fp = fdt.get(fd)
+            rev = fdt.get(fd).poll(l, events)
         except KernelError:
-            pfd[2] = POLLNVAL
-        else:
-            pfd[2] = fp.poll(l, events)
-        if pfd[2]:
-            ready += 1
-    return ready
+            rev = POLLNVAL
+    POLLFD.pack_into(w.out, i * POLLFD.size, fd, events, rev)
+    if rev:
+        w.ready.add(i)
+    else:
+        w.ready.discard(i)
+
+
+def _poll_register(fdt: Any, l: Lwp, w: Any, raw: bytes, nfds: int) -> None:
+    """A new request: register with every descriptor's wait channel, then check them all."""
+    w.release()
+    w.key, w.table, w.tgen = raw, fdt, fdt.gen
+    w.out = bytearray(raw)
+    fds = [POLLFD.unpack_from(raw, i * POLLFD.size)[:2] for i in range(nfds)]
+    files = fdt.files
+    for i, (fd, _ev) in enumerate(fds):
+        fp = files[fd] if 0 <= fd < len(files) else None
+        sel = fp.selinfo if fp is not None else None
+        if sel is not None:
+            sel.record(w, i)                 # before the check: no change can be missed
+            w.sels.append(sel)
+    for i, (fd, ev) in enumerate(fds):
+        _poll_check(fdt, l, w, i, fd, ev)
 
 
 def sys_poll(l: Lwp, ufds: Any, nfds: int, timeout_ms: int) -> int:
-    if not 0 <= nfds <= 1024:
-        raise KernelError(Errno.EINVAL, "poll: nfds")
+    """Wait for events on descriptors (see kern/select.py): registrations stay in place while
+    the lwp polls the same descriptors against an unchanged table, so a repeated poll re-checks
+    only what fired since the last one."""
+    fdt = l.proc.fd
+    if not 0 <= nfds <= fdt.limit:
+        raise KernelError(Errno.EINVAL, f"poll: nfds {nfds} (limit {fdt.limit})")
     vm = l.proc.vm
-    raw = vm.copyin(ufds, nfds * POLLFD.size) if nfds else b""
-    fds = [list(POLLFD.unpack_from(raw, i * POLLFD.size)) for i in range(nfds)]
+    raw = bytes(vm.copyin(ufds, nfds * POLLFD.size)) if nfds else b""
     k = l.kernel
     deadline = None if timeout_ms < 0 else k.monotonic_ns() + timeout_ms * 1_000_000
-    sel = k.sel
-    gen = sel.begin()
+    w = waiter_of(l)
+    if w.key == raw and w.table is fdt and w.tgen == fdt.gen:
+        fired = w.take_fired()
+    else:
+        _poll_register(fdt, l, w, raw, nfds)
+        fired = []
     try:
         while True:
-            ready = _poll_scan(l, fds)
-            if ready or (deadline is not None and k.monotonic_ns() >= deadline):
+            for i in set(fired) if len(fired) > 1 else fired:
+                fd, ev = POLLFD.unpack_from(raw, i * POLLFD.size)[:2]
+                _poll_check(fdt, l, w, i, fd, ev)
+            if w.ready:
                 break
             remaining = None if deadline is None else deadline - k.monotonic_ns()
             if remaining is not None and remaining <= 0:
                 break
-            sel.wait(gen, remaining)
-            gen = sel.gen
-    finally:
-        sel.end()
+            fired = w.wait(remaining)
+    except BaseException:
+        w.release()
+        raise
     if nfds:
-        vm.copyout(b"".join(POLLFD.pack(*f) for f in fds), ufds)
-    return ready
+        vm.copyout(bytes(w.out), ufds)
+    return len(w.ready)
 
 
 def sys_lseek(l: Lwp, fd: int, offset: int, whence: int) -> int:

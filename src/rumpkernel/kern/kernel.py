@@ -4,6 +4,8 @@ Interface:
     Kernel(host, ncpu=1, memlimit=None, hostname=None)   use ``rumpkernel.boot`` instead
     k.syscall(num, args)        system call entry for local clients (raw arguments)
     k.entered()                 context manager: run kernel code from a client thread
+    k.unscheduled()             context manager: give the vCPU up around a blocking host call
+    k.hostcall(fn, *args)       run a blocking hypercall: vCPU given up, HostError -> KernelError
     k.kthread_create(fn, name) / k.kthread_join(t)
     k.halt(sync=True)           stop kernel threads, flush and unmount, free everything
     k.statistics()              lwps, processes, open files, vnodes, memory ...
@@ -24,15 +26,14 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rumpkernel.hypercall.interface import VERSION, Hypercalls
+from rumpkernel.hypercall.interface import VERSION, HostError, Hypercalls
 from rumpkernel.kern.callout import Callouts, Softints
 from rumpkernel.kern.cred import ROOT
-from rumpkernel.kern.errno import Errno, KernelError, KernelPanic
+from rumpkernel.kern.errno import Errno, KernelError, KernelPanic, from_host
 from rumpkernel.kern.file import FdTable
 from rumpkernel.kern.kmem import KMem
 from rumpkernel.kern.proc import Lwp, Lwproc, ProcTable
 from rumpkernel.kern.sched import Scheduler
-from rumpkernel.kern.select import SelWait
 from rumpkernel.kern.syscall.sysent import SYSENT
 from rumpkernel.kern.sysctl import INT, STR, Sysctl
 from rumpkernel.kern.vm import LocalVmspace
@@ -103,7 +104,6 @@ class Kernel:
         self.proc0 = self.procs.create(0, None, ROOT, FdTable(self))
         self.proc1 = self.procs.create(1, self.proc0, ROOT, FdTable(self))
         self.proc0.name, self.proc1.name = "kernel", "init"
-        self.sel = SelWait(self)
         self.callouts = Callouts(self)
         self.softints = Softints(self)
         self.kthreads: dict[Any, Lwp] = {}
@@ -209,6 +209,31 @@ class Kernel:
         finally:
             self._leave(l)
 
+    @contextlib.contextmanager
+    def unscheduled(self) -> Iterator[None]:
+        """Give this thread's vCPU back for the body (a blocking host call: I/O, a host lock, a
+        join) and take one again afterwards.  A no-op for a thread that holds no vCPU."""
+        l = self._curlwp_get()
+        if l is None or l.cpu is None:
+            yield
+            return
+        sched = self.sched
+        sched.unschedule(l)
+        try:
+            yield
+        finally:
+            sched.schedule(l)
+
+    def hostcall(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call hypercall ``fn(*args)`` from kernel code: the vCPU is given back while the host
+        works, and a ``HostError`` becomes the kernel's ``KernelError`` (the one point where
+        host failures are translated)."""
+        try:
+            with self.unscheduled():
+                return fn(*args)
+        except HostError as e:
+            raise from_host(e) from None
+
     def _enter(self) -> Lwp:
         if self.dead:
             if self.panicked is not None:
@@ -267,15 +292,8 @@ class Kernel:
 
     def kthread_join(self, handle: Any) -> None:
         """Wait for a kernel thread to finish (vCPU released while waiting)."""
-        me = self._curlwp_get()
-        held = me is not None and me.cpu is not None
-        if held:
-            self.sched.unschedule(me)
-        try:
+        with self.unscheduled():
             self.host.thread_join(handle)
-        finally:
-            if held:
-                self.sched.schedule(me)
         self.kthreads.pop(handle, None)
 
     # ---- time, log, randomness ------------------------------------------------------------------

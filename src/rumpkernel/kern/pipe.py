@@ -10,9 +10,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rumpkernel.hypercall.hostabi import KO_NONBLOCK, KO_RDONLY, KO_WRONLY
+from rumpkernel.kern.abi import (
+    O_NONBLOCK,
+    O_RDONLY,
+    O_WRONLY,
+    POLLERR,
+    POLLHUP,
+    POLLIN,
+    POLLOUT,
+    POLLRDNORM,
+)
 from rumpkernel.kern.errno import Errno, KernelError
-from rumpkernel.kern.file import POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, File
+from rumpkernel.kern.file import File
+from rumpkernel.kern.select import SelInfo
 from rumpkernel.kern.sync import KCondVar, KMutex
 
 if TYPE_CHECKING:
@@ -23,7 +33,7 @@ S_IFIFO = 0o010000
 
 
 class Pipe:
-    __slots__ = ("buf", "cv", "ino", "k", "mtx", "readers", "writers")
+    __slots__ = ("buf", "cv", "ino", "k", "mtx", "readers", "sel", "writers")
 
     def __init__(self, k: Kernel, ino: int = 0) -> None:
         k.kmem.alloc(PIPE_CAPACITY, "pipe")
@@ -34,6 +44,7 @@ class Pipe:
         self.readers = 0
         self.writers = 0
         self.ino = ino
+        self.sel = SelInfo()
 
     def free(self) -> None:
         """The last end closed: give the buffer back (a FIFO's data goes with it)."""
@@ -60,7 +71,7 @@ class PipeFile(File):
     kind = "pipe"
 
     def __init__(self, k: Kernel, pipe: Pipe, flags: int, reader: bool) -> None:
-        super().__init__(k, (KO_RDONLY if reader else KO_WRONLY) | (flags & KO_NONBLOCK))
+        super().__init__(k, (O_RDONLY if reader else O_WRONLY) | (flags & O_NONBLOCK))
         self.pipe = pipe
         self.reader = reader
         with pipe.mtx:
@@ -77,13 +88,13 @@ class PipeFile(File):
             while not p.buf:
                 if p.writers == 0 or n == 0:
                     return b""
-                if self.flags & KO_NONBLOCK:
+                if self.flags & O_NONBLOCK:
                     raise KernelError(Errno.EAGAIN)
                 p.cv.wait(p.mtx)
             data = bytes(p.buf[:n])
             del p.buf[:n]
             p.cv.broadcast()
-        self.k.sel.notify()
+        p.sel.notify()
         return data
 
     def write(self, l: Any, data: bytes, offset: int | None) -> int:
@@ -99,7 +110,7 @@ class PipeFile(File):
                     raise KernelError(Errno.EPIPE)
                 room = PIPE_CAPACITY - len(p.buf)
                 if room <= 0:
-                    if self.flags & KO_NONBLOCK:
+                    if self.flags & O_NONBLOCK:
                         if done:
                             break
                         raise KernelError(Errno.EAGAIN)
@@ -109,8 +120,12 @@ class PipeFile(File):
                 p.buf += chunk
                 done += len(chunk)
                 p.cv.broadcast()
-                self.k.sel.notify()
+                self.pipe.sel.notify()
         return done
+
+    @property
+    def selinfo(self) -> SelInfo:
+        return self.pipe.sel
 
     def poll(self, l: Any, events: int) -> int:
         p = self.pipe
@@ -142,6 +157,6 @@ class PipeFile(File):
                 p.writers -= 1
             p.cv.broadcast()
             last = p.readers == 0 and p.writers == 0
-        self.k.sel.notify()
+        self.pipe.sel.notify()
         if last:
             p.free()

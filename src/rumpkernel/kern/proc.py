@@ -8,7 +8,8 @@ Interface:
     Proc, Lwp               the records
     ProcTable(k)            pid allocation and lookup; ``fork(parent, fdmode)``; ``exit(p)``
     Lwproc(k)               rump_lwproc(3): rfork(flags) / newlwp(pid) / switch(l) / release() /
-                            curlwp() / curproc()
+                            curlwp() / curproc() / credcache()
+    CredContexts            per-request credentials: ``with creds.use(uid, gid, groups): ...``
     RFFDG / RFCFDG / RFSHARE   fd table is copied / clean / shared with the parent
 
 Implicit threads: a host thread that enters without a bound lwp gets one attached to proc1; it is
@@ -18,6 +19,8 @@ kernel.  Binding a real lwp with ``switch`` replaces it.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from rumpkernel.kern.cred import Cred
@@ -58,8 +61,8 @@ class Proc:
 
 
 class Lwp:
-    __slots__ = ("cpu", "implicit", "inkernel", "kernel", "killed", "lid", "name", "proc",
-                 "wchan", "__weakref__")
+    __slots__ = ("cpu", "implicit", "inkernel", "kernel", "killed", "lid", "name", "pollwaiter",
+                 "proc", "wchan", "__weakref__")
 
     def __init__(self, k: Kernel, proc: Proc, lid: int, *, implicit: bool = False,
                  name: str = "") -> None:
@@ -72,6 +75,7 @@ class Lwp:
         self.killed = False
         self.wchan: Any = None
         self.name = name
+        self.pollwaiter: Any = None
 
     def kill(self) -> None:
         """Make the lwp leave any interruptible wait with EINTR (see kern.sync)."""
@@ -212,10 +216,103 @@ class Lwproc:
         with self.k.entered():
             self.free(l)
 
+    def credcache(self, limit: int = 256) -> CredContexts:
+        """Contexts that run calls with a given uid/gid/groups and this thread's process's
+        descriptor table (see ``CredContexts``)."""
+        return CredContexts(self.k, self.curproc(), limit)
+
     def free(self, l: Lwp) -> None:
+        if l.pollwaiter is not None:
+            l.pollwaiter.release()
         p = l.proc
         if l in p.lwps:
             p.lwps.discard(l)
             self.k.procs.nlwp -= 1
         if not p.lwps and p.pid > 1:
             self.k.procs.exit(p)
+
+
+class CredContexts:
+    """Run single system calls with a given credential: one process per credential, all sharing
+    the base process's descriptor table (and starting from its cwd and root), with a pool of
+    lwps each, created on first use and cached.  For servers that act for many callers -- the
+    FUSE server runs every request with its caller's uid, gid and groups.
+
+        creds = k.lwproc.credcache()
+        with creds.use(1000, 1000, (1000, 24)):
+            k.sys.open(...)          # permission checks see uid 1000
+        creds.close()                # frees the processes (also done by halt)
+
+    At most ``limit`` credentials are cached; the least recently used idle one is released
+    when a new one would exceed it.
+    """
+
+    def __init__(self, k: Kernel, base: Proc, limit: int = 256) -> None:
+        self.k = k
+        self.base = base
+        self.limit = limit
+        self.procs: dict[tuple[int, int, tuple[int, ...]], Proc] = {}
+        self.idle: dict[tuple[int, int, tuple[int, ...]], list[Lwp]] = {}
+        self.busy: dict[tuple[int, int, tuple[int, ...]], int] = {}
+        self.closed = False
+
+    def _proc(self, key: tuple[int, int, tuple[int, ...]]) -> Proc:
+        p = self.procs.pop(key, None)
+        if p is None or p.exiting:
+            if len(self.procs) >= self.limit:
+                self._evict()
+            with self.k.entered():
+                p = self.k.procs.fork(self.base, RFSHARE)
+            uid, gid, groups = key
+            p.cred = Cred(uid, gid, groups)
+            p.name = f"{self.base.name}[{uid}:{gid}]"
+            self.idle[key] = []
+        self.procs[key] = p    # most recently used last
+        return p
+
+    def _evict(self) -> None:
+        for key in list(self.procs):
+            if not self.busy.get(key):
+                self._release(key)
+                return
+
+    def _release(self, key: tuple[int, int, tuple[int, ...]]) -> None:
+        self.procs.pop(key, None)
+        with self.k.entered():
+            for l in self.idle.pop(key, []):
+                self.k.lwproc.free(l)
+
+    @contextlib.contextmanager
+    def use(self, uid: int, gid: int, groups: Iterable[int] = ()) -> Iterator[Lwp]:
+        if self.closed:
+            raise KernelError(Errno.EINVAL, "credential cache is closed")
+        key = (uid, gid, tuple(groups))
+        p = self._proc(key)
+        pool = self.idle[key]
+        if pool:
+            l = pool.pop()
+        else:
+            with self.k.entered():
+                l = self.k.lwproc.newlwp_in(p)
+        self.busy[key] = self.busy.get(key, 0) + 1
+        host = self.k.host
+        prev = host.curlwp_get()
+        host.curlwp_set(l)
+        try:
+            yield l
+        finally:
+            host.curlwp_set(prev)
+            self.busy[key] -= 1
+            if self.closed or p.exiting:
+                with self.k.entered():
+                    self.k.lwproc.free(l)
+            else:
+                pool.append(l)
+
+    def close(self) -> None:
+        """Free every cached process (calls in progress finish first on their own)."""
+        self.closed = True
+        if self.k.dead:
+            return
+        for key in list(self.procs):
+            self._release(key)

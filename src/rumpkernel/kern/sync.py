@@ -95,6 +95,11 @@ class KRWLock:
         self.hrw.exit()
 
 
+# Waits longer than this are waits without a timeout (no host can time 100 years, and some
+# overflow trying: every timeout from a system call argument passes through KCondVar.wait).
+MAX_WAIT_NS = 100 * 365 * 86400 * 10**9
+
+
 class KCondVar:
     __slots__ = ("_curlwp", "_sched", "hcv")
 
@@ -112,6 +117,8 @@ class KCondVar:
             if l.killed:
                 l.wchan = None
                 raise KernelError(Errno.EINTR, "lwp killed")
+        if timeout_ns is not None and timeout_ns > MAX_WAIT_NS:
+            timeout_ns = None
         resched = l is not None and l.cpu is not None
         if resched:
             self._sched.unschedule(l)

@@ -35,15 +35,7 @@ class HostFile:
         self.h = self._blocking(self.host.file_open, path, writable, create)
 
     def _blocking(self, fn: Any, *args: Any) -> Any:
-        l = self.host.curlwp_get()
-        if l is None or l.cpu is None:
-            return fn(*args)
-        sched = self.k.sched
-        sched.unschedule(l)
-        try:
-            return fn(*args)
-        finally:
-            sched.schedule(l)
+        return self.k.hostcall(fn, *args)
 
     def pread(self, offset: int, length: int) -> bytes:
         return self._blocking(self.host.file_pread, self.h, offset, length)
@@ -54,7 +46,7 @@ class HostFile:
         self._blocking(self.host.file_pwrite, self.h, offset, data)
 
     def size(self) -> int:
-        return self.host.file_size(self.h)
+        return self._blocking(self.host.file_size, self.h)
 
     def truncate(self, size: int) -> None:
         if not self.writable:
@@ -67,8 +59,8 @@ class HostFile:
 
     def close(self) -> None:
         if self.h is not None:
-            self.host.file_close(self.h)
-            self.h = None
+            h, self.h = self.h, None
+            self._blocking(self.host.file_close, h)
 
 
 class HostBlockDevice:

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from rumpkernel.kern.abi import AT_FDCWD, makedev
 from rumpkernel.kern.component import Phase, component
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.vfs import disklabel
 from rumpkernel.vfs.blkdev import HostBlockDevice, HostFile
-from rumpkernel.vfs.mount import DEV_MAJOR_ETFS, Vfs, makedev
+from rumpkernel.vfs.mount import DEV_MAJOR_ETFS, Vfs
 from rumpkernel.vfs.namei import Namei
 from rumpkernel.vfs.rumpfs import EtfsInfo, Rumpfs, RumpfsType
 from rumpkernel.vfs.vattr import S_IFDIR
@@ -36,7 +37,7 @@ class HostDirOpener:
         self.readonly = readonly
 
     def listdir(self, path: str) -> list[str]:
-        return self.k.host.file_listdir(path)
+        return self.k.hostcall(self.k.host.file_listdir, path)
 
     def kind(self, path: str) -> str | None:
         return self.k.host.file_kind(path)
@@ -161,7 +162,7 @@ class VfsApi:
             opts = parse_options(_options_text(options).encode())
             opts["from"] = key
             mp_dev, source = dev, key
-            vp = self.vfs.namei.walk(l, -100, target.encode())
+            vp = self.vfs.namei.walk(l, AT_FDCWD, target.encode())
             try:
                 if not vp.isdir:
                     raise KernelError(Errno.ENOTDIR, f"{target} is not a directory")
@@ -182,7 +183,7 @@ class VfsApi:
         for i in range(1, len(parts) + 1):
             sub = b"/" + b"/".join(parts[:i])
             try:
-                sys_mkdirat(l, -100, sub, 0o755)
+                sys_mkdirat(l, AT_FDCWD, sub, 0o755)
             except KernelError as e:
                 if e.errno != Errno.EEXIST:
                     raise

@@ -35,18 +35,6 @@ MNT_FORCE = 0x80000
 DEV_MAJOR_ETFS = 253
 
 
-def makedev(major: int, minor: int) -> int:
-    return ((major & 0xFFF) << 8) | (minor & 0xFF) | ((minor & ~0xFF) << 12)
-
-
-def major(dev: int) -> int:
-    return (dev >> 8) & 0xFFF
-
-
-def minor(dev: int) -> int:
-    return (dev & 0xFF) | ((dev >> 12) & ~0xFF)
-
-
 class Mount:
     __slots__ = ("covered", "dead", "dev", "fs", "fstype", "id", "lock", "options", "readonly",
                  "rootvp", "source")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rumpkernel.kern.abi import AT_FDCWD, NAME_MAX
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.vfs.perm import X_OK, can_access
 from rumpkernel.vfs.vattr import S_IFLNK
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
     from rumpkernel.vfs.mount import Vfs
 
 MAXSYMLINKS = 32
-NAME_MAX = 255
-AT_FDCWD = -100
 
 
 class Namei:

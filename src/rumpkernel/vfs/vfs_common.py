@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rumpkernel.kern.abi import (  # noqa: F401  (re-exported for the VFS handlers)
+    AT_EACCESS,
+    AT_FDCWD,
+    AT_REMOVEDIR,
+    AT_SYMLINK_FOLLOW,
+    AT_SYMLINK_NOFOLLOW,
+    NAME_MAX,
+    PATH_MAX,
+)
 from rumpkernel.kern.errno import Errno, KernelError
-from rumpkernel.kern.vm import PATH_MAX
-from rumpkernel.vfs.namei import NAME_MAX
 from rumpkernel.vfs.vattr import S_IFDIR, S_ISDIR, S_ISGID, SetAttr, VAttr
 from rumpkernel.vfs.vnode import Vnode
 
 if TYPE_CHECKING:
     from rumpkernel.vfs.mount import Vfs
 
-AT_FDCWD = -100
-AT_EACCESS = 0x100
-AT_SYMLINK_NOFOLLOW = 0x200
-AT_SYMLINK_FOLLOW = 0x400
-AT_REMOVEDIR = 0x800
 
 
 def vfs_of(l: Any) -> Vfs:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rumpkernel.kern.abi import PATH_MAX
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.kern.syscall.structs import TIMESPEC
-from rumpkernel.kern.vm import PATH_MAX
 from rumpkernel.vfs.perm import W_OK, X_OK, check_access, check_owner, check_sticky
 from rumpkernel.vfs.vattr import (
     S_IFBLK,

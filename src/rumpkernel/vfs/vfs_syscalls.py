@@ -7,19 +7,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rumpkernel.hypercall.hostabi import (
-    KO_ACCMODE,
-    KO_APPEND,
-    KO_CLOEXEC,
-    KO_CREAT,
-    KO_DIRECTORY,
-    KO_EXCL,
-    KO_NOFOLLOW,
-    KO_NONBLOCK,
-    KO_RDONLY,
-    KO_RDWR,
-    KO_TRUNC,
-    KO_WRONLY,
+from rumpkernel.kern.abi import (
+    O_ACCMODE,
+    O_APPEND,
+    O_CLOEXEC,
+    O_CREAT,
+    O_DIRECTORY,
+    O_EXCL,
+    O_NOFOLLOW,
+    O_NONBLOCK,
+    O_RDONLY,
+    O_RDWR,
+    O_TRUNC,
+    O_WRONLY,
 )
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.kern.pipe import Pipe
@@ -37,6 +37,7 @@ from rumpkernel.vfs.vattr import (
 )
 from rumpkernel.vfs.vfs_common import (
     AT_EACCESS,
+    AT_FDCWD,
     AT_SYMLINK_NOFOLLOW,
     fd_vnode,
     getattr_vp,
@@ -66,18 +67,18 @@ from rumpkernel.vfs.vnode import Vnode
 
 ST_RDONLY = 0x1
 XATTR_NOFOLLOW = 0x100
-OPEN_FLAGS = (KO_ACCMODE | KO_NONBLOCK | KO_APPEND | KO_CREAT | KO_TRUNC | KO_EXCL |
-              KO_NOFOLLOW | KO_DIRECTORY | KO_CLOEXEC | 0x80 | 0x8000 | 0x10000 | 0x2000000)
+OPEN_FLAGS = (O_ACCMODE | O_NONBLOCK | O_APPEND | O_CREAT | O_TRUNC | O_EXCL |
+              O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC | 0x80 | 0x8000 | 0x10000 | 0x2000000)
 
 
 # ---- open -------------------------------------------------------------------------------------
 def _open_create(l: Any, dirfd: int, path: bytes, flags: int, mode: int) -> tuple[Vnode, bool]:
     vfs = vfs_of(l)
-    follow = not flags & (KO_EXCL | KO_NOFOLLOW)
+    follow = not flags & (O_EXCL | O_NOFOLLOW)
     dvp, name, vp, trailing = vfs.namei.walk_parent(l, dirfd, path, follow=follow)
     try:
         if vp is not None:
-            if flags & KO_EXCL:
+            if flags & O_EXCL:
                 raise KernelError(Errno.EEXIST, "file exists")
             if vp.vtype == S_IFLNK:
                 raise KernelError(Errno.ELOOP, "O_NOFOLLOW on a symbolic link")
@@ -104,27 +105,27 @@ def _open_create(l: Any, dirfd: int, path: bytes, flags: int, mode: int) -> tupl
 
 def _open_vnode(l: Any, vp: Vnode, flags: int, created: bool) -> Any:
     k = l.kernel
-    acc = flags & KO_ACCMODE
-    if flags & KO_DIRECTORY and not vp.isdir:
+    acc = flags & O_ACCMODE
+    if flags & O_DIRECTORY and not vp.isdir:
         raise KernelError(Errno.ENOTDIR, "not a directory")
     if vp.vtype == S_IFLNK:
         raise KernelError(Errno.ELOOP, "O_NOFOLLOW on a symbolic link")
-    if vp.isdir and (acc != KO_RDONLY or flags & KO_TRUNC):
+    if vp.isdir and (acc != O_RDONLY or flags & O_TRUNC):
         raise KernelError(Errno.EISDIR, "is a directory")
     if created:  # a new, empty regular file of ours: nothing to check or truncate
-        return VnodeFile(k, vp, flags & ~(KO_CREAT | KO_EXCL | KO_TRUNC | KO_NOFOLLOW))
+        return VnodeFile(k, vp, flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOFOLLOW))
     attr = getattr_vp(vp)
     if not created:
-        want = (R_OK if acc in (KO_RDONLY, KO_RDWR) else 0) | \
-               (W_OK if acc in (KO_WRONLY, KO_RDWR) or flags & KO_TRUNC else 0)
+        want = (R_OK if acc in (O_RDONLY, O_RDWR) else 0) | \
+               (W_OK if acc in (O_WRONLY, O_RDWR) or flags & O_TRUNC else 0)
         check_access(l.proc.cred, attr, want)
     vtype = vp.vtype
     if vtype in (S_IFREG, S_IFLNK) or vp.isdir:
-        if acc != KO_RDONLY or flags & KO_TRUNC:
+        if acc != O_RDONLY or flags & O_TRUNC:
             require_writable(vp)
-        if flags & KO_TRUNC and acc != KO_RDONLY and attr.size and not created:
+        if flags & O_TRUNC and acc != O_RDONLY and attr.size and not created:
             setattr_vp(vp, SetAttr(size=0))
-        return VnodeFile(k, vp, flags & ~(KO_CREAT | KO_EXCL | KO_TRUNC | KO_NOFOLLOW))
+        return VnodeFile(k, vp, flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOFOLLOW))
     if vtype == S_IFIFO:
         return _open_fifo(l, vp, flags)
     if vtype in (S_IFCHR, S_IFBLK):
@@ -134,15 +135,15 @@ def _open_vnode(l: Any, vp: Vnode, flags: int, created: bool) -> Any:
 
 def _open_fifo(l: Any, vp: Vnode, flags: int) -> FifoFile:
     k = l.kernel
-    acc = flags & KO_ACCMODE
-    if acc == KO_RDWR:
+    acc = flags & O_ACCMODE
+    if acc == O_RDWR:
         raise KernelError(Errno.EINVAL, "FIFOs open for reading or writing, not both")
     if vp.fifo is None:
         vp.fifo = Pipe(k, ino=vp.ino)
-    reader = acc == KO_RDONLY
+    reader = acc == O_RDONLY
     fp = FifoFile(k, vp, vp.fifo, flags, reader)
     try:
-        vp.fifo.wait_for_peer(reader, bool(flags & KO_NONBLOCK))
+        vp.fifo.wait_for_peer(reader, bool(flags & O_NONBLOCK))
     except KernelError:
         fp.vp = vfs_of(l).vcache.vref(vp)  # close() releases one reference
         fp.drop(l)
@@ -162,27 +163,27 @@ def _open_device(l: Any, vp: Vnode, flags: int, rdev: int) -> DevFile:
     dev = vfs.bdevs.get(rdev)
     if dev is None:
         raise KernelError(Errno.ENXIO, f"no block device {rdev >> 8},{rdev & 0xff}")
-    if flags & KO_ACCMODE != KO_RDONLY and dev.readonly:
+    if flags & O_ACCMODE != O_RDONLY and dev.readonly:
         raise KernelError(Errno.EROFS, f"{dev.name} is read-only")
     return DevFile(l.kernel, vp, flags, RawBlockAccess(dev))
 
 
 def sys_openat(l: Any, dirfd: int, path: Any, flags: int, mode: int) -> int:
-    if flags & ~OPEN_FLAGS or flags & KO_ACCMODE == KO_ACCMODE:
+    if flags & ~OPEN_FLAGS or flags & O_ACCMODE == O_ACCMODE:
         raise KernelError(Errno.EINVAL, f"open flags 0x{flags:x}")
     p = path_arg(l, path)
     vfs = vfs_of(l)
-    if flags & KO_CREAT:
+    if flags & O_CREAT:
         vp, created = _open_create(l, dirfd, p, flags, mode)
     else:
-        vp, created = vfs.namei.walk(l, dirfd, p, follow=not flags & KO_NOFOLLOW), False
+        vp, created = vfs.namei.walk(l, dirfd, p, follow=not flags & O_NOFOLLOW), False
     try:
         fp = _open_vnode(l, vp, flags, created)
     except BaseException:
         release(vfs, vp)
         raise
     try:
-        return l.proc.fd.alloc(fp, cloexec=bool(flags & KO_CLOEXEC))
+        return l.proc.fd.alloc(fp, cloexec=bool(flags & O_CLOEXEC))
     except KernelError:
         fp.drop(l)
         raise
@@ -252,7 +253,7 @@ def _truncate(l: Any, vp: Vnode, length: int, check_perm: bool) -> None:
 
 def sys_truncate(l: Any, path: Any, length: int) -> None:
     vfs = vfs_of(l)
-    vp = vfs.namei.walk(l, -100, path_arg(l, path))
+    vp = vfs.namei.walk(l, AT_FDCWD, path_arg(l, path))
     try:
         _truncate(l, vp, length, True)
     finally:
@@ -338,7 +339,7 @@ def _set_cwd(l: Any, vp: Vnode) -> None:
 
 def sys_chdir(l: Any, path: Any) -> None:
     vfs = vfs_of(l)
-    vp = vfs.namei.walk(l, -100, path_arg(l, path))
+    vp = vfs.namei.walk(l, AT_FDCWD, path_arg(l, path))
     try:
         _set_cwd(l, vp)
     finally:
@@ -404,7 +405,7 @@ def _statvfs(vp: Vnode) -> bytes:
 
 def sys_statvfs(l: Any, path: Any, buf: Any) -> None:
     vfs = vfs_of(l)
-    vp = vfs.namei.walk(l, -100, path_arg(l, path))
+    vp = vfs.namei.walk(l, AT_FDCWD, path_arg(l, path))
     try:
         data = _statvfs(vp)
     finally:
@@ -422,7 +423,7 @@ def sys_chroot(l: Any, path: Any) -> None:
     vfs = vfs_of(l)
     if not l.proc.cred.is_root:
         raise KernelError(Errno.EPERM, "chroot: not root")
-    vp = vfs.namei.walk(l, -100, path_arg(l, path))
+    vp = vfs.namei.walk(l, AT_FDCWD, path_arg(l, path))
     if not vp.isdir:
         release(vfs, vp)
         raise KernelError(Errno.ENOTDIR, "chroot: not a directory")
@@ -434,7 +435,7 @@ def sys_chroot(l: Any, path: Any) -> None:
 def sys_fsinfo(l: Any, path: Any, buf: Any, n: int) -> int:
     """JSON facts about the mount holding ``path`` (for ``fsu info``); n=0 returns the size."""
     vfs = vfs_of(l)
-    vp = vfs.namei.walk(l, -100, path_arg(l, path))
+    vp = vfs.namei.walk(l, AT_FDCWD, path_arg(l, path))
     try:
         mp = vp.mount
         if mp.dead:
@@ -486,7 +487,7 @@ def sys_mount(l: Any, fstype: Any, target: Any, flags: int, data: Any, datalen: 
     dev, source = None, name
     if "from" in opts:
         dev, source = _mount_device(l, opts["from"].encode())
-    vp = vfs.namei.walk(l, -100, path_arg(l, target))
+    vp = vfs.namei.walk(l, AT_FDCWD, path_arg(l, target))
     try:
         if not vp.isdir:
             raise KernelError(Errno.ENOTDIR, "mount point is not a directory")
@@ -500,7 +501,7 @@ def sys_mount(l: Any, fstype: Any, target: Any, flags: int, data: Any, datalen: 
 
 def _mount_device(l: Any, path: bytes) -> tuple[Any, str]:
     vfs = vfs_of(l)
-    vp = vfs.namei.walk(l, -100, path)
+    vp = vfs.namei.walk(l, AT_FDCWD, path)
     try:
         if vp.vtype != S_IFBLK:
             raise KernelError(Errno.ENOTBLK, f"{path.decode(errors='replace')}: not a block "
@@ -520,7 +521,7 @@ def sys_unmount(l: Any, target: Any, flags: int) -> None:
     vfs = vfs_of(l)
     if not l.proc.cred.is_root:
         raise KernelError(Errno.EPERM, "unmount: not root")
-    vp = vfs.namei.walk(l, -100, path_arg(l, target))
+    vp = vfs.namei.walk(l, AT_FDCWD, path_arg(l, target))
     mp = vp.mount
     is_root_of_mount = vp is mp.rootvp
     release(vfs, vp)
@@ -533,7 +534,7 @@ def sys_unmount(l: Any, target: Any, flags: int) -> None:
 
 # ---- extended attributes ------------------------------------------------------------------------
 def _xattr_vnode(l: Any, path: Any, flag: int) -> Vnode:
-    return vfs_of(l).namei.walk(l, -100, path_arg(l, path), follow=not flag & XATTR_NOFOLLOW)
+    return vfs_of(l).namei.walk(l, AT_FDCWD, path_arg(l, path), follow=not flag & XATTR_NOFOLLOW)
 
 
 def _xattr_name(l: Any, name: Any, vp: Vnode, write: bool) -> bytes:

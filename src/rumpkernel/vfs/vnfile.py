@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rumpkernel.hypercall.hostabi import KO_APPEND
+from rumpkernel.kern.abi import O_APPEND, POLLIN, POLLOUT, POLLRDNORM
 from rumpkernel.kern.errno import Errno, KernelError
-from rumpkernel.kern.file import POLLIN, POLLOUT, POLLRDNORM, File
+from rumpkernel.kern.file import File
 from rumpkernel.kern.pipe import Pipe, PipeFile
 from rumpkernel.vfs.vattr import S_IFREG, VAttr
 from rumpkernel.vfs.vnode import Vnode
@@ -64,7 +64,7 @@ class VnodeFile(File):
         with mp.lock:
             fs = mp.fs
             if offset is None:
-                off = fs.getattr(vp.node).size if self.flags & KO_APPEND else self.offset
+                off = fs.getattr(vp.node).size if self.flags & O_APPEND else self.offset
             else:
                 off = offset
             n = fs.write(vp.node, off, data) if data else 0

@@ -184,7 +184,7 @@ def open_session(spec: ImageSpec, **kw: Any) -> Iterator[Session]:
 
 
 def _host_errno(e: Any) -> int:
-    from rumpkernel.hypercall.hostabi import host_errno
+    from rumpkernel.client.abi import host_errno
 
     return host_errno(getattr(e, "errno", errno.EIO))
 

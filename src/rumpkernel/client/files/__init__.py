@@ -36,7 +36,7 @@ import stat as S
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rumpkernel.hypercall.hostabi import fspath
+from rumpkernel.client.abi import fspath
 
 if TYPE_CHECKING:
     from rumpkernel.client.files.copy import Copier

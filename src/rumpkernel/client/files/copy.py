@@ -32,8 +32,9 @@ import stat as S
 from collections.abc import Callable
 from typing import Any
 
-from rumpkernel.hypercall import hostabi as H
+from rumpkernel.client import abi as H
 from rumpkernel.hypercall import hostio
+from rumpkernel.kern import abi as K
 
 CHUNK = 1 << 20
 _IGNORABLE = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL,
@@ -128,8 +129,8 @@ class KernelSide:
     """A kernel's file system (through its ``sys`` facade) as a copy endpoint."""
 
     name = "kernel"
-    _RD = H.open_flags_to_host(H.KO_RDONLY | H.KO_CLOEXEC)
-    _WR = H.open_flags_to_host(H.KO_WRONLY | H.KO_CREAT | H.KO_EXCL | H.KO_CLOEXEC)
+    _RD = H.open_flags_to_host(K.O_RDONLY | K.O_CLOEXEC)
+    _WR = H.open_flags_to_host(K.O_WRONLY | K.O_CREAT | K.O_EXCL | K.O_CLOEXEC)
 
     def __init__(self, sys: Any) -> None:
         self.sys = sys

@@ -28,8 +28,9 @@ import stat as S
 import warnings
 from typing import Any
 
-from rumpkernel.hypercall import hostabi as H
+from rumpkernel.client import abi as H
 from rumpkernel.hypercall import hostio
+from rumpkernel.kern import abi as K
 
 DEFAULT_BUFFER = 128 * 1024
 _MODE_CHARS = frozenset("axrwb+tU")
@@ -87,16 +88,16 @@ class KernelFileIO(hostio.RawIOBase):
         self._writable = "r" not in mode or "+" in mode
         kflags = 0
         if self._created:
-            kflags = H.KO_EXCL | H.KO_CREAT
+            kflags = K.O_EXCL | K.O_CREAT
         elif "w" in mode:
-            kflags = H.KO_CREAT | H.KO_TRUNC
+            kflags = K.O_CREAT | K.O_TRUNC
         elif self._appending:
-            kflags = H.KO_APPEND | H.KO_CREAT
+            kflags = K.O_APPEND | K.O_CREAT
         if self._readable and self._writable:
-            kflags |= H.KO_RDWR
+            kflags |= K.O_RDWR
         elif self._writable:
-            kflags |= H.KO_WRONLY
-        self._flags = H.open_flags_to_host(kflags | H.KO_CLOEXEC)
+            kflags |= K.O_WRONLY
+        self._flags = H.open_flags_to_host(kflags | K.O_CLOEXEC)
 
     def _open(self, file: Any, opener: Any) -> int:
         if opener is None:

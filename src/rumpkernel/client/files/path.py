@@ -24,7 +24,8 @@ import stat as S
 from collections.abc import Iterator
 from typing import Any
 
-from rumpkernel.hypercall import hostabi as H
+from rumpkernel.client import abi as H
+from rumpkernel.kern import abi as K
 
 
 def _parse(segments: tuple[Any, ...]) -> tuple[str, list[str]]:
@@ -387,7 +388,7 @@ class KernelPath:
                 return
             except FileNotFoundError:
                 pass
-        flags = H.KO_CREAT | H.KO_WRONLY | (0 if exist_ok else H.KO_EXCL)
+        flags = K.O_CREAT | K.O_WRONLY | (0 if exist_ok else K.O_EXCL)
         fd = self._sys.open(self._str, H.open_flags_to_host(flags), mode)
         self._sys.close(fd)
 

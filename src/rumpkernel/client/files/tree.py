@@ -21,10 +21,11 @@ import stat as S
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rumpkernel.hypercall import hostabi as H
+from rumpkernel.client import abi as H
+from rumpkernel.kern import abi as K
 
 DT_UNKNOWN, DT_DIR, DT_REG, DT_LNK = 0, 4, 8, 10
-_O_DIRECTORY = H.open_flags_to_host(H.KO_RDONLY | H.KO_DIRECTORY | H.KO_CLOEXEC)
+_O_DIRECTORY = H.open_flags_to_host(K.O_RDONLY | K.O_DIRECTORY | K.O_CLOEXEC)
 
 
 class KernelDirEntry:

@@ -128,16 +128,8 @@ class SpSlot:
         self.kicked = False
 
     def _send_unscheduled(self, data: bytes) -> None:
-        sched = self.session.k.sched
-        l = self.lwp
-        held = l.cpu is not None
-        if held:
-            sched.unschedule(l)
-        try:
+        with self.session.k.unscheduled():
             self.session.send(data)
-        finally:
-            if held:
-                sched.schedule(l)
 
     def roundtrip(self, msg: Copyin | Copyinstr) -> CopyData:
         s = self.session

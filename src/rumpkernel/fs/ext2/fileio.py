@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from rumpkernel.fs.ext2 import layout as L
+from rumpkernel.kern import abi
 from rumpkernel.kern.errno import Errno, KernelError, corrupt
 
 MAX_SYMLINK = 4095
@@ -219,17 +220,11 @@ def decode_rdev(node: Any) -> int:
     else:
         new = int.from_bytes(ib[4:8], "little")
         major, minor = (new & 0xFFF00) >> 8, (new & 0xFF) | ((new >> 12) & 0xFFF00)
-    return makedev(major, minor)
-
-
-def makedev(major: int, minor: int) -> int:
-    return ((minor & 0xFF) | ((major & 0xFFF) << 8) | ((minor & ~0xFF) << 12)
-            | ((major & ~0xFFF) << 32))
+    return abi.makedev(major, minor)
 
 
 def encode_rdev(node: Any, rdev: int) -> None:
-    major = ((rdev >> 8) & 0xFFF) | ((rdev >> 32) & ~0xFFF)
-    minor = (rdev & 0xFF) | ((rdev >> 12) & ~0xFF)
+    major, minor = abi.major(rdev), abi.minor(rdev)
     node.iblock[:] = bytes(60)
     if major < 256 and minor < 256:
         node.iblock[0:4] = ((major << 8) | minor).to_bytes(4, "little")

@@ -179,6 +179,13 @@ SYSCALLS: tuple[Syscall, ...] = (
     _S(74, "chroot", "path:str", "none", "vfs",
        "Make a directory the process root (absolute paths and symlinks resolve there; '..' "
        "stops there). EPERM unless root, ENOTDIR, ENOENT."),
+    # --- resource limits --------------------------------------------------------------------
+    _S(75, "getrlimit", "resource:int, rl:out", "none", "kern",
+       "Soft and hard limit (struct rlimit) of a resource; only RLIMIT_NOFILE. EINVAL."),
+    _S(76, "setrlimit", "resource:int, rl:in", "none", "kern",
+       "Set a resource limit; only RLIMIT_NOFILE (hard limit 65,536; raising the hard limit "
+       "needs root). EINVAL, EPERM."),
+    # Number ranges: 80-89 FUSE server needs, 90-139 the net faction.
 )
 
 BY_NUM = {s.num: s for s in SYSCALLS}

@@ -3,9 +3,9 @@
 The kernel packs them with ``pack`` before ``copyout``; clients (local and remote) unpack them.
 Little-endian, fixed size, no host types.
 
-Interface:  STAT, STATVFS, TIMESPEC, POLLFD — ``Struct`` objects with ``size``, ``pack(*fields)``,
-            ``unpack(buf) -> tuple`` and ``names``; ``pack_dirent`` / ``iter_dirents`` for the
-            variable-length records of ``getdents``.
+Interface:  STAT, STATVFS, TIMESPEC, POLLFD, RLIMIT — ``Struct`` objects with ``size``,
+            ``pack(*fields)``, ``unpack(buf) -> tuple`` and ``names``; ``pack_dirent`` /
+            ``iter_dirents`` for the variable-length records of ``getdents``.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ class Struct:
             raise KernelError(Errno.EINVAL, f"short {self.name} ({len(buf)} < {self.size})")
         return self._s.unpack_from(buf)
 
+    def pack_into(self, buf: bytearray, offset: int, *values: int) -> None:
+        self._s.pack_into(buf, offset, *values)
+
     def unpack_from(self, buf: bytes | bytearray | memoryview, offset: int) -> tuple[int, ...]:
         if offset < 0 or len(buf) < offset + self.size:
             raise KernelError(Errno.EINVAL, f"short {self.name}")
@@ -67,6 +70,8 @@ STATVFS = Struct("statvfs", (
     ("files", "Q"), ("ffree", "Q"), ("favail", "Q"), ("fsid", "Q"), ("flag", "Q"),
     ("namemax", "Q"),
 ), saturate=True)
+
+RLIMIT = Struct("rlimit", (("cur", "q"), ("max", "q")))
 
 TIMESPEC = Struct("timespec", (("sec", "q"), ("nsec", "q")))
 

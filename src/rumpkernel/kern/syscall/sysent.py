@@ -71,6 +71,8 @@ SYS_listxattr = 71
 SYS_removexattr = 72
 SYS_fsinfo = 73
 SYS_chroot = 74
+SYS_getrlimit = 75
+SYS_setrlimit = 76
 
 # number -> (name, faction, handler function name, argument count)
 SYSENT: dict[int, tuple[str, str, str, int]] = {
@@ -142,6 +144,8 @@ SYSENT: dict[int, tuple[str, str, str, int]] = {
     72: ('removexattr', 'vfs', 'sys_removexattr', 3),
     73: ('fsinfo', 'vfs', 'sys_fsinfo', 3),
     74: ('chroot', 'vfs', 'sys_chroot', 1),
+    75: ('getrlimit', 'kern', 'sys_getrlimit', 2),
+    76: ('setrlimit', 'kern', 'sys_setrlimit', 2),
 }
 
-MAXSYSCALL = 75
+MAXSYSCALL = 77
