@@ -6,6 +6,7 @@ Interface (the same as ``blockmap.IndirectMap``):
     m.runs(lblk, count) -> [(lblk, pblk, n)]       pblk 0 = hole (unwritten extents too)
     m.map_alloc(lblk, count, goal) -> [(lblk, pblk, n, new)]   allocates holes (ENOSPC)
     m.truncate(first_lblk)              frees every block at or after ``first_lblk``
+    m.punch(first, end)                 frees the blocks of [first, end) (a hole)
     m.next_data(lblk) -> int | None     first mapped logical block >= lblk
     m.store()                           writes the tree (root in i_block, nodes in blocks)
 
@@ -195,19 +196,24 @@ class ExtentMap:
         self.dirty = True
 
     def truncate(self, first: int) -> None:
+        self.punch(first, MAX_LBLK)
+
+    def punch(self, first: int, end: int) -> None:
+        """Free every block in logical blocks [first, end); extents across an edge split."""
+        if end <= first:
+            return
         self._note()
-        exts = self.exts
         keep: list[list[int]] = []
-        for e in exts:
-            if e[0] + e[2] <= first:
+        for e in self.exts:
+            lo, hi = max(e[0], first), min(e[0] + e[2], end)
+            if lo >= hi:
                 keep.append(e)
-            elif e[0] < first:
-                cut = first - e[0]
-                self._free(e[1] + cut, e[2] - cut)
-                e[2] = cut
-                keep.append(e)
-            else:
-                self._free(e[1], e[2])
+                continue
+            self._free(e[1] + lo - e[0], hi - lo)
+            if e[0] < lo:
+                keep.append([e[0], e[1], lo - e[0], e[3]])
+            if hi < e[0] + e[2]:
+                keep.append([hi, e[1] + hi - e[0], e[0] + e[2] - hi, e[3]])
         self.exts = keep
         self.starts = [e[0] for e in keep]
         self.dirty = True

@@ -8,6 +8,7 @@ Interface:
     read(fs, node, offset, size) -> bytes
     write(fs, node, offset, data) -> int  ENOSPC (nothing written), EFBIG
     truncate(fs, node, size)              frees blocks past the new end, zeroes the tail
+    punch(fs, node, offset, length)       a hole, as fallocate(PUNCH_HOLE|KEEP_SIZE)
     readlink(fs, node) -> bytes
     decode_rdev(node) / encode_rdev(node, rdev)    Linux dev_t <-> i_block
     seek(fs, node, offset, data: bool) -> int      SEEK_DATA / SEEK_HOLE (ENXIO)
@@ -177,6 +178,45 @@ def truncate(fs: Any, node: Any, size: int) -> None:
     node.size = size
     node.mtime = node.ctime = fs.now()
     node.dirty = True
+
+
+def punch(fs: Any, node: Any, offset: int, length: int) -> None:
+    """A hole over [offset, offset+length) as ``fallocate(PUNCH_HOLE|KEEP_SIZE)``: partial
+    blocks at the edges are zeroed, whole blocks freed; the size stays.  Past the end of the
+    file nothing happens beyond its last block."""
+    if offset < 0 or length <= 0:
+        raise KernelError(Errno.EINVAL, "punch: bad range")
+    if not node.is_reg:
+        raise KernelError(Errno.EINVAL, "punch: not a regular file")
+    if node.inline:
+        fs.uninline(node)
+    bs = fs.vol.block_size
+    end = offset + length
+    if end >= node.size:                 # to the end of the last block (no stale tail bytes)
+        end = -(-node.size // bs) * bs
+    if offset >= end:
+        return
+    bmap = fs.bmap(node)
+    first, last = -(-offset // bs), end // bs
+    if offset % bs:
+        _zero_range(fs, bmap, offset, min(end, (offset // bs + 1) * bs))
+    if end % bs and end // bs >= first:
+        _zero_range(fs, bmap, end // bs * bs, end)
+    if first < last:
+        bmap.punch(first, last)
+    node.mtime = node.ctime = fs.now()
+    node.dirty = True
+
+
+def _zero_range(fs: Any, bmap: Any, start: int, end: int) -> None:
+    """Zero bytes [start, end) of one block, if it is mapped."""
+    vol = fs.vol
+    bs = vol.block_size
+    (_, pblk, _), = bmap.runs(start // bs, 1)
+    if pblk:
+        buf = bytearray(vol.read(pblk))
+        buf[start % bs:(end - 1) % bs + 1] = bytes(end - start)
+        vol.write(pblk, buf)
 
 
 def _zero_tail(fs: Any, bmap: Any, size: int) -> None:

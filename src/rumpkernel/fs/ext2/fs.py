@@ -352,6 +352,12 @@ class ExtFileSystem(MountState, FileSystem):
             raise KernelError(Errno.EINVAL, "ext: write to a non-regular file")
         return fileio.write(self, node, offset, data)
 
+    def punch(self, node: Inode, offset: int, length: int) -> None:
+        """Deallocate [offset, offset+length) keeping the size (fallocate PUNCH_HOLE with
+        KEEP_SIZE; not yet a vnode operation).  EINVAL for a bad range or a non-file."""
+        self._check_rw()
+        fileio.punch(self, node, offset, length)
+
     def seek_data(self, node: Inode, offset: int) -> int:
         return fileio.seek(self, node, offset, True)
 
@@ -482,11 +488,11 @@ class ExtFileSystem(MountState, FileSystem):
             node.dirty = False
 
 
-_MODIFYING = MODIFYING_OPS | {"inactive", "reclaim"}
+_MODIFYING = MODIFYING_OPS | {"inactive", "reclaim", "punch"}
 for _name in ("vget", "setattr", "lookup", "readdir", "create", "mkdir", "symlink", "link",
               "unlink", "rmdir", "rename", "readlink", "read", "write", "seek_data",
               "seek_hole", "getxattr", "setxattr", "listxattr", "removexattr", "inactive",
-              "reclaim"):
+              "reclaim", "punch"):
     setattr(ExtFileSystem, _name, _operation(getattr(ExtFileSystem, _name),
                                              _name in _MODIFYING))
 del _name
