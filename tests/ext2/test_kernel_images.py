@@ -57,10 +57,32 @@ def test_kernel_made_image_reads_as_the_kernel_shows_it(kernel_images, variant):
     img = kernel_images.image(variant)
     with loop_mounted(img) as mnt:
         want = host_view(mnt)
+        want_vfs = statvfs_tuple(os.statvfs(mnt))
     with booted(img) as k:
         got = rump_view(k, "/mnt")
+        got_vfs = statvfs_tuple(k.sys.statvfs("/mnt"))
     assert_same_view(got, want)
     assert len(want) > 3300
+    assert got_vfs == want_vfs
+
+
+def statvfs_tuple(s: os.statvfs_result) -> tuple[int, ...]:
+    return (s.f_bsize, s.f_frsize, s.f_blocks, s.f_bfree, s.f_bavail, s.f_files, s.f_ffree,
+            s.f_favail, s.f_namemax)
+
+
+@pytest.mark.parametrize("opts", [["-O", "bigalloc", "-C", "16384"],
+                                  ["-O", "bigalloc", "-b", "4096", "-C", "65536"],
+                                  ["-O", "^has_journal", "-b", "2048"]])
+def test_statvfs_like_linux_bigalloc_too(tmp_path, opts):
+    """Block counts in blocks, not clusters (an empty bigalloc file system is not full)."""
+    img = mke2fs(tmp_path / "s.img", "ext4", "256M", None, *opts)
+    with loop_mounted(img) as mnt:
+        want = statvfs_tuple(os.statvfs(mnt))
+    with booted(img) as k:
+        got = statvfs_tuple(k.sys.statvfs("/mnt"))
+    assert got == want
+    assert got[3] > got[2] * 0.9
 
 
 # -- one test per defect -------------------------------------------------------------------------

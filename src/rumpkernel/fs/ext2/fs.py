@@ -420,14 +420,48 @@ class ExtFileSystem(MountState, FileSystem):
 
     # -- whole file system --------------------------------------------------------------------
     def statfs(self) -> StatFS:
+        """As Linux reports it: block counts in blocks (bigalloc free counts are clusters),
+        the metadata overhead left out of the total, and the root reserve plus the
+        delayed-allocation reserve (2% of clusters, at most 4,096) out of what is available."""
         vol = self.vol
-        fb, fi = vol.total_free()
+        free_clusters, fi = vol.total_free()
         sb = vol.sb
+        ratio = self._cluster_ratio()
         reserved = sb.s_r_blocks_count_lo | (sb.s_r_blocks_count_hi << 32 if self.is64 else 0)
+        if self.extents:
+            reserved += min(vol.geo.blocks_count // ratio // 50, 4096) * ratio
+        bfree = free_clusters * ratio
         return StatFS(bsize=vol.block_size, frsize=vol.block_size,
-                      blocks=vol.geo.blocks_count, bfree=fb, bavail=max(0, fb - reserved),
-                      files=vol.geo.inodes_count, ffree=fi, favail=fi, namemax=255,
-                      fsid=int.from_bytes(sb.s_uuid[:8], "little"))
+                      blocks=vol.geo.blocks_count - self._overhead(), bfree=bfree,
+                      bavail=max(0, bfree - reserved), files=vol.geo.inodes_count, ffree=fi,
+                      favail=fi, namemax=255, fsid=int.from_bytes(sb.s_uuid[:8], "little"))
+
+    def _cluster_ratio(self) -> int:
+        sb = self.vol.sb
+        if self.vol.geo.ro_compat & L.RO_COMPAT_BIGALLOC:
+            return 1 << (sb.s_log_cluster_size - sb.s_log_block_size)
+        return 1
+
+    def _overhead(self) -> int:
+        """Blocks of metadata (superblocks, descriptors, bitmaps, inode tables, journal), as
+        the superblock records it or as Linux's ext4_calculate_overhead counts it."""
+        if self._overhead_blocks is None:
+            vol = self.vol
+            geo = vol.geo
+            if vol.sb.s_overhead_clusters:
+                n = vol.sb.s_overhead_clusters * self._cluster_ratio()
+            else:
+                n = geo.first_data_block + geo.group_count * (2 + geo.itable_blocks)
+                n += sum(len(geo.super_and_gdt(g)) for g in range(geo.group_count))
+                if geo.compat & L.COMPAT_HAS_JOURNAL and vol.sb.s_journal_inum:
+                    ino = vol.sb.s_journal_inum
+                    try:
+                        n += Inode.decode(vol, ino, vol.read_inode_raw(ino)).size // \
+                            vol.block_size
+                    except KernelError:
+                        pass
+            self._overhead_blocks = min(n, geo.blocks_count)
+        return self._overhead_blocks
 
     def info(self) -> dict[str, object]:
         sb = self.vol.sb

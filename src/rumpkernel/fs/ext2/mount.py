@@ -104,6 +104,7 @@ class MountState:
         self.unmounted = False
         self.mounted = False         # errors found while mounting are not recorded on disk
         self.was_clean = False
+        self._overhead_blocks: int | None = None
         self._replay: journal.Recovery | None = None
         raw = read_super(ctx.dev)
         sb = L.Superblock.parse(raw)
