@@ -11,6 +11,7 @@ Interface:
     loop_mounted(img, readonly) -> ctx manager yielding the mount point; unique mount point,
                                    always unmounted (and the loop device detached) on exit
     build(img, fstype, size, opts, big) -> img     mke2fs + kernel-populated tree
+    build_encrypted(img, opts) -> img              an fscrypt tree whose key is then removed
     host_view(root) -> {path: record}              what the kernel shows (os.* on a mount)
     rump_view(k, root) -> {path: record}           what our kernel shows (k.sys.*)
     DATES                                          the timestamps ``populate`` sets
@@ -224,6 +225,55 @@ def _inline_sized(root: Path, rng: random.Random) -> None:
         (d / f"s{n}").write_bytes(rng.randbytes(n))
 
 
+# -- an encrypted image (fscrypt v2 policy, key removed afterwards) -----------------------------
+_FS_IOC_SET_ENCRYPTION_POLICY = 0x800C6613
+_FS_IOC_ADD_ENCRYPTION_KEY = 0xC0506617
+_FS_IOC_REMOVE_ENCRYPTION_KEY = 0xC0406618
+
+
+def build_encrypted(img: Path, opts: list[str]) -> Path:
+    """An ``-O encrypt`` image with an encrypted directory tree (names short and past 149
+    bytes, an indexed directory, fast and slow symlinks, a subdirectory) next to plain files;
+    the key is gone when it is unmounted, so the kernel shows what Linux shows without it."""
+    import fcntl
+    import struct
+
+    run("mke2fs", "-q", "-F", "-t", "ext4", "-O", "encrypt", *opts, str(img), "64M")
+    with loop_mounted(img, readonly=False) as m:
+        (m / "plain").mkdir()
+        (m / "plain" / "clear.txt").write_bytes(b"not encrypted\n")
+        fd = os.open(m, os.O_RDONLY)
+        try:
+            arg = bytearray(80 + 64)
+            struct.pack_into("<II", arg, 0, 2, 0)            # key by identifier
+            struct.pack_into("<II", arg, 40, 64, 0)          # 64 raw bytes
+            arg[80:] = random.Random(5).randbytes(64)
+            fcntl.ioctl(fd, _FS_IOC_ADD_ENCRYPTION_KEY, arg, True)
+            for name, many in (("secret", 0), ("vault", 300)):
+                d = m / name
+                d.mkdir()
+                dfd = os.open(d, os.O_RDONLY)
+                try:       # v2, AES-256-XTS contents, AES-256-CTS names
+                    fcntl.ioctl(dfd, _FS_IOC_SET_ENCRYPTION_POLICY,
+                                struct.pack("<BBBB4s16s", 2, 1, 4, 0, bytes(4), bytes(arg[8:24])))
+                finally:
+                    os.close(dfd)
+                (d / "hello.txt").write_bytes(b"secret data\n")
+                (d / ("long-" + "n" * 200)).write_bytes(b"y" * 5000)
+                (d / "sub").mkdir()
+                (d / "sub" / "inner").write_bytes(b"inner")
+                os.symlink("hello.txt", d / "link")
+                os.symlink("a" * 300, d / "longlink")
+                for i in range(many):
+                    (d / f"many-{i:04d}").touch()
+            rarg = bytearray(64)
+            rarg[:40] = arg[:40]
+            fcntl.ioctl(fd, _FS_IOC_REMOVE_ENCRYPTION_KEY, rarg, True)
+        finally:
+            os.close(fd)
+    return img
+
+
 # -- views ---------------------------------------------------------------------------------------
 def _data_map(seek: Any, size: int) -> list[tuple[int, int]]:
     """[(data start, data end)] by SEEK_DATA / SEEK_HOLE."""
@@ -273,8 +323,11 @@ def _walk(listdir: Any, lstat: Any, readfile: Any, readlink: Any, xattrs: Any,
 
 
 def host_view(root: Path) -> dict[str, tuple]:
-    def readfile(path: str, size: int) -> tuple:
-        fd = os.open(path, os.O_RDONLY)
+    def readfile(path: str, size: int) -> tuple | str:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as e:               # ENOKEY: encrypted, no key
+            return errno.errorcode[e.errno]
         try:
             dmap = _data_map(lambda o, w: os.lseek(fd, o, w), size)
             return tuple(dmap), _digest(b"".join(os.pread(fd, e - s, s) for s, e in dmap))
@@ -291,11 +344,14 @@ def host_view(root: Path) -> dict[str, tuple]:
 def rump_view(k: Any, root: str) -> dict[str, tuple]:
     sys_ = k.sys
 
-    def readfile(path: str, size: int) -> tuple:
+    def readfile(path: str, size: int) -> tuple | str:
         fd = sys_.open(path, os.O_RDONLY)
-        try:
+        try:      # Linux refuses an encrypted file at open; we have no open operation, and
+            sys_.pread(fd, 1, 0)        # refuse its first read (even of an empty file)
             dmap = _data_map(lambda o, w: sys_.lseek(fd, o, w), size)
             return tuple(dmap), _digest(b"".join(sys_.pread(fd, e - s, s) for s, e in dmap))
+        except OSError as e:               # ENOKEY: encrypted, no key
+            return errno.errorcode[e.errno]
         finally:
             sys_.close(fd)
 

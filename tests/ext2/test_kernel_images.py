@@ -14,6 +14,7 @@ import pytest
 
 import rumpkernel
 
+from . import kimages
 from .conftest import KernelImages, assert_fsck_clean, mke2fs, run
 from .kimages import DATES, INT64_MAX, NS, host_view, loop_mounted, rump_view
 
@@ -64,6 +65,24 @@ def test_kernel_made_image_reads_as_the_kernel_shows_it(kernel_images, variant):
     assert_same_view(got, want)
     assert len(want) > 3300
     assert got_vfs == want_vfs
+
+
+@pytest.mark.parametrize("opts", [["-b", "4096"], ["-b", "1024", "-O", "^dir_index"]])
+def test_encrypted_image_reads_as_linux_without_the_key(tmp_path, opts):
+    """No-key names (htree hashes of the ciphertext; long names by SHA-256) that look up
+    again, no-key symlink targets, stat of everything, ENOKEY for encrypted contents, plain
+    files as they are; mounted read-only, saying why."""
+    img = kimages.build_encrypted(tmp_path / "e.img", opts)
+    with loop_mounted(img) as mnt:
+        want = host_view(mnt)
+    with booted(img, readonly=False) as k:
+        got = rump_view(k, "/mnt")
+        info = k.sys.fsinfo("/mnt")
+    assert_same_view(got, want)
+    assert info["readonly"] and "encrypt" in info["info"]["ro_reason"]
+    assert {v[-1] for p, v in got.items() if p.startswith("/secret/") and v[1] & 0o100000
+            and not v[1] & 0o020000} == {"ENOKEY"}
+    assert got["/plain/clear.txt"][-1] != "ENOKEY"
 
 
 def statvfs_tuple(s: os.statvfs_result) -> tuple[int, ...]:

@@ -69,8 +69,10 @@ def _has_tail(data: bytes, bs: int) -> bool:
 
 
 def parse_entries(fs: Any, data: bytes, start: int, limit: int, where: str,
-                  first_block: bool) -> list[tuple[int, int, int, int, bytes]]:
-    """[(offset, ino, rec_len, ftype, name)] of the entry chain in data[start:limit]."""
+                  first_block: bool, ciphertext: bool = False,
+                  ) -> list[tuple[int, int, int, int, bytes]]:
+    """[(offset, ino, rec_len, ftype, name)] of the entry chain in data[start:limit].
+    ``ciphertext``: an encrypted directory's names are any bytes (never used as paths)."""
     bs = fs.vol.block_size
     filetype = fs.filetype
     out = []
@@ -86,7 +88,7 @@ def parse_entries(fs: Any, data: bytes, start: int, limit: int, where: str,
             raise corrupt(f"ext: {where}: bad entry at {off} (rec_len {rec_len})")
         if ino:
             name = bytes(data[off + 8:off + 8 + nl])
-            if nl == 0 or b"/" in name or b"\0" in name:
+            if nl == 0 or (not ciphertext and (b"/" in name or b"\0" in name)):
                 raise corrupt(f"ext: {where}: bad name {name!r}")
             if ino > fs.vol.geo.inodes_count:
                 raise corrupt(f"ext: {where}: inode {ino} out of range")
@@ -103,7 +105,7 @@ def _block_entries(fs: Any, dnode: Any, lblk: int, data: bytes) -> list[tuple[An
     if _is_dx_block(data, bs, lblk, dnode):
         # An index block (as Linux decides: block 0, or a whole-block empty entry): its
         # checksum is the index's own; Linux may leave a stale leaf tail at its end.
-        return parse_entries(fs, data, 0, bs, where, lblk == 0) if lblk == 0 else []
+        return parse_entries(fs, data, 0, bs, where, True, _enc(dnode)) if lblk == 0 else []
     limit = bs
     if fs.vol.metadata_csum:
         if not _has_tail(data, bs):
@@ -112,7 +114,11 @@ def _block_entries(fs: Any, dnode: Any, lblk: int, data: bytes) -> list[tuple[An
         want = int.from_bytes(data[bs - 4:], "little")
         if fs.vol.csum(dnode.seed, data[:limit]) != want:
             raise corrupt(f"ext: {where}: checksum mismatch")
-    return parse_entries(fs, data, 0, limit, where, lblk == 0)
+    return parse_entries(fs, data, 0, limit, where, lblk == 0, _enc(dnode))
+
+
+def _enc(dnode: Any) -> bool:
+    return bool(dnode.flags & L.INODE_ENCRYPT_FL)
 
 
 def _is_dx_block(data: bytes | bytearray, bs: int, lblk: int, dnode: Any) -> bool:
@@ -172,9 +178,9 @@ def inline_entries(fs: Any, dnode: Any) -> list[tuple[int, int, int, int, bytes]
     buf = ib[4:] + extra
     where = f"inline directory {dnode.ino}"
     out = [(0, dnode.ino, 0, L.FT_DIR, b"."), (0, parent, 0, L.FT_DIR, b"..")]
-    out += parse_entries(fs, buf, 0, 56, where, False)
+    out += parse_entries(fs, buf, 0, 56, where, False, _enc(dnode))
     if extra:
-        out += parse_entries(fs, buf, 56, len(buf), where, False)
+        out += parse_entries(fs, buf, 56, len(buf), where, False, _enc(dnode))
     return out
 
 

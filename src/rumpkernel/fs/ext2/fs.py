@@ -17,14 +17,15 @@ Rules:
   accept).  A linear directory that outgrows its first block becomes an htree (dir_index).
 - Inline-data inodes are read in place; one that is changed is first moved into ordinary
   blocks (``inline.uninline``); new inodes are never inline.  Casefolded, bigalloc, quota and
-  other features listed in ``mount.py`` mount read-only; encrypted ones are refused.
+  other features listed in ``mount.py`` mount read-only; encrypted ones read as Linux reads
+  them without the key (``crypt.py``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rumpkernel.fs.ext2 import acl, dirs, fileio, inline, xattr
+from rumpkernel.fs.ext2 import acl, crypt, dirs, fileio, inline, xattr
 from rumpkernel.fs.ext2 import layout as L
 from rumpkernel.fs.ext2.blockmap import IndirectMap
 from rumpkernel.fs.ext2.extents import ExtentMap, empty_root
@@ -150,12 +151,14 @@ class ExtFileSystem(MountState, FileSystem):
     # -- attributes ---------------------------------------------------------------------------
     def getattr(self, node: Inode) -> VAttr:
         rdev = fileio.decode_rdev(node) if node.mode & S_IFMT in (S_IFCHR, S_IFBLK) else 0
-        blocks = node.blocks
+        blocks, size = node.blocks, node.size
+        if node.is_lnk and crypt.is_encrypted(node):   # the no-key target's length
+            size = len(crypt.readlink(self, node))
         if node.inline and node.is_reg:   # as Linux: so tools do not take it for all holes
             blocks += (node.size + 511) >> 9
         return VAttr(
             ino=node.ino, mode=node.mode, nlink=node.links, uid=node.uid, gid=node.gid,
-            size=node.size, atime_ns=node.atime, mtime_ns=node.mtime, ctime_ns=node.ctime,
+            size=size, atime_ns=node.atime, mtime_ns=node.mtime, ctime_ns=node.ctime,
             birthtime_ns=node.crtime, rdev=rdev, blocks=blocks,
             blksize=self.vol.block_size, gen=node.generation, flags=bsd_flags(node.flags))
 
@@ -184,7 +187,10 @@ class ExtFileSystem(MountState, FileSystem):
             raise KernelError(Errno.ENOTDIR, "ext: lookup in a non-directory")
         if name == b".":
             return dnode.ino
-        ino = dirs.lookup(self, dnode, name)
+        if crypt.is_encrypted(dnode) and name != b"..":
+            ino = crypt.lookup(self, dnode, name)
+        else:
+            ino = dirs.lookup(self, dnode, name)
         if ino is None:
             raise KernelError(Errno.ENOENT, name.decode("utf-8", "replace"))
         return ino
@@ -193,6 +199,8 @@ class ExtFileSystem(MountState, FileSystem):
         if not dnode.is_dir:
             raise KernelError(Errno.ENOTDIR, "ext: readdir of a non-directory")
         ents = dirs.readdir(self, dnode, cookie)
+        if crypt.is_encrypted(dnode):
+            ents = crypt.listed(self, dnode, ents)
         if not self.filetype:
             return [DirEnt(e.name, e.ino, dtype_of(self.vget(e.ino).mode), e.cookie)
                     for e in ents]
@@ -339,11 +347,15 @@ class ExtFileSystem(MountState, FileSystem):
 
     # -- contents -----------------------------------------------------------------------------
     def readlink(self, node: Inode) -> bytes:
+        if crypt.is_encrypted(node) and node.is_lnk:
+            return crypt.readlink(self, node)
         return fileio.readlink(self, node)
 
     def read(self, node: Inode, offset: int, size: int) -> bytes:
         if node.is_dir:
             raise KernelError(Errno.EISDIR, "ext: read of a directory")
+        if crypt.is_encrypted(node):
+            raise KernelError(Errno.ENOKEY, f"ext: inode {node.ino} is encrypted (no key)")
         return fileio.read(self, node, offset, size)
 
     def write(self, node: Inode, offset: int, data: bytes) -> int:

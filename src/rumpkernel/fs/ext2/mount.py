@@ -2,10 +2,11 @@
 write-back and ``sync``.  ``fs.ExtFileSystem`` inherits this.
 
 Policy:
-- incompat features outside ``INCOMPAT_READ`` (compression, journal device, dirdata,
-  encryption): refused with EOPNOTSUPP naming the feature.
-- features outside ``INCOMPAT_WRITE`` / ``RO_COMPAT_WRITE`` (mmp, casefold,
-  ea_inode, bigalloc, quota, verity, orphan_present...), a non-empty orphan list, or an error
+- incompat features outside ``INCOMPAT_READ`` (compression, journal device, dirdata):
+  refused with EOPNOTSUPP naming the feature.
+- features outside ``INCOMPAT_WRITE`` / ``RO_COMPAT_WRITE`` (mmp, casefold, encrypt (read as
+  Linux reads it without the key: ``crypt.py``), ea_inode, bigalloc, quota, verity,
+  orphan_present...), a non-empty orphan list, or an error
   state recorded by the kernel: mounted read-only, with a ``ctx.log`` line saying why; the
   reason stays in ``fs.ro_reason`` (and ``info()["ro_reason"]``) for callers to show.
 - a journal that needs recovery is replayed into an in-memory overlay; a read-write mount
@@ -31,7 +32,8 @@ from rumpkernel.vfs.vattr import FsFeatures
 INCOMPAT_WRITE = (L.INCOMPAT_FILETYPE | L.INCOMPAT_RECOVER | L.INCOMPAT_META_BG
                   | L.INCOMPAT_EXTENTS | L.INCOMPAT_64BIT | L.INCOMPAT_FLEX_BG
                   | L.INCOMPAT_CSUM_SEED | L.INCOMPAT_LARGEDIR | L.INCOMPAT_INLINE_DATA)
-INCOMPAT_READ = INCOMPAT_WRITE | L.INCOMPAT_MMP | L.INCOMPAT_EA_INODE | L.INCOMPAT_CASEFOLD
+INCOMPAT_READ = (INCOMPAT_WRITE | L.INCOMPAT_MMP | L.INCOMPAT_EA_INODE | L.INCOMPAT_CASEFOLD
+                 | L.INCOMPAT_ENCRYPT)
 RO_COMPAT_WRITE = (L.RO_COMPAT_SPARSE_SUPER | L.RO_COMPAT_LARGE_FILE | L.RO_COMPAT_HUGE_FILE
                    | L.RO_COMPAT_GDT_CSUM | L.RO_COMPAT_DIR_NLINK | L.RO_COMPAT_EXTRA_ISIZE
                    | L.RO_COMPAT_METADATA_CSUM | L.RO_COMPAT_PROJECT)
