@@ -10,7 +10,6 @@ import random
 import shutil
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,13 +68,11 @@ def mounted(path: Path, **kw) -> Iterator[ExtFileSystem]:
 
 @contextlib.contextmanager
 def loop_mount(path: Path, readonly: bool = True) -> Iterator[Path]:
-    mnt = Path(tempfile.mkdtemp(prefix="ext2mnt"))
-    run("mount", "-o", "loop," + ("ro" if readonly else "rw"), str(path), str(mnt))
-    try:
+    """A root loop mount on a unique mount point; always unmounted and detached."""
+    from .kimages import loop_mounted
+
+    with loop_mounted(path, readonly) as mnt:
         yield mnt
-    finally:
-        run("umount", str(mnt))
-        mnt.rmdir()
 
 
 def resolve(fs: ExtFileSystem, path: str):
