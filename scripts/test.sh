@@ -23,4 +23,4 @@ if [ -n "$pkgs" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkgs >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
-exec python3 -m pytest -q "$@"
+RUMPKERNEL_REQUIRE_ORACLES=1 exec python3 -m pytest -q "$@"

@@ -264,16 +264,6 @@ def dev_mode(mode: int) -> int:
     return mode & S_IFMT
 
 
-def pytest_collection_modifyitems(config, items):
-    """Soaks marked ``slow`` run only when asked for: ``-m slow`` or RUMPKERNEL_SLOW=1."""
-    if "slow" in (config.getoption("markexpr") or "") or os.environ.get("RUMPKERNEL_SLOW"):
-        return
-    skip = pytest.mark.skip(reason="slow soak: run with -m slow or RUMPKERNEL_SLOW=1")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
-
-
 # -- images made by the Linux kernel (tests/ext2/kimages.py) -------------------------------------
 class KernelImages:
     """Kernel-populated images, each built once per session on first use; ``copy`` gives a

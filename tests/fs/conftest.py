@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import checked
+from rumpkernel.testing.plugin import checked
 from tests.fs.drivers import DRIVERS, FsEnv
 
 

@@ -181,25 +181,21 @@ def run(*cmd: str) -> None:
                    env={**os.environ, "MTOOLS_SKIP_CHECK": "1"})
 
 
-def _register_optional() -> None:
+def _register_declared() -> None:
+    """Every image-backed test image a component declares (``TestImage`` recipes: the driver
+    says how to make them) joins the matrix; adding a driver needs no edit here."""
     from rumpkernel.kern.component import catalog
 
-    names = catalog()
-    if "ext2" in names:
-        for flavour in ("ext2", "ext4"):
-            def make(tmp: Path, posix: bool = False, flavour: str = flavour) -> FsEnv:
-                img = tmp / f"{flavour}.img"
-                run("mke2fs", "-q", "-F", "-t", flavour, "-b", "1024", str(img), "16M")
-                return image_env(flavour, "ext2", img)
-            DRIVERS[flavour] = make
-    if "msdos" in names:
-        for bits, size in ((12, "4096"), (16, "32768"), (32, "65536")):
-            def make(tmp: Path, posix: bool = False, bits: int = bits,
-                     size: str = size) -> FsEnv:
-                img = tmp / f"fat{bits}.img"
-                run("mkfs.fat", "-C", "-F", str(bits), str(img), size)
-                return image_env(f"fat{bits}", "msdos", img)
-            DRIVERS[f"fat{bits}"] = make
+    for comp in catalog().values():
+        for ti in comp.test_images:
+            if not ti.command or ti.name in DRIVERS:
+                continue
+
+            def make(tmp: Path, posix: bool = False, ti: Any = ti) -> FsEnv:
+                img = tmp / f"{ti.name}.img"
+                run(*(str(img) if a == "{image}" else a for a in ti.command))
+                return image_env(ti.name, ti.fstype, img, ti.mount_options)
+            DRIVERS[ti.name] = make
 
 
-_register_optional()
+_register_declared()

@@ -202,14 +202,3 @@ def posix_kernel_fs() -> Iterator[rumpkernel.Kernel]:
         yield k
     finally:
         k.halt()
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``slow`` run only when asked for: ``-m slow`` or RUMPKERNEL_SLOW=1."""
-    if "slow" in (config.getoption("markexpr") or "") or os.environ.get("RUMPKERNEL_SLOW"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with -m slow or RUMPKERNEL_SLOW=1")
-    here = Path(__file__).parent
-    for item in items:
-        if "slow" in item.keywords and here in Path(str(item.fspath)).parents:
-            item.add_marker(skip)

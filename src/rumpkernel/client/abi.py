@@ -6,7 +6,8 @@ is the only edit a new one needs.  Clients (``k.sys``, remote connections, the f
 take and return host values; the kernel sees only its own.
 
 Interface:
-    oserror(kerr, detail=None, filename=None) -> OSError   as the host would raise it
+    oserror(kerr, detail=None, filename=None) -> OSError   as the host would raise it (``detail``
+                                                           also kept as ``err.detail``)
     host_errno(kerr) -> int / kernel_errno(herr) -> Errno
     open_flags_to_kernel(flags) / open_flags_to_host(kflags)      ValueError on unknown bits
     poll_to_kernel(events) / poll_to_host(kevents)
@@ -62,9 +63,9 @@ def oserror(kerr: int, detail: str | None = None, filename: object = None) -> OS
     msg = _h.strerror(h)
     if detail:
         msg = f"{msg} ({detail})"
-    if filename is None:
-        return OSError(h, msg)
-    return OSError(h, msg, filename)
+    err = OSError(h, msg) if filename is None else OSError(h, msg, filename)
+    err.detail = detail          # the kernel's own words, for tools that print them alone
+    return err
 
 
 # ---- constant groups ---------------------------------------------------------------------------

@@ -79,9 +79,9 @@ class _Image:
             self.fstype = self.k.mount_image(H.fsdecode(_abspath(spec.path)), MOUNTPOINT,
                                              fstype=fstype, readonly=readonly,
                                              partition=spec.partition, offset=spec.offset)
-        except rumpkernel.KernelError as e:
+        except OSError as e:
             self.k.halt()
-            raise H.oserror(e.errno, e.detail, spec.text) from None
+            raise OSError(e.errno, e.strerror, spec.text) from None
         self.sys = self.k.sys
         self.sys.chroot(MOUNTPOINT)
         self.sys.chdir("/")

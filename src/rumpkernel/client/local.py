@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from rumpkernel.client.abi import oserror
-from rumpkernel.client.files import bind as bind_files
+from rumpkernel.client.files import FileAPI
 from rumpkernel.client.sys import Sys
+from rumpkernel.hypercall.hostio import halt_at_exit
 from rumpkernel.kern.abi import RB_NOSYNC
 from rumpkernel.kern.errno import KernelError
 from rumpkernel.kern.kernel import Kernel
@@ -30,9 +31,16 @@ def local_call(k: Kernel) -> Any:
 
 
 def attach(k: Kernel) -> Sys:
+    """Fill the kernel's client slots: ``k.sys``, ``k.files`` (whose methods ``k.open`` ...
+    delegate to) and ``k.errtrans`` (the kernel-object API raises OSError), and make sure a
+    kernel the program forgets to halt still writes its data back (see ``hostio.halt_at_exit``).
+    """
     def after_reboot(howto: int) -> None:
         k.halt(sync=not howto & RB_NOSYNC)
 
     k.sys = Sys(local_call(k), after_reboot)
-    bind_files(k, k.sys)
+    k.files = FileAPI(k.sys)
+    k.errtrans = lambda e: oserror(e.errno, e.detail)
+    if not k.host.deterministic:
+        halt_at_exit(k)
     return k.sys

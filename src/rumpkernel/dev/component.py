@@ -1,6 +1,6 @@
 """The dev faction: memory devices (null, zero, full) and the entropy devices (random,
 urandom).  With the vfs faction present they appear as nodes under ``/dev``; without it the
-drivers still exist in ``k.devices`` for direct use (the dissertation's "bypass the file system"
+drivers still exist in ``k.dev`` for direct use (the dissertation's "bypass the file system"
 example)."""
 
 from __future__ import annotations
@@ -66,10 +66,10 @@ DEVICES = ((Null, 1, 3, 0o666), (Zero, 1, 5, 0o666), (Full, 1, 7, 0o666),
 
 @component("dev", phase=Phase.DEV, faction="dev", desc="memory and entropy devices")
 def dev_init(k: Any) -> None:
-    k.devices = {}
+    k.dev = {}
     for cls, maj, mn, mode in DEVICES:
         drv = cls(k)
-        k.devices[cls.name] = drv
+        k.dev[cls.name] = drv
         if k.vfs is not None:
             rdev = makedev(maj, mn)
             k.vfs.cdevs[rdev] = drv

@@ -9,6 +9,8 @@ Interface (VERSION 1):
     RawIOBase, BufferedReader, BufferedWriter, BufferedRandom, TextIOWrapper,
     UnsupportedOperation, DEFAULT_BUFFER_SIZE, text_encoding      -- from ``io``
     new_lock()                                                    -- a host lock
+    halt_at_exit(kernel)          halt the kernel (flushing its file systems) when the
+                                  interpreter exits, unless the program already did
     HOST                                                          -- a ``HostFiles``
     HostFiles methods: lstat, stat, scandir (sorted list of os.DirEntry), readlink,
         open_read (unbuffered binary file), open_write (new file, O_EXCL, unbuffered),
@@ -19,9 +21,11 @@ Errors are the host's ``OSError`` subclasses, unchanged.
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import threading
+import weakref
 from typing import Any
 
 VERSION = 1
@@ -110,3 +114,25 @@ class HostFiles:
 
 
 HOST = HostFiles()
+
+
+_LIVE_KERNELS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _halt_live_kernels() -> None:
+    for k in list(_LIVE_KERNELS):
+        if not k.dead:
+            try:
+                k.halt()
+            except Exception as e:
+                k.host.console_write(f"[{k.hostname}] halt at exit failed: {e}\n")
+
+
+def halt_at_exit(kernel: Any) -> None:
+    """Forgetting ``k.halt()`` must not lose writes: kernels still running when the
+    interpreter exits are halted (synced and unmounted) by one exit hook.  Only a weak
+    reference is kept, so the kernel can still be collected."""
+    if not _LIVE_KERNELS:
+        atexit.register(_halt_live_kernels)
+    _LIVE_KERNELS.add(kernel)
+

@@ -8,13 +8,24 @@ init functions in phase order with the kernel as argument.
 Factions (vfs, dev, net) are optional and orthogonal: each is a component that the drivers of
 that faction require; ``kern`` is always there.
 
-Interface:  Phase; component(...); catalog() -> dict[str, Component]; resolve(names) -> list
+Discovery (the link set): the kernel names no driver.  ``catalog()`` imports each faction's
+``rumpkernel.<faction>.component`` module and every module of the ``components`` packages
+(``rumpkernel.fs.components``, ``rumpkernel.dev.components``, ``rumpkernel.net.components``), so a
+new driver is one module there.  Out-of-tree drivers register through the
+``rumpkernel.components`` entry-point group (each entry names a module defining components);
+they are loaded when a boot asks for a name the tree does not have, or by ``load_plugins()``.
+A component may declare ``test_images``: how the shipped testing kit makes images for its
+file-system matrix (see ``rumpkernel.testing``).
+
+Interface:  Phase; component(...); catalog() -> dict[str, Component]; resolve(names) -> list;
+            load_plugins() -> list of module names; TestImage
 """
 
 from __future__ import annotations
 
 import enum
 import importlib
+import pkgutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -36,6 +47,21 @@ class Phase(enum.IntEnum):
 
 
 @dataclass(frozen=True)
+class TestImage:
+    """A recipe, as data, for one test image of a file system: ``command`` is the host program
+    and arguments that make it, ``{image}`` standing for the image path (empty for a memory
+    file system, mounted by type alone); ``mount_options`` as for mount_image.  The testing kit
+    runs the command (drivers never touch the host)."""
+
+    __test__ = False         # not a pytest test class
+
+    name: str
+    fstype: str
+    command: tuple[str, ...] = ()
+    mount_options: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class Component:
     name: str
     phase: Phase
@@ -43,44 +69,72 @@ class Component:
     requires: tuple[str, ...]
     init: Callable[[Kernel], None]
     desc: str = ""
+    test_images: tuple[TestImage, ...] = ()
 
 
 _REGISTRY: dict[str, Component] = {}
 
-# The modules that define components (the "link set"); imported on first boot.
-CATALOG_MODULES = (
-    "rumpkernel.vfs.component",
-    "rumpkernel.dev.component",
-    "rumpkernel.fs.tmpfs",
-    "rumpkernel.fs.components.ext2",
-    "rumpkernel.fs.components.msdos",
-)
-
 FACTIONS = ("vfs", "dev", "net")
+DRIVER_PACKAGES = ("rumpkernel.fs.components", "rumpkernel.dev.components",
+                   "rumpkernel.net.components")
+PLUGIN_GROUP = "rumpkernel.components"
 
 
 def component(name: str, *, phase: Phase, faction: str = "kern",
-              requires: Iterable[str] = (), desc: str = "") -> Callable:
+              requires: Iterable[str] = (), desc: str = "",
+              test_images: Iterable[TestImage] = ()) -> Callable:
     def register(fn: Callable[[Kernel], None]) -> Callable[[Kernel], None]:
-        _REGISTRY[name] = Component(name, phase, faction, tuple(requires), fn, desc)
+        _REGISTRY[name] = Component(name, phase, faction, tuple(requires), fn, desc,
+                                    tuple(test_images))
         return fn
     return register
 
 
+def _import_optional(mod: str) -> bool:
+    try:
+        importlib.import_module(mod)
+    except ModuleNotFoundError as e:
+        if e.name is None or not mod.startswith(e.name):
+            raise
+        return False
+    return True
+
+
 _loaded = False
+_plugins_loaded = False
 
 
 def catalog() -> dict[str, Component]:
     global _loaded
     if not _loaded:
-        for mod in CATALOG_MODULES:
+        for faction in FACTIONS:
+            _import_optional(f"rumpkernel.{faction}.component")
+        for pkgname in DRIVER_PACKAGES:
             try:
-                importlib.import_module(mod)
-            except ModuleNotFoundError as e:
-                if e.name is None or not mod.startswith(e.name):
-                    raise
+                pkg = importlib.import_module(pkgname)
+            except ModuleNotFoundError:
+                continue
+            for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+                importlib.import_module(f"{pkgname}.{info.name}")
         _loaded = True
     return dict(_REGISTRY)
+
+
+def load_plugins() -> list[str]:
+    """Import the modules of installed out-of-tree drivers (entry-point group
+    ``rumpkernel.components``); returns their names.  Costs an entry-point scan, so it runs
+    only when asked or when a boot names a component the tree lacks."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return []
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    names = []
+    for ep in entry_points(group=PLUGIN_GROUP):
+        importlib.import_module(ep.value)
+        names.append(ep.value)
+    return names
 
 
 def resolve(names: Iterable[str] | None) -> list[Component]:
@@ -93,6 +147,9 @@ def resolve(names: Iterable[str] | None) -> list[Component]:
         if n in chosen or n == "kern":
             continue
         c = cat.get(n)
+        if c is None and not _plugins_loaded and load_plugins():
+            cat = catalog()
+            c = cat.get(n)
         if c is None:
             raise KernelError(Errno.ENOENT, f"unknown component {n!r}; known: {sorted(cat)}")
         chosen[n] = c

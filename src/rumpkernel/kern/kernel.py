@@ -13,6 +13,17 @@ Interface:
     k.lwproc                    rump_lwproc(3)
     k.time_ns() / k.monotonic_ns() / k.log(msg) / k.random_bytes(n)
 
+Faction slots: the kernel declares what its factions and clients add; a faction's boot component
+fills its slot, an absent faction leaves it None (and its system calls answer ENOSYS):
+    k.vfs     the VFS faction (mounts, vnodes, namei; ``k.vfs.api`` is its kernel-object API)
+    k.dev     the dev faction's device drivers, by name (bypassing /dev)
+    k.net     the net faction (interfaces, routes, protocols)
+    k.sys     the local client's libc-shaped facade (``client/local.py``)
+    k.files   the client file API (``k.open``, ``k.path``, ``k.listdir`` ... delegate to it)
+    k.errtrans  the client layer's KernelError -> OSError translation for the kernel-object API
+``k.etfs_register / etfs_remove / mount_image / newfs`` are the VFS faction's API offered on the
+kernel object: EOPNOTSUPP without the faction; failures arrive as the client's OSError.
+
 Entry: a client's call runs on its own host thread.  It finds (or makes) the thread's lwp, takes a
 vCPU, runs the handler, gives the vCPU back.  ``KernelError`` passes to the caller; any other
 exception is a kernel bug: the kernel panics, the caller gets ``KernelPanic``, and the host
@@ -22,6 +33,7 @@ process and every other kernel keep running.
 from __future__ import annotations
 
 import contextlib
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -109,9 +121,14 @@ class Kernel:
         self.kthreads: dict[Any, Lwp] = {}
         self.implicit_lwps: weakref.WeakSet[Lwp] = weakref.WeakSet()
         self._sysent: dict[int, Callable[..., Any]] = {}
+        # faction slots (see the module docstring)
         self.vfs: Any = None
-        self.reboot_requested: int | None = None
+        self.dev: dict[str, Any] | None = None
+        self.net: Any = None
         self.sys: Any = None
+        self.files: Any = None
+        self.errtrans: Callable[[KernelError], Exception] = lambda e: e
+        self.reboot_requested: int | None = None
         self._init_sysctl()
 
     def _default_hostname(self) -> str:
@@ -139,11 +156,6 @@ class Kernel:
                 self.sysctl.add(f"kern.stat.{key}", INT,
                                 getter=lambda key=key: self.statistics().get(key, 0))
         self.sysctl.add("kern.stat.memory_in_use", INT, getter=lambda: self.kmem.in_use)
-        if self.vfs is not None and "vfs.mounts" not in self.sysctl.nodes:
-            # one line per mount: "<id = st_dev of its files> <fstype> <source> ro|rw"
-            self.sysctl.add("vfs.mounts", STR, getter=lambda: "\n".join(
-                f"{m.id} {m.fstype} {m.source} {'ro' if m.readonly else 'rw'}"
-                for m in self.vfs.mounts))
 
     # ---- system call table ------------------------------------------------------------------
     def install_syscalls(self, faction: str, module: Any) -> None:
@@ -370,44 +382,66 @@ class Kernel:
             self.halted = True
         self.host.curlwp_set(None)
 
+    def __del__(self) -> None:
+        """A kernel collected while running: say so, and write its data back if the host can
+        do that from here (a deterministic host cannot run outside its baton)."""
+        if getattr(self, "dead", True):
+            return
+        warnings.warn(f"kernel {self.hostname} was collected without halt(); halting it now",
+                      ResourceWarning, stacklevel=1)
+        if not self.host.deterministic:
+            with contextlib.suppress(Exception):
+                self.halt()
+
     def __enter__(self) -> Kernel:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.halt()
 
-    # ---- file system API (the vfs faction) ----------------------------------------------------
-    def _vfs_api(self) -> Any:
-        if self.vfs is None:
-            raise KernelError(Errno.EOPNOTSUPP, "the vfs faction is not in this kernel")
-        return self.vfs.api
+    # ---- the VFS faction's API on the kernel object -------------------------------------------
+    def _faction_call(self, faction: str, method: str, *args: Any, **kw: Any) -> Any:
+        """Run a faction's kernel-object API method in the kernel; errors come back through
+        the client layer's translation (OSError for local clients)."""
+        slot = getattr(self, faction)
+        try:
+            if slot is None:
+                raise KernelError(Errno.EOPNOTSUPP, f"the {faction} faction is not in this kernel")
+            with self.entered() as l:
+                return getattr(slot.api, method)(l, *args, **kw)
+        except KernelError as e:
+            raise self.errtrans(e) from None
 
     def etfs_register(self, key: str, host_path: str, kind: str, *, offset: int = 0,
                       size: int | None = None, readonly: bool = False) -> None:
         """Map a host file or directory into the kernel at ``key`` (rump_etfs(3)).  ``kind``:
         "reg", "blk", "chr", "dir" or "dir_subdirs".  ENOENT, EEXIST, EINVAL."""
-        with self.entered():
-            self._vfs_api().etfs_register(key, host_path, kind, offset, size, readonly)
+        self._faction_call("vfs", "etfs_register", key, host_path, kind, offset, size, readonly)
 
     def etfs_remove(self, key: str) -> None:
-        with self.entered():
-            self._vfs_api().etfs_remove(key)
+        self._faction_call("vfs", "etfs_remove", key)
 
     def mount_image(self, host_path: str, target: str, *, fstype: str | None = None,
                     readonly: bool = False, partition: int | None = None, offset: int = 0,
                     options: dict[str, Any] | str | None = None) -> str:
         """Register ``host_path`` as a block device, detect its file system unless ``fstype``
         is given, create ``target`` if missing and mount it there.  Returns the type mounted.
-        EINVAL naming every type tried when none recognises the image."""
-        with self.entered() as l:
-            return self._vfs_api().mount_image(l, host_path, target, fstype, readonly,
-                                               partition, offset, options)
+        EINVAL naming every type tried (and the partitions, on a partitioned disk) when none
+        recognises the image."""
+        return self._faction_call("vfs", "mount_image", host_path, target, fstype, readonly,
+                                  partition, offset, options)
 
     def newfs(self, fstype: str, host_path: str, *, partition: int | None = None,
               offset: int = 0, **options: Any) -> None:
         """Create an empty ``fstype`` file system on a host file (the kernel's newfs)."""
-        with self.entered():
-            self._vfs_api().newfs(fstype, host_path, partition, offset, options)
+        self._faction_call("vfs", "newfs", fstype, host_path, partition, offset, options)
+
+    # ---- the client file API (k.open, k.path, ...) -----------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        files = self.__dict__.get("files")
+        if files is not None and name in files.names:
+            return getattr(files, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ---- introspection ------------------------------------------------------------------------
     def statistics(self) -> dict[str, Any]:

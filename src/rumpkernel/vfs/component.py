@@ -4,12 +4,14 @@ At init the VFS mounts rumpfs as the root, creates ``/dev``, points every proces
 directory at the root, installs the file system calls and attaches itself to the kernel's
 halt, fork/exit and statistics hooks.
 
-Kernel API (``Kernel.etfs_register`` etc. delegate here; each enters the kernel itself):
-    etfs_register(key, host_path, kind, offset=0, size=None, readonly=False)
-    etfs_remove(key)
-    mount_image(host_path, target, fstype=None, readonly=False, partition=None, offset=0,
+Kernel-object API (``k.vfs.api``; ``Kernel.etfs_register`` etc. enter the kernel and call these
+with the calling lwp first):
+    etfs_register(l, key, host_path, kind, offset=0, size=None, readonly=False)
+    etfs_remove(l, key)
+    mount_image(l, host_path, target, fstype=None, readonly=False, partition=None, offset=0,
                 options=None) -> fstype name
-    newfs(fstype, host_path, **options)      format a host file (or a partition window of it)
+    newfs(l, fstype, host_path, partition, offset, options)   format a host file (or a
+                                             partition window of it)
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class VfsApi:
     def rootfs(self) -> Rumpfs:
         return self.vfs.rootvp.mount.fs  # type: ignore[return-value]
 
-    def etfs_register(self, key: str, host_path: str, kind: str, offset: int = 0,
+    def etfs_register(self, l: Any, key: str, host_path: str, kind: str, offset: int = 0,
                       size: int | None = None, readonly: bool = False) -> None:
         if kind not in ETFS_KINDS:
             raise KernelError(Errno.EINVAL, f"etfs kind {kind!r} (one of {', '.join(ETFS_KINDS)})")
@@ -118,7 +120,7 @@ class VfsApi:
         elif isinstance(backing, HostFile):
             backing.close()
 
-    def etfs_remove(self, key: str) -> None:
+    def etfs_remove(self, l: Any, key: str) -> None:
         entry = self.etfs.get(key)
         if entry is None:
             raise KernelError(Errno.ENOENT, f"etfs: no key {key!r}")
@@ -146,7 +148,8 @@ class VfsApi:
         start, size = self._window(host_path, partition, offset)
         key = f"/dev/{prefix}{self.next_image}"
         self.next_image += 1
-        self.etfs_register(key, host_path, "blk", offset=start, size=size, readonly=readonly)
+        self.etfs_register(None, key, host_path, "blk", offset=start, size=size,
+                           readonly=readonly)
         _info, rdev = self.etfs[key]
         return key, self.vfs.bdevs[rdev]
 
@@ -172,7 +175,7 @@ class VfsApi:
             finally:
                 self.vfs.vcache.vrele(vp)
         except BaseException:
-            self.etfs_remove(key)
+            self.etfs_remove(l, key)
             raise
         return name
 
@@ -188,7 +191,7 @@ class VfsApi:
                 if e.errno != Errno.EEXIST:
                     raise
 
-    def newfs(self, fstype: str, host_path: str, partition: int | None, offset: int,
+    def newfs(self, l: Any, fstype: str, host_path: str, partition: int | None, offset: int,
               options: dict[str, Any]) -> None:
         cls = self.vfs.fstype(fstype)
         key, dev = self.image_device(host_path, False, partition, offset, prefix="newfs")
@@ -196,12 +199,12 @@ class VfsApi:
             cls.newfs(dev, **options)
             dev.flush()
         finally:
-            self.etfs_remove(key)
+            self.etfs_remove(l, key)
 
     def close_all(self) -> None:
         for key in list(self.etfs):
             try:
-                self.etfs_remove(key)
+                self.etfs_remove(None, key)
             except KernelError as e:
                 self.k.log(f"halt: etfs {key}: {e}")
 
@@ -239,6 +242,9 @@ def vfs_init(k: Any) -> None:
     k.sysctl.add("vfs.maxvnodes", "int", getter=lambda: vfs.vcache.maxvnodes,
                  setter=lambda v: setattr(vfs.vcache, "maxvnodes", max(16, v)), writable=True)
     k.sysctl.add("vfs.numvnodes", "int", getter=lambda: len(vfs.vcache.table))
+    # one line per mount: "<id = st_dev of its files> <fstype> <source> ro|rw"
+    k.sysctl.add("vfs.mounts", "str", getter=lambda: "\n".join(
+        f"{m.id} {m.fstype} {m.source} {'ro' if m.readonly else 'rw'}" for m in vfs.mounts))
     _attach_hooks(k, vfs, api)
 
 

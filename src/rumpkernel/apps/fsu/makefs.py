@@ -413,11 +413,12 @@ class Builder:
                         **self._newfs_options(nodes, size))
                 k.mount_image(os.path.abspath(self.tmp), "/image",
                               fstype=self._kernel_type(), options="quiet" if p.fat else None)
-            except rumpkernel.KernelError as e:
-                if p.size is None and e.errno == rumpkernel.Errno.EINVAL:
-                    raise _NoSpace(size, f"no {p.fstype} layout fits: {e.detail}") from None
+            except OSError as e:
+                detail = getattr(e, "detail", None)
+                if p.size is None and e.errno == errno.EINVAL:
+                    raise _NoSpace(size, f"no {p.fstype} layout fits: {detail}") from None
                 raise MakefsError(f"{p.image}: cannot make a {p.fstype} file system of "
-                                  f"{self._human(size)}: {e.detail or e}") from None
+                                  f"{self._human(size)}: {detail or e.strerror}") from None
             rootfd = k.sys.open("/", os.O_RDONLY | os.O_DIRECTORY)
             k.sys.chroot("/image")
             k.sys.chdir("/")

@@ -71,7 +71,7 @@ class Session:
             self._rootfd = self.sys.open("/", os.O_RDONLY | os.O_DIRECTORY)
             self.sys.chroot(MOUNTPOINT)
             self.sys.chdir("/")
-        except rumpkernel.KernelError as e:
+        except OSError as e:                 # the kernel's refusal, as the host's error
             self._halt()
             raise Trouble(self._explain(e)) from None
         except BaseException:
@@ -96,7 +96,7 @@ class Session:
                           f"{path} ({size} bytes)")
 
     def _explain(self, e: Any) -> str:
-        detail = str(getattr(e, "detail", "") or e)
+        detail = str(getattr(e, "detail", "") or e.strerror or e)
         name = self.spec.text
         if "no file system recognised" in detail:
             tried = detail.split("(tried:", 1)[-1].rstrip(")").strip() if "tried" in detail \
@@ -114,8 +114,8 @@ class Session:
             return f"{name}: not a {self.want_type} file system ({detail})"
         if getattr(e, "errno", None) == errno.ENODEV:
             return f"{name}: {detail}"
-        return f"{name}: {os.strerror(_host_errno(e))} ({detail})" if detail else \
-            f"{name}: {os.strerror(_host_errno(e))}"
+        text = os.strerror(e.errno or errno.EIO)
+        return f"{name}: {text} ({detail})" if detail else f"{name}: {text}"
 
     def fsinfo(self) -> dict[str, Any]:
         """The kernel's facts about the mounted file system (cached)."""
@@ -181,12 +181,6 @@ def open_session(spec: ImageSpec, **kw: Any) -> Iterator[Session]:
         raise
     else:
         s.close()
-
-
-def _host_errno(e: Any) -> int:
-    from rumpkernel.client.abi import host_errno
-
-    return host_errno(getattr(e, "errno", errno.EIO))
 
 
 def _pretty_tried(tried: str) -> str:

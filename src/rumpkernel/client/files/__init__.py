@@ -68,6 +68,8 @@ API_NAMES = ("open", "listdir", "scandir", "walk", "makedirs", "remove", "unlink
 class FileAPI:
     """The file API over one ``sys`` facade (see the module docstring)."""
 
+    names = frozenset(API_NAMES)     # what a kernel object delegates to its ``files`` slot
+
     def __init__(self, sys: Any) -> None:
         self.sys = sys
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rumpkernel.kern.component import Phase, component
+from rumpkernel.kern.component import Phase, TestImage, component
 from rumpkernel.kern.errno import KernelError
 from rumpkernel.vfs.fstype import FileSystemType, LazyFileSystemType
 
@@ -30,8 +30,14 @@ def quick_probe(dev: Any) -> bool:
     return raw[MAGIC_OFFSET:MAGIC_OFFSET + 2] == MAGIC
 
 
+def _mke2fs(flavour: str) -> TestImage:
+    return TestImage(flavour, "ext2",
+                     ("mke2fs", "-q", "-F", "-t", flavour, "-b", "1024", "{image}", "16M"))
+
+
 @component("ext2", phase=Phase.VFS_FS, faction="vfs", requires=("vfs",),
-           desc="ext2/ext3/ext4 file systems")
+           desc="ext2/ext3/ext4 file systems",
+           test_images=(_mke2fs("ext2"), _mke2fs("ext4")))
 def ext2_init(k: Any) -> None:
     for name in NAMES:
         k.vfs.register_fstype(LazyFileSystemType(name, _loader(name), quick_probe),

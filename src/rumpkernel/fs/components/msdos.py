@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rumpkernel.kern.component import Phase, component
+from rumpkernel.kern.component import Phase, TestImage, component
 from rumpkernel.kern.errno import KernelError
 from rumpkernel.vfs.fstype import FileSystemType, LazyFileSystemType
 
@@ -29,8 +29,13 @@ def quick_probe(dev: Any) -> bool:
     return sector[0] in (0xEB, 0xE9) or sector[510:512] == b"\x55\xaa"
 
 
+TEST_IMAGES = tuple(
+    TestImage(f"fat{bits}", "msdos", ("mkfs.fat", "-C", "-F", str(bits), "{image}", size))
+    for bits, size in ((12, "4096"), (16, "32768"), (32, "65536")))
+
+
 @component("msdos", phase=Phase.VFS_FS, faction="vfs", requires=("vfs",),
-           desc="FAT12/16/32 with long file names")
+           desc="FAT12/16/32 with long file names", test_images=TEST_IMAGES)
 def msdos_init(k: Any) -> None:
     for name in NAMES:
         k.vfs.register_fstype(LazyFileSystemType(name, _loader(name), quick_probe),
