@@ -227,14 +227,15 @@ def run_op(base: bytes, fstype: Any, make_op: Callable, fail_at: int | None,
     fs = mount(dev, fstype)
     op = make_op(fs)
     go_cold(fs)
-    dev.arm(fail_at or 10**9)
+    dev.arm(10**9 if fail_at is None else fail_at)
     err = None
     try:
         op()
         fs.sync()
     except KernelError as e:
         err = e
-    n = dev.disarm()
+    n = dev.count
+    dev.disarm()
     fs.unmount()                         # the retried write-back must succeed
     return bytes(mem.data), n, err
 
@@ -251,7 +252,7 @@ def test_every_failing_io_leaves_before_or_after(tmp_path, variant, opname):
     assert after != before
     assert not fsck_clean(done, tmp_path)
     seen = set()
-    for fail_at in range(1, n + 1):
+    for fail_at in range(n):                 # 0-based: the (fail_at+1)-th device call
         data, _, err = run_op(base, fstype, OPS[opname], fail_at)
         assert err is not None and err.errno == Errno.EIO, (fail_at, err)
         got = state(data, fstype)
