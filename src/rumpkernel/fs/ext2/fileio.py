@@ -149,7 +149,7 @@ def _write_run(fs: Any, pblk: int, lblk: int, n: int, skip: int, chunk: memoryvi
     total = n * bs
     if skip == 0 and len(chunk) == total:
         if n == 1:
-            vol.write(pblk, bytes(chunk))
+            vol.write_data(pblk, bytes(chunk))
         else:
             vol.write_run(pblk, chunk)
         return
@@ -157,7 +157,7 @@ def _write_run(fs: Any, pblk: int, lblk: int, n: int, skip: int, chunk: memoryvi
     buf = bytearray(total) if new else bytearray(vol.read_run(pblk, n))
     buf[skip:skip + len(chunk)] = chunk
     if n == 1:
-        vol.write(pblk, buf)
+        vol.write_data(pblk, buf)
     else:
         vol.write_run(pblk, buf)
 
@@ -216,7 +216,7 @@ def _zero_range(fs: Any, bmap: Any, start: int, end: int) -> None:
     if pblk:
         buf = bytearray(vol.read(pblk))
         buf[start % bs:(end - 1) % bs + 1] = bytes(end - start)
-        vol.write(pblk, buf)
+        vol.write(pblk, buf)      # with the transaction: the old bytes stay until it commits
 
 
 def _zero_tail(fs: Any, bmap: Any, size: int) -> None:
@@ -226,7 +226,7 @@ def _zero_tail(fs: Any, bmap: Any, size: int) -> None:
     if pblk:
         buf = bytearray(vol.read(pblk))
         buf[size % bs:] = bytes(bs - size % bs)
-        vol.write(pblk, buf)
+        vol.write(pblk, buf)      # with the transaction: the old bytes stay until it commits
 
 
 def seek(fs: Any, node: Any, offset: int, data: bool) -> int:

@@ -6,11 +6,16 @@ journal) and implements the vnode operations of ``vfs.vnode_table``.  Nodes are
 cached, until ``reclaim``.
 
 Rules:
-- Writes bypass the journal: a read-write mount first replays a journal that needs recovery,
-  then clears the clean flag in the superblock (so a crash is caught by fsck, as for ext2),
-  writes metadata in place, and on ``unmount`` writes everything back and sets the clean flag.
-  The journal itself is left empty (``s_start == 0``), as after a clean Linux unmount.
-- Unlinked inodes are freed by ``inactive`` (last reference gone) or at ``unmount``.
+- Every modifying operation is all or nothing (``txn.py``).  With a journal (ext3/ext4),
+  metadata changes collect in one running transaction, committed through JBD2 between
+  operations (``jwrite.py``, data=ordered: file data goes to its place first) at sync,
+  fsync, unmount, when it grows large, and when space waits on frees; blocks freed by the
+  running transaction are reused only after it commits.  The superblock says
+  needs_recovery and not-clean from the first change; a clean unmount empties the journal.
+  Without a journal (ext2, or a journal format we do not write) metadata is written back
+  in place, the file system marked not clean from the first change until unmount.
+- Unlinked inodes are freed by ``inactive`` (last reference gone) or at ``unmount``; with a
+  journal they sit on the orphan list in between, so a crash cannot leak them.
 - htree directories keep their index: a new entry goes to the leaf its hash selects, full
   leaves and index nodes split, a full one-level index grows a second level; only when that
   is full too is the index dropped (the directory turns linear, which Linux and e2fsck
@@ -66,7 +71,10 @@ def ftype_of(mode: int) -> int:
 def _operation(fn: Any, modifying: bool) -> Any:
     """Wrap a vnode operation.  A modifying one runs inside an undo log (``txn.py``): if it
     fails, whatever it changed is put back (all or nothing).  Corruption found on a writable
-    mount is then recorded in the superblock (error state, count, times), as Linux does."""
+    mount is then recorded in the superblock (error state, count, times), as Linux does.
+    When journaling, a transaction is committed between operations once it grows large, and
+    an operation that ran out of space while blocks wait for a commit to be freed is retried
+    after one."""
 
     def op(self: ExtFileSystem, *args: Any) -> Any:
         vol = self.vol
@@ -77,18 +85,26 @@ def _operation(fn: Any, modifying: bool) -> Any:
                 if err.errno == Errno.EUCLEAN and vol.txn is None:
                     self.note_error(str(err.detail or ""))
                 raise
-        txn = vol.txn = Txn(self, tuple(a for a in args if isinstance(a, Inode)))
-        try:
-            result = fn(self, *args)
-        except BaseException as err:
+        for attempt in (0, 1):
+            txn = vol.txn = Txn(self, tuple(a for a in args if isinstance(a, Inode)))
+            try:
+                result = fn(self, *args)
+            except BaseException as err:
+                vol.txn = None
+                txn.rollback()
+                if isinstance(err, KernelError):
+                    if err.errno == Errno.ENOSPC and vol.pending_frees and not attempt:
+                        self.commit()
+                        continue
+                    if err.errno == Errno.EUCLEAN:
+                        self.note_error(str(err.detail or ""))
+                raise
             vol.txn = None
-            txn.rollback()
-            if isinstance(err, KernelError) and err.errno == Errno.EUCLEAN:
-                self.note_error(str(err.detail or ""))
-            raise
-        vol.txn = None
-        txn.commit()
-        return result
+            txn.commit()
+            if vol.journaled and len(vol.overlay) >= self.commit_at:
+                self.commit()
+            return result
+        raise AssertionError("unreachable")
 
     op.__name__, op.__doc__, op.__qualname__ = fn.__name__, fn.__doc__, fn.__qualname__
     return op
@@ -303,6 +319,7 @@ class ExtFileSystem(MountState, FileSystem):
         node.links = max(0, node.links - 1)
         node.ctime = dnode.mtime = dnode.ctime = self.now()
         node.dirty = dnode.dirty = True
+        self._orphan_add(node)
 
     def rmdir(self, dnode: Inode, name: bytes, node: Inode) -> None:
         self._check_rw()
@@ -314,6 +331,7 @@ class ExtFileSystem(MountState, FileSystem):
         self._dec_dir_links(dnode)
         node.ctime = dnode.mtime = dnode.ctime = self.now()
         node.dirty = True
+        self._orphan_add(node)
 
     def rename(self, sdnode: Inode, sname: bytes, snode: Inode, tdnode: Inode, tname: bytes,
                tnode: Inode | None) -> None:
@@ -334,6 +352,7 @@ class ExtFileSystem(MountState, FileSystem):
                 tnode.links = max(0, tnode.links - 1)
             tnode.ctime = self.now()
             tnode.dirty = True
+            self._orphan_add(tnode)
         else:
             dirs.add_entry(self, tdnode, tname, snode.ino, ft)
         dirs.remove_entry(self, sdnode, sname)
@@ -439,6 +458,7 @@ class ExtFileSystem(MountState, FileSystem):
         free_clusters, fi = vol.total_free()
         sb = vol.sb
         ratio = self._cluster_ratio()
+        free_clusters += sum(n for _, n in vol.pending_frees) // ratio  # free at the commit
         reserved = sb.s_r_blocks_count_lo | (sb.s_r_blocks_count_hi << 32 if self.is64 else 0)
         if self.extents:
             reserved += min(vol.geo.blocks_count // ratio // 50, 4096) * ratio
@@ -501,9 +521,49 @@ class ExtFileSystem(MountState, FileSystem):
                 vol.block_bitmap(group)
         vol.inode_bitmap((node.ino - 1) // geo.inodes_per_group)
 
+    def _orphan_add(self, node: Inode) -> None:
+        """Journaling: an inode whose last name went is put on the orphan list (chained
+        through i_dtime from s_last_orphan) until it is freed, so a crash in between cannot
+        leak it -- mounting (ours, Linux's) or e2fsck frees it."""
+        vol = self.vol
+        if node.links or not vol.journaled or self._orphan_prev(node) is not None:
+            return
+        node.dtime = vol.sb.s_last_orphan
+        vol.update_super(s_last_orphan=node.ino)
+        node.dirty = True
+
+    def _orphan_del(self, node: Inode) -> None:
+        prev = self._orphan_prev(node)
+        if prev is None:
+            return
+        if prev is self:
+            self.vol.update_super(s_last_orphan=node.dtime)
+        else:
+            if self.vol.txn is not None:
+                self.vol.txn.note_inode(prev)
+            prev.dtime = node.dtime
+            prev.dirty = True
+        node.dtime = 0
+
+    def _orphan_prev(self, node: Inode) -> Any:
+        """What points at ``node`` in the orphan list: ``self`` (the superblock), the inode
+        before it, or None when it is not on the list."""
+        prev: Any = self
+        ino, seen = self.vol.sb.s_last_orphan, set()
+        while ino and ino not in seen:
+            if ino == node.ino:
+                return prev
+            seen.add(ino)
+            prev = self.inodes.get(ino)
+            if prev is None:
+                return None
+            ino = prev.dtime
+        return None
+
     def _free_inode(self, node: Inode) -> None:
         if node.mode == 0:
             return
+        self._orphan_del(node)
         if fileio.has_map(node):
             bmap = self.bmap(node)
             bmap.truncate(0)

@@ -10,7 +10,9 @@ Policy:
   state recorded by the kernel: mounted read-only, with a ``ctx.log`` line saying why; the
   reason stays in ``fs.ro_reason`` (and ``info()["ro_reason"]``) for callers to show.
 - a journal that needs recovery is replayed into an in-memory overlay; a read-write mount
-  writes it to the device once the mount is known to succeed.  An external journal, or one
+  writes it to the device once the mount is known to succeed, then journals its own writes
+  (``jwrite.py``; mount option ``nojournal`` writes in place instead, for tools that build
+  a new image and need no crash safety until they are done).  An external journal, or one
   that cannot be replayed, refuses a read-write mount (EROFS/EUCLEAN).
 - nothing is written while mounting until the root directory has been read and checked; the
   superblock's mount fields (not-clean state, mount count and time) are written before the
@@ -24,6 +26,7 @@ from typing import Any
 
 from rumpkernel.fs.ext2 import journal
 from rumpkernel.fs.ext2 import layout as L
+from rumpkernel.fs.ext2.jwrite import JournalWriter
 from rumpkernel.fs.ext2.volume import Volume
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.vfs.fstype import MountContext
@@ -106,6 +109,8 @@ class MountState:
         self.unmounted = False
         self.mounted = False         # errors found while mounting are not recorded on disk
         self.was_clean = False
+        self.journal: JournalWriter | None = None
+        self.commit_at = 0
         self._overhead_blocks: int | None = None
         self._replay: journal.Recovery | None = None
         raw = read_super(ctx.dev)
@@ -151,9 +156,28 @@ class MountState:
         if self._replay is not None:
             self._write_replay(self._replay)
             self._replay = None
+        self._open_journal()
         self.vol.on_first_change = self._mark_mounted
         if self.vol.sb.s_last_orphan:
             self._process_orphans()
+            self.commit()
+
+    def _open_journal(self) -> None:
+        """Journal the writes of a read-write ext3/ext4 mount (jwrite.py); without a journal
+        we can write, changes go in place (ext2)."""
+        vol = self.vol
+        sb = vol.sb
+        if not vol.geo.compat & L.COMPAT_HAS_JOURNAL or not sb.s_journal_inum or \
+                sb.s_journal_dev or "nojournal" in self.ctx.options:
+            return
+        try:
+            self.journal = JournalWriter.open(vol, *self._load_journal())
+        except KernelError as err:
+            self.ctx.log(f"ext: {self.ctx.dev.name}: writing in place, without the journal: "
+                         f"{err.detail}")
+            return
+        vol.journaled = True
+        self.commit_at = max(8, self.journal.capacity // 2)
 
     # -- feature policy -----------------------------------------------------------------------
     def _policy(self, sb: Any) -> str:
@@ -285,11 +309,12 @@ class MountState:
         sb = vol.sb
         self.was_clean = bool(sb.s_state & L.STATE_VALID)
         secs = self.now() // 1_000_000_000
+        incompat = sb.s_feature_incompat | (L.INCOMPAT_RECOVER if vol.journaled else 0)
         vol.update_super(s_state=sb.s_state & ~L.STATE_VALID,
                          s_mnt_count=(sb.s_mnt_count + 1) & 0xFFFF,
-                         s_mtime=secs & 0xFFFFFFFF, s_mtime_hi=(secs >> 32) & 0xFF)
-        vol.write_super_now()
-        vol.bio.flush(sync=True)
+                         s_mtime=secs & 0xFFFFFFFF, s_mtime_hi=(secs >> 32) & 0xFF,
+                         s_feature_incompat=incompat)
+        vol.write_super_home()
 
     def note_error(self, detail: str) -> None:
         """Record detected corruption in the superblock (Linux's ext4_error bookkeeping)."""
@@ -305,6 +330,11 @@ class MountState:
                          s_last_error_time=secs, **first)
         self.had_errors = True
         vol.write_super_now()
+        if vol.journaled and vol.txn is None:
+            try:
+                self.commit()
+            except KernelError as err:
+                self.ctx.log(f"ext: recording the error failed: {err}")
 
     def _process_orphans(self) -> None:
         """Finish what a crash interrupted: free unlinked inodes on the orphan list and cut
@@ -330,7 +360,8 @@ class MountState:
                 self.bmap(node).truncate(-(-node.size // vol.block_size))  # type: ignore
         vol.update_super(s_last_orphan=0)
         self._write_dirty_inodes()
-        vol.flush()
+        if not vol.journaled:
+            vol.flush()
         self.ctx.log(f"ext: cleaned up {len(seen)} orphan inodes")
 
     def _write_dirty_inodes(self) -> None:
@@ -338,15 +369,43 @@ class MountState:
             self._write_inode(node)  # type: ignore[attr-defined]
 
     def sync(self) -> None:
+        """Everything durable: a journal commit (and checkpoint), or the write-back."""
         if self.readonly:
             return
         self._write_dirty_inodes()
         if not self.vol.changed:    # nothing changed (or every change was undone)
+            if self.vol.home_sb_stale:
+                self.vol.write_super_home()
             self.vol.bio.flush(sync=True)
             return
         secs = self.now() // 1_000_000_000
         self.vol.update_super(s_wtime=secs & 0xFFFFFFFF, s_wtime_hi=(secs >> 32) & 0xFF)
-        self.vol.flush(sync=True)
+        if self.vol.journaled:
+            self.commit()
+        else:
+            self.vol.flush(sync=True)
+
+    def commit(self) -> None:
+        """Journaling: put everything changed since the last commit into one transaction,
+        commit it and write it home (jwrite.py).  Only between operations."""
+        vol = self.vol
+        if not vol.journaled or self.journal is None:
+            return
+        self._write_dirty_inodes()
+        vol.apply_frees()
+        vol.flush_metadata()
+        blocks = dict(vol.overlay)
+        if not blocks:
+            return
+        try:
+            self.journal.commit(blocks, self.now())
+        except OverflowError as err:      # bigger than the journal: in place, unprotected
+            self.ctx.log(f"ext: {err}; written in place")
+            for blk, data in blocks.items():
+                vol.bio.write(blk, data)
+            vol.bio.flush(sync=True)
+        for blk in blocks:
+            vol.take_pending(blk)
 
     def fsync(self, node: Any, datasync: bool) -> None:
         self.sync()
@@ -357,10 +416,24 @@ class MountState:
                 if node.links == 0 and node.mode:
                     self._free_inode(node)  # type: ignore[attr-defined]
             self._write_dirty_inodes()
-            sb = self.vol.sb
-            if self.was_clean and self.vol.changed:
-                self.vol.update_super(s_state=sb.s_state | L.STATE_VALID)
             self.sync()
+            if self.vol.changed:
+                self._mark_clean()
         _release(self.vol.bio)
+        for blk in list(self.vol.overlay):
+            self.vol.take_pending(blk)
         self.inodes.clear()
         self.unmounted = True
+
+    def _mark_clean(self) -> None:
+        """Clean unmount: an empty journal, then the superblock without needs_recovery and,
+        if it was clean before, clean again."""
+        vol = self.vol
+        if self.journal is not None:
+            self.journal.close()
+        sb = vol.sb
+        vol.update_super(
+            s_state=sb.s_state | (L.STATE_VALID if self.was_clean else 0),
+            s_feature_incompat=sb.s_feature_incompat & ~L.INCOMPAT_RECOVER)
+        vol.journaled = False
+        vol.write_super_home()

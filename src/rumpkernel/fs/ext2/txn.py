@@ -41,7 +41,8 @@ class Txn:
     def __init__(self, fs: Any, nodes: tuple[Any, ...]) -> None:
         self.fs = fs
         vol = fs.vol
-        self.vol_state = (vol.sb, vol.sb_dirty, vol._dir_rotor, vol.changed)
+        self.vol_state = (vol.sb, vol.sb_dirty, vol._dir_rotor, vol.changed,
+                          len(vol.pending_frees))
         self.blocks: dict[int, bytes] = {}
         self.bitmaps: dict[tuple[str, int], bytes] = {}
         self.counts: dict[int, list[int]] = {}
@@ -103,22 +104,25 @@ class Txn:
     # -- ending -------------------------------------------------------------------------------
     def commit(self) -> None:
         """Drop cached copies of the blocks freed (and not reallocated) by the operation."""
-        bio = self.fs.vol.bio
+        vol = self.fs.vol
         for start, n in _subtract(self.forgets, self.new_blocks):
-            bio.forget(start, n)
+            vol.bio.forget(start, n)
 
     def rollback(self) -> None:
         vol = self.fs.vol
-        bio = vol.bio
         for start, n in self.new_blocks:          # their cached contents are garbage now
-            bio.forget(start, n)
+            vol.forget_new(start, n)
         for blk, old in self.blocks.items():
-            bio.write(blk, old)
+            vol.put(blk, old)
         for (kind, group), bitmap in self.bitmaps.items():
             vol.restore_bitmap(kind, group, bitmap)
         for group, counts in self.counts.items():
             vol.restore_counts(group, counts)
-        vol.sb, vol.sb_dirty, vol._dir_rotor, vol.changed = self.vol_state
+        marked = vol.changed
+        vol.sb, vol.sb_dirty, vol._dir_rotor, vol.changed, nfrees = self.vol_state
+        if marked and not vol.changed:     # the not-clean mark went to the disk: undo it there
+            vol.home_sb_stale = True
+        del vol.pending_frees[nfrees:]
         for emap, exts, tree, dirty in self.maps.values():
             emap.exts = exts
             emap.starts = [e[0] for e in exts]

@@ -4,7 +4,12 @@ descriptors, bitmaps, block and inode allocation, raw inode-table I/O and metada
 Interface:
     Volume(bio, sb_bytes, device_blocks, readonly, log)      (EINVAL / EUCLEAN)
     vol.read(blk) / vol.read_run(blk, n) / vol.write(blk, data) / vol.write_run(blk, data)
-    vol.overlay                  -- {block: bytes} replayed journal blocks on a read-only mount
+    vol.overlay                  -- {block: bytes} newer than the device: replayed journal
+                                    blocks on a read-only mount; the running transaction's
+                                    metadata when ``journaled`` (jwrite.py commits it)
+    vol.journaled                -- metadata goes to ``overlay``, frees wait in ``pending_frees``
+                                    until the commit (``apply_frees``): a block freed by the
+                                    running transaction is never reused before it commits
     vol.gd(group) / vol.set_gd(group, gd)
     vol.alloc_blocks(goal, count) -> (start, n)      ENOSPC
     vol.free_blocks(start, n)
@@ -134,6 +139,9 @@ class Volume:
         self._bhint: dict[int, int] = {}   # per group: every bit below is known to be set
         self._ihint: dict[int, int] = {}
         self.txn: Any = None                # the running operation's undo log (txn.py)
+        self.journaled = False
+        self.pending_frees: list[tuple[int, int]] = []
+        self.home_sb_stale = False          # the device's superblock differs from ``sb``
         self.changed = False                # anything changed since mount?
         self.on_first_change: Callable[[], None] | None = None
 
@@ -197,12 +205,46 @@ class Volume:
         txn = self.txn
         if txn is not None and txn.wants_block(blk):
             txn.note_block(blk, self.read(blk))
-        self.bio.write(blk, data)
+        self.put(blk, data)
+
+    def put(self, blk: int, data: bytes | bytearray) -> None:
+        """A metadata block's new contents: into the running journal transaction, or the
+        write-back cache when not journaling."""
+        if self.journaled:
+            if blk not in self.overlay and self.bio.kmem is not None:
+                self.bio.kmem.alloc(self.block_size, "ext-journal")
+            self.overlay[blk] = bytes(data)
+        else:
+            self.bio.write(blk, data)
+
+    def forget_new(self, start: int, count: int) -> None:
+        """Undo (txn.py): blocks an operation allocated and then gave back."""
+        self.bio.forget(start, count)
+        if self.journaled:
+            for blk in range(start, start + count):
+                self.take_pending(blk)
+
+    def take_pending(self, blk: int) -> bytes | None:
+        data = self.overlay.pop(blk, None)
+        if data is not None and self.bio.kmem is not None:
+            self.bio.kmem.free(self.block_size, "ext-journal")
+        return data
 
     def write_run(self, blk: int, data: bytes | bytearray) -> None:
-        """File data, straight to the device (not undone by a failing operation)."""
+        """File data, straight to the device (not undone by a failing operation; in journaled
+        mode never journaled: data=ordered, the commit's first barrier orders it first)."""
         self._writable()
+        if self.overlay and self.journaled:
+            for b in range(blk, blk + len(data) // self.block_size):
+                self.take_pending(b)
         self.bio.write_run(blk, data)
+
+    def write_data(self, blk: int, data: bytes | bytearray) -> None:
+        """One block of file data: like ``write_run`` when journaling, else cached."""
+        if self.journaled:
+            self.write_run(blk, bytes(data))
+        else:
+            self.write(blk, data)
 
     def _writable(self) -> None:
         if self.readonly:
@@ -460,10 +502,38 @@ class Volume:
             groups.append((group, bit, n, bm))
             pos += n
             left -= n
+        if self.journaled:          # not reusable before the transaction freeing it commits
+            self.pending_frees.append((start, count))
+            return
         if self.txn is not None:
             self.txn.defer_forget(start, count)
         else:
             self.bio.forget(start, count)
+        self._clear_block_bits(groups)
+
+    def apply_frees(self) -> None:
+        """Journaling: clear the bitmap bits of the blocks freed since the last commit (the
+        commit then carries them)."""
+        frees, self.pending_frees = self.pending_frees, []
+        g = self.geo
+        for start, count in frees:
+            self.bio.forget(start, count)
+            groups = []
+            pos, left = start, count
+            while left > 0:
+                group = g.group_of_block(pos)
+                bit = pos - g.group_first_block(group)
+                n = min(left, g.group_nblocks(group) - bit)
+                bm = self.block_bitmap(group)
+                if find_zero_bit(bm, bit, bit + n) >= 0:      # freed twice: keep counts right
+                    self.log(f"ext: block {pos}+{n} freed twice; left as it is")
+                else:
+                    groups.append((group, bit, n, bm))
+                pos += n
+                left -= n
+            self._clear_block_bits(groups)
+
+    def _clear_block_bits(self, groups: list[tuple[int, int, int, bytearray]]) -> None:
         for group, bit, n, bm in groups:
             self._note_group("b", group, bm)
             set_bits(bm, bit, n, False)
@@ -614,16 +684,30 @@ class Volume:
             self.txn.note_block(blk, old)
         data = bytearray(old)
         data[off:off + L.SUPERBLOCK_SIZE] = raw
-        self.bio.write(blk, data)
+        self.put(blk, data)
         self.sb_dirty = False
+
+    def write_super_home(self) -> None:
+        """The superblock straight to its place, durably (the not-clean and needs-recovery
+        flags must be on the device before anything depends on them)."""
+        self.write_super_now()
+        bs = self.block_size
+        blk = L.SUPERBLOCK_OFFSET // bs
+        self.bio.write(blk, self.read(blk))
+        self.bio.flush(sync=True)
+        self.home_sb_stale = False
 
     def dirty(self) -> bool:
         return bool(self._bbm_dirty or self._ibm_dirty or self._gd_dirty or self.sb_dirty)
 
-    def flush(self, sync: bool = False) -> None:
-        if self.readonly:
-            return
+    def flush_metadata(self) -> None:
+        """Bitmaps, descriptors and the superblock (with its free counts) into their blocks."""
         self._flush_bitmaps()
         self._flush_gds()
         self._flush_super()
+
+    def flush(self, sync: bool = False) -> None:
+        if self.readonly:
+            return
+        self.flush_metadata()
         self.bio.flush(sync)
