@@ -4,27 +4,33 @@ leaves a file system that journal replay -- ours, ``e2fsck``'s or Linux's -- mak
 Interface:
     JournalWriter.open(vol, node, bmap) -> JournalWriter    the internal journal (EOPNOTSUPP
                                         for a format this module does not write: CSUM_V2,
-                                        COMPAT_CHECKSUM, fast commits -- the caller then writes
-                                        in place, as for ext2)
+                                        COMPAT_CHECKSUM, fast commits, a version 1 superblock
+                                        -- the caller then writes in place, as for ext2)
     jw.capacity                         metadata blocks one transaction may hold
-    jw.commit(blocks, now_ns)           one transaction: ``blocks`` {fs block: contents}
-    jw.close()                          mark the journal empty (clean unmount)
+    jw.live                             blocks with a copy in the log not yet known to be home
+    jw.commit(blocks, revokes, now_ns)  one transaction: ``blocks`` {fs block: contents};
+                                        ``revokes``: blocks freed or overwritten in place, so
+                                        replay must not bring back their older logged copies
+    jw.checkpoint()                     every committed block home and durable; log emptied
+    jw.close()                          checkpoint (clean unmount: an empty journal)
 
 One commit, in order (each flush a device barrier):
-    1. the journal superblock pointing at this transaction (s_start, s_sequence), the
-       descriptor blocks (tags, with v3 checksums when the journal has them) and the blocks,
-       escaped where they begin with the JBD2 magic;                               flush
+    1. (if the log is empty) the journal superblock pointing at this transaction; revoke
+       blocks; descriptor blocks (tags, with v3 checksums when the journal has them) each
+       followed by its blocks, escaped where they begin with the JBD2 magic;        flush
        (file data was written to its place before, so this flush also orders it first)
     2. the commit block;                                                            flush
-    3. every block at its home location (checkpoint);                              flush
-The next commit rewrites the journal superblock to point past this one, so replay only ever
-meets the last, possibly unfinished, transaction; a transaction that does not fit before the
-end of the log starts again at ``s_first`` after the superblock is marked empty.  A
-transaction bigger than the journal raises OverflowError (the caller commits smaller ones).
+The committed blocks then go to the buffer cache as dirty, reaching their homes on the
+cache's own schedule; ``checkpoint`` forces them out when the log is full (before it wraps:
+home writes, flush, an empty journal superblock, flush) and at unmount.  Replay therefore
+walks every transaction since the last checkpoint, and revoke records keep it from writing an
+old copy over a block that was freed and reused, or whose file data was rewritten in place.
+A transaction bigger than the journal raises OverflowError (the caller writes it in place).
 """
 
 from __future__ import annotations
 
+import bisect
 import struct
 from typing import Any
 
@@ -43,8 +49,10 @@ class JournalWriter:
         self.bio = vol.bio
         self.bs = vol.block_size
         self.phys = phys
+        if jsb.h_blocktype == L.JBD2_SUPER_V2:      # replay must honour our revoke records
+            jsb = jsb.replace(s_feature_incompat=jsb.s_feature_incompat | L.JBD2_INCOMPAT_REVOKE)
         self.jsb = jsb
-        incompat = jsb.s_feature_incompat if jsb.h_blocktype == L.JBD2_SUPER_V2 else 0
+        incompat = jsb.s_feature_incompat
         self.csum = bool(incompat & L.JBD2_INCOMPAT_CSUM_V3)
         self.is64 = bool(incompat & L.JBD2_INCOMPAT_64BIT)
         self.seed = ext_crc32c(0xFFFFFFFF, jsb.s_uuid) if self.csum else 0
@@ -52,7 +60,8 @@ class JournalWriter:
         self.tag_size = 16 if self.csum else (12 if self.is64 else 8)
         self.seq = jsb.s_sequence
         self.head = self.first
-        self.live = False            # does the on-disk journal superblock point at a log?
+        self.started = False          # does the on-disk journal superblock point at a log?
+        self.live: set[int] = set()
         self.capacity = self._fits(self.last - self.first)
 
     @classmethod
@@ -75,8 +84,7 @@ class JournalWriter:
         compat = jsb.s_feature_compat if v2 else 0
         if incompat & ~(L.JBD2_INCOMPAT_REVOKE | L.JBD2_INCOMPAT_64BIT |
                         L.JBD2_INCOMPAT_CSUM_V3 | L.JBD2_INCOMPAT_ASYNC_COMMIT) or \
-                compat & L.JBD2_COMPAT_CHECKSUM or jsb.h_blocktype not in (
-                    L.JBD2_SUPER_V1, L.JBD2_SUPER_V2):
+                compat & L.JBD2_COMPAT_CHECKSUM or jsb.h_blocktype != L.JBD2_SUPER_V2:
             raise KernelError(Errno.EOPNOTSUPP, "ext: journal format not written by this "
                               "driver (checksum v1/v2 or fast commits)")
         if jsb.s_start:
@@ -94,35 +102,76 @@ class JournalWriter:
         return space // self.tag_size
 
     # -- writing -------------------------------------------------------------------------------
-    def commit(self, blocks: dict[int, bytes], now_ns: int) -> None:
-        if not blocks:
+    def commit(self, blocks: dict[int, bytes], revokes: set[int], now_ns: int) -> None:
+        revoked = sorted(b for b in revokes if b in self.live)
+        if not blocks and not revoked:
             return
         items = sorted(blocks.items())
         if len(items) > self.capacity:
             raise OverflowError(f"transaction of {len(items)} blocks exceeds the journal")
-        log = self._log_blocks(items)
+        log = self._revoke_blocks(revoked) + self._log_blocks(items)
         if self.head + len(log) + 1 > self.last:     # no room before the end: start over
-            self._write_jsb(0)
-            self.bio.flush(sync=True)
-            self.head = self.first
+            self.checkpoint()
+            log = self._log_blocks(items)            # nothing left to revoke
         start = self.head
-        self._write_jsb(start)
+        if not self.started:
+            self._write_jsb(start)
         for i, data in enumerate(log):
             self._put(start + i, data)
         self.bio.flush(sync=True)
         self._put(start + len(log), self._commit_block(now_ns))
         self.bio.flush(sync=True)
-        for blk, data in items:                       # checkpoint
+        for blk, data in items:                       # home later, as the cache writes back
             self.bio.write(blk, data)
-        self.bio.flush(sync=True)
+        self.live.update(blocks)
         self.head = start + len(log) + 1
         self.seq = (self.seq + 1) & 0xFFFFFFFF
 
-    def close(self) -> None:
-        """After the last commit: an empty journal, as a clean Linux unmount leaves it."""
-        if self.live:
+    def freed_live(self, ranges: list[tuple[int, int]]) -> set[int]:
+        """The logged blocks among freed ``ranges`` (each needs a revoke record)."""
+        if not self.live or not ranges:
+            return set()
+        ordered = sorted(ranges)
+        starts = [r[0] for r in ordered]
+        out = set()
+        for blk in self.live:
+            i = bisect.bisect_right(starts, blk) - 1
+            if i >= 0 and blk < ordered[i][0] + ordered[i][1]:
+                out.add(blk)
+        return out
+
+    def checkpoint(self) -> None:
+        """Committed blocks home and durable, then the log empty (replay has nothing to do)."""
+        self.bio.flush(sync=True)
+        if self.started:
             self._write_jsb(0)
             self.bio.flush(sync=True)
+        self.live.clear()
+        self.head = self.first
+
+    def close(self) -> None:
+        """After the last commit: an empty journal, as a clean Linux unmount leaves it."""
+        self.checkpoint()
+
+    def _revoke_blocks(self, revoked: list[int]) -> list[bytes]:
+        size = 8 if self.is64 else 4
+        per = (self.bs - 16 - (4 if self.csum else 0)) // size
+        out = []
+        for k in range(0, len(revoked), per):
+            chunk = revoked[k:k + per]
+            buf = bytearray(self.bs)
+            buf[:16] = L.JournalRevokeHeader(L.JBD2_MAGIC, L.JBD2_REVOKE, self.seq,
+                                             16 + size * len(chunk)).emit()
+            fmt = ">Q" if self.is64 else ">I"
+            for i, blk in enumerate(chunk):
+                struct.pack_into(fmt, buf, 16 + size * i, blk)
+            out.append(self._tail(buf))
+        return out
+
+    def _tail(self, buf: bytearray) -> bytes:
+        if self.csum:
+            _BE32.pack_into(buf, self.bs - 4, ext_crc32c(self.seed, bytes(buf[:-4]) + bytes(4)))
+        return bytes(buf)
 
     def _put(self, pos: int, data: bytes) -> None:
         self.bio.write_run(self.phys[pos], data)
@@ -134,7 +183,7 @@ class JournalWriter:
         self.jsb = j
         old = self.vol.read(self.phys[0])
         self.bio.write_run(self.phys[0], j.emit() + old[L.JournalSuper.SIZE:])
-        self.live = bool(start)
+        self.started = bool(start)
 
     def _log_blocks(self, items: list[tuple[int, bytes]]) -> list[bytes]:
         """Descriptor blocks, each followed by the blocks its tags describe."""
@@ -167,9 +216,7 @@ class JournalWriter:
             if not i:
                 buf[off:off + 16] = self.jsb.s_uuid
                 off += 16
-        if self.csum:
-            _BE32.pack_into(buf, self.bs - 4, ext_crc32c(self.seed, bytes(buf[:-4]) + bytes(4)))
-        return bytes(buf)
+        return self._tail(buf)
 
     def _commit_block(self, now_ns: int) -> bytes:
         buf = bytearray(self.bs)

@@ -177,6 +177,7 @@ class MountState:
                          f"{err.detail}")
             return
         vol.journaled = True
+        vol.journal_live = self.journal.live
         self.commit_at = max(8, self.journal.capacity // 2)
 
     # -- feature policy -----------------------------------------------------------------------
@@ -392,18 +393,19 @@ class MountState:
         if not vol.journaled or self.journal is None:
             return
         self._write_dirty_inodes()
-        vol.apply_frees()
+        freed = vol.apply_frees()
         vol.flush_metadata()
         blocks = dict(vol.overlay)
-        if not blocks:
-            return
+        revokes = vol.revokes | self.journal.freed_live(freed)
         try:
-            self.journal.commit(blocks, self.now())
+            self.journal.commit(blocks, revokes, self.now())
         except OverflowError as err:      # bigger than the journal: in place, unprotected
             self.ctx.log(f"ext: {err}; written in place")
+            self.journal.checkpoint()
             for blk, data in blocks.items():
                 vol.bio.write(blk, data)
             vol.bio.flush(sync=True)
+        vol.revokes = set()
         for blk in blocks:
             vol.take_pending(blk)
 

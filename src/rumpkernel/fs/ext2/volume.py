@@ -141,6 +141,8 @@ class Volume:
         self.txn: Any = None                # the running operation's undo log (txn.py)
         self.journaled = False
         self.pending_frees: list[tuple[int, int]] = []
+        self.journal_live: set[int] = set()  # blocks with a copy in the journal's live log
+        self.revokes: set[int] = set()       # of those, rewritten in place since the commit
         self.home_sb_stale = False          # the device's superblock differs from ``sb``
         self.changed = False                # anything changed since mount?
         self.on_first_change: Callable[[], None] | None = None
@@ -234,9 +236,11 @@ class Volume:
         """File data, straight to the device (not undone by a failing operation; in journaled
         mode never journaled: data=ordered, the commit's first barrier orders it first)."""
         self._writable()
-        if self.overlay and self.journaled:
+        if self.journaled and (self.overlay or self.journal_live):
             for b in range(blk, blk + len(data) // self.block_size):
                 self.take_pending(b)
+                if b in self.journal_live:
+                    self.revokes.add(b)
         self.bio.write_run(blk, data)
 
     def write_data(self, blk: int, data: bytes | bytearray) -> None:
@@ -511,9 +515,9 @@ class Volume:
             self.bio.forget(start, count)
         self._clear_block_bits(groups)
 
-    def apply_frees(self) -> None:
+    def apply_frees(self) -> list[tuple[int, int]]:
         """Journaling: clear the bitmap bits of the blocks freed since the last commit (the
-        commit then carries them)."""
+        commit then carries them); returns the ranges freed."""
         frees, self.pending_frees = self.pending_frees, []
         g = self.geo
         for start, count in frees:
@@ -532,6 +536,7 @@ class Volume:
                 pos += n
                 left -= n
             self._clear_block_bits(groups)
+        return frees
 
     def _clear_block_bits(self, groups: list[tuple[int, int, int, bytearray]]) -> None:
         for group, bit, n, bm in groups:
