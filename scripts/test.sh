@@ -17,6 +17,11 @@ need ip iproute2
 need sfdisk fdisk
 need sgdisk gdisk
 need setfacl acl
+need tcpdump tcpdump
+need tshark tshark
+need socat socat
+need nc netcat-openbsd
+need ping iputils-ping
 if [ -n "$pkgs" ]; then
     if [ "$(id -u)" -ne 0 ]; then echo "need root to install:$pkgs" >&2; exit 2; fi
     apt-get update -qq

@@ -9,6 +9,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,10 +22,17 @@ MiB = 1 << 20
 T0 = 1_600_000_000  # a fixed time for sample trees
 
 
+# Byte-code caches for the fsu subprocesses, kept out of the source tree and removed at the
+# end: a shell with PYTHONDONTWRITEBYTECODE would otherwise compile every module in every one.
+PYCACHE = Path(tempfile.mkdtemp(prefix=f"fsu-pycache-{os.getpid()}-"))
+
+
 def env(**extra: str) -> dict[str, str]:
     e = dict(os.environ)
-    e.update({"PYTHONPATH": str(SRC), "TZ": "UTC", "LC_ALL": "C", "FSU_PROGRESS": "0"})
+    e.update({"PYTHONPATH": str(SRC), "TZ": "UTC", "LC_ALL": "C", "FSU_PROGRESS": "0",
+              "PYTHONPYCACHEPREFIX": str(PYCACHE)})
     e.pop("SOURCE_DATE_EPOCH", None)
+    e.pop("PYTHONDONTWRITEBYTECODE", None)
     e.update(extra)
     return e
 
@@ -202,3 +210,7 @@ def posix_kernel_fs() -> Iterator[rumpkernel.Kernel]:
         yield k
     finally:
         k.halt()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(PYCACHE, ignore_errors=True)

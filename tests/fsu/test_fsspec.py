@@ -85,7 +85,7 @@ def test_unbound_paths_name_the_image(ext4_img: Path, fat_img: Path) -> None:
     assert fs.cat(f"{ext4_img}::/etc/hostname") == b"imagehost\n"
     assert fs.cat(f"{fat_img}::/etc/hostname") == b"imagehost\n"
     assert fs.ls(f"{fat_img}::/deep/er", detail=False) == [f"{fat_img}::/deep/er/est"]
-    with pytest.raises(ValueError):
+    with pytest.raises(FileNotFoundError):  # an OSError, as everything the client API raises
         fs.cat("/etc/hostname")
     with pytest.raises(OSError):
         fs.cat(f"{ext4_img.parent / 'none.img'}::/x")
@@ -118,6 +118,81 @@ def test_writes_when_asked_are_fsck_clean(which: str, ext4_img: Path, fat_img: P
     assert ro.cat("/new/dir/data.txt") == b"line\n" * 1000
     assert not ro.exists("/etc/motd") and ro.exists("/new/empty")
     ro.close()
+
+
+def test_writes_through_the_image_first_spelling(in_dir: Path) -> None:
+    """What pandas' to_csv and dask do: fsspec.open(URL, "w") makes the parent directory
+    first (fs.makedirs(fs._parent(path))) and then opens the file."""
+    opts = {"readonly": False}
+    with fsspec.open("rumpkernel://disk.img::/data/w.csv", "w", **opts) as f:
+        f.write("a\n1\n")
+    with fsspec.open("rumpkernel://disk.img::/data/deeper/x", "wb", **opts) as f:
+        f.write(b"x")
+    of = fsspec.open("rumpkernel://disk.img::/plain", "w", **opts).open()
+    of.write("opened")
+    of.close()
+    fsspec.AbstractFileSystem.clear_instance_cache()
+    RumpkernelFileSystem.clear_instance_cache()
+    with fsspec.open("rumpkernel://disk.img::/data/w.csv", "r") as f:
+        assert f.read() == "a\n1\n"
+    with fsspec.open("rumpkernel://disk.img::/plain", "r") as f:
+        assert f.read() == "opened"
+    e2fsck_clean(in_dir)
+
+
+def test_every_write_entry_point_unbound(ext4_img: Path, tmp_path: Path) -> None:
+    """open, makedirs, pipe, put, mv, rm on IMAGE::/path names (pandas and dask use these)."""
+    host = tmp_path / "host"
+    (host / "sub").mkdir(parents=True)
+    (host / "sub" / "f.txt").write_text("hosted\n")
+    img = str(ext4_img)
+    fs = fsspec.filesystem("rumpkernel", readonly=False, skip_instance_cache=True)
+    fs.makedirs(f"{img}::/made/here", exist_ok=True)
+    fs.pipe(f"{img}::/piped/a/b.bin", b"piped")  # parents made as object stores do
+    fs.put(str(host), f"{img}::/tree", recursive=True)
+    fs.put_file(str(host / "sub" / "f.txt"), f"{img}::/one/f.txt")
+    fs.mv(f"{img}::/one/f.txt", f"{img}::/one/g.txt")
+    with fs.open(f"{img}::/made/here/w.txt", "w") as f:
+        f.write("written")
+    assert fs.cat(f"{img}::/piped/a/b.bin") == b"piped"
+    assert fs.cat(f"{img}::/tree/sub/f.txt") == b"hosted\n"
+    fs.rm(f"{img}::/piped", recursive=True)
+    fs.rm(f"{img}::/one/g.txt")
+    assert not fs.exists(f"{img}::/piped") and not fs.exists(f"{img}::/one/g.txt")
+    fs.close()
+    e2fsck_clean(ext4_img)
+    ro = fsspec.filesystem("rumpkernel", image=img, skip_instance_cache=True)
+    assert ro.cat("/made/here/w.txt") == b"written"
+    assert sorted(ro.find("/tree")) == ["/tree/sub/f.txt"]
+    ro.close()
+
+
+def test_bad_images_are_named(tmp_path: Path, ext4_master: Path) -> None:
+    import gzip
+
+    with pytest.raises(FileNotFoundError) as e:
+        fsspec.open(f"rumpkernel://{tmp_path / 'missing.img'}::/x").open()
+    assert "image" in str(e.value)
+    text = tmp_path / "text.img"
+    text.write_text("not a file system\n" * 100)
+    with pytest.raises(OSError) as e2:
+        fsspec.open(f"rumpkernel://{text}::/x").open()
+    assert "not a disk image" in str(e2.value)
+    gz = tmp_path / "disk.img.gz"
+    gz.write_bytes(gzip.compress(ext4_master.read_bytes()))
+    with pytest.raises(OSError) as e3:
+        fsspec.open(f"rumpkernel://{gz}::/etc/hostname").open()
+    assert "gzip" in str(e3.value)
+
+
+def test_pandas_writes_inside_an_image(in_dir: Path) -> None:
+    pd = pytest.importorskip("pandas")
+    url = "rumpkernel://disk.img::/data/t.csv"
+    pd.DataFrame({"a": [1, 2], "b": [3, 4]}).to_csv(url, index=False,
+                                                     storage_options={"readonly": False})
+    fsspec.AbstractFileSystem.clear_instance_cache()
+    RumpkernelFileSystem.clear_instance_cache()
+    assert pd.read_csv(url)["b"].sum() == 7
 
 
 def test_partitions_and_offsets(tmp_path: Path, ext4_master: Path) -> None:

@@ -27,11 +27,11 @@ from tests.fsu.conftest import (
 pytestmark = pytest.mark.oracle
 
 
-def makefs(*args: str | os.PathLike[str], environ: dict[str, str] | None = None
-           ) -> subprocess.CompletedProcess[str]:
+def makefs(*args: str | os.PathLike[str], environ: dict[str, str] | None = None,
+           timeout: float = 120) -> subprocess.CompletedProcess[str]:
     from tests.fsu.conftest import env
 
-    return fsu("makefs", *args, environ=env(**(environ or {})))
+    return fsu("makefs", *args, environ=env(**(environ or {})), timeout=timeout)
 
 
 @contextlib.contextmanager
@@ -201,13 +201,13 @@ def test_sizes(tmp_path: Path, tree_master: Path) -> None:
     assert img.stat().st_size == 24 << 20
     ok(makefs("-s", "0.03G", img, tree_master))
     assert img.stat().st_size == int(0.03 * (1 << 30))
-    ok(makefs("-m", "40m", img, tree_master))
+    ok(makefs("-M", "40m", img, tree_master))  # -M is the minimum, as NetBSD makefs(8)
     assert img.stat().st_size >= 40 << 20
     ok(makefs(img, tree_master))
     auto = img.stat().st_size
     assert auto <= 16 << 20
     e2fsck_clean(img)
-    res = makefs("-M", "200k", img, tree_master)
+    res = makefs("-m", "200k", img, tree_master)  # -m is the maximum
     assert res.returncode == 1 and "does not fit" in res.stderr
     res = makefs("-s", "12q", img, tree_master)
     assert res.returncode == 2 and "invalid size" in res.stderr

@@ -202,3 +202,13 @@ def test_installed_console_scripts(tmp_path: Path) -> None:
     out = subprocess.run([venv / "bin" / "python", "-c", code], capture_output=True, text=True,
                          env=env, check=True)
     assert out.stdout == "imagehost\n"
+
+
+def test_command_modules_table_matches_the_registry() -> None:
+    """get_command imports one module; the table saying which must be right."""
+    from rumpkernel.apps.fsu.commands import MODULE_OF, all_commands
+
+    cmds = all_commands()
+    assert set(MODULE_OF) == set(cmds)
+    for name, cmd in cmds.items():
+        assert cmd.run.__module__ == f"rumpkernel.apps.fsu.{MODULE_OF[name]}", name

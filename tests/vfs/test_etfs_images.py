@@ -130,6 +130,11 @@ def test_mount_image_partition_and_offset(k, tmp_path: Path) -> None:
     with pytest.raises(OSError) as ei:
         k.mount_image(str(disk), "/q", partition=3)
     assert "no partition 3" in str(ei.value)
+    with pytest.raises(OSError) as ei:                         # the whole disk: no fs there
+        k.mount_image(str(disk), "/r")
+    msg = str(ei.value)
+    assert ei.value.errno == errno.EINVAL and f"{disk}:" in msg and "/dev/img" not in msg
+    assert "partitions 1, 2" in msg and "partition=N" in msg
 
 
 def test_newfs_then_mount(k, tmp_path: Path) -> None:
@@ -194,3 +199,76 @@ def test_vnode_cache_limit_reclaims(k) -> None:
     for i in range(200):                                       # reclaimed files come back
         assert s.stat(f"/t/f{i}").st_size == 0
     s.unmount("/t")
+
+
+def test_kernel_object_api_raises_oserror_only(tmp_path: Path) -> None:
+    """Everything the client API raises is an OSError with the host's errno (#17 defect 17):
+    the VFS faction's kernel-object calls included, and without the faction EOPNOTSUPP."""
+    k = rumpkernel.boot()
+    try:
+        for call in (lambda: k.mount_image(str(tmp_path), "/m"),          # a directory
+                     lambda: k.etfs_register("relative", str(tmp_path), "dir"),
+                     lambda: k.newfs("nosuchfs", str(tmp_path / "x")),
+                     lambda: k.etfs_remove("/never")):
+            with pytest.raises(OSError) as ei:
+                call()
+            assert not isinstance(ei.value, rumpkernel.KernelError)
+            assert ei.value.errno in errno.errorcode
+    finally:
+        k.halt()
+    bare = rumpkernel.boot(components=())
+    with pytest.raises(OSError) as ei:
+        bare.mount_image(str(tmp_path / "x.img"), "/m")
+    assert ei.value.errno == errno.EOPNOTSUPP
+    bare.halt()
+
+
+EXIT_SCRIPT = """
+import os, sys, rumpkernel
+k = rumpkernel.boot()
+k.mount_image(sys.argv[1], "/m")
+fd = k.sys.open("/m/forgotten", os.O_CREAT | os.O_WRONLY, 0o644)
+k.sys.write(fd, b"written, never halted")
+k.sys.close(fd)
+# no k.halt(): the interpreter exits with the data still in the kernel's buffer cache
+"""
+
+
+def test_unhalted_kernel_writes_back_at_exit(tmp_path: Path) -> None:
+    """Forgetting k.halt() loses nothing (#16 item 7): the exit hook halts the kernel."""
+    import sys
+
+    img = tmp_path / "fs.img"
+    img.write_bytes(bytes(8 << 20))
+    k = rumpkernel.boot()
+    k.newfs("ext4", str(img))
+    k.halt()
+    r = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, str(img)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    k = rumpkernel.boot()
+    k.mount_image(str(img), "/m", readonly=True)
+    with k.open("/m/forgotten", "rb") as f:
+        assert f.read() == b"written, never halted"
+    k.halt()
+    fsck = subprocess.run(["e2fsck", "-fn", str(img)], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout
+
+
+def test_collected_unhalted_kernel_warns_and_syncs(tmp_path: Path) -> None:
+    import gc
+
+    img = tmp_path / "fs.img"
+    img.write_bytes(bytes(8 << 20))
+    k = rumpkernel.boot()
+    k.newfs("ext4", str(img))
+    k.mount_image(str(img), "/m")
+    with k.open("/m/f", "wb") as f:
+        f.write(b"collected")
+    with pytest.warns(ResourceWarning, match="without halt"):
+        del k, f
+        gc.collect()
+    k = rumpkernel.boot()
+    k.mount_image(str(img), "/m", readonly=True)
+    assert k.path("/m/f").read_bytes() == b"collected"
+    k.halt()

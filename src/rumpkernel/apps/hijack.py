@@ -16,7 +16,11 @@ comma-separated ``name=value`` list:
                        is routed by them
 An empty policy hijacks nothing.  The server is ``-u URL`` or ``$RUMP_SERVER`` (reconnect policy
 ``$RUMPHIJACK_RETRYCONNECT``); ``--local`` boots a kernel inside the process instead (halted,
-and so flushed, when the program ends).
+and so flushed, when the program ends).  With ``--local``, ``--image IMG[,TYPE][,ro]`` mounts a
+disk image (``IMG``, ``IMG%N``, ``IMG@OFFSET``) as the root of the kernel's name space (so
+``/rump/etc/x`` is the image's ``/etc/x``), and ``-d key=K,hostpath=P[,size=S][,offset=N]
+[,type=blk|chr|reg]`` registers host files as rump_server's ``-d`` does.  A missing server,
+image or script is one line on stderr and exit status 1.
 
 Intercepted: ``builtins.open``, ``io.open`` (so ``os.fdopen``, ``pathlib``, and modules that
 kept a reference to it, such as bz2's ``_builtin_open``), and in ``os``:
@@ -453,36 +457,106 @@ FD_CALLS = ("read", "write", "pread", "pwrite", "readv", "writev", "lseek", "fst
             "fdatasync", "ftruncate", "fchmod", "fchown", "fstatvfs")
 
 
+class HijackError(Exception):
+    """A setup failure, reported as one line: ``rumphijack: MESSAGE``."""
+
+
+def _local(a: argparse.Namespace) -> tuple[Any, Any]:
+    import rumpkernel
+    from rumpkernel.apps.rump_server import register_drive
+
+    k = rumpkernel.boot()
+    try:
+        for d in a.drives:
+            register_drive(k, d)
+        if a.image is not None:
+            _mount_image(k, a.image)
+    except (OSError, ValueError, rumpkernel.KernelError) as e:
+        k.halt()
+        raise HijackError(_describe(e)) from None
+    return k.sys, k.halt
+
+
+def _mount_image(k: Any, spec: str) -> None:
+    """``IMG[,TYPE][,ro]``: mount IMG and make it the root of the kernel's name space (so
+    with the default policy ``/rump/etc/x`` is the image's ``/etc/x``)."""
+    from rumpkernel.client.files.imagespec import parse_image_spec
+    from rumpkernel.client.files.sniff import check_image_file
+
+    path, *opts = spec.split(",")
+    fstype = next((o for o in opts if o not in ("ro", "rw")), None)
+    readonly = "ro" in opts
+    ispec = parse_image_spec(path)
+    check_image_file(ispec.path)
+    try:
+        k.mount_image(os.path.abspath(ispec.path), "/image", fstype=fstype, readonly=readonly,
+                      partition=ispec.partition, offset=ispec.offset)
+    except Exception as e:
+        if isinstance(e, (OSError, ValueError)) or type(e).__name__ == "KernelError":
+            raise HijackError(f"{path}: {_describe(e)}") from None
+        raise
+    k.sys.chroot("/image")
+    k.sys.chdir("/")
+
+
+def _describe(e: BaseException) -> str:
+    detail = getattr(e, "detail", None)
+    if detail:
+        return str(detail)
+    if isinstance(e, OSError) and e.errno:
+        words = e.strerror or os.strerror(e.errno)
+        return f"{e.filename}: {words}" if e.filename else words
+    return str(e) or type(e).__name__
+
+
 def _kernel(a: argparse.Namespace) -> tuple[Any, Any]:
     if a.local:
-        import rumpkernel
-
-        k = rumpkernel.boot()
-        return k.sys, k.halt
+        return _local(a)
+    if a.image is not None or a.drives:
+        raise HijackError("--image and -d need --local (a remote server mounts its own "
+                          "images: rump_server -d ...)")
     from rumpkernel.client.remote import connect
 
+    url = a.url or os.environ.get("RUMP_SERVER")
+    if not url:
+        raise HijackError("no server: give -u URL, set RUMP_SERVER, or use --local to run "
+                          "a kernel in this process")
     retry = os.environ.get("RUMPHIJACK_RETRYCONNECT", "0")
-    conn = connect(a.url, retry=retry, progname=a.target[0] if a.target else "python")
+    try:
+        conn = connect(url, retry=retry, progname=a.target[0] if a.target else "python")
+    except (OSError, ValueError) as e:
+        raise HijackError(f"cannot reach the server {url}: {_describe(e)}") from None
     return conn.sys, conn.close
 
 
-USAGE = ("usage: python -m rumpkernel.hijack [-p POLICY] [-u URL | --local] "
-         "(script.py | -m module) [args...]")
+USAGE = ("usage: python -m rumpkernel.hijack [-p POLICY] [-u URL | --local [--image "
+         "IMG[,TYPE][,ro]] [-d key=K,hostpath=P[,size=S]]] (script.py | -m module) [args...]")
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     """Options end at the script or at ``-m module``; what follows belongs to the program."""
-    a = argparse.Namespace(policy=None, url=None, local=False, module=None, target=[])
+    from rumpkernel.apps.rump_server import parse_drivespec
+
+    a = argparse.Namespace(policy=None, url=None, local=False, module=None, target=[],
+                           image=None, drives=[])
     i = 0
     while i < len(argv):
         arg = argv[i]
-        if arg in ("-p", "-u", "-m"):
+        if arg in ("-p", "-u", "-m", "-d", "--image"):
             if i + 1 >= len(argv):
                 raise SystemExit(f"{USAGE}\n{arg} needs a value")
             if arg == "-m":
                 a.module, a.target = argv[i + 1], argv[i + 2:]
                 return a
-            setattr(a, "policy" if arg == "-p" else "url", argv[i + 1])
+            if arg == "-d":
+                try:
+                    a.drives.append(parse_drivespec(argv[i + 1]))
+                except ValueError as e:
+                    raise SystemExit(f"rumphijack: -d: {e}") from None
+            elif arg == "--image":
+                a.image = argv[i + 1]
+            else:
+                setattr(a, "policy" if arg == "-p" else "url", argv[i + 1])
             i += 2
         elif arg == "--local":
             a.local = True
@@ -501,9 +575,15 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     a = _parse(sys.argv[1:] if argv is None else argv)
-    policy = Policy(a.policy if a.policy is not None
-                    else os.environ.get("RUMPHIJACK", DEFAULT_POLICY))
-    ksys, finish = _kernel(a)
+    try:
+        policy = Policy(a.policy if a.policy is not None
+                        else os.environ.get("RUMPHIJACK", DEFAULT_POLICY))
+        if a.module is None and not os.path.exists(a.target[0]):
+            raise HijackError(f"{a.target[0]}: No such file or directory")
+        ksys, finish = _kernel(a)
+    except (HijackError, ValueError) as e:
+        print(f"rumphijack: {e}", file=sys.stderr)
+        return 1
     hj = Hijack(ksys, policy)
     hj.install()
     status = 0

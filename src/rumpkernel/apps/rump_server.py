@@ -501,8 +501,15 @@ def register_drive(k: Any, spec: dict[str, Any]) -> None:
 
 def component_name(lib: str) -> str:
     """Accept NetBSD library names too: librumpfs_tmpfs / rumpfs_tmpfs -> tmpfs, rumpvfs ->
-    vfs, rumpdev_xxx -> xxx."""
+    vfs, rumpdev_xxx -> xxx, rumpnet / rumpnet_net / rumpnet_local -> net, rumpnet_netinet ->
+    net_inet, rumpnet_shmif -> net_shmif."""
     n = lib.removeprefix("lib").removesuffix(".so")
+    net = {"rumpnet": "net", "rumpnet_net": "net", "rumpnet_local": "net",
+           "rumpnet_netinet": "net_inet"}
+    if n in net:
+        return net[n]
+    if n.startswith("rumpnet_"):
+        return "net_" + n[len("rumpnet_"):]
     for prefix, repl in (("rumpfs_", ""), ("rumpdev_", ""), ("rumpkern_", "")):
         if n.startswith(prefix):
             return repl + n[len(prefix):]
@@ -521,22 +528,45 @@ def load_module(k: Any, path: str) -> None:
     init(k)
 
 
+def _drivespec_arg(spec: str) -> dict[str, Any]:
+    """parse_drivespec for argparse: its message, not "invalid parse_drivespec value"."""
+    try:
+        return parse_drivespec(spec)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _size_arg(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="rump_server", description="Serve a rump kernel to "
-                                "remote clients (sysproxy).")
-    p.add_argument("-c", dest="ncpu", type=int, default=os.cpu_count() or 1, help="vCPUs")
-    p.add_argument("-r", dest="memlimit", type=parse_size, default=None,
+                                "remote clients (sysproxy) at URL: unix:///path/to/socket or "
+                                "tcp://HOST:PORT (tcp needs a shared secret).")
+    p.add_argument("-c", dest="ncpu", type=int, default=os.cpu_count() or 1, metavar="N",
+                   help="virtual CPUs (default: the host's count)")
+    p.add_argument("-r", dest="memlimit", type=_size_arg, default=None, metavar="SIZE",
                    help="kernel memory limit (e.g. 64m)")
-    p.add_argument("-l", dest="libs", action="append", default=[],
-                   help="component to load (default: all)")
-    p.add_argument("-m", dest="modules", action="append", default=[],
-                   help="Python module whose rump_modinit(k) runs after boot")
-    p.add_argument("-d", dest="drives", action="append", default=[], type=parse_drivespec,
-                   help="key=KEY,hostpath=PATH,size=SIZE[,offset=N][,type=blk|chr|reg]")
-    p.add_argument("-s", dest="foreground", action="store_true", help="do not detach")
-    p.add_argument("-v", dest="verbose", action="store_true", help="verbose")
-    p.add_argument("--auth-file", help="file whose first line is the shared secret")
-    p.add_argument("url")
+    p.add_argument("-l", dest="libs", action="append", default=[], metavar="COMPONENT",
+                   help="component to load, repeatable (vfs, ext2, msdos, tmpfs, dev; "
+                        "librumpfs_NAME is accepted; default: all)")
+    p.add_argument("-m", dest="modules", action="append", default=[], metavar="MODULE",
+                   help="Python file whose rump_modinit(k) runs after boot, repeatable")
+    p.add_argument("-d", dest="drives", action="append", default=[], type=_drivespec_arg,
+                   metavar="DRIVESPEC",
+                   help="host file as a device, repeatable: key=KEY,hostpath=PATH[,size=SIZE]"
+                        "[,offset=N][,type=blk|chr|reg] (size=host: the file's own size)")
+    p.add_argument("-s", dest="foreground", action="store_true",
+                   help="stay in the foreground (do not detach)")
+    p.add_argument("-v", dest="verbose", action="store_true", help="log to stderr")
+    p.add_argument("--auth-file", metavar="FILE",
+                   help="file whose first line is the shared secret (also RUMP_AUTH_FILE, "
+                        "RUMP_AUTH)")
+    p.add_argument("url", metavar="URL", help="where to listen: unix://PATH or tcp://HOST:PORT")
     return p.parse_args(argv)
 
 

@@ -197,3 +197,61 @@ def make_statvfs_result(f: dict[str, int]) -> Any:
     seq = [f["bsize"], f["frsize"], f["blocks"], f["bfree"], f["bavail"], f["files"],
            f["ffree"], f["favail"], f["flag"], f["namemax"]]
     return _h.statvfs_result(seq, {"f_fsid": f["fsid"]})
+
+
+# ---- sockets (the net faction) -----------------------------------------------------------------
+_AF = Xlate(_k.GROUPS["af"])
+_SOCKTYPE = Xlate(_k.GROUPS["socktype"])
+_SOCKFLAGS = Xlate(_k.GROUPS["sockflags"])
+_LEVEL = Xlate(_k.GROUPS["level"])
+_SO = Xlate(_k.GROUPS["so"])
+_IP = Xlate(_k.GROUPS["ip"])
+_TCP = Xlate(_k.GROUPS["tcp"])
+_MSG = Xlate(_k.GROUPS["msg"])
+_SHUT = Xlate(_k.GROUPS["shut"])
+_SCM = Xlate(_k.GROUPS["scm"])
+_IPPROTO = Xlate(_k.GROUPS["ipproto"])
+_HOST_SOCKFLAGS = sum(hv for hv, _kv in _SOCKFLAGS.to_k)
+
+af_to_kernel = _AF.to_kernel
+af_to_host = _AF.to_host
+level_to_kernel = _LEVEL.to_kernel
+level_to_host = _LEVEL.to_host
+msg_to_kernel = _MSG.to_kernel
+msg_to_host = _MSG.to_host
+shut_to_kernel = _SHUT.to_kernel
+scm_to_kernel = _SCM.to_kernel
+scm_to_host = _SCM.to_host
+ipproto_to_kernel = _IPPROTO.to_kernel
+
+
+def socktype_to_kernel(t: int) -> int:
+    """A host socket type, with SOCK_NONBLOCK/SOCK_CLOEXEC bits, as the kernel's."""
+    return _SOCKTYPE.to_kernel(t & ~_HOST_SOCKFLAGS) | _SOCKFLAGS.to_kernel(t & _HOST_SOCKFLAGS)
+
+
+def socktype_to_host(kt: int) -> int:
+    return _SOCKTYPE.to_host(kt)
+
+
+_OPTS_BY_LEVEL = {_k.SOL_SOCKET: _SO, _k.IPPROTO_IP: _IP, _k.IPPROTO_TCP: _TCP}
+
+
+def sockopt_to_kernel(klevel: int, name: int) -> int:
+    """An option name at kernel level ``klevel``, from the host's number (names of levels the
+    kernel does not know by name pass unchanged)."""
+    x = _OPTS_BY_LEVEL.get(klevel)
+    return name if x is None else x.to_kernel(name)
+
+
+def socket_constants() -> dict[str, int]:
+    """The host's values of every socket constant the kernel knows (what a client module
+    exposes as AF_INET, SO_REUSEADDR, MSG_PEEK ...)."""
+    out: dict[str, int] = {}
+    for g in ("af", "socktype", "sockflags", "level", "so", "ip", "tcp", "msg", "shut", "scm",
+              "ipproto"):
+        for name in _k.GROUPS[g].members:
+            hv = _h.host_value("socket", name)
+            if hv is not None:
+                out[name] = hv
+    return out

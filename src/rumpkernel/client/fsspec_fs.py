@@ -28,6 +28,7 @@ Errors are the host's OSError subclasses (FileNotFoundError ...).
 
 from __future__ import annotations
 
+import errno
 import stat as S
 import weakref
 from typing import Any
@@ -36,6 +37,7 @@ from fsspec.spec import AbstractFileSystem
 
 from rumpkernel.client import abi as H
 from rumpkernel.client.files.imagespec import ImageSpec, parse_image_spec
+from rumpkernel.client.files.sniff import check_image_file, identify
 from rumpkernel.hypercall.hostio import HOST, new_lock
 
 MOUNTPOINT = "/image"
@@ -51,19 +53,30 @@ def looks_like_image(text: str) -> bool:
         return False
     if not HOST.exists(spec.path) or HOST.isdir(spec.path):
         return False
+    ident = identify(spec.path, spec.offset if spec.partition is None else 0)
+    return ident is not None and ident.mountable
+
+
+def not_an_image(text: str) -> OSError:
+    """The error for a path given as the image that is not one: missing, not a regular file,
+    a container or compressed file (saying how to convert it), or no file system at all."""
     try:
-        with HOST.open_read(spec.path) as f:
-            if spec.partition is not None:
-                head = f.read(512)
-                return len(head) == 512 and head[510:512] == b"\x55\xaa"
-            if spec.offset:
-                f.seek(spec.offset)
-            head = f.read(2048)
-    except OSError:
-        return False
-    if len(head) >= _EXT_MAGIC_AT + 2 and head[_EXT_MAGIC_AT:_EXT_MAGIC_AT + 2] == b"\x53\xef":
-        return True
-    return len(head) >= 512 and head[510:512] == b"\x55\xaa"
+        spec = parse_image_spec(text)
+    except ValueError as e:
+        return OSError(errno.EINVAL, str(e), text)
+    if not HOST.exists(spec.path):
+        return FileNotFoundError(errno.ENOENT, "No such file or directory (the image file)",
+                                 spec.path)
+    try:
+        check_image_file(spec.path)
+    except OSError as e:
+        return e
+    ident = identify(spec.path, spec.offset)
+    if ident is not None and ident.hint:
+        return OSError(errno.EINVAL, f"{ident.what}, not a raw disk image: "
+                       f"{ident.hint.replace('IMAGE', spec.path)}", spec.path)
+    return OSError(errno.EINVAL, "not a disk image: no ext2/3/4 or FAT file system and no "
+                   "partition table found", spec.path)
 
 
 class _Image:
@@ -74,6 +87,7 @@ class _Image:
 
         self.spec = spec
         self.readonly = readonly
+        check_image_file(spec.path)
         self.k = rumpkernel.boot()
         try:
             self.fstype = self.k.mount_image(H.fsdecode(_abspath(spec.path)), MOUNTPOINT,
@@ -113,8 +127,10 @@ class RumpkernelFileSystem(AbstractFileSystem):
 
     def __init__(self, fo: str | None = None, target_protocol: str | None = None,
                  target_options: dict[str, Any] | None = None, image: str | None = None,
-                 readonly: bool = True, fstype: str | None = None, **kwargs: Any) -> None:
+                 readonly: bool = True, fstype: str | None = None, auto_mkdir: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.auto_mkdir = auto_mkdir
         if target_protocol not in (None, "file", "local"):
             raise ValueError("rumpkernel: images must be host files (got target protocol "
                              f"{target_protocol!r})")
@@ -147,13 +163,24 @@ class RumpkernelFileSystem(AbstractFileSystem):
             img, _, inner = path.partition("::")
         elif self.image is not None:
             img, inner = self.image, path
-        elif self.inner is not None and looks_like_image(path):
+        elif self.inner is not None:
+            # rumpkernel://IMAGE::/inner: the path fsspec hands over is the image
+            if not looks_like_image(path):
+                raise not_an_image(path)
             img, inner = path, self.inner
         else:
-            raise ValueError(f"rumpkernel: {path!r} names no image (use IMAGE::/path, or "
-                             "image=)")
+            raise FileNotFoundError(errno.ENOENT, "names no image (use IMAGE::/path, or "
+                                    "image=)", path)
         inner = "/" + inner.lstrip("/")
         return img, inner.rstrip("/") or "/"
+
+    def _parent(self, path: str) -> str:
+        """The directory holding ``path``, spelled so that it still names the image (fsspec
+        makes it before opening a file for writing)."""
+        img, inner = self._split(path)
+        parent = inner.rsplit("/", 1)[0] or "/"
+        return self._join(img, parent) if self.image is None or img != self.image \
+            else parent
 
     def _join(self, img: str, inner: str) -> str:
         if self.image is not None and img == self.image:
@@ -219,6 +246,12 @@ class RumpkernelFileSystem(AbstractFileSystem):
             if handle.readonly:
                 raise PermissionError(30, "Read-only file system (pass readonly=False to "
                                       "write)", path)
+            if self.auto_mkdir and "r" not in mode:
+                parent = inner.rsplit("/", 1)[0]
+                if parent:
+                    from rumpkernel.client.files.tree import makedirs
+
+                    makedirs(handle.sys, parent, 0o777, True)
             f = handle.k.open(inner, mode)
             return _SyncOnClose(f, handle.sys)
         return handle.k.open(inner, mode)
@@ -271,14 +304,32 @@ class RumpkernelFileSystem(AbstractFileSystem):
 
     def rm_file(self, path: str) -> None:
         sys, inner = self._writable(path)
-        sys.unlink(inner)
+        if S.S_ISDIR(sys.lstat(inner).st_mode):
+            sys.rmdir(inner)
+        else:
+            sys.unlink(inner)
         sys.sync()
 
     def _rm(self, path: str) -> None:
-        if self.isdir(path):
-            self.rmdir(path)
-        else:
-            self.rm_file(path)
+        self.rm_file(path)
+
+    def rm(self, path: Any, recursive: bool = False, maxdepth: Any = None) -> None:
+        """Remove files, and with ``recursive`` whole trees (as LocalFileSystem.rm)."""
+        from rumpkernel.client.files.tree import rmtree
+
+        paths = path if isinstance(path, list) else [path]
+        for p in paths:
+            if maxdepth is not None or any(c in str(p) for c in "*?["):
+                for q in reversed(self.expand_path(p, recursive=recursive,
+                                                   maxdepth=maxdepth)):
+                    self.rm_file(q)
+                continue
+            sys, inner = self._writable(p)
+            if recursive and S.S_ISDIR(sys.lstat(inner).st_mode):
+                rmtree(sys, inner)
+                sys.sync()
+            else:
+                self.rm_file(p)
 
     def mv(self, path1: str, path2: str, recursive: bool = False, maxdepth: Any = None,
            **kwargs: Any) -> None:

@@ -2,7 +2,8 @@
 
 ``attach(k)`` gives the kernel its ``sys`` facade whose ``_call`` enters the kernel directly on
 the caller's thread and turns ``KernelError`` into the host's ``OSError``, and binds the file
-API (``k.open``, ``k.listdir``, ``k.path`` ... see ``client.files``) to it.
+API (``k.open``, ``k.listdir``, ``k.path`` ... see ``client.files``) and the socket module
+(``k.socket``, see ``client.socket``) to it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from rumpkernel.client.abi import oserror
 from rumpkernel.client.files import FileAPI
+from rumpkernel.client.socket import SocketModule
 from rumpkernel.client.sys import Sys
 from rumpkernel.hypercall.hostio import halt_at_exit
 from rumpkernel.kern.abi import RB_NOSYNC
@@ -40,6 +42,7 @@ def attach(k: Kernel) -> Sys:
 
     k.sys = Sys(local_call(k), after_reboot)
     k.files = FileAPI(k.sys)
+    k.socket = SocketModule(k.sys)
     k.errtrans = lambda e: oserror(e.errno, e.detail)
     if not k.host.deterministic:
         halt_at_exit(k)

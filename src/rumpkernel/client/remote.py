@@ -463,9 +463,12 @@ def connect(url: str | None = None, **kw: Any) -> RemoteClient:
     """Connect to the sysproxy server at ``url`` (default ``$RUMP_SERVER``).  Keyword arguments
     as ``RemoteClient``.  ConnectionRefusedError / FileNotFoundError if nobody listens,
     PermissionError if authentication fails.  The connection also carries the file API
-    (``conn.open``, ``conn.path``, ``conn.listdir`` ...), exactly as a local kernel does."""
+    (``conn.open``, ``conn.path``, ``conn.listdir`` ...) and the socket module (``conn.socket``),
+    exactly as a local kernel does."""
     from rumpkernel.client.files import bind
+    from rumpkernel.client.socket import SocketModule
 
     conn = RemoteClient(url, **kw)
     bind(conn, conn.sys)
+    conn.socket = SocketModule(conn.sys)    # type: ignore[attr-defined]
     return conn

@@ -294,3 +294,75 @@ class SyscallStubs:
     def sys_setrlimit(self, resource: Any, rl: Any) -> Any:
         """Set a resource limit; only RLIMIT_NOFILE (hard limit 65,536; raising the ..."""
         return self._call(76, (resource, rl))
+
+    def sys_socket(self, domain: Any, type: Any, protocol: Any) -> Any:
+        """Create a socket; type may carry SOCK_NONBLOCK/SOCK_CLOEXEC. EAFNOSUPPORT, ..."""
+        return self._call(90, (domain, type, protocol))
+
+    def sys_socketpair(self, domain: Any, type: Any, protocol: Any) -> Any:
+        """Two connected sockets (AF_LOCAL). EOPNOTSUPP for other domains."""
+        return self._call(91, (domain, type, protocol))
+
+    def sys_bind(self, fd: Any, name: Any, namelen: Any) -> Any:
+        """Give a socket its local address. EADDRINUSE, EADDRNOTAVAIL, EACCES, EINVAL, ..."""
+        return self._call(92, (fd, name, namelen))
+
+    def sys_listen(self, fd: Any, backlog: Any) -> Any:
+        """Accept connections (backlog capped at SOMAXCONN 128). EOPNOTSUPP, EINVAL."""
+        return self._call(93, (fd, backlog))
+
+    def sys_accept4(self, fd: Any, name: Any, namelen: Any, flags: Any) -> Any:
+        """Take a connection: returns (new fd, full peer address length); the address ..."""
+        return self._call(94, (fd, name, namelen, flags))
+
+    def sys_connect(self, fd: Any, name: Any, namelen: Any) -> Any:
+        """Connect (datagram: set the peer; AF_UNSPEC dissolves). ECONNREFUSED, ..."""
+        return self._call(95, (fd, name, namelen))
+
+    def sys_sendto(self, fd: Any, buf: Any, n: Any, flags: Any, to: Any, tolen: Any) -> Any:
+        """Send (to an address). EAGAIN, EPIPE, EMSGSIZE, EDESTADDRREQ, EISCONN, EACCES ..."""
+        return self._call(96, (fd, buf, n, flags, to, tolen))
+
+    def sys_recvfrom(self, fd: Any, buf: Any, n: Any, flags: Any, src: Any, srclen: Any) -> Any:
+        """Receive: returns (bytes, full sender address length); flags MSG_PEEK, ..."""
+        return self._call(97, (fd, buf, n, flags, src, srclen))
+
+    def sys_sendmsg(
+        self, fd: Any, iov: Any, name: Any, nlen: Any, ctl: Any, ctllen: Any, flags: Any
+    ) -> Any:
+        """Gather-send with an optional address and control messages ..."""
+        return self._call(98, (fd, iov, name, nlen, ctl, ctllen, flags))
+
+    def sys_recvmsg(
+        self, fd: Any, iov: Any, name: Any, nlen: Any, ctl: Any, ctllen: Any, flags: Any, info: Any
+    ) -> Any:
+        """Scatter-receive; info gets structs.MSGINFO (address length, control length, ..."""
+        return self._call(99, (fd, iov, name, nlen, ctl, ctllen, flags, info))
+
+    def sys_shutdown(self, fd: Any, how: Any) -> Any:
+        """Shut down reading (0), writing (1) or both (2). ENOTCONN, EINVAL."""
+        return self._call(100, (fd, how))
+
+    def sys_getsockname(self, fd: Any, name: Any, namelen: Any) -> Any:
+        """Local address (truncated to namelen); returns its full length."""
+        return self._call(101, (fd, name, namelen))
+
+    def sys_getpeername(self, fd: Any, name: Any, namelen: Any) -> Any:
+        """Peer address (truncated to namelen); returns its full length. ENOTCONN."""
+        return self._call(102, (fd, name, namelen))
+
+    def sys_setsockopt(self, fd: Any, level: Any, name: Any, val: Any, vallen: Any) -> Any:
+        """Set an option (SOL_SOCKET: SO_REUSEADDR, SO_REUSEPORT, SO_BROADCAST, ..."""
+        return self._call(103, (fd, level, name, val, vallen))
+
+    def sys_getsockopt(self, fd: Any, level: Any, name: Any, val: Any, vallen: Any) -> Any:
+        """Read an option (truncated to vallen); returns its full length. SO_ERROR ..."""
+        return self._call(104, (fd, level, name, val, vallen))
+
+    def sys_ioctl(self, fd: Any, cmd: Any, data: Any, n: Any) -> Any:
+        """Device control on a descriptor: FIONBIO, FIONREAD, and on sockets the ..."""
+        return self._call(105, (fd, cmd, data, n))
+
+    def sys_netinfo(self, what: Any, buf: Any, n: Any) -> Any:
+        """The network tables as UTF-8 JSON: interfaces, routes, arp, sockets, stats; ..."""
+        return self._call(106, (what, buf, n))

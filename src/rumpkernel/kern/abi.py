@@ -2,9 +2,9 @@
 
 Every number a system call takes or returns that is not a plain count lives here: open flags,
 ``AT_*``, poll bits, file types and permission bits, ``makedev``, seek and fcntl commands, clocks,
-xattr and reboot flags, and (with the net faction) socket constants.  Values are NetBSD's where
-NetBSD has the name (so a missing translation shows up as a wrong number, not a silent match);
-errno values are the ``Errno`` enum in ``kern/errno.py``.
+xattr and reboot flags, and the net faction's socket, interface, route and ioctl constants.
+Values are NetBSD's where NetBSD has the name (so a missing translation shows up as a wrong
+number, not a silent match); errno values are the ``Errno`` enum in ``kern/errno.py``.
 
 Each family is a ``Group``: a name prefix, whether its members are bit flags or an enumeration,
 and which host module knows the host's values of the same names.  Translation to and from the
@@ -13,6 +13,8 @@ only place where host and kernel numbers meet; nothing else ever writes a litera
 
 Interface:
     O_* AT_* POLL* S_IF* SEEK_* F_* FD_CLOEXEC CLOCK_* UTIME_* XATTR_* RB_* ...   the values
+    AF_* SOCK_* SOL_SOCKET SO_* IPPROTO_* IP_* TCP_* MSG_* SHUT_* SCM_*   sockets
+    IFF_* RTF_* ATF_* SIOC* FIONBIO FIONREAD      interface/route/ARP configuration (ioctl)
     GROUPS                         name -> Group (prefix, members, bits, host module)
     makedev(major, minor) / major(dev) / minor(dev)      the kernel's dev_t (64-bit encoding:
                                    12+20 low bits as Linux's old/new encodings, the rest above)
@@ -98,6 +100,72 @@ NAME_MAX = 255           # bytes in one name
 SYMLINK_MAX = PATH_MAX - 1
 
 
+# ---- sockets (the net faction): NetBSD's values ---------------------------------------------
+AF_UNSPEC, AF_LOCAL, AF_UNIX, AF_INET, AF_LINK, AF_INET6 = 0, 1, 1, 2, 18, 24
+SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_RDM, SOCK_SEQPACKET = 1, 2, 3, 4, 5
+SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_NOSIGPIPE = 0x10000000, 0x20000000, 0x40000000
+SOCK_FLAGS_MASK = SOCK_CLOEXEC | SOCK_NONBLOCK | SOCK_NOSIGPIPE
+SOL_SOCKET = 0xFFFF
+SOMAXCONN = 128
+SO_DEBUG, SO_ACCEPTCONN, SO_REUSEADDR, SO_KEEPALIVE = 0x1, 0x2, 0x4, 0x8
+SO_DONTROUTE, SO_BROADCAST, SO_USELOOPBACK, SO_LINGER = 0x10, 0x20, 0x40, 0x80
+SO_OOBINLINE, SO_REUSEPORT, SO_NOSIGPIPE, SO_TIMESTAMP = 0x100, 0x200, 0x800, 0x2000
+SO_SNDBUF, SO_RCVBUF, SO_SNDLOWAT, SO_RCVLOWAT = 0x1001, 0x1002, 0x1003, 0x1004
+SO_ERROR, SO_TYPE, SO_SNDTIMEO, SO_RCVTIMEO = 0x1007, 0x1008, 0x100B, 0x100C
+SO_DOMAIN, SO_PROTOCOL = 0x1011, 0x1012    # beyond NetBSD (Linux has them): read-only
+IPPROTO_IP, IPPROTO_ICMP, IPPROTO_IGMP, IPPROTO_TCP, IPPROTO_UDP = 0, 1, 2, 6, 17
+IPPROTO_IPV6, IPPROTO_ICMPV6, IPPROTO_RAW = 41, 58, 255
+IP_OPTIONS, IP_HDRINCL, IP_TOS, IP_TTL, IP_RECVDSTADDR = 1, 2, 3, 4, 7
+IP_MULTICAST_IF, IP_MULTICAST_TTL, IP_MULTICAST_LOOP = 9, 10, 11
+IP_ADD_MEMBERSHIP, IP_DROP_MEMBERSHIP = 12, 13
+IP_RECVTTL, IP_MINTTL, IP_PKTINFO, IP_RECVPKTINFO = 0x17, 0x18, 0x19, 0x1A
+TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL = 1, 2, 3, 5
+TCP_KEEPCNT, TCP_KEEPINIT, TCP_INFO, TCP_MD5SIG = 6, 7, 9, 0x10
+TCP_CONGESTION = 0x20   # NetBSD's TCP_CONGCTL, named as Linux (and Python) name it
+TCP_QUICKACK, TCP_USER_TIMEOUT, TCP_DEFER_ACCEPT = 0x40, 0x41, 0x42   # beyond NetBSD
+MSG_OOB, MSG_PEEK, MSG_DONTROUTE, MSG_EOR = 0x1, 0x2, 0x4, 0x8
+MSG_TRUNC, MSG_CTRUNC, MSG_WAITALL, MSG_DONTWAIT = 0x10, 0x20, 0x40, 0x80
+MSG_BCAST, MSG_MCAST, MSG_NOSIGNAL, MSG_CMSG_CLOEXEC = 0x100, 0x200, 0x400, 0x800
+SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
+SCM_RIGHTS, SCM_CREDS, SCM_TIMESTAMP = 0x1, 0x4, 0x8
+
+# ---- interfaces, routes, ARP (configuration ioctls on a socket) ----------------------------
+IFNAMSIZ = 16
+IFF_UP, IFF_BROADCAST, IFF_DEBUG, IFF_LOOPBACK = 0x1, 0x2, 0x4, 0x8
+IFF_POINTOPOINT, IFF_RUNNING, IFF_NOARP, IFF_PROMISC = 0x10, 0x40, 0x80, 0x100
+IFF_ALLMULTI, IFF_SIMPLEX, IFF_MULTICAST = 0x200, 0x800, 0x8000
+RTF_UP, RTF_GATEWAY, RTF_HOST, RTF_REJECT = 0x1, 0x2, 0x4, 0x8
+RTF_DYNAMIC, RTF_MODIFIED, RTF_STATIC, RTF_BLACKHOLE = 0x10, 0x20, 0x800, 0x1000
+RTF_CONNECTED, RTF_LOCAL = 0x100, 0x40000   # an interface's own subnet / own address
+ATF_PERM, ATF_PUBL = 0x4, 0x8    # arpreq flags: permanent entry, published
+
+
+def _ioc(inout: int, group: str, num: int, size: int) -> int:
+    return inout | ((size & 0x1FFF) << 16) | (ord(group) << 8) | num
+
+
+_IN, _OUT = 0x80000000, 0x40000000
+# struct sizes: ifreq 32, ifaliasreq 64, iflinkstr 16+1024, rtreq 72, arpreq 48 (structs.py)
+SIOCSIFFLAGS = _ioc(_IN, "i", 16, 32)
+SIOCGIFFLAGS = _ioc(_IN | _OUT, "i", 17, 32)
+SIOCDIFADDR = _ioc(_IN, "i", 25, 32)
+SIOCAIFADDR = _ioc(_IN, "i", 26, 64)
+SIOCSARP = _ioc(_IN, "i", 30, 48)
+SIOCDARP = _ioc(_IN, "i", 32, 48)
+SIOCIFDESTROY = _ioc(_IN, "i", 121, 32)
+SIOCIFCREATE = _ioc(_IN, "i", 122, 32)
+SIOCGIFMTU = _ioc(_IN | _OUT, "i", 126, 32)
+SIOCSIFMTU = _ioc(_IN, "i", 127, 32)
+SIOCSLINKSTR = _ioc(_IN, "i", 136, 16)     # + the string (variable length)
+SIOCGIFINDEX = _ioc(_IN | _OUT, "i", 140, 32)
+SIOCSIFPCAP = _ioc(_IN, "i", 141, 16)      # + a host path (empty: stop); beyond NetBSD
+SIOCADDRT = _ioc(_IN, "r", 10, 72)
+SIOCDELRT = _ioc(_IN, "r", 11, 72)
+SIOCGETRT = _ioc(_IN | _OUT, "r", 12, 72)
+FIONBIO = _ioc(_IN, "f", 126, 4)
+FIONREAD = _ioc(_OUT, "f", 127, 4)
+
+
 # ---- device numbers ---------------------------------------------------------------------------
 def makedev(major: int, minor: int) -> int:
     """The kernel's dev_t (glibc's 64-bit layout, 32-bit major and minor): 8 low minor bits,
@@ -144,5 +212,24 @@ GROUPS: dict[str, Group] = {
     "rlimit": Group("rlimit", {"RLIMIT_NOFILE": RLIMIT_NOFILE}, False, "resource"),
     "access": Group("access", {"F_OK": F_OK, "X_OK": X_OK, "W_OK": W_OK, "R_OK": R_OK},
                     True, "os"),
+    "af": Group("af", _collect("AF_"), False, "socket"),
+    "socktype": Group("socktype", {n: v for n, v in _collect("SOCK_").items()
+                                   if n not in ("SOCK_CLOEXEC", "SOCK_NONBLOCK",
+                                                "SOCK_NOSIGPIPE", "SOCK_FLAGS_MASK")},
+                      False, "socket"),
+    "sockflags": Group("sockflags", {"SOCK_CLOEXEC": SOCK_CLOEXEC,
+                                     "SOCK_NONBLOCK": SOCK_NONBLOCK}, True, "socket"),
+    # socket option levels (not IPPROTO_ICMP: Linux's SOL_SOCKET is 1)
+    "level": Group("level", {"SOL_SOCKET": SOL_SOCKET, "IPPROTO_IP": IPPROTO_IP,
+                             "IPPROTO_TCP": IPPROTO_TCP, "IPPROTO_UDP": IPPROTO_UDP,
+                             "IPPROTO_IPV6": IPPROTO_IPV6, "IPPROTO_RAW": IPPROTO_RAW},
+                   False, "socket"),
+    "ipproto": Group("ipproto", _collect("IPPROTO_"), False, "socket"),
+    "so": Group("so", _collect("SO_"), False, "socket"),
+    "ip": Group("ip", _collect("IP_"), False, "socket"),
+    "tcp": Group("tcp", _collect("TCP_"), False, "socket"),
+    "msg": Group("msg", _collect("MSG_"), True, "socket"),
+    "shut": Group("shut", _collect("SHUT_"), False, "socket"),
+    "scm": Group("scm", _collect("SCM_"), False, "socket"),
 }
 

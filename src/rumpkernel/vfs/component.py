@@ -160,7 +160,7 @@ class VfsApi:
 
         key, dev = self.image_device(host_path, readonly, partition, offset)
         try:
-            name = fstype or self.vfs.probe(dev)
+            name = fstype or self._probe(dev, host_path, partition, offset)
             self.makedirs(l, target.encode())
             opts = parse_options(_options_text(options).encode())
             opts["from"] = key
@@ -178,6 +178,21 @@ class VfsApi:
             self.etfs_remove(l, key)
             raise
         return name
+
+    def _probe(self, dev: Any, host_path: str, partition: int | None, offset: int) -> str:
+        """The type of the image's file system; the error names the host file (not the
+        kernel's device node) and, on a partitioned disk, the partitions to choose from."""
+        try:
+            return self.vfs.probe(dev)
+        except KernelError as e:
+            detail = (e.detail or "").replace(f"{dev.name}:", f"{host_path}:", 1)
+            if partition is None and not offset:
+                parts = disklabel.partitions(lambda o, n: dev.pread(o, n), dev.size)
+                if parts:
+                    nums = ", ".join(str(p.number) for p in parts)
+                    detail += (f"; {host_path} has a partition table (partitions {nums}): "
+                               f"mount one with partition=N")
+            raise KernelError(e.errno, detail) from None
 
     def makedirs(self, l: Any, path: bytes) -> None:
         from rumpkernel.vfs.vfs_names import sys_mkdirat

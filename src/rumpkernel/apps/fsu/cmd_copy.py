@@ -1,7 +1,9 @@
 """``fsu put`` (host -> image), ``fsu get`` (image -> host) and ``fsu cp`` (inside the image).
 
     fsu put [-r] [-p] [-v] [--owner U:G] IMAGE HOSTSRC ... IMAGEDEST
+    fsu put IMAGE - IMAGEFILE              standard input into IMAGEFILE
     fsu get [-r] [-p] [-v] IMAGE IMAGESRC ... HOSTDEST
+    fsu get IMAGE IMAGEFILE ... -          the files to standard output
     fsu cp  [-r] [-p] [-a] [-v] IMAGE SRC ... DEST
 
 cp semantics (``client.files.copy``): a directory destination receives the sources by name;
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import stat
+import sys
 from typing import Any
 
 from rumpkernel.apps.fsu.commands import command, new_parser
@@ -57,10 +60,46 @@ def _cp_parser(prog: str) -> Any:
     return _copy_parser(prog, "Copy files inside the image.", "SRC", "DEST", True)
 
 
+def _put_stdin(ctx: Ctx, dest: str) -> None:
+    """``fsu put IMAGE - DEST``: standard input becomes the file DEST (whole or not at all)."""
+    from rumpkernel.apps.fsu.cmd_modify import _replace
+
+    if ctx.batch:
+        raise Usage("no input: standard input is the batch script (put a host file)")
+    if dest.endswith("/") or ctx.files.isdir(dest):
+        raise Usage(f"standard input needs a file name in the image, not the directory "
+                    f"'{dest}'")
+    try:
+        _replace(ctx, dest, sys.stdin.buffer.read())
+    except OSError as e:
+        ctx.err(dest, e)
+
+
+def _get_stdout(ctx: Ctx, srcs: list[str]) -> None:
+    """``fsu get IMAGE SRC... -``: the files' contents on standard output."""
+    out = ctx.bout
+    for src in srcs:
+        try:
+            with ctx.files.open(src, "rb", buffering=0) as f:
+                while chunk := f.read(1 << 20):
+                    out.write(chunk)
+        except OSError as e:
+            ctx.err(src, e)
+    out.flush()
+
+
 def _run(ctx: Ctx, ns: Any, src_side: Any, dst_side: Any, label: str) -> None:
     if len(ns.paths) < 2:
         raise Usage(f"missing destination operand after '{ns.paths[0]}'")
     *srcs, dest = ns.paths
+    if label == "put" and "-" in srcs:
+        if srcs != ["-"]:
+            raise Usage("'-' (standard input) must be the only source")
+        _put_stdin(ctx, dest)
+        return
+    if label == "get" and dest == "-":
+        _get_stdout(ctx, srcs)
+        return
     recursive = ns.recursive or ns.archive
     preserve = ns.preserve or ns.archive
     if len(srcs) > 1:
@@ -78,7 +117,10 @@ def _run(ctx: Ctx, ns: Any, src_side: Any, dst_side: Any, label: str) -> None:
     total = sum(tree_size(src_side, s, recursive)[1] for s in srcs) if show else None
     bar = Progress(label, total, enabled=show, delay=0.0 if ns.progress else 1.0)
 
+    failed = [0]
+
     def onerror(e: OSError) -> None:
+        failed[0] += 1
         bar.finish()
         where = e.filename if e.filename is not None else ""
         if e.errno == errno.EISDIR and "use -r" in str(e.strerror):
@@ -94,7 +136,9 @@ def _run(ctx: Ctx, ns: Any, src_side: Any, dst_side: Any, label: str) -> None:
     finally:
         bar.finish()
     if ns.verbose:
-        ctx.warn(f"copied {copier.files} files, {copier.bytes} bytes")
+        n = copier.files
+        ctx.warn(f"copied {n} file{'' if n == 1 else 's'} ({copier.bytes} bytes)" +
+                 (f"; {failed[0]} failed" if failed[0] else ""))
 
 
 @command("put", writes=True, summary="copy host files into the image", parser=_put_parser)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -179,9 +180,48 @@ class _Parser:
         return lambda c, p, s: False
 
 
+FIND_HELP = """\
+The expression is made of tests, options, actions and operators, as find(1):
+  tests      -name PATTERN, -iname PATTERN, -path PATTERN, -type f|d|l|b|c|p|s (or a comma
+             list), -size [+-]N[bckwMG], -newer FILE (a file in the image), -mtime [+-]DAYS,
+             -empty, -true, -false
+  options    -maxdepth N, -mindepth N
+  actions    -print (the default), -print0
+  operators  ! or -not, -a or -and (implicit), -o or -or, ( EXPR )
+Symbolic links are not followed.  PATH defaults to the working directory (/).
+"""
+
+
+def _find_parser(prog: str) -> Any:
+    """find's grammar for --help, the man page and completion (parse_find parses)."""
+    from rumpkernel.apps.fsu.commands import new_parser
+    from rumpkernel.apps.fsu.common import RawHelpFormatter
+
+    p = new_parser(prog, "Search for files inside the image.",
+                   f"{prog} IMAGE [PATH ...] [EXPRESSION]")
+    p.epilog = FIND_HELP
+    p.formatter_class = RawHelpFormatter
+    for flag, meta, text in (("-name", "PATTERN", "base name matches (shell pattern)"),
+                             ("-iname", "PATTERN", "the same, ignoring case"),
+                             ("-path", "PATTERN", "whole path matches"),
+                             ("-type", "TYPE", "file type: f d l b c p s"),
+                             ("-size", "[+-]N[bckwMG]", "size in units (default 512 bytes)"),
+                             ("-newer", "FILE", "modified after FILE in the image"),
+                             ("-mtime", "[+-]DAYS", "modified DAYS days ago"),
+                             ("-maxdepth", "N", "descend at most N levels"),
+                             ("-mindepth", "N", "act only at depth N and below")):
+        p.add_argument(flag, metavar=meta, help=text)
+    for flag, text in (("-empty", "empty files and directories"),
+                       ("-print", "print the path and a newline (the default)"),
+                       ("-print0", "print the path and a NUL")):
+        p.add_argument(flag, action="store_true", help=text)
+    p.add_argument("paths", nargs="*", metavar="PATH")
+    return p
+
+
 def parse_find(prog: str, args: list[str]) -> Parsed:
     if args and args[0] in ("-h", "--help"):
-        print(USAGE.format(prog=prog) + "\n\nSearch for files inside the image.")
+        sys.stdout.write(_find_parser(prog).format_help())
         raise SystemExit(0)
     out = Parsed()
     i = 0
@@ -197,7 +237,7 @@ def parse_find(prog: str, args: list[str]) -> Parsed:
     return out
 
 
-@command("find", summary="search for files", parse=parse_find)
+@command("find", summary="search for files", parse=parse_find, parser=_find_parser)
 def run_find(ctx: Ctx, ns: Parsed) -> None:
     for ref, cell in ns.newer:
         try:
@@ -206,7 +246,7 @@ def run_find(ctx: Ctx, ns: Parsed) -> None:
             ctx.err(ref, e)
             return
     end = "\0" if ns.print0 else "\n"
-    for top in ns.paths or ["/"]:
+    for top in ns.paths or [ctx.cwd()]:
         try:
             st = ctx.sys.lstat(top)
         except OSError as e:

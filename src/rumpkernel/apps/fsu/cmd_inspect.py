@@ -13,6 +13,7 @@ import math
 import os
 import re
 import stat
+import sys
 from typing import Any
 
 from rumpkernel.apps.fsu.commands import command, new_parser
@@ -33,7 +34,8 @@ def _cat_parser(prog: str) -> Any:
     p = new_parser(prog, "Write files from the image to standard output.",
                    f"{prog} IMAGE [-n] PATH ...")
     p.add_argument("-n", dest="number", action="store_true", help="number all output lines")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files in the image (- is "
+                   "standard input)")
     return p
 
 
@@ -42,6 +44,9 @@ def run_cat(ctx: Ctx, ns: Any) -> None:
     out = ctx.bout
     line_no = [1, True]
     for p in ns.paths:
+        if p == "-":
+            _cat_stdin(ctx, out, ns, line_no)
+            continue
         try:
             with ctx.files.open(p, "rb", buffering=0) as f:
                 while True:
@@ -52,6 +57,15 @@ def run_cat(ctx: Ctx, ns: Any) -> None:
         except OSError as e:
             ctx.err(p, e)
     out.flush()
+
+
+def _cat_stdin(ctx: Ctx, out: Any, ns: Any, line_no: list[Any]) -> None:
+    """``-`` is standard input, as cat(1) has it."""
+    if ctx.batch:
+        ctx.err("-", "standard input is the batch script")
+        return
+    while data := sys.stdin.buffer.read1(CHUNK):
+        out.write(_number(data, line_no) if ns.number else data)
 
 
 def _number(data: bytes, state: list[Any]) -> bytes:
@@ -185,7 +199,7 @@ def _du_parser(prog: str) -> Any:
 def run_du(ctx: Ctx, ns: Any) -> None:
     seen: set[tuple[int, int]] = set()
     grand = 0
-    for p in ns.paths or ["/"]:
+    for p in ns.paths or [ctx.cwd()]:
         grand += _du(ctx, p, 0, ns, seen)
     if ns.total:
         _du_line(ctx, grand, "total", ns)

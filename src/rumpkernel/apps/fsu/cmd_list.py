@@ -11,7 +11,6 @@ tree: -a, -d (directories only), -L LEVEL, --noreport, -f (full paths).
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import sys
 from typing import Any
@@ -140,6 +139,8 @@ def _short_lines(entries: list[_Entry], ns: Any) -> list[str]:
              (_suffix(e.st) if ns.classify else "") for e in entries]
     if ns.one or not sys.stdout.isatty() or not names:
         return names
+    import shutil
+
     width = shutil.get_terminal_size((80, 24)).columns
     colw = max(len(n) for n in names) + 2
     ncols = max(1, width // colw)
@@ -165,7 +166,7 @@ def _show(ctx: Ctx, entries: list[_Entry], ns: Any, total: bool) -> None:
 
 @command("ls", summary="list directory contents", parser=_ls_parser)
 def run_ls(ctx: Ctx, ns: Any) -> None:
-    paths = ns.paths or ["/"]
+    paths = ns.paths or [ctx.cwd()]
     follow = not (ns.long or ns.directory or ns.classify)
     files: list[_Entry] = []
     dirs: list[_Entry] = []
@@ -241,7 +242,7 @@ def _tree_parser(prog: str) -> Any:
 @command("tree", summary="show a directory tree", parser=_tree_parser)
 def run_tree(ctx: Ctx, ns: Any) -> None:
     counts = [0, 0]
-    for root in ns.paths or ["/"]:
+    for root in ns.paths or [ctx.cwd()]:
         try:
             st = ctx.sys.stat(root)
         except OSError as e:

@@ -18,8 +18,9 @@ import sys
 from typing import Any
 
 from rumpkernel.apps.fsu.commands import command, new_parser
-from rumpkernel.apps.fsu.common import Ctx, Usage, join
+from rumpkernel.apps.fsu.common import Ctx, Usage, join, reason
 from rumpkernel.apps.fsu.modes import parse_date, parse_mode, parse_stamp
+from rumpkernel.client.files.names import temp_name, temp_path
 
 UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
 
@@ -224,7 +225,7 @@ def _ln_parser(prog: str) -> Any:
 @command("ln", writes=True, summary="make links", parser=_ln_parser)
 def run_ln(ctx: Ctx, ns: Any) -> None:
     for target, link in _targets(ctx, ns.paths):
-        tmp = link + ".fsu-ln~" if ns.force else link
+        tmp = temp_path(link, "fsu-ln~") if ns.force else link
         try:
             if ns.symbolic:
                 ctx.sys.symlink(target, tmp)
@@ -237,18 +238,47 @@ def run_ln(ctx: Ctx, ns: Any) -> None:
                     ctx.sys.unlink(tmp)
                     raise
         except OSError as e:
-            ctx.err(link if e.errno == errno.EEXIST else target, e)
+            if ns.symbolic:
+                ctx.err(None, f"cannot create symbolic link '{link}' -> '{target}': "
+                              f"{reason(e, link)}")
+            elif e.errno in (errno.ENOENT, errno.ENOTDIR) and not ctx.files.exists(target) \
+                    and not ctx.files.islink(target):
+                ctx.err(target, e)
+            else:
+                ctx.err(None, f"cannot create hard link '{link}' => '{target}': "
+                              f"{reason(e, link)}")
             continue
         if ns.verbose:
             ctx.out.write(f"'{link}' -> '{target}'\n")
 
 
 # ---- chmod / chown / chgrp --------------------------------------------------------------------
+CHMOD_MODES = """\
+MODE is octal (755, 4755) or symbolic as chmod(1): comma-separated clauses
+[ugoa...][+-=][rwxXst...] or [ugoa...][+-=][ugo] (u+x, go-w, a=rX, g=u, +t).  A mode may
+start with '-' (-w).  Octal modes of fewer than five digits keep a directory's set-id bits.
+"""
+
+
+def _chmod_parser(prog: str) -> Any:
+    """chmod's options for --help, the man page and completion (parse_chmod parses)."""
+    from rumpkernel.apps.fsu.common import RawHelpFormatter
+
+    p = new_parser(prog, "Change the permission bits of files in the image.",
+                   f"{prog} IMAGE [-Rv] MODE PATH ...", short_help=False)
+    p.epilog = CHMOD_MODES
+    p.formatter_class = RawHelpFormatter
+    _flag(p, "-R", "--recursive", dest="recursive", help="change trees")
+    _flag(p, "-v", "--verbose", dest="verbose", help="report every change")
+    p.add_argument("mode", metavar="MODE", help="octal or symbolic mode")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    return p
+
+
 def parse_chmod(prog: str, args: list[str]) -> Any:
     """chmod's own grammar: a mode may start with '-' ("-w"), so only known flags are flags."""
     if any(a in ("-h", "--help") for a in args):
-        print(f"usage: {prog} IMAGE [-Rv] MODE PATH ...\n\nChange permission bits (octal or "
-              "symbolic: u+x, go-w, a=rX).")
+        sys.stdout.write(_chmod_parser(prog).format_help())
         raise SystemExit(0)
     recursive = verbose = False
     rest = []
@@ -298,7 +328,7 @@ def _each(ctx: Ctx, path: str, recursive: bool, fn: Any) -> None:
 
 
 @command("chmod", writes=True, summary="change permission bits", parse=parse_chmod,
-         options=("-R", "--recursive", "-v", "--verbose", "-h", "--help"))
+         parser=_chmod_parser)
 def run_chmod(ctx: Ctx, ns: Any) -> None:
     umask = _umask(ctx)
 
@@ -328,7 +358,9 @@ def _owner_parser(prog: str, what: str) -> Any:
                    help="change symbolic links themselves (-h)")
     p.add_argument("-h", dest="nofollow", action="store_true", help="same as --no-dereference")
     _flag(p, "-v", "--verbose", dest="verbose", help="explain what is done")
-    p.add_argument("spec", metavar="OWNER")
+    p.add_argument("spec", metavar="OWNER[:GROUP]" if what == "owner" else "GROUP",
+                   help="a name (from the image's /etc/passwd or /etc/group, then the "
+                        "host's) or a number")
     p.add_argument("paths", nargs="+", metavar="PATH")
     return p
 
@@ -428,14 +460,23 @@ def run_touch(ctx: Ctx, ns: Any) -> None:
 
 # ---- write ------------------------------------------------------------------------------------
 def _write_parser(prog: str) -> Any:
-    p = new_parser(prog, "Write standard input to a file in the image.",
-                   f"{prog} IMAGE [-a] PATH")
+    p = new_parser(prog, "Write standard input (or a host file) to a file in the image.",
+                   f"{prog} IMAGE [-a] PATH [FILE|-]")
     _flag(p, "-a", "--append", dest="append", help="append instead of replacing")
-    p.add_argument("path", metavar="PATH")
+    p.add_argument("path", metavar="PATH", help="the file in the image")
+    p.add_argument("source", metavar="FILE", nargs="?", default="-",
+                   help="host file to read (default -: standard input; in a batch script "
+                        "standard input is the script, so FILE is needed)")
     return p
 
 
-def _read_stdin() -> bytes:
+def _read_input(ctx: Ctx, source: str) -> bytes:
+    if source != "-":
+        with open(source, "rb") as f:
+            return f.read()
+    if ctx.batch:
+        raise Usage("no input: standard input is the batch script (give a host file: "
+                    "write PATH FILE)")
     return sys.stdin.buffer.read()
 
 
@@ -443,9 +484,13 @@ def _read_stdin() -> bytes:
 def run_write(ctx: Ctx, ns: Any) -> None:
     path = ns.path
     try:
+        data = _read_input(ctx, ns.source)
+    except OSError as e:
+        ctx.err(ns.source, e)
+        return
+    try:
         if ctx.files.islink(path):
             path = str(ctx.files.path(path).resolve())
-        data = _read_stdin()
         if ns.append:
             _append(ctx, path, data)
         else:
@@ -479,7 +524,7 @@ def _replace(ctx: Ctx, path: str, data: bytes) -> None:
         old = None
     if old is not None and stat.S_ISDIR(old.st_mode):
         raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-    tmp = posixpath.join(head or "/", f".{tail[:200]}.fsu-write~")
+    tmp = posixpath.join(head or "/", temp_name(tail, "fsu-write~"))
     fd = ctx.sys.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         try:

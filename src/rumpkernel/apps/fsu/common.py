@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import math
 import os
 import stat
@@ -39,8 +38,35 @@ class Trouble(Exception):
     """The image (or the kernel) cannot be used at all."""
 
 
+def _columns() -> int:
+    """The terminal width as argparse wants it, without importing shutil (which brings bz2,
+    lzma and fnmatch: milliseconds of start-up for every one-shot command)."""
+    try:
+        return int(os.environ["COLUMNS"]) - 2
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns - 2  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError):
+        return 78
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width or _columns())
+
+
+class RawHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
+    """Descriptions and epilogs kept as written (option lists, examples)."""
+
+
 class ArgParser(argparse.ArgumentParser):
     """argparse that raises Usage instead of exiting, so batch mode survives mistakes."""
+
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        kw.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*a, **kw)
 
     def error(self, message: str) -> NoReturn:
         raise Usage(f"{message}\n{self.format_usage().rstrip()}")
@@ -51,15 +77,37 @@ class ArgParser(argparse.ArgumentParser):
         raise SystemExit(status)
 
 
-def reason(exc: BaseException | str) -> str:
+def reason(exc: BaseException | str, path: Any = None) -> str:
+    """The reason part of a message: the host's words for the errno, then the kernel's own
+    detail in parentheses when it says more than they do ("No space left on device (ext: no
+    free inodes)", "Operation not permitted (msdos has no symbolic links)").  Details that only
+    repeat the errno's words or a name already in ``path`` are dropped; a message of our own
+    (one not starting with the errno's words) is kept whole."""
     if isinstance(exc, str):
         return exc
     if isinstance(exc, OSError) and exc.errno:
         std = os.strerror(exc.errno)
-        if exc.strerror and not exc.strerror.startswith(std):
-            return exc.strerror  # a message of our own, not the kernel's "strerror (detail)"
+        text = exc.strerror or std
+        if not text.startswith(std):
+            return text
+        detail = text[len(std):].strip()
+        if detail.startswith("(") and detail.endswith(")"):
+            detail = detail[1:-1].strip()
+        if detail and not _repeats(detail, std, path):
+            return f"{std} ({detail})"
         return std
     return str(exc) or type(exc).__name__
+
+
+def _repeats(detail: str, std: str, path: Any) -> bool:
+    low = detail.lower().rstrip(".")
+    if low == std.lower() or low in std.lower():
+        return True
+    if path in (None, ""):
+        return False
+    text = os.fsdecode(path)
+    parts = {p for p in text.split("/") if p}
+    return detail in parts or detail.strip("'\"") in parts or detail == text
 
 
 def human(n: float) -> str:
@@ -182,6 +230,8 @@ class Ctx:
         self.session = session
         self.status = EXIT_OK
         self.verbose = verbose
+        self.batch = False  # a line of a script: standard input is the script
+        self.image: Any = getattr(session, "spec", None)
         self.out = sys.stdout
         self._names: Names | None = None
 
@@ -192,6 +242,13 @@ class Ctx:
     @property
     def sys(self) -> Any:
         return self.session.sys
+
+    def cwd(self) -> str:
+        """The working directory in the image ("/" unless a script or the prompt did cd)."""
+        try:
+            return str(self.session.sys.getcwd())
+        except (OSError, AttributeError):
+            return "/"
 
     @property
     def names(self) -> Names:
@@ -205,19 +262,42 @@ class Ctx:
         return sys.stdout.buffer
 
     def err(self, path: Any, exc: BaseException | str, status: int = EXIT_FAIL) -> None:
-        """``prog: path: reason`` on stderr; the exit status becomes at least ``status``."""
-        msg = reason(exc)
+        """``prog: path: reason`` on stderr (see ``reason``; ``-v`` gives the kernel's words
+        unedited); the exit status becomes at least ``status``."""
+        msg = reason(exc, path)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            msg = self._nospace(msg)
+        elif isinstance(exc, OSError) and exc.errno == errno.EROFS:
+            why = getattr(self.session, "ro_reason", None)
+            if why:
+                msg = f"{os.strerror(errno.EROFS)} (the image was mounted read-only: {why})"
         if self.verbose and isinstance(exc, OSError) and exc.strerror and \
-                exc.strerror != msg:
+                exc.strerror != msg and exc.strerror.startswith(msg.split(" (")[0]):
             msg = exc.strerror
         where = f"{os.fsdecode(path)}: " if path not in (None, "") else ""
         sys.stderr.write(f"{self.prog}: {where}{msg}\n")
         self.status = max(self.status, status)
 
+    def _nospace(self, msg: str) -> str:
+        """Say which of blocks or inodes ran out, from the file system's own counts."""
+        if "inode" in msg or "block" in msg or self.session is None:
+            return msg
+        try:
+            v = self.session.sys.statvfs("/")
+        except (OSError, AttributeError):
+            return msg
+        if v.f_files and not v.f_ffree:
+            return f"{msg} (no free inodes: all {v.f_files} are in use)"
+        if not v.f_bavail:
+            return f"{msg} (no free blocks)"
+        return msg
+
     def warn(self, msg: str) -> None:
         sys.stderr.write(f"{self.prog}: {msg}\n")
 
     def json(self, obj: Any) -> None:
+        import json
+
         json.dump(obj, self.out, indent=2, sort_keys=False, default=str)
         self.out.write("\n")
 

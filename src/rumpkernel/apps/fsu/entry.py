@@ -9,7 +9,7 @@ from rumpkernel.apps.fsu.main import classic, main
 
 CLASSIC = ("ls", "cat", "stat", "find", "du", "df", "mkdir", "rmdir", "rm", "mv", "cp", "put",
            "get", "ln", "chmod", "chown", "chgrp", "touch", "write", "diff", "tree", "info",
-           "makefs")
+           "makefs", "parts")
 
 
 def fsu() -> int:
@@ -17,7 +17,7 @@ def fsu() -> int:
 
 
 def makefs() -> int:
-    return classic("makefs", prog="makefs")
+    return classic("makefs", prog="rump-makefs")
 
 
 def _make(name: str):  # type: ignore[no-untyped-def]

@@ -7,11 +7,14 @@
                                                           standard input is not a terminal)
     fsu makefs ...                                        build an image from a directory
 
+    fsu --print-completion bash|zsh / --print-man PAGE    generated completion and man pages
+
 OPTIONS (before IMAGE, so they never clash with a command's own flags):
     -t TYPE        file system type (ext2, ext3, ext4, msdos/vfat/fat); detected otherwise
     -r             open the image read-only (commands that only read always do)
     -o OPTIONS     mount options (comma-separated)
     -v             longer error messages (the kernel's detail)
+    --best-effort  read a truncated image (read-only; what is missing reads as zeros)
 IMAGE is ``FILE``, ``FILE@OFFSET`` (bytes; k/m/g/s suffixes) or ``FILE%N`` (partition N of an
 MBR or GPT table).
 
@@ -21,13 +24,12 @@ Interface: ``main(argv=None, prog="fsu") -> int``; ``classic(name)`` for fsu_NAM
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 from rumpkernel.apps.cli import restore_sigpipe
-from rumpkernel.apps.fsu.common import EXIT_FAIL, EXIT_OK, EXIT_TROUBLE, Ctx, Trouble, Usage
+from rumpkernel.apps.fsu.common import EXIT_OK, EXIT_TROUBLE, Ctx, Trouble, Usage
 
 VERSION = "rumpkernel fsu 0.1.0"
 
@@ -39,6 +41,7 @@ class GlobalOpts:
     options: str | None = None
     verbose: bool = False
     batch: bool = False
+    best_effort: bool = False
 
 
 def _take_global(args: list[str], g: GlobalOpts, *, allow_batch: bool = False) -> list[str]:
@@ -65,6 +68,8 @@ def _take_global(args: list[str], g: GlobalOpts, *, allow_batch: bool = False) -
             g.readonly = True
         elif a in ("-v", "--verbose"):
             g.verbose = True
+        elif a == "--best-effort":
+            g.best_effort = g.readonly = True
         elif allow_batch and a in ("-b", "--batch"):
             g.batch = True
         elif a == "--":
@@ -125,7 +130,7 @@ def _silence_stdout() -> None:
 
 
 def _main(args: list[str], prog: str) -> int:
-    from rumpkernel.apps.fsu.commands import all_commands
+    from rumpkernel.apps.fsu.commands import MODULE_OF
 
     g = GlobalOpts()
     try:
@@ -141,12 +146,14 @@ def _main(args: list[str], prog: str) -> int:
     if rest[0] == "--version":
         print(VERSION)
         return EXIT_OK
+    if rest[0] in ("--print-completion", "--print-man"):
+        return _print_doc(prog, rest)
     name = rest[0]
     if name == "makefs":
         from rumpkernel.apps.fsu.makefs import main as makefs_main
 
         return makefs_main(rest[1:], prog=f"{prog} makefs")
-    if name in all_commands():
+    if name in MODULE_OF:
         return run_command(name, rest[1:], g, f"{prog} {name}")
     if name.startswith("-"):
         _say(prog, f"unknown option {name!r}\n{usage_text(prog)}")
@@ -160,6 +167,21 @@ def _main(args: list[str], prog: str) -> int:
     from rumpkernel.apps.fsu.batch import run_batch
 
     return run_batch(name, g, prog)
+
+
+def _print_doc(prog: str, rest: list[str]) -> int:
+    """``--print-completion bash|zsh`` and ``--print-man PAGE``: the generated files installed
+    with the package, for copying where the shell and man look (docs/fsu.md)."""
+    from rumpkernel.apps import docgen
+
+    files = {"bash": "completion/fsu.bash", "zsh": "completion/_fsu"} \
+        if rest[0] == "--print-completion" else \
+        {name: f"man/{name}.{sec}" for name, (sec, _) in docgen.PAGES.items()}
+    if len(rest) != 2 or rest[1] not in files:
+        _say(prog, f"{rest[0]} takes one of: {', '.join(files)}")
+        return EXIT_TROUBLE
+    sys.stdout.write(docgen.read_installed(files[rest[1]]))
+    return EXIT_OK
 
 
 def classic(name: str, argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -183,10 +205,13 @@ def classic(name: str, argv: list[str] | None = None, prog: str | None = None) -
 
 
 def run_command(name: str, args: list[str], g: GlobalOpts, prog: str) -> int:
-    from rumpkernel.apps.fsu.commands import all_commands
+    from rumpkernel.apps.fsu.commands import get_command
     from rumpkernel.apps.fsu.session import open_session
 
-    cmd = all_commands()[name]
+    cmd = get_command(name)
+    if cmd is None:
+        _say(prog, f"unknown command {name!r}")
+        return EXIT_TROUBLE
     try:
         image, cmd_args, wants_help = split_image(cmd, prog, args, g)
         if wants_help:
@@ -194,10 +219,13 @@ def run_command(name: str, args: list[str], g: GlobalOpts, prog: str) -> int:
             return EXIT_OK
         if image is None:
             raise Usage(f"missing IMAGE\n{cmd.help(prog).splitlines()[0]}")
+        check_image_first(cmd, prog, args, image, cmd_args)
         ns = cmd.parse(prog, cmd_args)
         spec = _spec(image)
+        if not cmd.session:
+            return _run_hostside(cmd, prog, spec, g, ns)
         with open_session(spec, fstype=g.fstype, readonly=g.readonly or not cmd.writes,
-                          options=g.options) as session:
+                          options=g.options, best_effort=g.best_effort) as session:
             ctx = Ctx(prog, session, verbose=g.verbose)
             _run(cmd, ctx, ns)
             status = ctx.status
@@ -228,7 +256,7 @@ def split_image(cmd: Any, prog: str, args: list[str], g: GlobalOpts
         key, eq, val = a.partition("=")
         if a == "--":
             rest = args[i + 1:]
-            return (rest[0] if rest else None), out + rest[1:], False
+            return (rest[0] if rest else None), [*out, "--", *rest[1:]], False
         if a == "--help" or (a == "-h" and "-h" not in own):
             return None, out, True
         if key in ("--type", "--fstype", "--options") or (a in ("-t", "-o") and a not in own):
@@ -244,6 +272,8 @@ def split_image(cmd: Any, prog: str, args: list[str], g: GlobalOpts
             g.readonly = True
         elif a == "--verbose" or (a == "-v" and "-v" not in own):
             g.verbose = True
+        elif a == "--best-effort":
+            g.best_effort = g.readonly = True
         elif a.startswith("-") and a != "-":
             out.append(a)
             if a in takes_value and not eq and i + 1 < len(args):
@@ -255,6 +285,54 @@ def split_image(cmd: Any, prog: str, args: list[str], g: GlobalOpts
     return None, out, False
 
 
+def _run_hostside(cmd: Any, prog: str, spec: Any, g: GlobalOpts, ns: Any) -> int:
+    """A command that reads the host file itself (fsu parts): no kernel is booted."""
+    from rumpkernel.client.files.sniff import check_image_file
+
+    try:
+        check_image_file(spec.path)
+    except OSError as e:
+        raise Trouble(f"{spec.path}: {e.strerror}") from None
+    ctx = Ctx(prog, None, verbose=g.verbose)
+    ctx.image = spec
+    _run(cmd, ctx, ns)
+    return ctx.status
+
+
+FS_TYPES = ("ext2", "ext3", "ext4", "msdos", "vfat", "fat", "fat12", "fat16", "fat32")
+
+
+def check_image_first(cmd: Any, prog: str, args: list[str], image: str,
+                      cmd_args: list[str]) -> None:
+    """Catch the image given in the wrong place (``fsu chown OWNER IMG PATH``): when the
+    word taken as IMAGE is not an image and a later operand is one, say how it goes."""
+    from rumpkernel.client.files.imagespec import parse_image_spec
+    from rumpkernel.client.files.sniff import looks_like_image
+
+    def is_image(word: str) -> bool:
+        if word.startswith("-") or (word.startswith("/") and not os.path.exists(word)):
+            return False
+        try:
+            spec = parse_image_spec(word)
+        except ValueError:
+            return False
+        return os.path.isfile(spec.path) and looks_like_image(spec.path, spec.offset) \
+            if spec.partition is None else os.path.isfile(spec.path)
+
+    if is_image(image):
+        return
+    later = [w for w in cmd_args if w != "--" and is_image(w)]
+    if not later:
+        return
+    usage = cmd.help(prog).splitlines()[0].removeprefix("usage: ")
+    msg = f"IMAGE comes first: {usage}"
+    i = args.index(image) if image in args else -1
+    if image in FS_TYPES and i > 0 and args[i - 1] == "-t":
+        msg += (f" (-t is a {cmd.name} option here; give the file system type before the "
+                f"command: fsu -t {image} {cmd.name} {later[0]} ...)")
+    raise Usage(msg)
+
+
 def _run(cmd: Any, ctx: Ctx, ns: Any) -> None:
     import rumpkernel
 
@@ -264,6 +342,10 @@ def _run(cmd: Any, ctx: Ctx, ns: Any) -> None:
         raise
     except OSError as e:
         ctx.err(e.filename if e.filename is not None else "", e)
+    except ValueError as e:
+        if "null" not in str(e):
+            raise
+        ctx.err("", "a name contains a NUL byte")
     except rumpkernel.KernelPanic as e:
         raise Trouble(f"kernel panic: {e}") from None
     finally:
@@ -273,38 +355,3 @@ def _run(cmd: Any, ctx: Ctx, ns: Any) -> None:
             raise
         except (OSError, ValueError):
             pass
-
-
-def run_line(line: str, session: Any, g: GlobalOpts, prog: str) -> int | None:
-    """One batch line; None for blank lines and comments.  Usage mistakes give 2 and the
-    batch goes on."""
-    from rumpkernel.apps.fsu.commands import all_commands
-
-    try:
-        words = shlex.split(line, comments=True)
-    except ValueError as e:
-        _say(prog, f"cannot parse line: {e}")
-        return EXIT_TROUBLE
-    if not words:
-        return None
-    name, args = words[0], words[1:]
-    cmds = all_commands()
-    if name not in cmds:
-        _say(prog, f"unknown command {name!r} (commands: {', '.join(sorted(cmds))})")
-        return EXIT_TROUBLE
-    cmd = cmds[name]
-    sub = f"{prog} {name}"
-    try:
-        ns = cmd.parse(sub, args)
-        if cmd.writes and session.readonly:
-            _say(sub, "the image is open read-only")
-            return EXIT_FAIL
-        ctx = Ctx(sub, session, verbose=g.verbose)
-        _run(cmd, ctx, ns)
-        return ctx.status
-    except Usage as e:
-        _say(sub, str(e))
-        return EXIT_TROUBLE
-    except SystemExit as e:
-        return int(e.code or 0)
-

@@ -1,15 +1,20 @@
 """``fsu makefs``: build a file system image from a host directory in one step, as NetBSD's
 makefs(8) does -- with the kernel's own newfs and file system drivers, no root, no mount.
 
-    fsu makefs -t ext4|ext3|ext2|fat [-s SIZE] [-m MINSIZE] [-M MAXSIZE] [-b FREE[%]]
+    fsu makefs -t ext4|ext3|ext2|fat [-s SIZE] [-M MINSIZE] [-m MAXSIZE] [-b FREE[%]]
                [-f FREEFILES[%]] [-L LABEL] [-U UUID] [-T EPOCH|FILE] [-o OPT,...]
                [-F SPEC [-x]] [-N DBDIR] IMAGE DIR
 
-Sizes take k/m/g suffixes (any case).  Without ``-s`` the image is sized to fit the tree with
-a margin (5% of the space it needs, at least 16 blocks, plus ``-b``/``-f``): the blocks and
-inodes the tree needs are estimated, a file system of a first size is made and its statvfs
-checked, and the image grows until the tree fits (a write that still meets ENOSPC grows it
-again).  ``-m`` / ``-M`` bound the result.
+Sizes take k/m/g suffixes (any case).  ``-M`` is the minimum size and ``-m`` the maximum, as
+in NetBSD's makefs(8).  Without ``-s`` the image is sized to fit the tree with headroom (5%
+more blocks, at least 16, plus ``-b``; 25% more inodes, at least 128, plus ``-f``): the
+blocks and inodes the tree needs are estimated, a file system of a first size is made and its
+statvfs checked, and the image grows until the tree fits (a write that still meets ENOSPC for
+want of blocks or inodes grows it again).  With ``-s`` an ext image gets mke2fs's inode
+density (one inode per 8 KiB below 3 MiB, per 4 KiB below 512 MiB, per 16 KiB above), and
+never fewer inodes than the tree needs plus the headroom.  A FAT directory that cannot hold
+its entries (65,536 slots; a long name takes several) fails at once, naming the directory.
+Holes in sparse source files stay holes in ext images (SEEK_DATA/SEEK_HOLE).
 
 Owners: files get uid/gid 0 unless ``-o keep-owner``; an mtree spec (``-F``) sets owners,
 modes, times, symlink targets and device nodes, and adds entries the directory lacks
@@ -56,6 +61,7 @@ from rumpkernel.apps.fsu.tree_scan import (
     scan,
 )
 from rumpkernel.client.files.imagespec import parse_size
+from rumpkernel.client.files.names import temp_path
 
 EXT_TYPES = ("ext2", "ext3", "ext4")
 FAT_TYPES = {"fat": None, "msdos": None, "vfat": None, "fat12": 12, "fat16": 16, "fat32": 32}
@@ -116,29 +122,63 @@ class Plan:
 
 
 # ---- command line -----------------------------------------------------------------------------
+OPTIONS_HELP = """\
+-o options (comma-separated; several -o add up):
+  ext2/ext3/ext4:
+    block_size=N (bsize)        1024, 2048 or 4096 bytes
+    inode_size=N                128 or 256 bytes
+    inodes=N                    total inode count
+    inode_ratio=N (density)     bytes per inode
+    features=F1:F2:^F3          ext features to add (or ^remove); ':' separates
+    journal_blocks=N            journal size in blocks (ext3/ext4)
+    reserved_percent=N (minfree)  blocks reserved for root, percent
+  fat, fat12, fat16, fat32:
+    fat_type=12|16|32           FAT width (default: by size)
+    cluster_size=N              bytes per cluster
+    sectors_per_cluster=N       sectors per cluster
+    num_fats=N                  copies of the FAT (default 2)
+    root_entries=N              FAT12/16 root directory entries
+    sector_size=N               bytes per sector
+    volume_id=XXXX-XXXX         volume serial number
+  all:
+    keep-owner                  keep the source files' owners (default: uid/gid 0)
+
+Without -s the image fits the tree with headroom: 5% more blocks (at least 16) and 25% more
+inodes (at least 128), plus -b/-f.  With -s, ext images get mke2fs's inode density for the
+size.  Holes in sparse files are kept (ext).
+"""
+
+
 def _parser(prog: str) -> ArgParser:
+    from rumpkernel.apps.fsu.common import RawHelpFormatter
+
     p = ArgParser(prog=prog, allow_abbrev=False,
-                  usage=f"{prog} -t TYPE [-s SIZE] [-m MINSIZE] [-M MAXSIZE] [-b FREE] "
+                  usage=f"{prog} -t TYPE [-s SIZE] [-M MINSIZE] [-m MAXSIZE] [-b FREE] "
                         "[-f FREEFILES] [-L LABEL] [-U UUID] [-T EPOCH] [-o OPT,...] "
                         "[-F SPEC [-x]] [-N DBDIR] IMAGE DIR",
-                  description="Build a file system image from a directory (ext2/3/4, FAT).")
-    p.add_argument("-t", dest="fstype", default="ext4",
+                  description="Build a file system image from a directory (ext2/3/4, FAT).",
+                  epilog=OPTIONS_HELP, formatter_class=RawHelpFormatter)
+    p.add_argument("-t", dest="fstype", default="ext4", metavar="TYPE",
                    help="ext4 (default), ext3, ext2, fat (fat12/fat16/fat32 force the width)")
-    p.add_argument("-s", dest="size", help="image size (k/m/g suffixes); default: fit the tree")
-    p.add_argument("-m", dest="minsize", help="minimum image size")
-    p.add_argument("-M", dest="maxsize", help="maximum image size")
-    p.add_argument("-b", dest="free_blocks", help="free space to leave (bytes or N%%)")
-    p.add_argument("-f", dest="free_files", help="free inodes to leave (count or N%%)")
+    p.add_argument("-s", dest="size", metavar="SIZE",
+                   help="image size (k/m/g suffixes); default: fit the tree with headroom")
+    p.add_argument("-M", dest="minsize", metavar="MINSIZE", help="minimum image size")
+    p.add_argument("-m", dest="maxsize", metavar="MAXSIZE", help="maximum image size")
+    p.add_argument("-b", dest="free_blocks", metavar="FREE",
+                   help="free space to leave (bytes or N%%)")
+    p.add_argument("-f", dest="free_files", metavar="FREEFILES",
+                   help="free inodes to leave (count or N%%)")
     p.add_argument("-L", dest="label", help="volume label")
     p.add_argument("-U", dest="uuid", help="file system UUID (ext) or volume id (fat, XXXX-XXXX)")
-    p.add_argument("-T", dest="timestamp", help="every time stamp: seconds since 1970, or a "
-                                                "file whose mtime to use")
-    p.add_argument("-o", dest="options", action="append", default=[],
-                   help="file system options, comma-separated (see fsu makefs --help)")
-    p.add_argument("-F", dest="spec", help="mtree specification file")
+    p.add_argument("-T", dest="timestamp", metavar="EPOCH|FILE",
+                   help="every time stamp: seconds since 1970, or a file whose mtime to use")
+    p.add_argument("-o", dest="options", action="append", default=[], metavar="OPT,...",
+                   help="file system options, comma-separated (listed below)")
+    p.add_argument("-F", dest="spec", metavar="SPEC", help="mtree specification file")
     p.add_argument("-x", dest="exclude", action="store_true",
                    help="leave out files the spec does not list")
-    p.add_argument("-N", dest="dbdir", help="directory with passwd and group for spec names")
+    p.add_argument("-N", dest="dbdir", metavar="DBDIR",
+                   help="directory with passwd and group for spec names")
     p.add_argument("-v", dest="verbose", action="store_true", help="report sizes")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("source", metavar="DIR")
@@ -223,6 +263,7 @@ def plan_from_args(argv: list[str], prog: str) -> Plan:
 
 def main(argv: list[str] | None = None, prog: str = "fsu makefs") -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    plan = None
     try:
         plan = plan_from_args(args, prog)
         Builder(plan, prog).run()
@@ -236,7 +277,8 @@ def main(argv: list[str] | None = None, prog: str = "fsu makefs") -> int:
         return 1
     except OSError as e:  # the host refused the image file (directory missing, read-only ...)
         where = e.filename if e.filename is not None else ""
-        where = where.replace(f".fsu-makefs-{os.getpid()}.tmp", "") if where else where
+        if where and plan is not None and where.endswith(f".fsu-makefs-{os.getpid()}.tmp"):
+            where = plan.image  # name the image, not its temporary
         sys.stderr.write(f"{prog}: {where}: {os.strerror(e.errno or errno.EIO)}\n")
         return 1
     except KeyboardInterrupt:
@@ -312,7 +354,7 @@ class Builder:
     def __init__(self, plan: Plan, prog: str) -> None:
         self.plan = plan
         self.prog = prog
-        self.tmp = f"{plan.image}.fsu-makefs-{os.getpid()}.tmp"
+        self.tmp = temp_path(plan.image, f"fsu-makefs-{os.getpid()}.tmp")
 
     def warn(self, msg: str) -> None:
         sys.stderr.write(f"{self.prog}: warning: {msg}\n")
@@ -335,6 +377,7 @@ class Builder:
         owners_and_times(nodes, keep_owner=p.keep_owner, fixed_ns=p.epoch_ns,
                          clamp_ns=p.clamp_ns)
         if p.fat:
+            self._fat_dirs_fit(nodes)
             for n in [n for n in nodes.values() if n.kind not in ("file", "dir")]:
                 self.warn(f"{os.path.join(p.source, n.rel)}: {n.kind} node skipped (FAT "
                           "cannot hold it)")
@@ -342,6 +385,19 @@ class Builder:
                 parent.children.remove(n.name)
                 del nodes[n.rel]
         return nodes
+
+    def _fat_dirs_fit(self, nodes: dict[str, Node]) -> None:
+        """Fail at once (no image is tried) on a directory FAT cannot hold."""
+        for n in nodes.values():
+            if n.kind != "dir":
+                continue
+            slots = sizing.fat_dir_slots_min(n)
+            if slots > sizing.FAT_DIR_SLOTS:
+                where = os.path.join(self.plan.source, n.rel) if n.rel else self.plan.source
+                raise MakefsError(
+                    f"{where}: {len(n.children)} entries need at least {slots} directory "
+                    f"slots (a long name takes several); a FAT directory holds at most "
+                    f"{sizing.FAT_DIR_SLOTS}: split the directory")
 
     def run(self) -> None:
         p = self.plan
@@ -431,7 +487,7 @@ class Builder:
             k.sys.unmount("/image")
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise _NoSpace(0, "file system full") from None
+                raise _NoSpace(0, _what_ran_out(k)) from None
             raise MakefsError(f"{e.filename or p.image}: {os.strerror(e.errno or errno.EIO)}"
                               ) from None
         finally:
@@ -458,7 +514,8 @@ class Builder:
                 opts["volume_id"] = int.from_bytes(os.urandom(4), "little")
             return opts
         opts.setdefault("block_size", 4096 if size >= 8 * MiB else 1024)
-        opts.setdefault("inodes", self._inodes(nodes))
+        if "inode_ratio" not in opts:
+            opts.setdefault("inodes", self._inodes(nodes, size))
         if p.uuid:
             try:
                 opts["uuid"] = str(uuid.UUID(p.uuid))
@@ -469,10 +526,14 @@ class Builder:
         opts["timestamp"] = (p.frozen_ns // 10**9) if p.reproducible else int(time.time())
         return opts
 
-    def _inodes(self, nodes: dict[str, Node]) -> int:
+    def _inodes(self, nodes: dict[str, Node], size: int) -> int:
+        """What the tree needs plus headroom (25%, at least 128, or -f); with -s at least
+        mke2fs's density for the size."""
         need = sizing.ext_inodes(nodes) + 11
-        extra = _extra(self.plan.free_files, need)
-        return need + max(extra, need // 20 + 16)
+        want = need + max(_extra(self.plan.free_files, need), need // 4, 128)
+        if self.plan.size is not None:
+            want = max(want, size // mke2fs_inode_ratio(size))
+        return want
 
     def _check_room(self, k: Any, nodes: dict[str, Node], size: int) -> None:
         v = k.sys.statvfs("/")
@@ -488,8 +549,65 @@ class Builder:
             want += max(_extra(self.plan.free_blocks, need * bs) // bs, need // 20, 16)
         if v.f_bfree < want:
             raise _NoSpace((want - v.f_bfree) * bs, f"{want - v.f_bfree} blocks short")
-        if not self.plan.fat and v.f_files and v.f_ffree < sizing.ext_inodes(nodes):
-            raise _NoSpace((sizing.ext_inodes(nodes) - v.f_ffree) * 256, "inodes short")
+        inodes = sizing.ext_inodes(nodes)
+        if not self.plan.fat and v.f_files and v.f_ffree < inodes:
+            raise _NoSpace((inodes - v.f_ffree) * 256,
+                           f"out of inodes: the image has {v.f_ffree} free, the tree needs "
+                           f"{inodes}")
+
+
+def mke2fs_inode_ratio(size: int) -> int:
+    """Bytes per inode as mke2fs.conf's floppy / small / default / big / huge types give."""
+    if size < 3 * MiB:
+        return 8192
+    if size < 512 * MiB:
+        return 4096
+    if size < 4 << 40:
+        return 16384
+    return 32768 if size < 16 << 40 else 65536
+
+
+def data_segments(hfd: int, size: int) -> list[tuple[int, int]] | None:
+    """The [start, end) ranges of a sparse host file that hold data (SEEK_DATA/SEEK_HOLE), or
+    None when the file has no holes or the host cannot say."""
+    st = os.fstat(hfd)
+    if not size or st.st_blocks * 512 >= size or not hasattr(os, "SEEK_DATA"):
+        return None
+    out: list[tuple[int, int]] = []
+    pos = 0
+    try:
+        while pos < size:
+            try:
+                start = os.lseek(hfd, pos, os.SEEK_DATA)
+            except OSError as e:
+                if e.errno == errno.ENXIO:
+                    break  # only a hole is left
+                raise
+            end = min(os.lseek(hfd, start, os.SEEK_HOLE), size)
+            if end > start:
+                out.append((start, end))
+            pos = end
+    except OSError:
+        return None
+    return out
+
+
+def _reason(e: OSError) -> str:
+    """The errno's words and the kernel's detail ("No space left on device (msdos: directory
+    full (65536 entries))")."""
+    std = os.strerror(e.errno or errno.EIO)
+    text = e.strerror or std
+    return text if text.startswith(std) else f"{std} ({text})"
+
+
+def _what_ran_out(k: Any) -> str:
+    try:
+        v = k.sys.statvfs("/")
+    except OSError:
+        return "file system full"
+    if v.f_files and not v.f_ffree:
+        return f"out of inodes (all {v.f_files} in use)"
+    return "out of blocks"
 
 
 def _extra(spec: str | None, base: int) -> int:
@@ -510,6 +628,7 @@ class Writer:
     directories last so adding entries does not disturb them)."""
 
     CHUNK = 4 * MiB
+    DIRFDS = 64
 
     def __init__(self, sys_: Any, nodes: dict[str, Node], *, fat: bool) -> None:
         self.sys = sys_
@@ -526,10 +645,10 @@ class Writer:
                     try:
                         self._create("/" + rel, n)
                     except OSError as e:
-                        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                        if e.errno in (errno.ENOSPC, errno.EDQUOT) and not self._room_for(n):
                             raise
                         raise MakefsError(f"{n.host or rel}: cannot be stored in the image: "
-                                          f"{os.strerror(e.errno or errno.EIO)}") from None
+                                          f"{_reason(e)}") from None
         finally:
             for fd in self.dirfds.values():
                 self.sys.close(fd)
@@ -538,13 +657,29 @@ class Writer:
             if n.kind == "dir":
                 self._attrs("/" + rel, n)
 
+    def _room_for(self, n: Node) -> bool:
+        """After ENOSPC: is there still room for ``n`` (so a bigger image would not help:
+        a full FAT directory, a name the directory cannot take)?"""
+        try:
+            v = self.sys.statvfs("/")
+        except OSError:
+            return False
+        if v.f_files and not v.f_ffree:
+            return False
+        need = n.size if n.data is None else n.data
+        return v.f_bavail * v.f_frsize >= need + 4 * max(v.f_frsize, 4096)
+
     def _dirfd(self, rel: str) -> int:
         """An open descriptor of directory ``rel``: files are created relative to it, which
-        spares the kernel a path walk from the root for every file."""
-        fd = self.dirfds.get(rel)
+        spares the kernel a path walk from the root for every file.  At most DIRFDS stay
+        open (least recently used closed first), so any tree fits any descriptor limit."""
+        fd = self.dirfds.pop(rel, None)
         if fd is None:
+            if len(self.dirfds) >= self.DIRFDS:
+                old = next(iter(self.dirfds))
+                self.sys.close(self.dirfds.pop(old))
             fd = self.sys.open("/" + rel, os.O_RDONLY | os.O_DIRECTORY)
-            self.dirfds[rel] = fd
+        self.dirfds[rel] = fd  # most recently used last
         return fd
 
     def _create(self, path: str, n: Node) -> None:
@@ -596,27 +731,40 @@ class Writer:
             s.close(fd)
 
     def _copy(self, host: str, size: int, fd: int) -> None:
-        write = self.sys.write
         try:
             hfd = os.open(host, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             try:
-                while True:
-                    data = os.read(hfd, min(self.CHUNK, max(size, 1)))
-                    if not data:
-                        break
-                    size -= len(data)
-                    done = write(fd, data)  # whole bytes: copyin takes them without a copy
-                    view = memoryview(data)[done:]
-                    while view:
-                        view = view[write(fd, view):]
-                    if size <= 0 and len(data) < self.CHUNK:
-                        break
+                segments = None if self.fat else data_segments(hfd, size)
+                if segments is None:
+                    self._copy_range(hfd, fd, 0, None)
+                    return
+                for start, end in segments:
+                    os.lseek(hfd, start, os.SEEK_SET)
+                    self.sys.lseek(fd, start, os.SEEK_SET)
+                    self._copy_range(hfd, fd, start, end)
+                self.sys.ftruncate(fd, size)  # a hole at the end
             finally:
                 os.close(hfd)
         except OSError as e:
             if e.filename is None or e.filename == host:
                 raise MakefsError(f"{host}: {os.strerror(e.errno or errno.EIO)}") from None
             raise
+
+    def _copy_range(self, hfd: int, fd: int, start: int, end: int | None) -> None:
+        """Copy host bytes [start, end) (to the end of the file when ``end`` is None) from
+        the current positions."""
+        write = self.sys.write
+        left = None if end is None else end - start
+        while left is None or left > 0:
+            data = os.read(hfd, self.CHUNK if left is None else min(self.CHUNK, left))
+            if not data:
+                break
+            if left is not None:
+                left -= len(data)
+            done = write(fd, data)  # whole bytes: copyin takes them without a copy
+            view = memoryview(data)[done:]
+            while view:
+                view = view[write(fd, view):]
 
     def _attrs(self, path: str, n: Node) -> None:
         s = self.sys

@@ -74,7 +74,7 @@ def _dir_blocks(n: Any, bs: int) -> int:
 def ext_blocks(nodes: dict[str, Any], bs: int, extents: bool = True) -> int:
     total = 0
     for n in _files(nodes):
-        b = _cdiv(n.size, bs)
+        b = _cdiv(n.size if n.data is None else n.data, bs)
         total += b + (_extent_index(b, bs) if extents else _indirect(b, bs))
     for n in nodes.values():
         if n.kind == "dir":
@@ -98,6 +98,24 @@ def ext_inodes(nodes: dict[str, Any]) -> int:
 
 def _dirent_slots(name: str) -> int:
     return 1 + _cdiv(len(name.encode("utf-16-le")) // 2, 13)
+
+
+_SHORT_OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                      "!#$%&'()-@^_`{}~")
+FAT_DIR_SLOTS = 65536
+
+
+def _short_name(name: str) -> bool:
+    """Could ``name`` be stored as an 8.3 entry alone (no long-name slots)?"""
+    base, dot, ext = name.partition(".")
+    return (0 < len(base) <= 8 and len(ext) <= 3 and "." not in ext and
+            not (dot and not ext) and all(c in _SHORT_OK for c in base + ext))
+
+
+def fat_dir_slots_min(n: Any) -> int:
+    """The fewest 32-byte slots directory ``n`` can take on FAT ("." and ".." included): a
+    name that fits 8.3 may take one, any other a long-name chain and its short entry."""
+    return 2 + sum(1 if _short_name(c) else _dirent_slots(c) for c in n.children)
 
 
 def fat_clusters(nodes: dict[str, Any], cs: int) -> int:

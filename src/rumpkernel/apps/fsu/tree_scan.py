@@ -55,6 +55,7 @@ class Node:
     children: list[str] = field(default_factory=list)
     owner_set: bool = False
     time_set: bool = False
+    data: int | None = None  # bytes a sparse file's data takes (None: all of ``size``)
 
     @property
     def name(self) -> str:
@@ -74,6 +75,8 @@ def _node(rel: str, host: str, st: os.stat_result) -> Node:
         n.rdev = st.st_rdev
     if kind == "file":
         n.host = host
+        if st.st_blocks * 512 < st.st_size:
+            n.data = st.st_blocks * 512
         if st.st_nlink > 1:
             n.link_key = (st.st_dev, st.st_ino)
     return n

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rumpkernel.client import abi as H
+from rumpkernel.client.files.names import temp_path
 from rumpkernel.hypercall import hostio
 from rumpkernel.kern import abi as K
 
@@ -113,6 +114,16 @@ class _KernelWriter:
     def readinto(self, b: Any) -> int:
         return self.sys.readinto(self.fd, b)
 
+    def read(self, n: int) -> bytes:
+        return self.sys.read(self.fd, n)
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self.sys.lseek(self.fd, pos, whence)
+
+    def truncate(self, size: int) -> int:
+        self.sys.ftruncate(self.fd, size)
+        return size
+
     def close(self) -> None:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
@@ -180,6 +191,63 @@ class KernelSide:
 
     def unlink(self, p: Any) -> None:
         self.sys.unlink(p)
+
+
+def _sparse(st: Any) -> bool:
+    """Has the file holes (fewer 512-byte blocks allocated than its size needs)?"""
+    blocks = getattr(st, "st_blocks", None)
+    return bool(blocks is not None and st.st_size and blocks * 512 < st.st_size)
+
+
+def _data_segments(f: Any, size: int) -> list[tuple[int, int]] | None:
+    """The [start, end) ranges of ``f`` holding data, from SEEK_DATA/SEEK_HOLE; None when the
+    file (or its file system) cannot say."""
+    out: list[tuple[int, int]] = []
+    pos = 0
+    while pos < size:
+        try:
+            start = f.seek(pos, H.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:
+                break  # nothing but a hole is left
+            if e.errno in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ESPIPE):
+                return None
+            raise
+        end = min(f.seek(start, H.SEEK_HOLE), size)
+        if end <= start:
+            return None
+        out.append((start, end))
+        pos = end
+    return out
+
+
+class _Window:
+    """The next ``n`` bytes of a file, read through ``read``/``readinto``."""
+
+    __slots__ = ("f", "left")
+
+    def __init__(self, f: Any, n: int) -> None:
+        self.f, self.left = f, n
+
+    def read(self, n: int) -> bytes:
+        data = self.f.read(min(n, self.left)) if self.left > 0 else b""
+        self.left -= len(data)
+        return data
+
+    def readinto(self, b: Any) -> int:
+        if self.left <= 0:
+            return 0
+        mv = memoryview(b)[:self.left]
+        got = self.f.readinto(mv)
+        self.left -= got
+        return got
+
+
+def _named(e: OSError, name: Any) -> OSError:
+    """``e`` with ``filename`` set to ``name`` when it had none."""
+    if e.filename is None and name is not None:
+        e.filename = name
+    return e
 
 
 def tree_size(side: Any, path: Any, recursive: bool = True) -> tuple[int, int]:
@@ -297,7 +365,14 @@ class Copier:
             name = e.filename
             if isinstance(name, (str, bytes)) and name.endswith(
                     b".fsutmp" if isinstance(name, bytes) else ".fsutmp"):
-                e = type(e)(e.errno, e.strerror, dst)  # name the file, not its temporary
+                # name the file, not its temporary, in the message too
+                words = e.strerror
+                if isinstance(words, str):
+                    tmp, real = posixpath.basename(name), posixpath.basename(dst)
+                    if isinstance(tmp, bytes):
+                        tmp, real = H.fsdecode(tmp), H.fsdecode(real)
+                    words = words.replace(tmp, real)
+                e = type(e)(e.errno, words, dst)
             self._fail(e)
 
     def _dir(self, src: Any, dst: Any, st: Any) -> None:
@@ -323,13 +398,18 @@ class Copier:
     def _file(self, src: Any, dst: Any, st: Any) -> None:
         tmp = self._tmpname(dst)
         out = self.dst.open_write(tmp, 0o600)
+        moved = 0
         try:
             with self.src.open_read(src) as fin:
-                self._pump(fin, out)
+                if _sparse(st):
+                    moved = self._pump_sparse(fin, out, src, dst, st.st_size)
+                else:
+                    moved = self._pump(fin, out, src, dst)
             out.close()
             self._attrs(tmp, st, follow=True, created=True)
             self.dst.replace(tmp, dst)
         except BaseException:
+            self.bytes -= moved
             try:
                 out.close()
             except OSError:
@@ -341,39 +421,78 @@ class Copier:
             raise
         self.files += 1
 
-    def _pump(self, fin: Any, out: Any) -> None:
+    def _pump(self, fin: Any, out: Any, src: Any = None, dst: Any = None) -> int:
+        """Copy ``fin`` to ``out``; returns the bytes moved.  An error names ``src`` (reading)
+        or ``dst`` (writing) when it names no file itself."""
         progress = self.progress
         fresh = getattr(out, "wants_bytes", False) and hasattr(fin, "read")
         buf = self.buf
         mv = memoryview(buf)
-        while True:
-            if fresh:
-                data = fin.read(CHUNK)
-                n = len(data)
-                chunk = memoryview(data) if n else None
-            else:
-                n = fin.readinto(buf)
-                chunk = mv[:n]
-            if not n:
-                break
-            if fresh:
-                w = out.write(data)
-                chunk = chunk[w:] if w != n else None  # type: ignore[index]
-            while chunk:
-                w = out.write(chunk)
-                if not w:
-                    raise OSError(errno.EIO, "short write")
-                chunk = chunk[w:]
-            self.bytes += n
-            if progress is not None:
-                progress(n)
+        moved = 0
+        try:
+            while True:
+                try:
+                    if fresh:
+                        data = fin.read(CHUNK)
+                        n = len(data)
+                        chunk = memoryview(data) if n else None
+                    else:
+                        n = fin.readinto(buf)
+                        chunk = mv[:n]
+                except OSError as e:
+                    raise _named(e, src) from None
+                if not n:
+                    break
+                try:
+                    if fresh:
+                        w = out.write(data)
+                        chunk = chunk[w:] if w != n else None  # type: ignore[index]
+                    while chunk:
+                        w = out.write(chunk)
+                        if not w:
+                            raise OSError(errno.EIO, "short write")
+                        chunk = chunk[w:]
+                except OSError as e:
+                    raise _named(e, dst) from None
+                self.bytes += n
+                moved += n
+                if progress is not None:
+                    progress(n)
+        except BaseException:
+            self.bytes -= moved
+            raise
+        return moved
+
+    def _pump_sparse(self, fin: Any, out: Any, src: Any, dst: Any, size: int) -> int:
+        """Copy only the data of a file with holes (SEEK_DATA/SEEK_HOLE on ``fin``): the
+        holes stay holes in ``out``, as ``cp --sparse=auto`` keeps them.  Falls back to a
+        whole copy when ``fin`` cannot say where its data is."""
+        try:
+            segments = _data_segments(fin, size)
+        except OSError:
+            segments = None
+        if segments is None:
+            fin.seek(0)
+            return self._pump(fin, out, src, dst)
+        moved = 0
+        for start, end in segments:
+            try:
+                fin.seek(start)
+            except OSError as e:
+                raise _named(e, src) from None
+            try:
+                out.seek(start)
+            except OSError as e:
+                raise _named(e, dst) from None
+            moved += self._pump(_Window(fin, end - start), out, src, dst)
+        try:
+            out.truncate(size)  # a hole at the end
+        except OSError as e:
+            raise _named(e, dst) from None
+        return moved
 
     def _tmpname(self, dst: Any) -> Any:
-        head, tail = posixpath.split(dst)
-        n = next(_tmp_counter)
-        if isinstance(tail, bytes):
-            return posixpath.join(head, b".%s.%d.fsutmp" % (tail[:200], n))
-        return posixpath.join(head, f".{tail[:200]}.{n}.fsutmp")
+        return temp_path(dst, f"{next(_tmp_counter)}.fsutmp")
 
     def _install(self, dst: Any, make: Any, st: Any | None) -> None:
         """Create the new node under a temporary name with ``make(tmp)``, give it ``st``'s

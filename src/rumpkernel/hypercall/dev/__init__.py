@@ -22,7 +22,12 @@ from typing import Any
 from rumpkernel.hypercall.interface import HostError
 
 # name -> module; each module documents its own interface.
-COMPANIONS: dict[str, str] = {}
+COMPANIONS: dict[str, str] = {
+    "wire": "rumpkernel.hypercall.dev.wire",
+    "shmif": "rumpkernel.hypercall.dev.shmif",
+    "tap": "rumpkernel.hypercall.dev.tap",
+    "pcap": "rumpkernel.hypercall.dev.pcap",
+}
 
 
 def lookup(host: Any, name: str, version: int) -> Any:

@@ -32,6 +32,7 @@ POINTER_KINDS = frozenset({"str", "in", "out", "inout", "vin", "vout"})
 HANDLER_MODULES = {
     "kern": "rumpkernel.kern.kern_syscalls",
     "vfs": "rumpkernel.vfs.vfs_syscalls",
+    "net": "rumpkernel.net.sys_socket",
 }
 
 
@@ -186,6 +187,58 @@ SYSCALLS: tuple[Syscall, ...] = (
        "Set a resource limit; only RLIMIT_NOFILE (hard limit 65,536; raising the hard limit "
        "needs root). EINVAL, EPERM."),
     # Number ranges: 80-89 FUSE server needs, 90-139 the net faction.
+    # --- sockets (net faction; addresses are structs.pack_sockaddr_* encodings) ---------------
+    _S(90, "socket", "domain:int, type:int, protocol:int", "int", "net",
+       "Create a socket; type may carry SOCK_NONBLOCK/SOCK_CLOEXEC. EAFNOSUPPORT, "
+       "EPROTONOSUPPORT, EPROTOTYPE, EACCES (raw without root), EMFILE, ENOMEM."),
+    _S(91, "socketpair", "domain:int, type:int, protocol:int", "pair", "net",
+       "Two connected sockets (AF_LOCAL). EOPNOTSUPP for other domains."),
+    _S(92, "bind", "fd:int, name:in, namelen:int", "none", "net",
+       "Give a socket its local address. EADDRINUSE, EADDRNOTAVAIL, EACCES, EINVAL, ENOTSOCK."),
+    _S(93, "listen", "fd:int, backlog:int", "none", "net",
+       "Accept connections (backlog capped at SOMAXCONN 128). EOPNOTSUPP, EINVAL."),
+    _S(94, "accept4", "fd:int, name:out, namelen:int, flags:int", "pair", "net",
+       "Take a connection: returns (new fd, full peer address length); the address is "
+       "truncated to namelen. Flags SOCK_NONBLOCK, SOCK_CLOEXEC. EAGAIN, EINVAL, EINTR."),
+    _S(95, "connect", "fd:int, name:in, namelen:int", "none", "net",
+       "Connect (datagram: set the peer; AF_UNSPEC dissolves). ECONNREFUSED, EINPROGRESS "
+       "(non-blocking stream; SO_ERROR later), EALREADY, EISCONN, ENETUNREACH, EINTR."),
+    _S(96, "sendto", "fd:int, buf:in, n:int, flags:int, to:in, tolen:int", "int", "net",
+       "Send (to an address). EAGAIN, EPIPE, EMSGSIZE, EDESTADDRREQ, EISCONN, EACCES "
+       "(broadcast without SO_BROADCAST), ENETUNREACH, EHOSTDOWN, ECONNREFUSED."),
+    _S(97, "recvfrom", "fd:int, buf:out, n:int, flags:int, src:out, srclen:int", "pair",
+       "net", "Receive: returns (bytes, full sender address length); flags MSG_PEEK, "
+       "MSG_DONTWAIT, MSG_WAITALL, MSG_TRUNC (report a datagram's full length). EAGAIN, "
+       "ENOTCONN, ECONNREFUSED, EINTR."),
+    _S(98, "sendmsg", "fd:int, iov:vin, name:in, nlen:int, ctl:in, ctllen:int, flags:int",
+       "int", "net",
+       "Gather-send with an optional address and control messages (structs.pack_cmsgs; "
+       "SCM_RIGHTS passes descriptors on AF_LOCAL sockets). As sendto; EINVAL for bad "
+       "control data."),
+    _S(99, "recvmsg", "fd:int, iov:vout, name:out, nlen:int, ctl:out, ctllen:int, flags:int, "
+       "info:out", "int", "net",
+       "Scatter-receive; info gets structs.MSGINFO (address length, control length, "
+       "MSG_TRUNC/MSG_CTRUNC). Received descriptors are installed (MSG_CMSG_CLOEXEC)."),
+    _S(100, "shutdown", "fd:int, how:int", "none", "net",
+       "Shut down reading (0), writing (1) or both (2). ENOTCONN, EINVAL."),
+    _S(101, "getsockname", "fd:int, name:out, namelen:int", "int", "net",
+       "Local address (truncated to namelen); returns its full length."),
+    _S(102, "getpeername", "fd:int, name:out, namelen:int", "int", "net",
+       "Peer address (truncated to namelen); returns its full length. ENOTCONN."),
+    _S(103, "setsockopt", "fd:int, level:int, name:int, val:in, vallen:int", "none", "net",
+       "Set an option (SOL_SOCKET: SO_REUSEADDR, SO_REUSEPORT, SO_BROADCAST, SO_RCVBUF, "
+       "SO_SNDBUF, SO_RCVTIMEO, SO_SNDTIMEO, SO_LINGER, SO_KEEPALIVE ...; IPPROTO_IP: IP_TTL, "
+       "IP_TOS, IP_HDRINCL). ENOPROTOOPT, EINVAL, EDOM."),
+    _S(104, "getsockopt", "fd:int, level:int, name:int, val:out, vallen:int", "int", "net",
+       "Read an option (truncated to vallen); returns its full length. SO_ERROR clears the "
+       "pending error; SO_TYPE, SO_DOMAIN, SO_PROTOCOL, SO_ACCEPTCONN. ENOPROTOOPT."),
+    _S(105, "ioctl", "fd:int, cmd:int, data:inout, n:int", "int", "net",
+       "Device control on a descriptor: FIONBIO, FIONREAD, and on sockets the interface, "
+       "route and ARP configuration (SIOC*, structs IFREQ/IFALIASREQ/RTREQ/ARPREQ). ENOTTY, "
+       "EPERM, ENXIO."),
+    _S(106, "netinfo", "what:str, buf:out, n:int", "int", "net",
+       "The network tables as UTF-8 JSON: interfaces, routes, arp, sockets, stats; n=0 "
+       "returns the size. ERANGE, ENOENT."),
 )
 
 BY_NUM = {s.num: s for s in SYSCALLS}

@@ -6,6 +6,10 @@ Little-endian, fixed size, no host types.
 Interface:  STAT, STATVFS, TIMESPEC, POLLFD, RLIMIT — ``Struct`` objects with ``size``,
             ``pack(*fields)``, ``unpack(buf) -> tuple`` and ``names``; ``pack_dirent`` /
             ``iter_dirents`` for the variable-length records of ``getdents``.
+            Net faction: socket addresses (``pack_sockaddr_in/in6/un``, ``unpack_sockaddr``),
+            the ioctl records IFREQ, IFALIASREQ, RTREQ, ARPREQ (+ ``ifname_bytes``/``ifname_of``),
+            MSGINFO (recvmsg), LINGER, TIMEVAL, and control messages (``pack_cmsgs``,
+            ``iter_cmsgs``, ``cmsg_space``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
+from rumpkernel.kern.abi import AF_INET, AF_INET6, AF_LOCAL, AF_UNSPEC
 from rumpkernel.kern.errno import Errno, KernelError
 
 
@@ -104,3 +109,123 @@ def iter_dirents(buf: bytes | bytearray | memoryview) -> Iterator[tuple[int, int
         yield ino, off, dtype, bytes(buf[start : start + namlen])
         pos += reclen
 
+
+
+# ---- the net faction ------------------------------------------------------------------------
+# Socket addresses (NetBSD's layouts: a length byte, a family byte, then the address; ports and
+# IPv4/IPv6 addresses in network byte order).  The kernel takes the length from the system
+# call's length argument, not from the first byte.
+SOCKADDR_IN_LEN = 16
+SOCKADDR_IN6_LEN = 28
+SOCKADDR_UN_PATH_MAX = 253      # SOCK_MAXADDRLEN 255 minus the two header bytes
+SOCKADDR_MAX = 255
+_SIN = struct.Struct("!BBH4s8x")
+_SIN6 = struct.Struct("!BBHI16sI")
+
+
+def pack_sockaddr_in(addr: bytes, port: int) -> bytes:
+    return _SIN.pack(SOCKADDR_IN_LEN, AF_INET, port, addr)
+
+
+def pack_sockaddr_in6(addr: bytes, port: int, flowinfo: int = 0, scope_id: int = 0) -> bytes:
+    return _SIN6.pack(SOCKADDR_IN6_LEN, AF_INET6, port, flowinfo, addr, scope_id)
+
+
+def pack_sockaddr_un(path: bytes) -> bytes:
+    if len(path) > SOCKADDR_UN_PATH_MAX:
+        raise KernelError(Errno.EINVAL, f"local socket name of {len(path)} bytes")
+    if not path:                         # unnamed
+        return bytes((2, AF_LOCAL))
+    if path.startswith(b"\0"):          # Linux's abstract names: exactly these bytes
+        return bytes((2 + len(path), AF_LOCAL)) + path
+    return bytes((min(2 + len(path) + 1, SOCKADDR_MAX), AF_LOCAL)) + path + b"\0"
+
+
+def sockaddr_family(buf: bytes) -> int:
+    if len(buf) < 2:
+        raise KernelError(Errno.EINVAL, f"socket address of {len(buf)} bytes")
+    return buf[1]
+
+
+def unpack_sockaddr(buf: bytes) -> tuple:
+    """(family, ...) from an encoded address: (AF_INET, addr4, port), (AF_INET6, addr16, port,
+    flowinfo, scope_id), (AF_LOCAL, path bytes without the NUL -- or, for an abstract name
+    starting with a NUL byte, every byte of it), (AF_UNSPEC,) or
+    (family, raw bytes) for others.  EINVAL for a length that does not fit the family."""
+    fam = sockaddr_family(buf)
+    if fam == AF_INET:
+        if len(buf) < SOCKADDR_IN_LEN:
+            raise KernelError(Errno.EINVAL, f"sockaddr_in of {len(buf)} bytes")
+        _, _, port, addr = _SIN.unpack_from(buf)
+        return (AF_INET, addr, port)
+    if fam == AF_INET6:
+        if len(buf) < SOCKADDR_IN6_LEN:
+            raise KernelError(Errno.EINVAL, f"sockaddr_in6 of {len(buf)} bytes")
+        _, _, port, flow, addr, scope = _SIN6.unpack_from(buf)
+        return (AF_INET6, addr, port, flow, scope)
+    if fam == AF_LOCAL:
+        path = bytes(buf[2:])
+        if path.startswith(b"\0"):
+            return (AF_LOCAL, path)         # abstract: every byte counts
+        nul = path.find(b"\0")
+        return (AF_LOCAL, path if nul < 0 else path[:nul])
+    if fam == AF_UNSPEC:
+        return (AF_UNSPEC,)
+    return (fam, bytes(buf[2:]))
+
+
+# ioctl records (sizes are part of the SIOC* numbers in kern/abi.py)
+IFREQ = Struct("ifreq", (("name", "16s"), ("data", "16s")))
+IFALIASREQ = Struct("ifaliasreq", (("name", "16s"), ("addr", "16s"), ("broadaddr", "16s"),
+                                   ("mask", "16s")))
+RTREQ = Struct("rtreq", (("dst", "16s"), ("gateway", "16s"), ("mask", "16s"),
+                         ("ifname", "16s"), ("flags", "I"), ("metric", "I")))
+ARPREQ = Struct("arpreq", (("addr", "16s"), ("lladdr", "6s2x"), ("ifname", "16s"),
+                           ("flags", "I4x")))
+IFINT = struct.Struct("<i12x")          # the int member of ifreq's union (flags, MTU, index)
+
+
+def ifname_bytes(name: bytes | str) -> bytes:
+    """An interface name for the 16-byte name field (EINVAL if empty or too long)."""
+    raw = name.encode() if isinstance(name, str) else name
+    if not raw or len(raw) >= 16 or b"\0" in raw:
+        raise KernelError(Errno.EINVAL, f"interface name {raw!r}")
+    return raw
+
+
+def ifname_of(field: bytes) -> bytes:
+    nul = field.find(b"\0")
+    return field if nul < 0 else field[:nul]
+
+
+# recvmsg's results besides the byte count: address length, control length, msg flags
+MSGINFO = Struct("msginfo", (("namelen", "I"), ("controllen", "I"), ("flags", "i4x")))
+LINGER = Struct("linger", (("onoff", "i"), ("linger", "i")))
+TIMEVAL = Struct("timeval", (("sec", "q"), ("usec", "q")))
+# control messages: a 16-byte header (length including the header, level, type), data padded
+# to 8 bytes
+CMSGHDR = Struct("cmsghdr", (("len", "I"), ("level", "i"), ("type", "i4x")))
+CMSG_ALIGN = 8
+
+
+def cmsg_space(n: int) -> int:
+    return CMSGHDR.size + ((n + CMSG_ALIGN - 1) & ~(CMSG_ALIGN - 1))
+
+
+def pack_cmsgs(msgs: list[tuple[int, int, bytes]]) -> bytes:
+    out = []
+    for level, ctype, data in msgs:
+        out.append(CMSGHDR.pack(CMSGHDR.size + len(data), level, ctype))
+        out.append(data + bytes(cmsg_space(len(data)) - CMSGHDR.size - len(data)))
+    return b"".join(out)
+
+
+def iter_cmsgs(buf: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """(level, type, data) of each control message; EINVAL for a malformed buffer."""
+    pos, n = 0, len(buf)
+    while pos + CMSGHDR.size <= n:
+        length, level, ctype = CMSGHDR.unpack_from(buf, pos)
+        if length < CMSGHDR.size or pos + length > n:
+            raise KernelError(Errno.EINVAL, "malformed control message")
+        yield level, ctype, bytes(buf[pos + CMSGHDR.size : pos + length])
+        pos += cmsg_space(length - CMSGHDR.size)

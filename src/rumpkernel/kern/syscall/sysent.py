@@ -73,6 +73,23 @@ SYS_fsinfo = 73
 SYS_chroot = 74
 SYS_getrlimit = 75
 SYS_setrlimit = 76
+SYS_socket = 90
+SYS_socketpair = 91
+SYS_bind = 92
+SYS_listen = 93
+SYS_accept4 = 94
+SYS_connect = 95
+SYS_sendto = 96
+SYS_recvfrom = 97
+SYS_sendmsg = 98
+SYS_recvmsg = 99
+SYS_shutdown = 100
+SYS_getsockname = 101
+SYS_getpeername = 102
+SYS_setsockopt = 103
+SYS_getsockopt = 104
+SYS_ioctl = 105
+SYS_netinfo = 106
 
 # number -> (name, faction, handler function name, argument count)
 SYSENT: dict[int, tuple[str, str, str, int]] = {
@@ -146,6 +163,23 @@ SYSENT: dict[int, tuple[str, str, str, int]] = {
     74: ('chroot', 'vfs', 'sys_chroot', 1),
     75: ('getrlimit', 'kern', 'sys_getrlimit', 2),
     76: ('setrlimit', 'kern', 'sys_setrlimit', 2),
+    90: ('socket', 'net', 'sys_socket', 3),
+    91: ('socketpair', 'net', 'sys_socketpair', 3),
+    92: ('bind', 'net', 'sys_bind', 3),
+    93: ('listen', 'net', 'sys_listen', 2),
+    94: ('accept4', 'net', 'sys_accept4', 4),
+    95: ('connect', 'net', 'sys_connect', 3),
+    96: ('sendto', 'net', 'sys_sendto', 6),
+    97: ('recvfrom', 'net', 'sys_recvfrom', 6),
+    98: ('sendmsg', 'net', 'sys_sendmsg', 7),
+    99: ('recvmsg', 'net', 'sys_recvmsg', 8),
+    100: ('shutdown', 'net', 'sys_shutdown', 2),
+    101: ('getsockname', 'net', 'sys_getsockname', 3),
+    102: ('getpeername', 'net', 'sys_getpeername', 3),
+    103: ('setsockopt', 'net', 'sys_setsockopt', 5),
+    104: ('getsockopt', 'net', 'sys_getsockopt', 5),
+    105: ('ioctl', 'net', 'sys_ioctl', 4),
+    106: ('netinfo', 'net', 'sys_netinfo', 3),
 }
 
-MAXSYSCALL = 77
+MAXSYSCALL = 107

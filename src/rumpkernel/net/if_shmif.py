@@ -1,0 +1,28 @@
+"""shmif: the Ethernet bus between kernels in different processes through a host file
+(shmif(4); host side ``hypercall/dev/shmif.py``).  No privileges needed.
+
+    ifconfig shmif0 create; ifconfig shmif0 linkstr /tmp/busfile; ifconfig shmif0 inet 10.0.0.1/24
+
+Component "net_shmif" (NET_IF): registers the "shmif" interface cloner.  Link addresses are
+b2:a0:xx:xx:xx:xx as on NetBSD.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rumpkernel.net.if_nic import NicDriver
+
+
+class ShmifDriver(NicDriver):
+    companion = "shmif"
+    version = 1
+
+    def open_port(self, comp: Any, linkstr: str) -> Any:
+        return comp.attach(linkstr)
+
+
+def lladdr(k: Any) -> bytes:
+    """NetBSD's shmif addresses: b2:a0 and four random bytes."""
+    return b"\xb2\xa0" + k.random_bytes(4)
+

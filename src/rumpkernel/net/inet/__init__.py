@@ -1,0 +1,1 @@
+"""Internet protocol engines: sans-IO cores (bytes, time, randomness in; output, timers out)."""

@@ -1,0 +1,1 @@
+"""The local domain (AF_LOCAL sockets)."""
