@@ -396,9 +396,9 @@ class MountState:
         freed = vol.apply_frees()
         vol.flush_metadata()
         blocks = dict(vol.overlay)
-        revokes = vol.revokes | self.journal.freed_live(freed)
+        vol.revokes |= self.journal.freed_live(freed)    # kept until a commit succeeds
         try:
-            self.journal.commit(blocks, revokes, self.now())
+            self.journal.commit(blocks, vol.revokes, self.now())
         except OverflowError as err:      # bigger than the journal: in place, unprotected
             self.ctx.log(f"ext: {err}; written in place")
             self.journal.checkpoint()
