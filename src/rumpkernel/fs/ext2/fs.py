@@ -93,8 +93,9 @@ def _operation(fn: Any, modifying: bool) -> Any:
                 vol.txn = None
                 txn.rollback()
                 if isinstance(err, KernelError):
-                    if err.errno == Errno.ENOSPC and vol.pending_frees and not attempt:
-                        self.commit()
+                    if err.errno == Errno.ENOSPC and not attempt and (
+                            vol.pending_frees or vol.pending_ifrees):
+                        self.release_frees()
                         continue
                     if err.errno == Errno.EUCLEAN:
                         self.note_error(str(err.detail or ""))
@@ -355,6 +356,8 @@ class ExtFileSystem(MountState, FileSystem):
             self._orphan_add(tnode)
         else:
             dirs.add_entry(self, tdnode, tname, snode.ino, ft)
+        if sdnode is not tdnode:
+            self.barrier()            # ext2: the new name is on the disk before the old goes
         dirs.remove_entry(self, sdnode, sname)
         if snode.is_dir and sdnode is not tdnode:
             dirs.set_entry(self, snode, b"..", tdnode.ino, L.FT_DIR)
@@ -459,6 +462,7 @@ class ExtFileSystem(MountState, FileSystem):
         sb = vol.sb
         ratio = self._cluster_ratio()
         free_clusters += sum(n for _, n in vol.pending_frees) // ratio  # free at the commit
+        fi += len(vol.pending_ifrees)
         reserved = sb.s_r_blocks_count_lo | (sb.s_r_blocks_count_hi << 32 if self.is64 else 0)
         if self.extents:
             reserved += min(vol.geo.blocks_count // ratio // 50, 4096) * ratio

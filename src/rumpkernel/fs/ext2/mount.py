@@ -157,6 +157,7 @@ class MountState:
             self._write_replay(self._replay)
             self._replay = None
         self._open_journal()
+        self.vol.defer_frees = True
         self.vol.on_first_change = self._mark_mounted
         if self.vol.sb.s_last_orphan:
             self._process_orphans()
@@ -383,8 +384,27 @@ class MountState:
         self.vol.update_super(s_wtime=secs & 0xFFFFFFFF, s_wtime_hi=(secs >> 32) & 0xFF)
         if self.vol.journaled:
             self.commit()
-        else:
+            return
+        vol = self.vol              # ext2: what the frees depend on is durable first
+        vol.flush(sync=True)
+        if vol.pending_frees or vol.pending_ifrees:
+            vol.apply_frees()
+            vol.flush(sync=True)
+
+    def barrier(self) -> None:
+        """Without a journal: everything so far durable now (a rename makes its new name
+        durable before it removes the old one, so a crash leaves the file under one name
+        at least; frees stay pending)."""
+        if not self.vol.journaled and not self.readonly:
+            self._write_dirty_inodes()
             self.vol.flush(sync=True)
+
+    def release_frees(self) -> None:
+        """Make what waits to be freed reusable (an operation ran out of space)."""
+        if self.vol.journaled:
+            self.commit()
+        else:
+            self.sync()
 
     def commit(self) -> None:
         """Journaling: put everything changed since the last commit into one transaction,

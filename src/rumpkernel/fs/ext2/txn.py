@@ -42,7 +42,7 @@ class Txn:
         self.fs = fs
         vol = fs.vol
         self.vol_state = (vol.sb, vol.sb_dirty, vol._dir_rotor, vol.changed,
-                          len(vol.pending_frees))
+                          len(vol.pending_frees), len(vol.pending_ifrees))
         self.blocks: dict[int, bytes] = {}
         self.bitmaps: dict[tuple[str, int], bytes] = {}
         self.counts: dict[int, list[int]] = {}
@@ -93,10 +93,20 @@ class Txn:
     def allocated(self, start: int, n: int) -> None:
         """Blocks handed out by this operation; those it freed first were in use before it
         began and are not new (their old contents may still need saving)."""
-        self.new_blocks.extend(_subtract([(start, n)], self.forgets))
+        self.new_blocks.extend(subtract([(start, n)], self.forgets))
 
     def is_new(self, blk: int) -> bool:
         return any(s <= blk < s + n for s, n in self.new_blocks)
+
+    def new_parts(self, start: int, n: int) -> list[tuple[int, int]]:
+        """The parts of [start, start+n) this operation allocated."""
+        end = start + n
+        out = []
+        for s, k in self.new_blocks:
+            lo, hi = max(s, start), min(s + k, end)
+            if lo < hi:
+                out.append((lo, hi - lo))
+        return out
 
     def defer_forget(self, start: int, n: int) -> None:
         self.forgets.append((start, n))
@@ -105,7 +115,7 @@ class Txn:
     def commit(self) -> None:
         """Drop cached copies of the blocks freed (and not reallocated) by the operation."""
         vol = self.fs.vol
-        for start, n in _subtract(self.forgets, self.new_blocks):
+        for start, n in subtract(self.forgets, self.new_blocks):
             vol.bio.forget(start, n)
 
     def rollback(self) -> None:
@@ -119,7 +129,8 @@ class Txn:
         for group, counts in self.counts.items():
             vol.restore_counts(group, counts)
         marked = vol.changed
-        vol.sb, vol.sb_dirty, vol._dir_rotor, vol.changed, nfrees = self.vol_state
+        vol.sb, vol.sb_dirty, vol._dir_rotor, vol.changed, nfrees, nifrees = self.vol_state
+        del vol.pending_ifrees[nifrees:]
         if marked and not vol.changed:     # the not-clean mark went to the disk: undo it there
             vol.home_sb_stale = True
         del vol.pending_frees[nfrees:]
@@ -142,7 +153,7 @@ class Txn:
                 inodes[node.ino] = node
 
 
-def _subtract(ranges: list[tuple[int, int]],
+def subtract(ranges: list[tuple[int, int]],
               holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Parts of ``ranges`` outside every range in ``holes``."""
     out = list(ranges)

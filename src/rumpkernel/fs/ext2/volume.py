@@ -7,9 +7,12 @@ Interface:
     vol.overlay                  -- {block: bytes} newer than the device: replayed journal
                                     blocks on a read-only mount; the running transaction's
                                     metadata when ``journaled`` (jwrite.py commits it)
-    vol.journaled                -- metadata goes to ``overlay``, frees wait in ``pending_frees``
-                                    until the commit (``apply_frees``): a block freed by the
-                                    running transaction is never reused before it commits
+    vol.journaled                -- metadata goes to ``overlay`` (the running transaction)
+    vol.defer_frees              -- freed blocks and inodes wait in ``pending_frees`` /
+                                    ``pending_ifrees`` until the commit or sync that makes
+                                    the pointers to them go away durable (``apply_frees``):
+                                    nothing freed is reused before then, so a crash can leak
+                                    but never cross-link
     vol.gd(group) / vol.set_gd(group, gd)
     vol.alloc_blocks(goal, count) -> (start, n)      ENOSPC
     vol.free_blocks(start, n)
@@ -34,6 +37,7 @@ from typing import Any
 from rumpkernel.fs.ext2 import layout as L
 from rumpkernel.fs.ext2.csum import crc16, ext_crc32c
 from rumpkernel.fs.ext2.geometry import Geometry
+from rumpkernel.fs.ext2.txn import subtract as _subtract
 from rumpkernel.kern.errno import Errno, KernelError, corrupt
 from rumpkernel.vfs.bio import BlockIO
 
@@ -140,7 +144,9 @@ class Volume:
         self._ihint: dict[int, int] = {}
         self.txn: Any = None                # the running operation's undo log (txn.py)
         self.journaled = False
+        self.defer_frees = False
         self.pending_frees: list[tuple[int, int]] = []
+        self.pending_ifrees: list[tuple[int, bool]] = []
         self.journal_live: set[int] = set()  # blocks with a copy in the journal's live log
         self.revokes: set[int] = set()       # of those, rewritten in place since the commit
         self.home_sb_stale = False          # the device's superblock differs from ``sb``
@@ -506,18 +512,39 @@ class Volume:
             groups.append((group, bit, n, bm))
             pos += n
             left -= n
-        if self.journaled:          # not reusable before the transaction freeing it commits
-            self.pending_frees.append((start, count))
-            return
-        if self.txn is not None:
-            self.txn.defer_forget(start, count)
-        else:
-            self.bio.forget(start, count)
+        ranges = [(start, count)]
+        if self.defer_frees:        # not reusable before what freed it is durable, except
+            ranges = self.txn.new_parts(start, count) if self.txn is not None else []
+            self.pending_frees.extend(_subtract([(start, count)], ranges))
+            groups = self._split_groups(ranges)    # what this very operation allocated
+        for s, n in ranges:
+            if self.txn is not None:
+                self.txn.defer_forget(s, n)
+            else:
+                self.bio.forget(s, n)
         self._clear_block_bits(groups)
 
+    def _split_groups(self, ranges: list[tuple[int, int]],
+                      ) -> list[tuple[int, int, int, bytearray]]:
+        g = self.geo
+        out = []
+        for start, count in ranges:
+            pos, left = start, count
+            while left > 0:
+                group = g.group_of_block(pos)
+                bit = pos - g.group_first_block(group)
+                n = min(left, g.group_nblocks(group) - bit)
+                out.append((group, bit, n, self.block_bitmap(group)))
+                pos += n
+                left -= n
+        return out
+
     def apply_frees(self) -> list[tuple[int, int]]:
-        """Journaling: clear the bitmap bits of the blocks freed since the last commit (the
-        commit then carries them); returns the ranges freed."""
+        """Clear the bitmap bits of the blocks and inodes freed since the last commit or sync
+        (which then carries them); returns the block ranges freed."""
+        ifrees, self.pending_ifrees = self.pending_ifrees, []
+        for ino, is_dir in ifrees:
+            self._clear_inode_bit(ino, is_dir)
         frees, self.pending_frees = self.pending_frees, []
         g = self.geo
         for start, count in frees:
@@ -587,9 +614,17 @@ class Volume:
     def free_inode(self, ino: int, is_dir: bool) -> None:
         group, bit = divmod(ino - 1, self.geo.inodes_per_group)
         bm = self.inode_bitmap(group)
-        if not test_bit(bm, bit):
+        if not test_bit(bm, bit) or any(i == ino for i, _ in self.pending_ifrees):
             raise corrupt(f"ext: freeing inode {ino}: already free")
         self._writable()
+        if self.defer_frees:
+            self.pending_ifrees.append((ino, is_dir))
+            return
+        self._clear_inode_bit(ino, is_dir)
+
+    def _clear_inode_bit(self, ino: int, is_dir: bool) -> None:
+        group, bit = divmod(ino - 1, self.geo.inodes_per_group)
+        bm = self.inode_bitmap(group)
         self._note_group("i", group, bm)
         set_bits(bm, bit, 1, False)
         self._ihint[group] = min(self._ihint.get(group, 0), bit)
