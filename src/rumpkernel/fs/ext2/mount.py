@@ -26,6 +26,7 @@ from typing import Any
 
 from rumpkernel.fs.ext2 import journal
 from rumpkernel.fs.ext2 import layout as L
+from rumpkernel.fs.ext2.csum import ext_crc32c
 from rumpkernel.fs.ext2.jwrite import JournalWriter
 from rumpkernel.fs.ext2.volume import Volume
 from rumpkernel.kern.errno import Errno, KernelError
@@ -88,6 +89,34 @@ def read_super(dev: Any) -> bytes:
     return raw[L.SUPERBLOCK_OFFSET - start:L.SUPERBLOCK_OFFSET - start + L.SUPERBLOCK_SIZE]
 
 
+def _super_ok(raw: bytes) -> bool:
+    """Magic right, and the checksum when the superblock says it has one."""
+    sb = L.Superblock.parse(raw)
+    if sb.s_magic != L.EXT2_MAGIC:
+        return False
+    if sb.s_rev_level and sb.s_feature_ro_compat & L.RO_COMPAT_METADATA_CSUM:
+        return ext_crc32c(0xFFFFFFFF, raw[:L.SB_CHECKSUM_OFFSET]) == sb.s_checksum
+    return True
+
+
+def _backup_super(dev: Any) -> tuple[bytes, int] | None:
+    """The first backup superblock (group 1) for the usual geometries, if intact."""
+    for log in range(7):
+        bs = 1024 << log
+        blk = 8 * bs + (1 if bs == 1024 else 0)
+        off = blk * bs
+        if off + L.SUPERBLOCK_SIZE > dev.size or off % dev.sector_size:
+            continue
+        try:
+            raw = dev.pread(off, L.SUPERBLOCK_SIZE)
+        except KernelError:
+            continue
+        sb = L.Superblock.parse(raw)
+        if _super_ok(raw) and sb.s_log_block_size == log and sb.s_block_group_nr == 1:
+            return raw, blk
+    return None
+
+
 def _release(bio: Any) -> None:
     """Drop the buffer cache (its memory accounting and pagedaemon hook too)."""
     bio.invalidate()
@@ -114,9 +143,18 @@ class MountState:
         self._overhead_blocks: int | None = None
         self._replay: journal.Recovery | None = None
         raw = read_super(ctx.dev)
+        self.backup_sb = 0
+        if not _super_ok(raw):          # torn or damaged: a backup, as e2fsck would take
+            found = _backup_super(ctx.dev)
+            if found is None:
+                sb = L.Superblock.parse(raw)
+                if sb.s_magic != L.EXT2_MAGIC:
+                    raise KernelError(Errno.EINVAL, "ext: bad superblock magic")
+                raise KernelError(Errno.EUCLEAN, "ext: superblock checksum mismatch")
+            raw, self.backup_sb = found
+            ctx.log(f"ext: {ctx.dev.name}: primary superblock damaged; using the backup in "
+                    f"block {self.backup_sb}")
         sb = L.Superblock.parse(raw)
-        if sb.s_magic != L.EXT2_MAGIC:
-            raise KernelError(Errno.EINVAL, "ext: bad superblock magic")
         why = self._policy(sb)
         asked_ro = bool(ctx.readonly or ctx.dev.readonly or "ro" in ctx.options)
         self.readonly = asked_ro or bool(why)
@@ -128,8 +166,13 @@ class MountState:
         try:
             self.vol = Volume(bio, raw, ctx.dev.size // bs, self.readonly, ctx.log)
             self.vol.load_gds()
-            if self.vol.geo.incompat & L.INCOMPAT_RECOVER:
+            if self.vol.geo.incompat & L.INCOMPAT_RECOVER or self.backup_sb:
                 self._recover()
+            if self.backup_sb and not self.readonly and not self._primary_restored():
+                self.readonly = True
+                self.vol.readonly = True
+                self.ro_reason = "primary superblock damaged (run e2fsck)"
+                ctx.log(f"ext: {ctx.dev.name}: mounting read-only: {self.ro_reason}")
             self._settle()
             if "_newfs" not in ctx.options:      # newfs mounts before the root exists
                 self._check_root()
@@ -139,6 +182,13 @@ class MountState:
         except BaseException:
             _release(bio)    # a failed mount gives its cache memory back
             raise
+
+    def _primary_restored(self) -> bool:
+        """Did journal replay bring back a good primary superblock?"""
+        bs = self.vol.block_size
+        blk, off = divmod(L.SUPERBLOCK_OFFSET, bs)
+        data = self.vol.overlay.get(blk)
+        return data is not None and _super_ok(data[off:off + L.SUPERBLOCK_SIZE])
 
     def _check_root(self) -> None:
         try:
@@ -255,6 +305,8 @@ class MountState:
         bs = old.block_size
         blk, off = divmod(L.SUPERBLOCK_OFFSET, bs)
         raw = old.read(blk)[off:off + L.SUPERBLOCK_SIZE]
+        if not _super_ok(raw):          # not in the journal, primary damaged: the backup
+            raw = old.sb.emit()
         old.bio.invalidate()
         vol = Volume(old.bio, raw, self.ctx.dev.size // bs, old.readonly, old.log)  # type: ignore
         vol.overlay = old.overlay
