@@ -500,14 +500,19 @@ class MountState:
         self.unmounted = True
 
     def _mark_clean(self) -> None:
-        """Clean unmount: an empty journal, then the superblock without needs_recovery and,
-        if it was clean before, clean again."""
+        """Clean unmount: the superblock without needs_recovery and, if it was clean before,
+        clean again.  With a journal it goes through one last transaction, then home, then
+        the journal is emptied: the superblock is never rewritten in place while no journal
+        copy of it exists (a torn write of it stays repairable by replay)."""
         vol = self.vol
-        if self.journal is not None:
-            self.journal.close()
         sb = vol.sb
         vol.update_super(
             s_state=sb.s_state | (L.STATE_VALID if self.was_clean else 0),
             s_feature_incompat=sb.s_feature_incompat & ~L.INCOMPAT_RECOVER)
+        if self.journal is None:
+            vol.write_super_home()
+            return
+        vol.write_super_now()
+        self.commit()
+        self.journal.close()
         vol.journaled = False
-        vol.write_super_home()
