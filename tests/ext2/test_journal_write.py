@@ -80,8 +80,11 @@ def workload(fs: Any, states: list[dict], flushes: list[int], dev: FlushSnapshot
     """Changes with a sync after each step; the tree and the flush count after each sync."""
     root = fs.vget(fs.root_ino)
 
-    def synced() -> None:
-        fs.sync()
+    def synced() -> None:                 # fsync: a commit; every third a sync: checkpoint
+        if len(states) % 3:
+            fs.fsync(root, False)
+        else:
+            fs.sync()
         states.append(tree(fs))
         flushes.append(len(dev.snapshots))
 
@@ -177,7 +180,7 @@ def test_linux_replays_our_journal(tmp_path):
         f = fs.vget(fs.create(root, f"f{i}".encode(), REG, 0, 0, 0))
         fs.write(f, 0, f"contents {i}\n".encode() * (i + 1))
     before = len(dev.snapshots)
-    fs.sync()
+    fs.fsync(root, False)
     want = tree(fs)
     fs.unmount()
     committed = dev.snapshots[before + 1]          # log, commit block | checkpoint
@@ -289,7 +292,7 @@ def test_wrapping_journal_with_block_reuse_replays(tmp_path, points):
             fs.inactive(old)
         if i >= 3:
             fs.unlink(root, f"data{i - 3}".encode(), node(fs, f"/data{i - 3}"))
-        fs.sync()
+        fs.fsync(root, False)                  # a commit, no checkpoint: the log fills
         wraps += fs.journal.head < head
         states.append(tree(fs))
         flushes.append(len(dev.flush_at))

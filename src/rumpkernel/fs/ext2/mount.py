@@ -423,7 +423,12 @@ class MountState:
             self._write_inode(node)  # type: ignore[attr-defined]
 
     def sync(self) -> None:
-        """Everything durable: a journal commit (and checkpoint), or the write-back."""
+        """Everything durable and in place: a journal commit and a checkpoint (so the image
+        reads consistent without replay, e.g. for e2fsck or a second reader), or the
+        write-back."""
+        self._sync(checkpoint=True)
+
+    def _sync(self, checkpoint: bool) -> None:
         if self.readonly:
             return
         self._write_dirty_inodes()
@@ -436,6 +441,8 @@ class MountState:
         self.vol.update_super(s_wtime=secs & 0xFFFFFFFF, s_wtime_hi=(secs >> 32) & 0xFF)
         if self.vol.journaled:
             self.commit()
+            if checkpoint and self.journal is not None:
+                self.journal.checkpoint()
             return
         vol = self.vol              # ext2: what the frees depend on is durable first
         vol.flush(sync=True)
@@ -456,7 +463,7 @@ class MountState:
         if self.vol.journaled:
             self.commit()
         else:
-            self.sync()
+            self._sync(checkpoint=False)
 
     def commit(self) -> None:
         """Journaling: put everything changed since the last commit into one transaction,
@@ -482,7 +489,8 @@ class MountState:
             vol.take_pending(blk)
 
     def fsync(self, node: Any, datasync: bool) -> None:
-        self.sync()
+        """Durable: with a journal, one commit (replay puts it in place after a crash)."""
+        self._sync(checkpoint=False)
 
     def unmount(self) -> None:
         if not self.readonly:
