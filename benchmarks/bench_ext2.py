@@ -8,7 +8,9 @@ run (ratios, medians of several repeats).  Needs root (loop mounts) and e2fsprog
    repeat, so neither side reads from its own file cache; the image file itself is in the host
    page cache for both);
 2. copy one 256 MiB file out of an image to a host file: our driver vs kernel mount + ``cp``;
-3. write the same 1,000-file tree into an empty image: our newfs + driver vs ``mke2fs -d``.
+3. write the same 1,000-file tree into an empty image: our newfs + driver vs ``mke2fs -d``;
+4. ``--only journal``: 200 fsync'd 4 KiB files and a 64 MiB stream, with our journal, without
+   it (``nojournal``) and on a Linux loop mount (ordered data), per file / per MiB.
 Our side boots a kernel and goes through the VFS and system calls (``k.mount_image``, ``k.sys``),
 as a program using rumpkernel would.
 """
@@ -123,6 +125,90 @@ def driver_write_tree(src: Path, img: Path, size: int) -> None:
     k.halt()
 
 
+def driver_fsync_files(img: Path, n: int, journal: bool) -> None:
+    """``n`` files of 4 KiB, each fsync'd (a commit per file with the journal)."""
+    k = rumpkernel.boot()
+    k.mount_image(str(img), "/m", options=None if journal else "nojournal")
+    s = k.sys
+    data = os.urandom(4096)
+    for i in range(n):
+        fd = s.open(f"/m/f{i}", os.O_CREAT | os.O_WRONLY, 0o644)
+        s.write(fd, data)
+        s.fsync(fd)
+        s.close(fd)
+    k.halt()
+
+
+def kernel_fsync_files(img: Path, n: int) -> None:
+    with tempfile.TemporaryDirectory() as mnt:
+        subprocess.run(["mount", "-o", "loop", str(img), mnt], check=True)
+        try:
+            data = os.urandom(4096)
+            for i in range(n):
+                fd = os.open(os.path.join(mnt, f"f{i}"), os.O_CREAT | os.O_WRONLY, 0o644)
+                os.write(fd, data)
+                os.fsync(fd)
+                os.close(fd)
+        finally:
+            subprocess.run(["umount", mnt], check=True)
+
+
+def driver_stream(img: Path, mib: int, journal: bool) -> None:
+    k = rumpkernel.boot()
+    k.mount_image(str(img), "/m", options=None if journal else "nojournal")
+    fd = k.sys.open("/m/stream", os.O_CREAT | os.O_WRONLY, 0o644)
+    chunk = os.urandom(CHUNK)
+    for _ in range(mib):
+        k.sys.write(fd, chunk)
+    k.sys.fsync(fd)
+    k.sys.close(fd)
+    k.halt()
+
+
+def kernel_stream(img: Path, mib: int) -> None:
+    with tempfile.TemporaryDirectory() as mnt:
+        subprocess.run(["mount", "-o", "loop", str(img), mnt], check=True)
+        try:
+            chunk = os.urandom(CHUNK)
+            with open(os.path.join(mnt, "stream"), "wb") as f:
+                for _ in range(mib):
+                    f.write(chunk)
+                os.fsync(f.fileno())
+        finally:
+            subprocess.run(["umount", mnt], check=True)
+
+
+def journal_costs(t: Path, repeats: int, nfiles: int = 200, mib: int = 64) -> None:
+    """Journaled writes beside unjournaled ones and beside a Linux loop mount (default
+    options: ordered data), each on a fresh empty image."""
+    def fresh(name: str) -> Path:
+        img = t / name
+        subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", *MKE2FS_OPTS, str(img), "256M"],
+                       check=True)
+        return img
+
+    rows = [("fsync'd 4 KiB files", nfiles,
+             [("journal", driver_fsync_files, (nfiles, True)),
+              ("nojournal", driver_fsync_files, (nfiles, False)),
+              ("linux", kernel_fsync_files, (nfiles,))]),
+            (f"{mib} MiB stream + fsync", mib,
+             [("journal", driver_stream, (mib, True)), ("nojournal", driver_stream, (mib, False)),
+              ("linux", kernel_stream, (mib,))])]
+    for title, count, sides in rows:
+        times = {}
+        for label, fn, extra in sides:
+            samples = []
+            for r in range(repeats):
+                img = fresh(f"j-{label}-{r}.img")
+                samples.append(timed(fn, img, *extra))
+            times[label] = statistics.median(samples)
+        unit = "file" if "files" in title else "MiB"
+        print(f"{title:28s} " + "   ".join(
+            f"{lab} {v * 1000 / count:7.2f} ms/{unit}" for lab, v in times.items())
+              + f"   journal/nojournal {times['journal'] / times['nojournal']:4.2f}x"
+              + f"   journal/linux {times['journal'] / times['linux']:4.2f}x", flush=True)
+
+
 MKE2FS_OPTS: list[str] = []
 
 
@@ -150,7 +236,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--big-mib", type=int, default=256)
-    ap.add_argument("--only", default="read,copy,write")
+    ap.add_argument("--only", default="read,copy,write,journal")
     ap.add_argument("--block-size", type=int, default=4096)
     args = ap.parse_args()
     global BLOCK_SIZE
@@ -186,6 +272,8 @@ def main() -> int:
                     (mke2fs_tree, src, t / "w2.img", 128 << 20), args.repeats)
             res = subprocess.run(["e2fsck", "-fn", str(t / "w1.img")], capture_output=True)
             print(f"e2fsck -fn of the driver-written image: rc {res.returncode}")
+        if "journal" in args.only:
+            journal_costs(t, args.repeats)
     return 0
 
 

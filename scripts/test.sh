@@ -18,6 +18,7 @@ need fio fio
 need ip iproute2
 need sfdisk fdisk
 need sgdisk gdisk
+need setfacl acl
 need tcpdump tcpdump
 need tshark tshark
 need socat socat

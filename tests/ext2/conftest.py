@@ -10,7 +10,6 @@ import random
 import shutil
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,13 +68,11 @@ def mounted(path: Path, **kw) -> Iterator[ExtFileSystem]:
 
 @contextlib.contextmanager
 def loop_mount(path: Path, readonly: bool = True) -> Iterator[Path]:
-    mnt = Path(tempfile.mkdtemp(prefix="ext2mnt"))
-    run("mount", "-o", "loop," + ("ro" if readonly else "rw"), str(path), str(mnt))
-    try:
+    """A root loop mount on a unique mount point; always unmounted and detached."""
+    from .kimages import loop_mounted
+
+    with loop_mounted(path, readonly) as mnt:
         yield mnt
-    finally:
-        run("umount", str(mnt))
-        mnt.rmdir()
 
 
 def resolve(fs: ExtFileSystem, path: str):
@@ -265,3 +262,43 @@ def needs_tools() -> None:
 
 def dev_mode(mode: int) -> int:
     return mode & S_IFMT
+
+
+# -- images made by the Linux kernel (tests/ext2/kimages.py) -------------------------------------
+class KernelImages:
+    """Kernel-populated images, each built once per session on first use; ``copy`` gives a
+    test its own sparse copy to change."""
+
+    VARIANTS = {   # name: (fstype, size, mke2fs options, with the 50,000-name directory)
+        "ext4": ("ext4", "256M", ["-b", "4096", "-I", "256"], True),
+        "ext4-1k": ("ext4", "128M", ["-b", "1024", "-I", "256"], False),
+        "ext4-inline": ("ext4", "128M", ["-b", "4096", "-I", "256", "-O", "inline_data"], False),
+        "ext4-128": ("ext4", "128M", ["-b", "4096", "-I", "128"], False),
+        "ext4-nocsum": ("ext4", "128M", ["-b", "4096", "-O", "^metadata_csum,^64bit"], False),
+        "ext3": ("ext3", "128M", ["-b", "2048"], False),
+        "ext2": ("ext2", "128M", ["-b", "4096"], False),
+    }
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.built: dict[str, Path] = {}
+
+    def image(self, name: str) -> Path:
+        from . import kimages
+
+        if name not in self.built:
+            fstype, size, opts, big = self.VARIANTS[name]
+            self.built[name] = kimages.build(self.base / f"{name}.img", fstype, size, opts,
+                                             big=big)
+        return self.built[name]
+
+    def copy(self, name: str, dest: Path) -> Path:
+        run("cp", "--sparse=always", str(self.image(name)), str(dest))
+        return dest
+
+
+@pytest.fixture(scope="session")
+def kernel_images(tmp_path_factory) -> KernelImages:
+    if os.geteuid() != 0 or shutil.which("setfacl") is None:
+        pytest.skip("kernel-made images need root (loop mounts) and setfacl (acl)")
+    return KernelImages(tmp_path_factory.mktemp("kimages"))

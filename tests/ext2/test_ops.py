@@ -288,7 +288,25 @@ def test_mount_and_failed_mount_return_cache_memory():
     assert kmem.in_use > 0
     ok.unmount()
     assert kmem.in_use == 0 and not kmem.reclaimers
+    from rumpkernel.fs.ext2.mount import _backup_super
+
+    _, backup = _backup_super(dev)
+    bs = len(dev.data) // Ext4Type.mount(MountContext(dev=dev)).vol.geo.blocks_count
     dev.data[1024 + 0x3FC] ^= 1                          # superblock checksum now wrong
+    dev.data[backup * bs + 0x3FC] ^= 1                   # and its backup's
     with pytest.raises(KernelError):
         Ext4Type.mount(MountContext(dev=dev, kmem=kmem))
     assert kmem.in_use == 0 and not kmem.reclaimers
+
+
+def test_damaged_primary_superblock_falls_back_to_a_backup():
+    """As e2fsck does: a torn or damaged primary superblock, a good backup -> mounted
+    read-only, saying why (journal replay restores the primary when it holds it)."""
+    dev, fs = fresh()
+    fs.create(fs.vget(2), b"kept", REG, 0, 0, 0)
+    fs.unmount()
+    dev.data[1024 + 0x3FC] ^= 1
+    fs = Ext4Type.mount(MountContext(dev=dev))
+    assert fs.readonly and fs.ro_reason == "primary superblock damaged (run e2fsck)"
+    assert fs.lookup(fs.vget(2), b"kept")
+    fs.unmount()

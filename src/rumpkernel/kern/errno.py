@@ -113,6 +113,8 @@ class Errno(enum.IntEnum):
     EPROTO = 96
     # Not in NetBSD: Linux's "Structure needs cleaning", what ext4 reports for corruption.
     EUCLEAN = 97
+    # Not in NetBSD: Linux's "Required key not available" (an encrypted file without its key).
+    ENOKEY = 98
 
 
 class KernelError(Exception):

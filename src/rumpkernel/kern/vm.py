@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rumpkernel.kern.abi import PATH_MAX
 from rumpkernel.kern.errno import Errno, KernelError
-
-PATH_MAX = 1024
 
 
 class LocalVmspace:

@@ -24,7 +24,7 @@ from rumpkernel.vfs.fstype import FileSystemType, MountContext
 
 
 class _ExtType(FileSystemType):
-    option_names: ClassVar[frozenset[str]] = frozenset({"ro", "rw"})
+    option_names: ClassVar[frozenset[str]] = frozenset({"ro", "rw", "nojournal"})
     flavour: ClassVar[str] = "ext4"
 
     @classmethod

@@ -6,6 +6,7 @@ Interface (the same as ``extents.ExtentMap``):
     m.runs(lblk, count) -> [(lblk, pblk, n)]        pblk 0 = hole; contiguous blocks coalesced
     m.map_alloc(lblk, count, goal) -> [(lblk, pblk, n, new)]      ENOSPC, EFBIG
     m.truncate(first_lblk)
+    m.punch(first, end)                             frees the blocks of [first, end)
     m.next_data(lblk) -> int | None
     m.store()                                       nothing to do: changes are written in place
 
@@ -110,6 +111,30 @@ class IndirectMap:
             lblk += stop - idx
         return None
 
+    def all_blocks(self) -> list[tuple[int, int]]:
+        """[(pblk, n)] of every block the map holds: data and indirect blocks (reads them)."""
+        out = [(p, 1) for p in struct.unpack("<12I", bytes(self.node.iblock[:48])) if p]
+        for level, slot in ((1, 12), (2, 13), (3, 14)):
+            p = self._root(slot)
+            if p:
+                self._collect(p, level, out)
+        return out
+
+    def _collect(self, blk: int, level: int, out: list[tuple[int, int]]) -> None:
+        out.append((blk, 1))
+        for p in self._ptrs(blk):
+            if not p:
+                continue
+            if level == 1:
+                self.vol.check_block(p, 1, f"inode {self.node.ino} data block")
+                last = out[-1]
+                if last[0] + last[1] == p:
+                    out[-1] = (last[0], last[1] + 1)
+                else:
+                    out.append((p, 1))
+            else:
+                self._collect(p, level - 1, out)
+
     # -- allocation ---------------------------------------------------------------------------
     def map_alloc(self, lblk: int, count: int, goal: int) -> list[tuple[int, int, int, bool]]:
         if lblk + count > self.limits[3]:
@@ -164,37 +189,42 @@ class IndirectMap:
         buf[idx * 4:idx * 4 + 4] = value.to_bytes(4, "little")
         self.vol.write(blk, buf)
 
-    # -- truncation ---------------------------------------------------------------------------
+    # -- truncation and holes -----------------------------------------------------------------
     def truncate(self, first: int) -> None:
+        self.punch(first, self.limits[3])
+
+    def punch(self, first: int, end: int) -> None:
+        """Free every block in logical blocks [first, end), and indirect blocks left empty."""
         ib = self.node.iblock
-        for i in range(min(first, NDIR), NDIR):
+        for i in range(min(first, NDIR), min(end, NDIR)):
             p = int.from_bytes(ib[i * 4:i * 4 + 4], "little")
             if p:
                 self._free(p)
                 ib[i * 4:i * 4 + 4] = b"\0\0\0\0"
         for level, slot in ((1, 12), (2, 13), (3, 14)):
-            base = self.limits[level - 1]
+            base, top = self.limits[level - 1], self.limits[level]
             p = self._root(slot)
-            if p and self._trunc_tree(p, level, max(0, first - base)):
+            if p and first < top and end > base and \
+                    self._punch_tree(p, level, max(0, first - base), min(end, top) - base):
                 self._free(p)
                 ib[slot * 4:slot * 4 + 4] = b"\0\0\0\0"
         self.node.dirty = True
 
-    def _trunc_tree(self, blk: int, level: int, first: int) -> bool:
-        """Free everything at or after relative block ``first`` below ``blk``; True when the
+    def _punch_tree(self, blk: int, level: int, first: int, end: int) -> bool:
+        """Free everything in relative blocks [first, end) below ``blk``; True when the
         indirect block itself became empty (the caller frees it)."""
         ptrs = list(self._ptrs(blk))
         span = self.per ** (level - 1)
         changed = False
         for i, p in enumerate(ptrs):
-            if not p or (i + 1) * span <= first:
+            lo, hi = i * span, (i + 1) * span
+            if not p or hi <= first or lo >= end:
                 continue
-            if level == 1 or self._trunc_tree(p, level - 1, max(0, first - i * span)):
+            if level == 1 or self._punch_tree(p, level - 1, max(0, first - lo),
+                                              min(end, hi) - lo):
                 self._free(p)
                 ptrs[i] = 0
-            else:
-                continue
-            changed = True
+                changed = True
         if not any(ptrs):
             return True
         if changed:

@@ -69,8 +69,10 @@ def _has_tail(data: bytes, bs: int) -> bool:
 
 
 def parse_entries(fs: Any, data: bytes, start: int, limit: int, where: str,
-                  first_block: bool) -> list[tuple[int, int, int, int, bytes]]:
-    """[(offset, ino, rec_len, ftype, name)] of the entry chain in data[start:limit]."""
+                  first_block: bool, ciphertext: bool = False,
+                  ) -> list[tuple[int, int, int, int, bytes]]:
+    """[(offset, ino, rec_len, ftype, name)] of the entry chain in data[start:limit].
+    ``ciphertext``: an encrypted directory's names are any bytes (never used as paths)."""
     bs = fs.vol.block_size
     filetype = fs.filetype
     out = []
@@ -86,7 +88,7 @@ def parse_entries(fs: Any, data: bytes, start: int, limit: int, where: str,
             raise corrupt(f"ext: {where}: bad entry at {off} (rec_len {rec_len})")
         if ino:
             name = bytes(data[off + 8:off + 8 + nl])
-            if nl == 0 or b"/" in name or b"\0" in name:
+            if nl == 0 or (not ciphertext and (b"/" in name or b"\0" in name)):
                 raise corrupt(f"ext: {where}: bad name {name!r}")
             if ino > fs.vol.geo.inodes_count:
                 raise corrupt(f"ext: {where}: inode {ino} out of range")
@@ -100,24 +102,31 @@ def parse_entries(fs: Any, data: bytes, start: int, limit: int, where: str,
 def _block_entries(fs: Any, dnode: Any, lblk: int, data: bytes) -> list[tuple[Any, ...]]:
     bs = fs.vol.block_size
     where = f"directory {dnode.ino} block {lblk}"
+    if _is_dx_block(data, bs, lblk, dnode):
+        # An index block (as Linux decides: block 0, or a whole-block empty entry): its
+        # checksum is the index's own; Linux may leave a stale leaf tail at its end.
+        return parse_entries(fs, data, 0, bs, where, True, _enc(dnode)) if lblk == 0 else []
     limit = bs
     if fs.vol.metadata_csum:
-        if _has_tail(data, bs):
-            limit = bs - L.DIR_TAIL_SIZE
-            want = int.from_bytes(data[bs - 4:], "little")
-            if fs.vol.csum(dnode.seed, data[:limit]) != want:
-                raise corrupt(f"ext: {where}: checksum mismatch")
-        elif not _is_dx_block(data, bs, lblk, dnode):
+        if not _has_tail(data, bs):
             raise corrupt(f"ext: {where}: no checksum tail")
-    return parse_entries(fs, data, 0, limit, where, lblk == 0)
+        limit = bs - L.DIR_TAIL_SIZE
+        want = int.from_bytes(data[bs - 4:], "little")
+        if fs.vol.csum(dnode.seed, data[:limit]) != want:
+            raise corrupt(f"ext: {where}: checksum mismatch")
+    return parse_entries(fs, data, 0, limit, where, lblk == 0, _enc(dnode))
 
 
-def _is_dx_block(data: bytes, bs: int, lblk: int, dnode: Any) -> bool:
+def _enc(dnode: Any) -> bool:
+    return bool(dnode.flags & L.INODE_ENCRYPT_FL)
+
+
+def _is_dx_block(data: bytes | bytearray, bs: int, lblk: int, dnode: Any) -> bool:
     if not dnode.flags & L.INODE_INDEX_FL:
         return False
-    ino, rec_len, _, _ = _HEAD.unpack_from(data, 0)
     if lblk == 0:
         return True
+    ino, rec_len, _, _ = _HEAD.unpack_from(data, 0)
     return ino == 0 and L.decode_rec_len(rec_len, bs) == bs
 
 
@@ -169,13 +178,15 @@ def inline_entries(fs: Any, dnode: Any) -> list[tuple[int, int, int, int, bytes]
     buf = ib[4:] + extra
     where = f"inline directory {dnode.ino}"
     out = [(0, dnode.ino, 0, L.FT_DIR, b"."), (0, parent, 0, L.FT_DIR, b"..")]
-    out += parse_entries(fs, buf, 0, 56, where, False)
+    out += parse_entries(fs, buf, 0, 56, where, False, _enc(dnode))
     if extra:
-        out += parse_entries(fs, buf, 56, len(buf), where, False)
+        out += parse_entries(fs, buf, 56, len(buf), where, False, _enc(dnode))
     return out
 
 
 def lookup(fs: Any, dnode: Any, name: bytes) -> int | None:
+    if name in (b".", b".."):
+        return dot_entry(fs, dnode, name)
     dc = dnode.dcache
     if dc is None and not dnode.inline and dnode.flags & L.INODE_INDEX_FL and fs.dir_index:
         found = _dx_lookup(fs, dnode, name)
@@ -183,6 +194,22 @@ def lookup(fs: Any, dnode: Any, name: bytes) -> int | None:
             return found or None
     ent = load_cache(fs, dnode).names.get(name)
     return ent[0] if ent else None
+
+
+def dot_entry(fs: Any, dnode: Any, name: bytes) -> int:
+    """``.`` or ``..`` of a directory, from its first block (or inline header) alone: they are
+    never in an htree leaf, so the index cannot find them."""
+    dc = dnode.dcache
+    if dc is not None:
+        return dc.names[name][0]
+    if dnode.inline:
+        ents = inline_entries(fs, dnode)
+    else:
+        ents = _block_entries(fs, dnode, 0, fs.read_dir_block(dnode, 0))
+    want = 0 if name == b"." else 1
+    if len(ents) <= want or ents[want][4] != name:
+        raise corrupt(f"ext: directory {dnode.ino}: missing {name.decode()} entry")
+    return ents[want][1]
 
 
 def readdir(fs: Any, dnode: Any, cookie: int) -> list[DirEnt]:
@@ -641,8 +668,25 @@ def set_entry(fs: Any, dnode: Any, name: bytes, ino: int, ftype: int) -> None:
     buf[off:off + 4] = ino.to_bytes(4, "little")
     if fs.filetype:
         buf[off + 7] = ftype
-    write_block(fs, dnode, pblk, buf)
+    if _is_dx_block(buf, fs.vol.block_size, lblk, dnode):
+        _dx_rewrite(fs, dnode, lblk, buf)     # ``..`` lives in the index root
+    else:
+        write_block(fs, dnode, pblk, buf)
     ent[0], ent[1] = ino, ftype
+
+
+def _dx_rewrite(fs: Any, dnode: Any, lblk: int, buf: bytearray) -> None:
+    """Write an index block whose entry part changed, with the index checksum (not a leaf
+    tail, which would overwrite the index's own tail)."""
+    off = L.DX_ROOT_ENTRIES_OFFSET if lblk == 0 else L.DX_NODE_ENTRIES_OFFSET
+    if fs.vol.metadata_csum:
+        limit, count = struct.unpack_from("<HH", buf, off)
+        if limit != _dx_limit(fs, off) or not 0 < count <= limit:
+            raise corrupt(f"ext: directory {dnode.ino}: bad index block {lblk}")
+        tail = off + limit * 8
+        buf[tail:tail + 4] = b"\0\0\0\0"
+        _U32.pack_into(buf, tail + 4, _dx_csum(fs, dnode, buf, off, count))
+    fs.vol.write(load_cache(fs, dnode).blocks[lblk], buf)
 
 
 def is_empty(fs: Any, dnode: Any) -> bool:

@@ -6,6 +6,7 @@ Interface (the same as ``blockmap.IndirectMap``):
     m.runs(lblk, count) -> [(lblk, pblk, n)]       pblk 0 = hole (unwritten extents too)
     m.map_alloc(lblk, count, goal) -> [(lblk, pblk, n, new)]   allocates holes (ENOSPC)
     m.truncate(first_lblk)              frees every block at or after ``first_lblk``
+    m.punch(first, end)                 frees the blocks of [first, end) (a hole)
     m.next_data(lblk) -> int | None     first mapped logical block >= lblk
     m.store()                           writes the tree (root in i_block, nodes in blocks)
 
@@ -132,6 +133,10 @@ class ExtentMap:
                 return max(lblk, e[0])
         return None
 
+    def all_blocks(self) -> list[tuple[int, int]]:
+        """[(pblk, n)] of every block the map holds: extents and tree nodes."""
+        return [(e[1], e[2]) for e in self.exts] + [(b, 1) for b in self.tree_blocks]
+
     def mapped_blocks(self) -> int:
         return sum(e[2] for e in self.exts)
 
@@ -157,7 +162,13 @@ class ExtentMap:
             lblk += n
         return out
 
+    def _note(self) -> None:
+        """Before a change: let the running operation's undo log keep the old list."""
+        if self.vol.txn is not None:
+            self.vol.txn.note_map(self)
+
     def _alloc(self, i: int, lblk: int, want: int, goal: int) -> tuple[int, int]:
+        self._note()
         exts = self.exts
         if i >= 0:
             prev = exts[i]
@@ -174,6 +185,7 @@ class ExtentMap:
         return pblk, n
 
     def _convert_unwritten(self, e: list[int]) -> None:
+        self._note()
         bs = self.vol.block_size
         done = 0
         while done < e[2]:
@@ -184,18 +196,24 @@ class ExtentMap:
         self.dirty = True
 
     def truncate(self, first: int) -> None:
-        exts = self.exts
+        self.punch(first, MAX_LBLK)
+
+    def punch(self, first: int, end: int) -> None:
+        """Free every block in logical blocks [first, end); extents across an edge split."""
+        if end <= first:
+            return
+        self._note()
         keep: list[list[int]] = []
-        for e in exts:
-            if e[0] + e[2] <= first:
+        for e in self.exts:
+            lo, hi = max(e[0], first), min(e[0] + e[2], end)
+            if lo >= hi:
                 keep.append(e)
-            elif e[0] < first:
-                cut = first - e[0]
-                self._free(e[1] + cut, e[2] - cut)
-                e[2] = cut
-                keep.append(e)
-            else:
-                self._free(e[1], e[2])
+                continue
+            self._free(e[1] + lo - e[0], hi - lo)
+            if e[0] < lo:
+                keep.append([e[0], e[1], lo - e[0], e[3]])
+            if hi < e[0] + e[2]:
+                keep.append([hi, e[1] + hi - e[0], e[0] + e[2] - hi, e[3]])
         self.exts = keep
         self.starts = [e[0] for e in keep]
         self.dirty = True
@@ -208,6 +226,7 @@ class ExtentMap:
     def store(self) -> None:
         if not self.dirty:
             return
+        self._note()
         bs = self.vol.block_size
         per_block = (bs - 12) // 12
         level = [(e[0], _ENT.pack(e[0], e[2] + (MAX_INIT_LEN if e[3] else 0), e[1] >> 32,

@@ -8,6 +8,7 @@ Interface:
     read(fs, node, offset, size) -> bytes
     write(fs, node, offset, data) -> int  ENOSPC (nothing written), EFBIG
     truncate(fs, node, size)              frees blocks past the new end, zeroes the tail
+    punch(fs, node, offset, length)       a hole, as fallocate(PUNCH_HOLE|KEEP_SIZE)
     readlink(fs, node) -> bytes
     decode_rdev(node) / encode_rdev(node, rdev)    Linux dev_t <-> i_block
     seek(fs, node, offset, data: bool) -> int      SEEK_DATA / SEEK_HOLE (ENXIO)
@@ -148,7 +149,7 @@ def _write_run(fs: Any, pblk: int, lblk: int, n: int, skip: int, chunk: memoryvi
     total = n * bs
     if skip == 0 and len(chunk) == total:
         if n == 1:
-            vol.write(pblk, bytes(chunk))
+            vol.write_data(pblk, bytes(chunk))
         else:
             vol.write_run(pblk, chunk)
         return
@@ -156,7 +157,7 @@ def _write_run(fs: Any, pblk: int, lblk: int, n: int, skip: int, chunk: memoryvi
     buf = bytearray(total) if new else bytearray(vol.read_run(pblk, n))
     buf[skip:skip + len(chunk)] = chunk
     if n == 1:
-        vol.write(pblk, buf)
+        vol.write_data(pblk, buf)
     else:
         vol.write_run(pblk, buf)
 
@@ -179,6 +180,45 @@ def truncate(fs: Any, node: Any, size: int) -> None:
     node.dirty = True
 
 
+def punch(fs: Any, node: Any, offset: int, length: int) -> None:
+    """A hole over [offset, offset+length) as ``fallocate(PUNCH_HOLE|KEEP_SIZE)``: partial
+    blocks at the edges are zeroed, whole blocks freed; the size stays.  Past the end of the
+    file nothing happens beyond its last block."""
+    if offset < 0 or length <= 0:
+        raise KernelError(Errno.EINVAL, "punch: bad range")
+    if not node.is_reg:
+        raise KernelError(Errno.EINVAL, "punch: not a regular file")
+    if node.inline:
+        fs.uninline(node)
+    bs = fs.vol.block_size
+    end = offset + length
+    if end >= node.size:                 # to the end of the last block (no stale tail bytes)
+        end = -(-node.size // bs) * bs
+    if offset >= end:
+        return
+    bmap = fs.bmap(node)
+    first, last = -(-offset // bs), end // bs
+    if offset % bs:
+        _zero_range(fs, bmap, offset, min(end, (offset // bs + 1) * bs))
+    if end % bs and end // bs >= first:
+        _zero_range(fs, bmap, end // bs * bs, end)
+    if first < last:
+        bmap.punch(first, last)
+    node.mtime = node.ctime = fs.now()
+    node.dirty = True
+
+
+def _zero_range(fs: Any, bmap: Any, start: int, end: int) -> None:
+    """Zero bytes [start, end) of one block, if it is mapped."""
+    vol = fs.vol
+    bs = vol.block_size
+    (_, pblk, _), = bmap.runs(start // bs, 1)
+    if pblk:
+        buf = bytearray(vol.read(pblk))
+        buf[start % bs:(end - 1) % bs + 1] = bytes(end - start)
+        vol.write(pblk, buf)      # with the transaction: the old bytes stay until it commits
+
+
 def _zero_tail(fs: Any, bmap: Any, size: int) -> None:
     vol = fs.vol
     bs = vol.block_size
@@ -186,7 +226,7 @@ def _zero_tail(fs: Any, bmap: Any, size: int) -> None:
     if pblk:
         buf = bytearray(vol.read(pblk))
         buf[size % bs:] = bytes(bs - size % bs)
-        vol.write(pblk, buf)
+        vol.write(pblk, buf)      # with the transaction: the old bytes stay until it commits
 
 
 def seek(fs: Any, node: Any, offset: int, data: bool) -> int:

@@ -6,30 +6,37 @@ journal) and implements the vnode operations of ``vfs.vnode_table``.  Nodes are
 cached, until ``reclaim``.
 
 Rules:
-- Writes bypass the journal: a read-write mount first replays a journal that needs recovery,
-  then clears the clean flag in the superblock (so a crash is caught by fsck, as for ext2),
-  writes metadata in place, and on ``unmount`` writes everything back and sets the clean flag.
-  The journal itself is left empty (``s_start == 0``), as after a clean Linux unmount.
-- Unlinked inodes are freed by ``inactive`` (last reference gone) or at ``unmount``.
+- Every modifying operation is all or nothing (``txn.py``).  With a journal (ext3/ext4),
+  metadata changes collect in one running transaction, committed through JBD2 between
+  operations (``jwrite.py``, data=ordered: file data goes to its place first) at sync,
+  fsync, unmount, when it grows large, and when space waits on frees; blocks freed by the
+  running transaction are reused only after it commits.  The superblock says
+  needs_recovery and not-clean from the first change; a clean unmount empties the journal.
+  Without a journal (ext2, or a journal format we do not write) metadata is written back
+  in place, the file system marked not clean from the first change until unmount.
+- Unlinked inodes are freed by ``inactive`` (last reference gone) or at ``unmount``; with a
+  journal they sit on the orphan list in between, so a crash cannot leak them.
 - htree directories keep their index: a new entry goes to the leaf its hash selects, full
   leaves and index nodes split, a full one-level index grows a second level; only when that
   is full too is the index dropped (the directory turns linear, which Linux and e2fsck
   accept).  A linear directory that outgrows its first block becomes an htree (dir_index).
 - Inline-data inodes are read in place; one that is changed is first moved into ordinary
   blocks (``inline.uninline``); new inodes are never inline.  Casefolded, bigalloc, quota and
-  other features listed in ``mount.py`` mount read-only; encrypted ones are refused.
+  other features listed in ``mount.py`` mount read-only; encrypted ones read as Linux reads
+  them without the key (``crypt.py``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rumpkernel.fs.ext2 import dirs, fileio, inline, xattr
+from rumpkernel.fs.ext2 import acl, crypt, dirs, fileio, inline, xattr
 from rumpkernel.fs.ext2 import layout as L
 from rumpkernel.fs.ext2.blockmap import IndirectMap
 from rumpkernel.fs.ext2.extents import ExtentMap, empty_root
 from rumpkernel.fs.ext2.inode import Inode
 from rumpkernel.fs.ext2.mount import MountState
+from rumpkernel.fs.ext2.txn import Txn
 from rumpkernel.kern.errno import Errno, KernelError, corrupt
 from rumpkernel.vfs.vattr import (
     S_IFBLK,
@@ -43,7 +50,7 @@ from rumpkernel.vfs.vattr import (
     VAttr,
     dtype_of,
 )
-from rumpkernel.vfs.vnode_if import FileSystem
+from rumpkernel.vfs.vnode_if import MODIFYING_OPS, FileSystem
 
 _FT = {0o100000: L.FT_REG, 0o040000: L.FT_DIR, 0o020000: L.FT_CHR, 0o060000: L.FT_BLK,
        0o010000: L.FT_FIFO, 0o140000: L.FT_SOCK, 0o120000: L.FT_SYMLINK}
@@ -61,17 +68,44 @@ def ftype_of(mode: int) -> int:
     return _FT.get(mode & S_IFMT, L.FT_UNKNOWN)
 
 
-def _noting_corruption(fn: Any) -> Any:
-    """Wrap a vnode operation: corruption found on a writable mount is recorded in the
-    superblock (error state, count, times), as Linux does, before the error is passed on."""
+def _operation(fn: Any, modifying: bool) -> Any:
+    """Wrap a vnode operation.  A modifying one runs inside an undo log (``txn.py``): if it
+    fails, whatever it changed is put back (all or nothing).  Corruption found on a writable
+    mount is then recorded in the superblock (error state, count, times), as Linux does.
+    When journaling, a transaction is committed between operations once it grows large, and
+    an operation that ran out of space while blocks wait for a commit to be freed is retried
+    after one."""
 
     def op(self: ExtFileSystem, *args: Any) -> Any:
-        try:
-            return fn(self, *args)
-        except KernelError as err:
-            if err.errno == Errno.EUCLEAN:
-                self.note_error(str(err.detail or ""))
-            raise
+        vol = self.vol
+        if not modifying or self.readonly or vol.txn is not None:
+            try:
+                return fn(self, *args)
+            except KernelError as err:
+                if err.errno == Errno.EUCLEAN and vol.txn is None:
+                    self.note_error(str(err.detail or ""))
+                raise
+        for attempt in (0, 1):
+            txn = vol.txn = Txn(self, tuple(a for a in args if isinstance(a, Inode)))
+            try:
+                result = fn(self, *args)
+            except BaseException as err:
+                vol.txn = None
+                txn.rollback()
+                if isinstance(err, KernelError):
+                    if err.errno == Errno.ENOSPC and not attempt and (
+                            vol.pending_frees or vol.pending_ifrees):
+                        self.release_frees()
+                        continue
+                    if err.errno == Errno.EUCLEAN:
+                        self.note_error(str(err.detail or ""))
+                raise
+            vol.txn = None
+            txn.commit()
+            if vol.journaled and len(vol.overlay) >= self.commit_at:
+                self.commit()
+            return result
+        raise AssertionError("unreachable")
 
     op.__name__, op.__doc__, op.__qualname__ = fn.__name__, fn.__doc__, fn.__qualname__
     return op
@@ -134,10 +168,15 @@ class ExtFileSystem(MountState, FileSystem):
     # -- attributes ---------------------------------------------------------------------------
     def getattr(self, node: Inode) -> VAttr:
         rdev = fileio.decode_rdev(node) if node.mode & S_IFMT in (S_IFCHR, S_IFBLK) else 0
+        blocks, size = node.blocks, node.size
+        if node.is_lnk and crypt.is_encrypted(node):   # the no-key target's length
+            size = len(crypt.readlink(self, node))
+        if node.inline and node.is_reg:   # as Linux: so tools do not take it for all holes
+            blocks += (node.size + 511) >> 9
         return VAttr(
             ino=node.ino, mode=node.mode, nlink=node.links, uid=node.uid, gid=node.gid,
-            size=node.size, atime_ns=node.atime, mtime_ns=node.mtime, ctime_ns=node.ctime,
-            birthtime_ns=node.crtime, rdev=rdev, blocks=node.blocks,
+            size=size, atime_ns=node.atime, mtime_ns=node.mtime, ctime_ns=node.ctime,
+            birthtime_ns=node.crtime, rdev=rdev, blocks=blocks,
             blksize=self.vol.block_size, gen=node.generation, flags=bsd_flags(node.flags))
 
     def setattr(self, node: Inode, changes: SetAttr) -> None:
@@ -152,10 +191,10 @@ class ExtFileSystem(MountState, FileSystem):
             node.uid = changes.uid
         if changes.gid is not None:
             node.gid = changes.gid
-        if changes.atime_ns is not None:
-            node.atime = changes.atime_ns
+        if changes.atime_ns is not None:     # clamped to the format, as Linux does
+            node.atime = node.fit_time(changes.atime_ns, "a")
         if changes.mtime_ns is not None:
-            node.mtime = changes.mtime_ns
+            node.mtime = node.fit_time(changes.mtime_ns, "m")
         node.ctime = self.now()
         node.dirty = True
 
@@ -165,7 +204,10 @@ class ExtFileSystem(MountState, FileSystem):
             raise KernelError(Errno.ENOTDIR, "ext: lookup in a non-directory")
         if name == b".":
             return dnode.ino
-        ino = dirs.lookup(self, dnode, name)
+        if crypt.is_encrypted(dnode) and name != b"..":
+            ino = crypt.lookup(self, dnode, name)
+        else:
+            ino = dirs.lookup(self, dnode, name)
         if ino is None:
             raise KernelError(Errno.ENOENT, name.decode("utf-8", "replace"))
         return ino
@@ -174,6 +216,8 @@ class ExtFileSystem(MountState, FileSystem):
         if not dnode.is_dir:
             raise KernelError(Errno.ENOTDIR, "ext: readdir of a non-directory")
         ents = dirs.readdir(self, dnode, cookie)
+        if crypt.is_encrypted(dnode):
+            ents = crypt.listed(self, dnode, ents)
         if not self.filetype:
             return [DirEnt(e.name, e.ino, dtype_of(self.vget(e.ino).mode), e.cookie)
                     for e in ents]
@@ -185,6 +229,8 @@ class ExtFileSystem(MountState, FileSystem):
         ino = self.vol.alloc_inode(group, mode & S_IFMT == S_IFDIR)
         self.generation = (self.generation + 1) & 0xFFFFFFFF
         node = Inode.new(self.vol, ino, mode, uid, gid, self.now(), self.generation)
+        if self.vol.txn is not None:
+            self.vol.txn.new_inode(node)
         if self.extents and mode & S_IFMT in (0o100000, S_IFDIR):
             node.flags |= L.INODE_EXTENTS_FL
             node.iblock[:] = empty_root()
@@ -192,12 +238,7 @@ class ExtFileSystem(MountState, FileSystem):
         return node
 
     def _link_into(self, dnode: Inode, name: bytes, node: Inode) -> None:
-        try:
-            dirs.add_entry(self, dnode, name, node.ino, ftype_of(node.mode))
-        except KernelError:
-            node.links = 0
-            self._free_inode(node)
-            raise
+        dirs.add_entry(self, dnode, name, node.ino, ftype_of(node.mode))
         dnode.mtime = dnode.ctime = self.now()
         dnode.dirty = True
 
@@ -224,12 +265,7 @@ class ExtFileSystem(MountState, FileSystem):
             raise KernelError(Errno.EMLINK, "ext: too many subdirectories")
         node = self._new_node(dnode, S_IFDIR | (mode & 0o7777), uid, gid)
         node.links = 2
-        try:
-            (_, pblk, _, _), = self.bmap(node).map_alloc(0, 1, self.goal_for(node))
-        except KernelError:
-            node.links = 0
-            self._free_inode(node)
-            raise
+        (_, pblk, _, _), = self.bmap(node).map_alloc(0, 1, self.goal_for(node))
         node.size = self.vol.block_size
         dirs.write_block(self, node, pblk, dirs.new_dir_block(self, node.ino, dnode.ino, node))
         self._link_into(dnode, name, node)
@@ -262,13 +298,8 @@ class ExtFileSystem(MountState, FileSystem):
             if self.extents:
                 node.flags |= L.INODE_EXTENTS_FL
                 node.iblock[:] = empty_root()
-            try:
-                (_, pblk, _, _), = self.bmap(node).map_alloc(0, 1, self.goal_for(node))
-                self.vol.write(pblk, target.ljust(self.vol.block_size, b"\0"))
-            except KernelError:
-                node.links = 0
-                self._free_inode(node)
-                raise
+            (_, pblk, _, _), = self.bmap(node).map_alloc(0, 1, self.goal_for(node))
+            self.vol.write(pblk, target.ljust(self.vol.block_size, b"\0"))
         self._link_into(dnode, name, node)
         return node.ino
 
@@ -283,20 +314,25 @@ class ExtFileSystem(MountState, FileSystem):
 
     def unlink(self, dnode: Inode, name: bytes, node: Inode) -> None:
         self._check_rw()
+        if node.links <= 1:
+            self._prepare_free(node)
         dirs.remove_entry(self, dnode, name)
         node.links = max(0, node.links - 1)
         node.ctime = dnode.mtime = dnode.ctime = self.now()
         node.dirty = dnode.dirty = True
+        self._orphan_add(node)
 
     def rmdir(self, dnode: Inode, name: bytes, node: Inode) -> None:
         self._check_rw()
         if not dirs.is_empty(self, node):
             raise KernelError(Errno.ENOTEMPTY, name.decode("utf-8", "replace"))
+        self._prepare_free(node)
         dirs.remove_entry(self, dnode, name)
         node.links = 0
         self._dec_dir_links(dnode)
         node.ctime = dnode.mtime = dnode.ctime = self.now()
         node.dirty = True
+        self._orphan_add(node)
 
     def rename(self, sdnode: Inode, sname: bytes, snode: Inode, tdnode: Inode, tname: bytes,
                tnode: Inode | None) -> None:
@@ -307,6 +343,8 @@ class ExtFileSystem(MountState, FileSystem):
         if tnode is not None:
             if tnode.is_dir and not dirs.is_empty(self, tnode):
                 raise KernelError(Errno.ENOTEMPTY, tname.decode("utf-8", "replace"))
+            if tnode.is_dir or tnode.links <= 1:
+                self._prepare_free(tnode)
             dirs.set_entry(self, tdnode, tname, snode.ino, ft)
             if tnode.is_dir:
                 tnode.links = 0
@@ -315,8 +353,11 @@ class ExtFileSystem(MountState, FileSystem):
                 tnode.links = max(0, tnode.links - 1)
             tnode.ctime = self.now()
             tnode.dirty = True
+            self._orphan_add(tnode)
         else:
             dirs.add_entry(self, tdnode, tname, snode.ino, ft)
+        if sdnode is not tdnode:
+            self.barrier()            # ext2: the new name is on the disk before the old goes
         dirs.remove_entry(self, sdnode, sname)
         if snode.is_dir and sdnode is not tdnode:
             dirs.set_entry(self, snode, b"..", tdnode.ino, L.FT_DIR)
@@ -328,11 +369,15 @@ class ExtFileSystem(MountState, FileSystem):
 
     # -- contents -----------------------------------------------------------------------------
     def readlink(self, node: Inode) -> bytes:
+        if crypt.is_encrypted(node) and node.is_lnk:
+            return crypt.readlink(self, node)
         return fileio.readlink(self, node)
 
     def read(self, node: Inode, offset: int, size: int) -> bytes:
         if node.is_dir:
             raise KernelError(Errno.EISDIR, "ext: read of a directory")
+        if crypt.is_encrypted(node):
+            raise KernelError(Errno.ENOKEY, f"ext: inode {node.ino} is encrypted (no key)")
         return fileio.read(self, node, offset, size)
 
     def write(self, node: Inode, offset: int, data: bytes) -> int:
@@ -340,6 +385,12 @@ class ExtFileSystem(MountState, FileSystem):
         if not node.is_reg:
             raise KernelError(Errno.EINVAL, "ext: write to a non-regular file")
         return fileio.write(self, node, offset, data)
+
+    def punch(self, node: Inode, offset: int, length: int) -> None:
+        """Deallocate [offset, offset+length) keeping the size (fallocate PUNCH_HOLE with
+        KEEP_SIZE; not yet a vnode operation).  EINVAL for a bad range or a non-file."""
+        self._check_rw()
+        fileio.punch(self, node, offset, length)
 
     def seek_data(self, node: Inode, offset: int) -> int:
         return fileio.seek(self, node, offset, True)
@@ -352,6 +403,8 @@ class ExtFileSystem(MountState, FileSystem):
         attrs = xattr.load(self, node)
         if name not in attrs or name == xattr.INLINE_NAME:
             raise KernelError(Errno.ENOATTR, name.decode("utf-8", "replace"))
+        if name in (acl.ACCESS, acl.DEFAULT):
+            return acl.from_disk(attrs[name])
         return attrs[name]
 
     def listxattr(self, node: Inode) -> list[bytes]:
@@ -367,9 +420,28 @@ class ExtFileSystem(MountState, FileSystem):
         if flags & 2 and name not in attrs:
             raise KernelError(Errno.ENOATTR, name.decode("utf-8", "replace"))
         xattr.split_name(name)
-        attrs[name] = bytes(value)
+        if name in (acl.ACCESS, acl.DEFAULT):
+            self._set_acl(node, attrs, name, bytes(value))
+        else:
+            attrs[name] = bytes(value)
         xattr.store(self, node, attrs)
         node.ctime = self.now()
+
+    def _set_acl(self, node: Inode, attrs: dict[bytes, bytes], name: bytes,
+                 value: bytes) -> None:
+        """Linux's ext4_set_acl: the value arrives in xattr format and is stored in ext4's
+        (EINVAL if malformed); an access ACL sets the mode's permission bits and is not
+        stored when the mode alone says the same; a default ACL needs a directory."""
+        ents = acl.parse(value)
+        if name == acl.DEFAULT and not node.is_dir:
+            raise KernelError(Errno.EACCES, "ext: default ACL on a non-directory")
+        if name == acl.ACCESS:
+            node.mode = acl.apply_to_mode(node.mode, ents)
+            node.dirty = True
+            if acl.equiv_mode(ents) is not None:
+                attrs.pop(name, None)
+                return
+        attrs[name] = acl.to_disk(value)
 
     def removexattr(self, node: Inode, name: bytes) -> None:
         self._check_rw()
@@ -382,28 +454,124 @@ class ExtFileSystem(MountState, FileSystem):
 
     # -- whole file system --------------------------------------------------------------------
     def statfs(self) -> StatFS:
+        """As Linux reports it: block counts in blocks (bigalloc free counts are clusters),
+        the metadata overhead left out of the total, and the root reserve plus the
+        delayed-allocation reserve (2% of clusters, at most 4,096) out of what is available."""
         vol = self.vol
-        fb, fi = vol.total_free()
+        free_clusters, fi = vol.total_free()
         sb = vol.sb
+        ratio = self._cluster_ratio()
+        free_clusters += sum(n for _, n in vol.pending_frees) // ratio  # free at the commit
+        fi += len(vol.pending_ifrees)
         reserved = sb.s_r_blocks_count_lo | (sb.s_r_blocks_count_hi << 32 if self.is64 else 0)
+        if self.extents:
+            reserved += min(vol.geo.blocks_count // ratio // 50, 4096) * ratio
+        bfree = free_clusters * ratio
         return StatFS(bsize=vol.block_size, frsize=vol.block_size,
-                      blocks=vol.geo.blocks_count, bfree=fb, bavail=max(0, fb - reserved),
-                      files=vol.geo.inodes_count, ffree=fi, favail=fi, namemax=255,
-                      fsid=int.from_bytes(sb.s_uuid[:8], "little"))
+                      blocks=vol.geo.blocks_count - self._overhead(), bfree=bfree,
+                      bavail=max(0, bfree - reserved), files=vol.geo.inodes_count, ffree=fi,
+                      favail=fi, namemax=255, fsid=int.from_bytes(sb.s_uuid[:8], "little"))
+
+    def _cluster_ratio(self) -> int:
+        sb = self.vol.sb
+        if self.vol.geo.ro_compat & L.RO_COMPAT_BIGALLOC:
+            return 1 << (sb.s_log_cluster_size - sb.s_log_block_size)
+        return 1
+
+    def _overhead(self) -> int:
+        """Blocks of metadata (superblocks, descriptors, bitmaps, inode tables, journal), as
+        the superblock records it or as Linux's ext4_calculate_overhead counts it."""
+        if self._overhead_blocks is None:
+            vol = self.vol
+            geo = vol.geo
+            if vol.sb.s_overhead_clusters:
+                n = vol.sb.s_overhead_clusters * self._cluster_ratio()
+            else:
+                n = geo.first_data_block + geo.group_count * (2 + geo.itable_blocks)
+                n += sum(len(geo.super_and_gdt(g)) for g in range(geo.group_count))
+                if geo.compat & L.COMPAT_HAS_JOURNAL and vol.sb.s_journal_inum:
+                    ino = vol.sb.s_journal_inum
+                    try:
+                        n += Inode.decode(vol, ino, vol.read_inode_raw(ino)).size // \
+                            vol.block_size
+                    except KernelError:
+                        pass
+            self._overhead_blocks = min(n, geo.blocks_count)
+        return self._overhead_blocks
 
     def info(self) -> dict[str, object]:
         sb = self.vol.sb
         return {"type": self.fstype, "uuid": sb.s_uuid.hex(), "label": self.label,
                 "block_size": self.vol.block_size, "blocks": self.vol.geo.blocks_count,
-                "readonly": self.readonly, "replayed_journal": self.replayed,
+                "readonly": self.readonly, "ro_reason": self.ro_reason,
+                "replayed_journal": self.replayed,
                 "features": self.feature_names()}
 
     # -- freeing ------------------------------------------------------------------------------
+    def _prepare_free(self, node: Inode) -> None:
+        """Before the last name of ``node`` goes: read and check everything freeing it will
+        need (block map, the bitmaps of every group it has blocks in, its xattr block, its
+        inode bitmap), so a corrupt or unreadable one fails the removal, not the free after
+        it (which would leave an unlinked inode holding its blocks)."""
+        vol = self.vol
+        geo = vol.geo
+        ranges = self.bmap(node).all_blocks() if fileio.has_map(node) else []
+        if node.file_acl:
+            xattr.load(self, node)
+            ranges.append((node.file_acl, 1))
+        for start, n in ranges:
+            vol.check_block(start, n, f"inode {node.ino} block")
+            for group in range(geo.group_of_block(start), geo.group_of_block(start + n - 1) + 1):
+                vol.block_bitmap(group)
+        vol.inode_bitmap((node.ino - 1) // geo.inodes_per_group)
+
+    def _orphan_add(self, node: Inode) -> None:
+        """Journaling: an inode whose last name went is put on the orphan list (chained
+        through i_dtime from s_last_orphan) until it is freed, so a crash in between cannot
+        leak it -- mounting (ours, Linux's) or e2fsck frees it."""
+        vol = self.vol
+        if node.links or not vol.journaled or self._orphan_prev(node) is not None:
+            return
+        node.dtime = vol.sb.s_last_orphan
+        vol.update_super(s_last_orphan=node.ino)
+        node.dirty = True
+
+    def _orphan_del(self, node: Inode) -> None:
+        prev = self._orphan_prev(node)
+        if prev is None:
+            return
+        if prev is self:
+            self.vol.update_super(s_last_orphan=node.dtime)
+        else:
+            if self.vol.txn is not None:
+                self.vol.txn.note_inode(prev)
+            prev.dtime = node.dtime
+            prev.dirty = True
+        node.dtime = 0
+
+    def _orphan_prev(self, node: Inode) -> Any:
+        """What points at ``node`` in the orphan list: ``self`` (the superblock), the inode
+        before it, or None when it is not on the list."""
+        prev: Any = self
+        ino, seen = self.vol.sb.s_last_orphan, set()
+        while ino and ino not in seen:
+            if ino == node.ino:
+                return prev
+            seen.add(ino)
+            prev = self.inodes.get(ino)
+            if prev is None:
+                return None
+            ino = prev.dtime
+        return None
+
     def _free_inode(self, node: Inode) -> None:
         if node.mode == 0:
             return
+        self._orphan_del(node)
         if fileio.has_map(node):
-            self.bmap(node).truncate(0)
+            bmap = self.bmap(node)
+            bmap.truncate(0)
+            bmap.store()          # frees the extent tree's own blocks too
             node.emap = None
         if node.file_acl:
             xattr.release_block(self, node)
@@ -430,8 +598,11 @@ class ExtFileSystem(MountState, FileSystem):
             node.dirty = False
 
 
+_MODIFYING = MODIFYING_OPS | {"inactive", "reclaim", "punch"}
 for _name in ("vget", "setattr", "lookup", "readdir", "create", "mkdir", "symlink", "link",
               "unlink", "rmdir", "rename", "readlink", "read", "write", "seek_data",
-              "seek_hole", "getxattr", "setxattr", "listxattr", "removexattr", "inactive"):
-    setattr(ExtFileSystem, _name, _noting_corruption(getattr(ExtFileSystem, _name)))
+              "seek_hole", "getxattr", "setxattr", "listxattr", "removexattr", "inactive",
+              "reclaim", "punch"):
+    setattr(ExtFileSystem, _name, _operation(getattr(ExtFileSystem, _name),
+                                             _name in _MODIFYING))
 del _name

@@ -6,6 +6,7 @@ Interface:
     Inode.new(vol, ino, mode, uid, gid, now_ns, generation) -> Inode
     inode.encode(vol) -> bytes               full ``inode_size`` bytes with a fresh checksum
     inode.is_dir / is_reg / is_lnk, inode.attr_blocks(vol)
+    inode.fit_time(ns, field) -> int         a time clamped to what the inode can store
     encode_time(ns) / decode_time(lo, extra, has_extra)
 
 Rules: ``raw`` keeps every byte this module does not interpret (in-inode extended attributes,
@@ -29,6 +30,8 @@ _MAX_SEC = (1 << 34) - (1 << 31) - 1
 _NEED_CTIME_EXTRA, _NEED_MTIME_EXTRA, _NEED_ATIME_EXTRA = 8, 12, 16
 _NEED_CRTIME, _NEED_CRTIME_EXTRA, _NEED_VERSION_HI, _NEED_PROJID = 20, 24, 28, 32
 _NEED_CSUM_HI = 4
+_NEED_EXTRA = {"a": _NEED_ATIME_EXTRA, "m": _NEED_MTIME_EXTRA, "c": _NEED_CTIME_EXTRA,
+               "cr": _NEED_CRTIME_EXTRA}
 
 
 def decode_time(lo: int, extra: int, has_extra: bool) -> int:
@@ -155,6 +158,14 @@ class Inode:
         if self.size < 0 or self.size >= 1 << 63:
             raise corrupt(f"ext: inode {self.ino}: bad size")
 
+    def fit_time(self, ns: int, field: str) -> int:
+        """``ns`` as this inode can hold it in its ``field`` ("a", "m", "c", "cr") time, as
+        Linux's timestamp_truncate: 1901..2446 in ns with the extra field, else whole seconds
+        in 1901..2038."""
+        if self.extra_isize >= _NEED_EXTRA[field]:
+            return min(max(ns, _MIN_SEC * NS), _MAX_SEC * NS + NS - 1)
+        return min(max(ns // NS, _MIN_SEC), (1 << 31) - 1) * NS
+
     # -- creating -----------------------------------------------------------------------------
     @classmethod
     def new(cls, vol: Any, ino: int, mode: int, uid: int, gid: int, now_ns: int,
@@ -191,10 +202,10 @@ class Inode:
 
     def encode(self, vol: Any) -> bytes:
         blo, bhi, flags = self._blocks_fields(vol)
-        a, ae = encode_time(self.atime)
-        m, me = encode_time(self.mtime)
-        c, ce = encode_time(self.ctime)
-        cr, cre = encode_time(self.crtime)
+        a, ae = encode_time(self.fit_time(self.atime, "a"))
+        m, me = encode_time(self.fit_time(self.mtime, "m"))
+        c, ce = encode_time(self.fit_time(self.ctime, "c"))
+        cr, cre = encode_time(self.fit_time(self.crtime, "cr"))
         base = bytes(self.raw[:L.INODE_EXTRA_END]).ljust(L.INODE_EXTRA_END, b"\0")
         head = L.InodeRec.patch(
             base,

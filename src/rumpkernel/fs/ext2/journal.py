@@ -200,11 +200,11 @@ def _descriptor(log: _Log, vol: Any, data: bytes, seq: int, pos: int, budget: in
         if budget < 0:
             return -1, 0
         block = log.block(pos)
-        if flags & L.JBD2_TAG_ESCAPE:
-            block = _BE32.pack(L.JBD2_MAGIC) + block[4:]
         if not 0 <= fsblk < vol.geo.blocks_count:
             raise corrupt(f"ext: journal names block {fsblk} outside the file system")
-        if _tag_csum_ok(log, seq, block, csum):
+        if _tag_csum_ok(log, seq, block, csum):      # the checksum is of the escaped copy
+            if flags & L.JBD2_TAG_ESCAPE:
+                block = _BE32.pack(L.JBD2_MAGIC) + block[4:]
             pending.append((fsblk, block))
         if flags & L.JBD2_TAG_LAST:
             break

@@ -2,14 +2,22 @@
 write-back and ``sync``.  ``fs.ExtFileSystem`` inherits this.
 
 Policy:
-- incompat features outside ``INCOMPAT_READ`` (compression, journal device, dirdata,
-  encryption): refused with EOPNOTSUPP naming the feature.
-- features outside ``INCOMPAT_WRITE`` / ``RO_COMPAT_WRITE`` (mmp, casefold,
-  ea_inode, bigalloc, quota, verity, orphan_present...), a non-empty orphan list, or an error
-  state recorded by the kernel: mounted read-only, with a ``ctx.log`` line saying why.
-- a journal that needs recovery is replayed into the device on a read-write mount and into
-  an in-memory overlay on a read-only one (the device is then never written).  An external
-  journal, or one that cannot be replayed, refuses a read-write mount (EROFS/EUCLEAN).
+- incompat features outside ``INCOMPAT_READ`` (compression, journal device, dirdata):
+  refused with EOPNOTSUPP naming the feature.
+- features outside ``INCOMPAT_WRITE`` / ``RO_COMPAT_WRITE`` (mmp, casefold, encrypt (read as
+  Linux reads it without the key: ``crypt.py``), ea_inode, bigalloc, quota, verity,
+  orphan_present...), a non-empty orphan list, or an error
+  state recorded by the kernel: mounted read-only, with a ``ctx.log`` line saying why; the
+  reason stays in ``fs.ro_reason`` (and ``info()["ro_reason"]``) for callers to show.
+- a journal that needs recovery is replayed into an in-memory overlay; a read-write mount
+  writes it to the device once the mount is known to succeed, then journals its own writes
+  (``jwrite.py``; mount option ``nojournal`` writes in place instead, for tools that build
+  a new image and need no crash safety until they are done).  An external journal, or one
+  that cannot be replayed, refuses a read-write mount (EROFS/EUCLEAN).
+- nothing is written while mounting until the root directory has been read and checked; the
+  superblock's mount fields (not-clean state, mount count and time) are written before the
+  first change, not at mount: a read-write mount that changes nothing, or whose every
+  operation failed, leaves the image byte-identical.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from typing import Any
 
 from rumpkernel.fs.ext2 import journal
 from rumpkernel.fs.ext2 import layout as L
+from rumpkernel.fs.ext2.csum import ext_crc32c
+from rumpkernel.fs.ext2.jwrite import JournalWriter
 from rumpkernel.fs.ext2.volume import Volume
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.vfs.fstype import MountContext
@@ -26,7 +36,8 @@ from rumpkernel.vfs.vattr import FsFeatures
 INCOMPAT_WRITE = (L.INCOMPAT_FILETYPE | L.INCOMPAT_RECOVER | L.INCOMPAT_META_BG
                   | L.INCOMPAT_EXTENTS | L.INCOMPAT_64BIT | L.INCOMPAT_FLEX_BG
                   | L.INCOMPAT_CSUM_SEED | L.INCOMPAT_LARGEDIR | L.INCOMPAT_INLINE_DATA)
-INCOMPAT_READ = INCOMPAT_WRITE | L.INCOMPAT_MMP | L.INCOMPAT_EA_INODE | L.INCOMPAT_CASEFOLD
+INCOMPAT_READ = (INCOMPAT_WRITE | L.INCOMPAT_MMP | L.INCOMPAT_EA_INODE | L.INCOMPAT_CASEFOLD
+                 | L.INCOMPAT_ENCRYPT)
 RO_COMPAT_WRITE = (L.RO_COMPAT_SPARSE_SUPER | L.RO_COMPAT_LARGE_FILE | L.RO_COMPAT_HUGE_FILE
                    | L.RO_COMPAT_GDT_CSUM | L.RO_COMPAT_DIR_NLINK | L.RO_COMPAT_EXTRA_ISIZE
                    | L.RO_COMPAT_METADATA_CSUM | L.RO_COMPAT_PROJECT)
@@ -78,6 +89,34 @@ def read_super(dev: Any) -> bytes:
     return raw[L.SUPERBLOCK_OFFSET - start:L.SUPERBLOCK_OFFSET - start + L.SUPERBLOCK_SIZE]
 
 
+def _super_ok(raw: bytes) -> bool:
+    """Magic right, and the checksum when the superblock says it has one."""
+    sb = L.Superblock.parse(raw)
+    if sb.s_magic != L.EXT2_MAGIC:
+        return False
+    if sb.s_rev_level and sb.s_feature_ro_compat & L.RO_COMPAT_METADATA_CSUM:
+        return ext_crc32c(0xFFFFFFFF, raw[:L.SB_CHECKSUM_OFFSET]) == sb.s_checksum
+    return True
+
+
+def _backup_super(dev: Any) -> tuple[bytes, int] | None:
+    """The first backup superblock (group 1) for the usual geometries, if intact."""
+    for log in range(7):
+        bs = 1024 << log
+        blk = 8 * bs + (1 if bs == 1024 else 0)
+        off = blk * bs
+        if off + L.SUPERBLOCK_SIZE > dev.size or off % dev.sector_size:
+            continue
+        try:
+            raw = dev.pread(off, L.SUPERBLOCK_SIZE)
+        except KernelError:
+            continue
+        sb = L.Superblock.parse(raw)
+        if _super_ok(raw) and sb.s_log_block_size == log and sb.s_block_group_nr == 1:
+            return raw, blk
+    return None
+
+
 def _release(bio: Any) -> None:
     """Drop the buffer cache (its memory accounting and pagedaemon hook too)."""
     bio.invalidate()
@@ -97,29 +136,100 @@ class MountState:
         self.replayed = False
         self.had_errors = False
         self.unmounted = False
+        self.mounted = False         # errors found while mounting are not recorded on disk
+        self.was_clean = False
+        self.journal: JournalWriter | None = None
+        self.commit_at = 0
+        self._overhead_blocks: int | None = None
+        self._replay: journal.Recovery | None = None
         raw = read_super(ctx.dev)
+        self.backup_sb = 0
+        if not _super_ok(raw):          # torn or damaged: a backup, as e2fsck would take
+            found = _backup_super(ctx.dev)
+            if found is None:
+                sb = L.Superblock.parse(raw)
+                if sb.s_magic != L.EXT2_MAGIC:
+                    raise KernelError(Errno.EINVAL, "ext: bad superblock magic")
+                raise KernelError(Errno.EUCLEAN, "ext: superblock checksum mismatch")
+            raw, self.backup_sb = found
+            ctx.log(f"ext: {ctx.dev.name}: primary superblock damaged; using the backup in "
+                    f"block {self.backup_sb}")
         sb = L.Superblock.parse(raw)
-        if sb.s_magic != L.EXT2_MAGIC:
-            raise KernelError(Errno.EINVAL, "ext: bad superblock magic")
         why = self._policy(sb)
-        self.readonly = bool(ctx.readonly or ctx.dev.readonly or "ro" in ctx.options or why)
-        if why and not (ctx.readonly or ctx.dev.readonly or "ro" in ctx.options):
+        asked_ro = bool(ctx.readonly or ctx.dev.readonly or "ro" in ctx.options)
+        self.readonly = asked_ro or bool(why)
+        self.ro_reason = "" if asked_ro else why
+        if self.ro_reason:
             ctx.log(f"ext: {ctx.dev.name}: mounting read-only: {why}")
         bs = 1024 << min(sb.s_log_block_size, 6)
         bio = ctx.blockio(bs)
         try:
             self.vol = Volume(bio, raw, ctx.dev.size // bs, self.readonly, ctx.log)
             self.vol.load_gds()
-            if self.vol.geo.incompat & L.INCOMPAT_RECOVER:
+            if self.vol.geo.incompat & L.INCOMPAT_RECOVER or self.backup_sb:
                 self._recover()
+            if self.backup_sb and not self.readonly and not self._primary_restored():
+                self.readonly = True
+                self.vol.readonly = True
+                self.ro_reason = "primary superblock damaged (run e2fsck)"
+                ctx.log(f"ext: {ctx.dev.name}: mounting read-only: {self.ro_reason}")
             self._settle()
+            if "_newfs" not in ctx.options:      # newfs mounts before the root exists
+                self._check_root()
+            self.mounted = True
             if not self.readonly:
-                self._mark_mounted()
-                if self.vol.sb.s_last_orphan:
-                    self._process_orphans()
+                self._finish_rw_mount()
         except BaseException:
             _release(bio)    # a failed mount gives its cache memory back
             raise
+
+    def _primary_restored(self) -> bool:
+        """Did journal replay bring back a good primary superblock?"""
+        bs = self.vol.block_size
+        blk, off = divmod(L.SUPERBLOCK_OFFSET, bs)
+        data = self.vol.overlay.get(blk)
+        return data is not None and _super_ok(data[off:off + L.SUPERBLOCK_SIZE])
+
+    def _check_root(self) -> None:
+        try:
+            root = self.vget(L.ROOT_INO)  # type: ignore[attr-defined]
+        except KernelError as err:
+            if err.errno != Errno.ENOENT:
+                raise
+            raise KernelError(Errno.EUCLEAN, "ext: root inode is not in use") from None
+        if not root.is_dir:
+            raise KernelError(Errno.EUCLEAN, "ext: root inode is not a directory")
+
+    def _finish_rw_mount(self) -> None:
+        """The mount succeeds: write the replayed journal, clean up orphans, and arrange for
+        the superblock to be marked in use before the first change."""
+        if self._replay is not None:
+            self._write_replay(self._replay)
+            self._replay = None
+        self._open_journal()
+        self.vol.defer_frees = True
+        self.vol.on_first_change = self._mark_mounted
+        if self.vol.sb.s_last_orphan:
+            self._process_orphans()
+            self.commit()
+
+    def _open_journal(self) -> None:
+        """Journal the writes of a read-write ext3/ext4 mount (jwrite.py); without a journal
+        we can write, changes go in place (ext2)."""
+        vol = self.vol
+        sb = vol.sb
+        if not vol.geo.compat & L.COMPAT_HAS_JOURNAL or not sb.s_journal_inum or \
+                sb.s_journal_dev or "nojournal" in self.ctx.options:
+            return
+        try:
+            self.journal = JournalWriter.open(vol, *self._load_journal())
+        except KernelError as err:
+            self.ctx.log(f"ext: {self.ctx.dev.name}: writing in place, without the journal: "
+                         f"{err.detail}")
+            return
+        vol.journaled = True
+        vol.journal_live = self.journal.live
+        self.commit_at = max(8, self.journal.capacity // 2)
 
     # -- feature policy -----------------------------------------------------------------------
     def _policy(self, sb: Any) -> str:
@@ -168,19 +278,22 @@ class MountState:
         return node, self.bmap(node)  # type: ignore[attr-defined]
 
     def _apply_recovery(self, rec: journal.Recovery) -> None:
-        vol = self.vol
+        """Replay into memory; a read-write mount writes it out in ``_write_replay``."""
         self.replayed = bool(rec.blocks)
+        self.vol.overlay = dict(rec.blocks)
+        self._reload_super()
         if self.readonly:
-            vol.overlay = dict(rec.blocks)
-            self._reload_super()
             self.ctx.log(f"ext: replayed {rec.transactions} transactions into memory")
-            return
-        for blk, data in sorted(rec.blocks.items()):
+        else:
+            self._replay = rec
+
+    def _write_replay(self, rec: journal.Recovery) -> None:
+        vol = self.vol
+        for blk, data in sorted(vol.overlay.items()):
             vol.bio.write(blk, data)
+        vol.overlay = {}
         vol.bio.write(rec.jsb_block, journal.clean_jsb(rec, vol))
         vol.bio.flush(sync=True)
-        self._reload_super()
-        vol = self.vol
         vol.update_super(s_feature_incompat=vol.sb.s_feature_incompat & ~L.INCOMPAT_RECOVER)
         vol.write_super_now()
         vol.bio.flush(sync=True)
@@ -192,6 +305,8 @@ class MountState:
         bs = old.block_size
         blk, off = divmod(L.SUPERBLOCK_OFFSET, bs)
         raw = old.read(blk)[off:off + L.SUPERBLOCK_SIZE]
+        if not _super_ok(raw):          # not in the journal, primary damaged: the backup
+            raw = old.sb.emit()
         old.bio.invalidate()
         vol = Volume(old.bio, raw, self.ctx.dev.size // bs, old.readonly, old.log)  # type: ignore
         vol.overlay = old.overlay
@@ -248,15 +363,16 @@ class MountState:
         sb = vol.sb
         self.was_clean = bool(sb.s_state & L.STATE_VALID)
         secs = self.now() // 1_000_000_000
+        incompat = sb.s_feature_incompat | (L.INCOMPAT_RECOVER if vol.journaled else 0)
         vol.update_super(s_state=sb.s_state & ~L.STATE_VALID,
                          s_mnt_count=(sb.s_mnt_count + 1) & 0xFFFF,
-                         s_mtime=secs & 0xFFFFFFFF, s_mtime_hi=(secs >> 32) & 0xFF)
-        vol.write_super_now()
-        vol.bio.flush(sync=True)
+                         s_mtime=secs & 0xFFFFFFFF, s_mtime_hi=(secs >> 32) & 0xFF,
+                         s_feature_incompat=incompat)
+        vol.write_super_home()
 
     def note_error(self, detail: str) -> None:
         """Record detected corruption in the superblock (Linux's ext4_error bookkeeping)."""
-        if self.readonly:
+        if self.readonly or not self.mounted:
             return
         self.ctx.log(f"ext: {self.ctx.dev.name}: error: {detail}")  # type: ignore[union-attr]
         vol = self.vol
@@ -268,6 +384,11 @@ class MountState:
                          s_last_error_time=secs, **first)
         self.had_errors = True
         vol.write_super_now()
+        if vol.journaled and vol.txn is None:
+            try:
+                self.commit()
+            except KernelError as err:
+                self.ctx.log(f"ext: recording the error failed: {err}")
 
     def _process_orphans(self) -> None:
         """Finish what a crash interrupted: free unlinked inodes on the orphan list and cut
@@ -293,7 +414,8 @@ class MountState:
                 self.bmap(node).truncate(-(-node.size // vol.block_size))  # type: ignore
         vol.update_super(s_last_orphan=0)
         self._write_dirty_inodes()
-        vol.flush()
+        if not vol.journaled:
+            vol.flush()
         self.ctx.log(f"ext: cleaned up {len(seen)} orphan inodes")
 
     def _write_dirty_inodes(self) -> None:
@@ -301,15 +423,74 @@ class MountState:
             self._write_inode(node)  # type: ignore[attr-defined]
 
     def sync(self) -> None:
+        """Everything durable and in place: a journal commit and a checkpoint (so the image
+        reads consistent without replay, e.g. for e2fsck or a second reader), or the
+        write-back."""
+        self._sync(checkpoint=True)
+
+    def _sync(self, checkpoint: bool) -> None:
         if self.readonly:
             return
         self._write_dirty_inodes()
+        if not self.vol.changed:    # nothing changed (or every change was undone)
+            if self.vol.home_sb_stale:
+                self.vol.write_super_home()
+            self.vol.bio.flush(sync=True)
+            return
         secs = self.now() // 1_000_000_000
         self.vol.update_super(s_wtime=secs & 0xFFFFFFFF, s_wtime_hi=(secs >> 32) & 0xFF)
-        self.vol.flush(sync=True)
+        if self.vol.journaled:
+            self.commit()
+            if checkpoint and self.journal is not None:
+                self.journal.checkpoint()
+            return
+        vol = self.vol              # ext2: what the frees depend on is durable first
+        vol.flush(sync=True)
+        if vol.pending_frees or vol.pending_ifrees:
+            vol.apply_frees()
+            vol.flush(sync=True)
+
+    def barrier(self) -> None:
+        """Without a journal: everything so far durable now (a rename makes its new name
+        durable before it removes the old one, so a crash leaves the file under one name
+        at least; frees stay pending)."""
+        if not self.vol.journaled and not self.readonly:
+            self._write_dirty_inodes()
+            self.vol.flush(sync=True)
+
+    def release_frees(self) -> None:
+        """Make what waits to be freed reusable (an operation ran out of space)."""
+        if self.vol.journaled:
+            self.commit()
+        else:
+            self._sync(checkpoint=False)
+
+    def commit(self) -> None:
+        """Journaling: put everything changed since the last commit into one transaction,
+        commit it and write it home (jwrite.py).  Only between operations."""
+        vol = self.vol
+        if not vol.journaled or self.journal is None:
+            return
+        self._write_dirty_inodes()
+        freed = vol.apply_frees()
+        vol.flush_metadata()
+        blocks = dict(vol.overlay)
+        vol.revokes |= self.journal.freed_live(freed)    # kept until a commit succeeds
+        try:
+            self.journal.commit(blocks, vol.revokes, self.now())
+        except OverflowError as err:      # bigger than the journal: in place, unprotected
+            self.ctx.log(f"ext: {err}; written in place")
+            self.journal.checkpoint()
+            for blk, data in blocks.items():
+                vol.bio.write(blk, data)
+            vol.bio.flush(sync=True)
+        vol.revokes = set()
+        for blk in blocks:
+            vol.take_pending(blk)
 
     def fsync(self, node: Any, datasync: bool) -> None:
-        self.sync()
+        """Durable: with a journal, one commit (replay puts it in place after a crash)."""
+        self._sync(checkpoint=False)
 
     def unmount(self) -> None:
         if not self.readonly:
@@ -317,10 +498,29 @@ class MountState:
                 if node.links == 0 and node.mode:
                     self._free_inode(node)  # type: ignore[attr-defined]
             self._write_dirty_inodes()
-            sb = self.vol.sb
-            if self.was_clean:
-                self.vol.update_super(s_state=sb.s_state | L.STATE_VALID)
             self.sync()
+            if self.vol.changed:
+                self._mark_clean()
         _release(self.vol.bio)
+        for blk in list(self.vol.overlay):
+            self.vol.take_pending(blk)
         self.inodes.clear()
         self.unmounted = True
+
+    def _mark_clean(self) -> None:
+        """Clean unmount: the superblock without needs_recovery and, if it was clean before,
+        clean again.  With a journal it goes through one last transaction, then home, then
+        the journal is emptied: the superblock is never rewritten in place while no journal
+        copy of it exists (a torn write of it stays repairable by replay)."""
+        vol = self.vol
+        sb = vol.sb
+        vol.update_super(
+            s_state=sb.s_state | (L.STATE_VALID if self.was_clean else 0),
+            s_feature_incompat=sb.s_feature_incompat & ~L.INCOMPAT_RECOVER)
+        if self.journal is None:
+            vol.write_super_home()
+            return
+        vol.write_super_now()
+        self.commit()
+        self.journal.close()
+        vol.journaled = False

@@ -254,6 +254,9 @@ class _SyncOnce:
         return None
 
 
+NEWFS_OPTION = "_newfs"      # internal: mount an image that has no root directory yet
+
+
 def make_filesystem(dev: Any, flavour: str, **options: Any) -> None:
     if dev.readonly:
         raise KernelError(Errno.EROFS, "ext newfs: device is read-only")
@@ -276,7 +279,7 @@ def _make(dev: Any, flavour: str, options: dict[str, Any]) -> None:
     vol.flush()
     bio.close()
     ctx = MountContext(dev=dev, now_ns=lambda: plan.ts * 1_000_000_000,
-                       cache_bytes=8 * MiB)
+                       cache_bytes=8 * MiB, options={NEWFS_OPTION: ""})
     fs = ExtFileSystem(ctx, flavour)
     _make_root(fs)
     lpf = fs.vget(fs.mkdir(fs.vget(L.ROOT_INO), b"lost+found", 0o700, 0, 0))

@@ -4,7 +4,15 @@ descriptors, bitmaps, block and inode allocation, raw inode-table I/O and metada
 Interface:
     Volume(bio, sb_bytes, device_blocks, readonly, log)      (EINVAL / EUCLEAN)
     vol.read(blk) / vol.read_run(blk, n) / vol.write(blk, data) / vol.write_run(blk, data)
-    vol.overlay                  -- {block: bytes} replayed journal blocks on a read-only mount
+    vol.overlay                  -- {block: bytes} newer than the device: replayed journal
+                                    blocks on a read-only mount; the running transaction's
+                                    metadata when ``journaled`` (jwrite.py commits it)
+    vol.journaled                -- metadata goes to ``overlay`` (the running transaction)
+    vol.defer_frees              -- freed blocks and inodes wait in ``pending_frees`` /
+                                    ``pending_ifrees`` until the commit or sync that makes
+                                    the pointers to them go away durable (``apply_frees``):
+                                    nothing freed is reused before then, so a crash can leak
+                                    but never cross-link
     vol.gd(group) / vol.set_gd(group, gd)
     vol.alloc_blocks(goal, count) -> (start, n)      ENOSPC
     vol.free_blocks(start, n)
@@ -29,6 +37,7 @@ from typing import Any
 from rumpkernel.fs.ext2 import layout as L
 from rumpkernel.fs.ext2.csum import crc16, ext_crc32c
 from rumpkernel.fs.ext2.geometry import Geometry
+from rumpkernel.fs.ext2.txn import subtract as _subtract
 from rumpkernel.kern.errno import Errno, KernelError, corrupt
 from rumpkernel.vfs.bio import BlockIO
 
@@ -133,6 +142,16 @@ class Volume:
         self._meta_map: dict[int, list[tuple[int, int]]] | None = None
         self._bhint: dict[int, int] = {}   # per group: every bit below is known to be set
         self._ihint: dict[int, int] = {}
+        self.txn: Any = None                # the running operation's undo log (txn.py)
+        self.journaled = False
+        self.defer_frees = False
+        self.pending_frees: list[tuple[int, int]] = []
+        self.pending_ifrees: list[tuple[int, bool]] = []
+        self.journal_live: set[int] = set()  # blocks with a copy in the journal's live log
+        self.revokes: set[int] = set()       # of those, rewritten in place since the commit
+        self.home_sb_stale = False          # the device's superblock differs from ``sb``
+        self.changed = False                # anything changed since mount?
+        self.on_first_change: Callable[[], None] | None = None
 
     # -- checksums ----------------------------------------------------------------------------
     def _check_sb_csum(self, raw: bytes) -> None:
@@ -191,15 +210,59 @@ class Volume:
 
     def write(self, blk: int, data: bytes | bytearray) -> None:
         self._writable()
-        self.bio.write(blk, data)
+        txn = self.txn
+        if txn is not None and txn.wants_block(blk):
+            txn.note_block(blk, self.read(blk))
+        self.put(blk, data)
+
+    def put(self, blk: int, data: bytes | bytearray) -> None:
+        """A metadata block's new contents: into the running journal transaction, or the
+        write-back cache when not journaling."""
+        if self.journaled:
+            if blk not in self.overlay and self.bio.kmem is not None:
+                self.bio.kmem.alloc(self.block_size, "ext-journal")
+            self.overlay[blk] = bytes(data)
+        else:
+            self.bio.write(blk, data)
+
+    def forget_new(self, start: int, count: int) -> None:
+        """Undo (txn.py): blocks an operation allocated and then gave back."""
+        self.bio.forget(start, count)
+        if self.journaled:
+            for blk in range(start, start + count):
+                self.take_pending(blk)
+
+    def take_pending(self, blk: int) -> bytes | None:
+        data = self.overlay.pop(blk, None)
+        if data is not None and self.bio.kmem is not None:
+            self.bio.kmem.free(self.block_size, "ext-journal")
+        return data
 
     def write_run(self, blk: int, data: bytes | bytearray) -> None:
+        """File data, straight to the device (not undone by a failing operation; in journaled
+        mode never journaled: data=ordered, the commit's first barrier orders it first)."""
         self._writable()
+        if self.journaled and (self.overlay or self.journal_live):
+            for b in range(blk, blk + len(data) // self.block_size):
+                self.take_pending(b)
+                if b in self.journal_live:
+                    self.revokes.add(b)
         self.bio.write_run(blk, data)
+
+    def write_data(self, blk: int, data: bytes | bytearray) -> None:
+        """One block of file data: like ``write_run`` when journaling, else cached."""
+        if self.journaled:
+            self.write_run(blk, bytes(data))
+        else:
+            self.write(blk, data)
 
     def _writable(self) -> None:
         if self.readonly:
             raise KernelError(Errno.EROFS, "ext: file system is mounted read-only")
+        if not self.changed:
+            self.changed = True
+            if self.on_first_change is not None:
+                self.on_first_change()
 
     # -- group descriptors --------------------------------------------------------------------
     def load_gds(self) -> None:
@@ -407,29 +470,108 @@ class Volume:
             self._bhint[group] = limit
             return None
         n = zero_run(bm, bit, min(limit, bit + count))
+        self._note_group("b", group, bm)
         set_bits(bm, bit, n, True)
         if bit <= low:
             self._bhint[group] = bit + n
         self._bbm_dirty.add(group)
         self._adjust_gd(group, blocks=-n, clear_flags=L.BG_BLOCK_UNINIT)
-        return g.group_first_block(group) + bit, n
+        start = g.group_first_block(group) + bit
+        if self.txn is not None:
+            self.txn.allocated(start, n)
+        return start, n
+
+    def _note_group(self, kind: str, group: int, bm: bytearray) -> None:
+        txn = self.txn
+        if txn is not None:
+            txn.note_bitmap(kind, group, bm)
+            txn.note_counts(group, self._cnt[group])
+
+    def restore_bitmap(self, kind: str, group: int, data: bytes) -> None:
+        """Undo (txn.py): put a cached bitmap back; forget what the hints knew."""
+        (self._bbm if kind == "b" else self._ibm)[group][:] = data
+        (self._bbm_dirty if kind == "b" else self._ibm_dirty).add(group)
+        (self._bhint if kind == "b" else self._ihint).pop(group, None)
+
+    def restore_counts(self, group: int, counts: list[int]) -> None:
+        self._cnt[group][:] = counts
+        self._gd_dirty.add(group)
 
     def free_blocks(self, start: int, count: int) -> None:
         g = self.geo
         self.check_block(start, count, "freed block")
-        self.bio.forget(start, count)
-        while count > 0:
-            group = g.group_of_block(start)
-            bit = start - g.group_first_block(group)
-            n = min(count, g.group_nblocks(group) - bit)
+        self._writable()
+        groups = []
+        pos, left = start, count
+        while left > 0:             # every bitmap read (and checked) before any change
+            group = g.group_of_block(pos)
+            bit = pos - g.group_first_block(group)
+            n = min(left, g.group_nblocks(group) - bit)
             bm = self.block_bitmap(group)
-            self._check_set(bm, bit, n, f"block {start}")
+            self._check_set(bm, bit, n, f"block {pos}")
+            groups.append((group, bit, n, bm))
+            pos += n
+            left -= n
+        ranges = [(start, count)]
+        if self.defer_frees:        # not reusable before what freed it is durable, except
+            ranges = self.txn.new_parts(start, count) if self.txn is not None else []
+            self.pending_frees.extend(_subtract([(start, count)], ranges))
+            groups = self._split_groups(ranges)    # what this very operation allocated
+        for s, n in ranges:
+            if self.txn is not None:
+                self.txn.defer_forget(s, n)
+            else:
+                self.bio.forget(s, n)
+        self._clear_block_bits(groups)
+
+    def _split_groups(self, ranges: list[tuple[int, int]],
+                      ) -> list[tuple[int, int, int, bytearray]]:
+        g = self.geo
+        out = []
+        for start, count in ranges:
+            pos, left = start, count
+            while left > 0:
+                group = g.group_of_block(pos)
+                bit = pos - g.group_first_block(group)
+                n = min(left, g.group_nblocks(group) - bit)
+                out.append((group, bit, n, self.block_bitmap(group)))
+                pos += n
+                left -= n
+        return out
+
+    def apply_frees(self) -> list[tuple[int, int]]:
+        """Clear the bitmap bits of the blocks and inodes freed since the last commit or sync
+        (which then carries them); returns the block ranges freed."""
+        ifrees, self.pending_ifrees = self.pending_ifrees, []
+        for ino, is_dir in ifrees:
+            self._clear_inode_bit(ino, is_dir)
+        frees, self.pending_frees = self.pending_frees, []
+        g = self.geo
+        for start, count in frees:
+            self.bio.forget(start, count)
+            groups = []
+            pos, left = start, count
+            while left > 0:
+                group = g.group_of_block(pos)
+                bit = pos - g.group_first_block(group)
+                n = min(left, g.group_nblocks(group) - bit)
+                bm = self.block_bitmap(group)
+                if find_zero_bit(bm, bit, bit + n) >= 0:      # freed twice: keep counts right
+                    self.log(f"ext: block {pos}+{n} freed twice; left as it is")
+                else:
+                    groups.append((group, bit, n, bm))
+                pos += n
+                left -= n
+            self._clear_block_bits(groups)
+        return frees
+
+    def _clear_block_bits(self, groups: list[tuple[int, int, int, bytearray]]) -> None:
+        for group, bit, n, bm in groups:
+            self._note_group("b", group, bm)
             set_bits(bm, bit, n, False)
             self._bhint[group] = min(self._bhint.get(group, 0), bit)
             self._bbm_dirty.add(group)
             self._adjust_gd(group, blocks=n)
-            start += n
-            count -= n
 
     @staticmethod
     def _check_set(bm: bytearray, bit: int, n: int, what: str) -> None:
@@ -452,6 +594,7 @@ class Volume:
             if bit < 0:
                 self._ihint[group] = g.inodes_per_group
                 continue
+            self._note_group("i", group, bm)
             set_bits(bm, bit, 1, True)
             self._ihint[group] = bit + 1
             self._ibm_dirty.add(group)
@@ -471,8 +614,18 @@ class Volume:
     def free_inode(self, ino: int, is_dir: bool) -> None:
         group, bit = divmod(ino - 1, self.geo.inodes_per_group)
         bm = self.inode_bitmap(group)
-        if not test_bit(bm, bit):
+        if not test_bit(bm, bit) or any(i == ino for i, _ in self.pending_ifrees):
             raise corrupt(f"ext: freeing inode {ino}: already free")
+        self._writable()
+        if self.defer_frees:
+            self.pending_ifrees.append((ino, is_dir))
+            return
+        self._clear_inode_bit(ino, is_dir)
+
+    def _clear_inode_bit(self, ino: int, is_dir: bool) -> None:
+        group, bit = divmod(ino - 1, self.geo.inodes_per_group)
+        bm = self.inode_bitmap(group)
+        self._note_group("i", group, bm)
         set_bits(bm, bit, 1, False)
         self._ihint[group] = min(self._ihint.get(group, 0), bit)
         self._ibm_dirty.add(group)
@@ -566,18 +719,35 @@ class Volume:
         raw = self.super_bytes()
         bs = self.block_size
         blk, off = divmod(L.SUPERBLOCK_OFFSET, bs)
-        data = bytearray(self.read(blk))
+        old = self.read(blk)
+        if self.txn is not None:
+            self.txn.note_block(blk, old)
+        data = bytearray(old)
         data[off:off + L.SUPERBLOCK_SIZE] = raw
-        self.bio.write(blk, data)
+        self.put(blk, data)
         self.sb_dirty = False
+
+    def write_super_home(self) -> None:
+        """The superblock straight to its place, durably (the not-clean and needs-recovery
+        flags must be on the device before anything depends on them)."""
+        self.write_super_now()
+        bs = self.block_size
+        blk = L.SUPERBLOCK_OFFSET // bs
+        self.bio.write(blk, self.read(blk))
+        self.bio.flush(sync=True)
+        self.home_sb_stale = False
 
     def dirty(self) -> bool:
         return bool(self._bbm_dirty or self._ibm_dirty or self._gd_dirty or self.sb_dirty)
 
-    def flush(self, sync: bool = False) -> None:
-        if self.readonly:
-            return
+    def flush_metadata(self) -> None:
+        """Bitmaps, descriptors and the superblock (with its free counts) into their blocks."""
         self._flush_bitmaps()
         self._flush_gds()
         self._flush_super()
+
+    def flush(self, sync: bool = False) -> None:
+        if self.readonly:
+            return
+        self.flush_metadata()
         self.bio.flush(sync)

@@ -9,7 +9,8 @@ Interface:
 
 Rules: entries are checked against their area (name and value inside it, values not past the
 end, sizes bounded by the block size); values stored in separate inodes (ea_inode) are
-refused with EOPNOTSUPP.  POSIX ACL values are passed through in ext4's on-disk format.
+refused with EOPNOTSUPP.  Values are stored as given: POSIX ACLs are translated to and from
+ext4's format by the caller (``acl.py``, in ``fs.py``).
 """
 
 from __future__ import annotations
@@ -156,10 +157,11 @@ def store(fs: Any, node: Any, attrs: dict[bytes, bytes]) -> None:
                 space -= need
             else:
                 rest.append(it)
-        _store_ibody(fs, node, body, in_inode)
     need = 32 + 4 + sum(_entry_size(n) + _vsize(v) for _, n, v in rest)
-    if need > bs:
+    if need > bs:            # checked before anything changes
         raise KernelError(Errno.ENOSPC, "ext: extended attributes do not fit in one block")
+    if body is not None:
+        _store_ibody(fs, node, body, in_inode)
     if rest:
         _store_block(fs, node, sorted(rest, key=lambda t: (t[0], len(t[1]), t[1])))
     elif node.file_acl:
@@ -187,8 +189,9 @@ def _store_block(fs: Any, node: Any, items: list[tuple[int, bytes, bytes]]) -> N
     blk = node.file_acl
     if blk:
         hdr = L.XattrHeader.parse(_read_block(fs, node))
-        if hdr.h_refcount > 1:
+        if hdr.h_refcount > 1:        # shared: this inode gets its own copy
             _drop_ref(fs, blk, hdr)
+            node.blocks = max(0, node.blocks - bs // 512)
             blk = 0
     if not blk:
         blk, _ = vol.alloc_blocks(fs.goal_for(node), 1)

@@ -22,16 +22,27 @@ from rumpkernel.kern.errno import Errno, KernelError
 
 
 class Struct:
-    __slots__ = ("_s", "name", "names", "size")
+    __slots__ = ("_limits", "_s", "name", "names", "saturate", "size")
 
-    def __init__(self, name: str, fields: tuple[tuple[str, str], ...]) -> None:
+    def __init__(self, name: str, fields: tuple[tuple[str, str], ...], *,
+                 saturate: bool = False) -> None:
         self.name = name
         self.names = tuple(n for n, _ in fields)
         self._s = struct.Struct("<" + "".join(f for _, f in fields))
         self.size = self._s.size
+        self.saturate = saturate
+        self._limits = tuple(_limits(f) for _, f in fields)
 
     def pack(self, *values: int) -> bytes:
-        return self._s.pack(*values)
+        """The packed record.  A ``saturate`` struct clamps each value to its field's range
+        (a file time past 2262 in int64 ns, a size past 2**63), so no value a driver or an
+        image supplies can make the kernel fail while building it."""
+        try:
+            return self._s.pack(*values)
+        except struct.error:
+            if not self.saturate:
+                raise
+        return self._s.pack(*(min(max(v, lo), hi) for v, (lo, hi) in zip(values, self._limits)))
 
     def unpack(self, buf: bytes | bytearray | memoryview) -> tuple[int, ...]:
         if len(buf) < self.size:
@@ -47,17 +58,23 @@ class Struct:
         return self._s.unpack_from(buf, offset)
 
 
+def _limits(fmt: str) -> tuple[int, int]:
+    bits = 8 * struct.calcsize(fmt)
+    return (0, (1 << bits) - 1) if fmt.isupper() else (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+
+
+# Times are int64 ns (1677..2262); ext4 stores dates to 2446: they saturate (see Struct.pack).
 STAT = Struct("stat", (
     ("dev", "Q"), ("ino", "Q"), ("mode", "I"), ("nlink", "I"), ("uid", "I"), ("gid", "I"),
     ("rdev", "Q"), ("size", "q"), ("atime_ns", "q"), ("mtime_ns", "q"), ("ctime_ns", "q"),
     ("birthtime_ns", "q"), ("blksize", "I"), ("flags", "I"), ("blocks", "q"), ("gen", "Q"),
-))
+), saturate=True)
 
 STATVFS = Struct("statvfs", (
     ("bsize", "Q"), ("frsize", "Q"), ("blocks", "Q"), ("bfree", "Q"), ("bavail", "Q"),
     ("files", "Q"), ("ffree", "Q"), ("favail", "Q"), ("fsid", "Q"), ("flag", "Q"),
     ("namemax", "Q"),
-))
+), saturate=True)
 
 RLIMIT = Struct("rlimit", (("cur", "q"), ("max", "q")))
 
