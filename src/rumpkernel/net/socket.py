@@ -388,18 +388,20 @@ def sosend(so: Socket, data: bytes, addr: tuple | None, control: list | None, fl
             raise KernelError(Errno.EMSGSIZE, f"message of {len(data)} bytes (limit "
                               f"{so.snd.hiwat})")
         while True:
+            if so.error:            # a reset reports ECONNRESET before EPIPE (as Linux)
+                if total:
+                    return total
+                raise KernelError(Errno(so.take_error()), "asynchronous socket error")
             if so.state & SS_CANTSENDMORE:
                 if total:
                     return total
                 raise KernelError(Errno.EPIPE, "socket cannot send more")
-            if so.error:
-                if total:
-                    return total
-                raise KernelError(Errno(so.take_error()), "asynchronous socket error")
             if not so.state & SS_ISCONNECTED:
                 if pr.flags & PR_CONNREQUIRED:
-                    raise KernelError(Errno.ENOTCONN, "socket is not connected")
-                if addr is None and pr.flags & PR_ADDR:
+                    if not so.state & SS_ISCONNECTING:
+                        raise KernelError(Errno.ENOTCONN, "socket is not connected")
+                    # still connecting: no send space yet (EAGAIN, or wait for the handshake)
+                elif addr is None and pr.flags & PR_ADDR:
                     raise KernelError(Errno.EDESTADDRREQ, "destination address required")
             space = pr.sendspace(so)
             need = len(data) if atomic else 1
