@@ -210,10 +210,10 @@ class TcpConnection:
                 now: float, *, account: BufferAccount = NULL_ACCOUNT, cc: str | None = None,
                 mss_clamp: int | None = None, rcv_wscale: int | None = None,
                 synack_time: float | None = None, synack_retries: int = 0,
-                route_mss: int | None = None) -> TcpConnection:
+                route_mss: int | None = None, rcvbuf: int | None = None) -> TcpConnection:
         """A connection in SYN_RECEIVED whose SYN-ACK the listener already sent (seq ``iss``,
         ``synack_retries`` times again).  ``rcv_wscale`` is the shift our SYN-ACK announced
-        (None: none announced)."""
+        (None: none announced); ``rcvbuf`` the listener's fixed receive buffer, if any."""
         c = cls(shared, laddr, lport, raddr, rport, iss, ts_offset, account=account, cc=cc,
                 mss_clamp=mss_clamp, route_mss=route_mss)
         c.state = next_state(next_state(S.CLOSED, TcpEvent.PASSIVE_OPEN), TcpEvent.RCV_SYN)
@@ -224,6 +224,8 @@ class TcpConnection:
         if rcv_wscale is not None:
             c.rcv_wscale = rcv_wscale
         c.negotiate(syn_opts, now, we_sent_wscale=rcv_wscale is not None)
+        if rcvbuf is not None:
+            c.set_rcvbuf(rcvbuf)
         c.syn_window = min(c.rcvbuf.window_space(), 0xFFFF)
         c.rcv_adv = c.rcv_nxt + c.syn_window
         c.snd_wnd = syn_window

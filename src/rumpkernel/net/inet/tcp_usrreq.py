@@ -257,6 +257,7 @@ class TcpProtocol(Protocol):
                 raise KernelError(Errno.EADDRINUSE, f"port {pcb.lport} has a listener")
         lst = self.stack.listen(pcb.laddr, pcb.lport, qlimit, cc=pcb.cc, mss_clamp=pcb.maxseg)
         lst.user = pcb
+        lst.rcvbuf = pcb.rcvbuf
         lst.queue_len = lambda: len(so.q)
         lst.on_events = self._accept_ready
         pcb.listener = lst
@@ -397,6 +398,8 @@ class TcpProtocol(Protocol):
             pcb.rcvbuf = rcv
             if conn is not None:
                 conn.set_rcvbuf(rcv)
+            if pcb.listener is not None:
+                pcb.listener.rcvbuf = rcv
         if snd is not None:
             pcb.sndbuf = snd
             if conn is not None:
