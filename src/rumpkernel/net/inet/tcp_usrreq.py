@@ -45,6 +45,9 @@ from rumpkernel.kern.abi import (
     IPPROTO_IP,
     IPPROTO_TCP,
     MSG_OOB,
+    POLLPRI,
+    POLLRDHUP,
+    SIOCATMARK,
     SO_KEEPALIVE,
     SO_RCVBUF,
     SO_SNDBUF,
@@ -89,7 +92,6 @@ from rumpkernel.net.wire.tcp import emit_for
 
 S = TcpState
 LOOPBACK = b"\x7f\x00\x00\x01"
-SIOCATMARK = 0x40047307            # NetBSD's _IOR('s', 7, int)
 CA_NAME_MAX = 16
 # Linux's TCP state numbers (what tcp_info.tcpi_state carries)
 LINUX_STATE = {"ESTABLISHED": 1, "SYN_SENT": 2, "SYN_RECEIVED": 3, "FIN_WAIT_1": 4,
@@ -149,12 +151,15 @@ class TcpProtocol(Protocol):
         d = stack.deadline
         if d is not None and (self.armed is None or d < self.armed):
             self.armed = d
-            delay_ns = int((d - self.now()) * 1e9) + 1000     # never wake before it is due
+            delay_ns = round((d - self.now()) * 1e9)
             self.ns.schedule(self.callout, max(delay_ns, 0))
 
     def _timer(self) -> None:
-        self.armed = None
-        self.stack.timeout(self.now())
+        due, self.armed = self.armed, None
+        now = self.now()
+        if due is not None and abs(due - now) < 1e-6:
+            now = due       # the callout ran at the deadline, to the nanosecond: no drift
+        self.stack.timeout(now)
         self._flush()
 
     # ---- engine events -> socket state -----------------------------------------------------
@@ -229,6 +234,7 @@ class TcpProtocol(Protocol):
         if conn is None:
             self.ports.remove(pcb)
         else:
+            conn.linger_zero = conn.linger_zero or so.linger == 0
             if not pcb.closing and conn.state in (S.ESTABLISHED, S.CLOSE_WAIT):
                 conn.abort(now)             # never accepted: its listener closed
             else:
@@ -498,6 +504,19 @@ class TcpProtocol(Protocol):
         if name == TCP_INFO:
             return tcp_info(pcb)
         raise KernelError(Errno.ENOPROTOOPT, f"tcp: option {name}")
+
+    def poll_extra(self, so: Socket, events: int) -> int:
+        """POLLPRI while urgent data is unread, POLLRDHUP once the peer's FIN arrived."""
+        pcb = so.pcb
+        conn = pcb.conn if pcb is not None else None
+        if conn is None:
+            return 0
+        rev = 0
+        if events & POLLPRI and conn.rcv_up > conn.read_seq:
+            rev |= POLLPRI
+        if events & POLLRDHUP and conn.fin_rcvd:
+            rev |= POLLRDHUP
+        return rev
 
     def control(self, so: Socket, cmd: int, data: bytes, l: Any) -> bytes | None:
         if cmd == SIOCATMARK:
