@@ -20,6 +20,8 @@ need tcpdump tcpdump
 need tshark tshark
 need socat socat
 need nc netcat-openbsd
+need curl curl
+need iperf3 iperf3
 need ping iputils-ping
 if [ -n "$pkgs" ]; then
     if [ "$(id -u)" -ne 0 ]; then echo "need root to install:$pkgs" >&2; exit 2; fi
