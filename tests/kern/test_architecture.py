@@ -25,7 +25,7 @@ HOST_ALLOWED = ("hypercall", "apps", "testing")
 # only; a plain name allows the module and everything inside it.
 KERN_PUBLIC = {"=kern", "=kern.abi", "=kern.errno", "=kern.kernel", "=kern.proc", "=kern.sync",
                "=kern.vm", "=kern.syscall", "=kern.syscall.master", "=kern.syscall.sysent",
-               "=kern.syscall.structs"}
+               "=kern.syscall.structs", "=kern.disklabel"}
 LAYERS: dict[str, set[str]] = {
     "hypercall": {"hypercall"},
     "kern": {"kern", "hypercall.interface"},
@@ -33,8 +33,11 @@ LAYERS: dict[str, set[str]] = {
     "fs": {"kern", "vfs", "fs"},
     "dev": {"kern", "dev", "vfs", "hypercall.interface"},
     "net": {"kern", "net", "dev", "vfs", "hypercall.interface"},
-    "client": KERN_PUBLIC | {"client", "hypercall"},
-    "apps": {"client", "apps", "hypercall", "kern.abi", "kern.errno"},
+    # + the pure sans-IO DNS modules: the resolver is the client's (libc's), as in NetBSD
+    "client": KERN_PUBLIC | {"client", "hypercall", "=net.inet.resolv", "=net.inet.resolv_conf",
+                             "=net.wire.dns", "=net.wire.base", "=net.wire.ipv6",
+                             "=net.wire.checksum"},
+    "apps": {"client", "apps", "hypercall", "=kern.abi", "=kern.errno", "=kern.disklabel"},
 }
 # a few modules sit at the package top: the public entry points
 TOP_LEVEL = {"__init__", "__main__"}
