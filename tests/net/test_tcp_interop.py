@@ -1,8 +1,10 @@
-"""TCP against Linux: a kernel in this process on a TAP inside a network namespace the test
-creates (10.99.41.0/24 lives only there).  curl downloads 100 MiB from http.server running on
-the kernel's sockets, the kernel downloads from Linux's ``python3 -m http.server``, socat and
-nc half-close both ways, 100 concurrent curl clients, and tcpdump shows the options both sides
-negotiated.  Every wait is bounded; the namespace and the kernel go away afterwards."""
+"""TCP against Linux: a kernel on a TAP inside a network namespace the test creates (the
+10.99.4x.0/24 addresses live only there) -- in this process, and for the smaller tests also as
+a rump_server process in the namespace reached through a remote (sysproxy) client.  curl
+downloads 100 MiB from http.server running on the kernel's sockets, the kernel downloads from
+Linux's ``python3 -m http.server``, socat and nc half-close both ways, 100 concurrent curl
+clients, and tcpdump shows the options both sides negotiated.  Every wait is bounded; the
+namespace and the kernel go away afterwards."""
 
 from __future__ import annotations
 
@@ -70,7 +72,7 @@ def test_curl_downloads_100mib_from_http_server_on_kernel_sockets(tmp_path: Path
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(100 << 20))
     with linux_peer("tcpcurl") as peer:
-        S = peer.k.socket
+        S = peer.S
         pcap = tmp_path / "syn.pcap"
         dump = start_capture(peer, pcap, "tcp[tcpflags] & tcp-syn != 0")
         server = KernelHTTPServer(S, ("0.0.0.0", 8080), quiet_handler(str(tmp_path))).start()
@@ -94,14 +96,15 @@ def test_curl_downloads_100mib_from_http_server_on_kernel_sockets(tmp_path: Path
             assert re.search(r"options \[mss 1460,sackOK,TS val \d+ ecr \d+,nop,wscale \d+\]",
                              line), line
         assert f"{peer.kernel}.8080 >" in synack[0]
-        st = peer.k.net.inet.tcp.stack.stats
-        assert st.checksum_errors == 0 and st.bytes_out >= 100 << 20
+        st = peer.tcp_stats()
+        assert st["checksum_errors"] == 0 and st["bytes_out"] >= 100 << 20
 
 
-def test_kernel_downloads_from_linux_http_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["local", "remote"])
+def test_kernel_downloads_from_linux_http_server(tmp_path: Path, mode: str) -> None:
     data = os.urandom(32 << 20)
     (tmp_path / "linux.bin").write_bytes(data)
-    with linux_peer("tcphttp", subnet="10.99.42") as peer:
+    with linux_peer("tcphttp", subnet="10.99.42", mode=mode) as peer:
         srv = peer.popen("python3", "-m", "http.server", "8000", "--bind", peer.linux,
                          "--directory", str(tmp_path), stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
@@ -109,7 +112,7 @@ def test_kernel_downloads_from_linux_http_server(tmp_path: Path) -> None:
             deadline = time.monotonic() + 30
             while True:
                 try:
-                    conn = KernelHTTPConnection(peer.k.socket, peer.linux, 8000, timeout=60)
+                    conn = KernelHTTPConnection(peer.S, peer.linux, 8000, timeout=60)
                     conn.connect()
                     break
                 except ConnectionRefusedError:
@@ -130,9 +133,10 @@ def test_kernel_downloads_from_linux_http_server(tmp_path: Path) -> None:
             srv.wait(10)
 
 
-def test_socat_and_nc_half_close_both_ways(tmp_path: Path) -> None:
-    with linux_peer("tcphalf", subnet="10.99.43") as peer:
-        S = peer.k.socket
+@pytest.mark.parametrize("mode", ["local", "remote"])
+def test_socat_and_nc_half_close_both_ways(tmp_path: Path, mode: str) -> None:
+    with linux_peer("tcphalf", subnet="10.99.43", mode=mode) as peer:
+        S = peer.S
         request = os.urandom(3 << 20)
         reply = b"kernel got it\n" * 1000
         # Linux -> kernel: nc sends its input, shuts down its side (-N), prints the reply
@@ -183,14 +187,15 @@ def test_socat_and_nc_half_close_both_ways(tmp_path: Path) -> None:
                 lsn.wait()
 
 
-def test_hundred_concurrent_linux_clients(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["local", "remote"])
+def test_hundred_concurrent_linux_clients(tmp_path: Path, mode: str) -> None:
     files = {}
     for i in range(100):
         data = os.urandom(48 * 1024 + i)
         (tmp_path / f"f{i}.bin").write_bytes(data)
         files[i] = sha(data)
-    with linux_peer("tcpmany", subnet="10.99.44") as peer:
-        server = KernelHTTPServer(peer.k.socket, ("0.0.0.0", 8080),
+    with linux_peer("tcpmany", subnet="10.99.44", mode=mode) as peer:
+        server = KernelHTTPServer(peer.S, ("0.0.0.0", 8080),
                                   quiet_handler(str(tmp_path))).start()
         try:
             args = ["curl", "-sS", "--parallel", "--parallel-immediate", "--parallel-max",
@@ -204,8 +209,7 @@ def test_hundred_concurrent_linux_clients(tmp_path: Path) -> None:
             assert r.returncode == 0, r.stderr
             for i, h in files.items():
                 assert file_sha(outdir / f"f{i}.bin") == h, i
-            st = peer.k.net.inet.tcp.stack.stats
-            assert st.passive_opens >= 100
+            assert peer.tcp_stats()["passive_opens"] >= 100
         finally:
             server.stop()
 
@@ -222,7 +226,7 @@ def test_kernel_downloads_100mib_from_linux(tmp_path: Path) -> None:
             deadline = time.monotonic() + 30
             while True:
                 try:
-                    c = peer.k.socket.create_connection((peer.linux, 7002), timeout=120)
+                    c = peer.S.create_connection((peer.linux, 7002), timeout=120)
                     break
                 except ConnectionRefusedError:
                     assert time.monotonic() < deadline

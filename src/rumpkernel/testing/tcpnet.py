@@ -2,8 +2,11 @@
 namespace of its own, and stdlib servers and clients over kernel sockets.
 
 Interface:
-    linux_peer(tag, subnet="10.99.41") -> context manager yielding a LinuxPeer:
-        .k                 a fresh kernel (posix host) with virt0 = <subnet>.2/24
+    linux_peer(tag, subnet="10.99.41", mode="local") -> context manager yielding a LinuxPeer:
+        .S                 the kernel's socket module; .tcp_stats() its TCP counters
+        .k                 a fresh kernel (posix host) with virt0 = <subnet>.2/24 (local
+                           mode; mode="remote": a rump_server process in the namespace,
+                           reached through sysproxy, and .k is None)
         .ns, .tap          the namespace and TAP names (unique: tag and pid)
         .linux, .kernel    the addresses (<subnet>.1 is Linux's, on the TAP in the namespace)
         .run(*cmd, timeout=60, check=True, **kw) -> CompletedProcess   ``cmd`` inside the
@@ -25,8 +28,11 @@ import functools
 import http.client
 import http.server
 import os
+import shutil
 import socketserver
 import subprocess
+import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -35,12 +41,18 @@ import rumpkernel
 
 
 class LinuxPeer:
-    def __init__(self, k: Any, ns: str, tap: str, subnet: str) -> None:
-        self.k = k
+    def __init__(self, k: Any, S: Any, ns: str, tap: str, subnet: str, mode: str) -> None:
+        self.k = k                      # the kernel object (local mode), else None
+        self.S = S                      # its socket module (k.socket or conn.socket)
+        self.mode = mode
         self.ns = ns
         self.tap = tap
         self.linux = f"{subnet}.1"
         self.kernel = f"{subnet}.2"
+
+    def tcp_stats(self) -> dict[str, int]:
+        """The kernel's TCP counters (netstat -s), through the client."""
+        return self.S.config.stats()["tcp"]
 
     def run(self, *cmd: str, timeout: float = 60, check: bool = True,
             **kw: Any) -> subprocess.CompletedProcess:
@@ -57,25 +69,51 @@ def _ip(*args: str, check: bool = True) -> None:
 
 
 @contextlib.contextmanager
-def linux_peer(tag: str, subnet: str = "10.99.41", **boot: Any) -> Iterator[LinuxPeer]:
+def linux_peer(tag: str, subnet: str = "10.99.41", mode: str = "local",
+               **boot: Any) -> Iterator[LinuxPeer]:
+    """See the module docstring; ``mode="remote"``: the kernel is a rump_server process
+    inside the namespace (its TAP made there) and the peer talks to it through sysproxy."""
     pid = os.getpid()
     ns = f"rk-{tag}-{pid}"
     tap = f"rk{tag[:5]}{pid % 100000}"[:15]
     _ip("netns", "add", ns)
-    k = None
+    k = conn = proc = None
+    tmp = tempfile.mkdtemp(prefix=f"rk-{tag}-")
     try:
         _ip("-n", ns, "link", "set", "lo", "up")
-        k = rumpkernel.boot(hostname=tag, **boot)
-        k.socket.config.ifconfig("virt0", create=True, linkstr=tap, inet=f"{subnet}.2/24")
-        _ip("link", "set", tap, "netns", ns)
+        if mode == "local":
+            k = rumpkernel.boot(hostname=tag, **boot)
+            S = k.socket
+            S.config.ifconfig("virt0", create=True, linkstr=tap, inet=f"{subnet}.2/24")
+            _ip("link", "set", tap, "netns", ns)
+        else:
+            from rumpkernel.testing.remote import env, wait_connectable
+
+            url = f"unix://{tmp}/k.sock"
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m",
+                                     "rumpkernel.apps.rump_server", "-s", url], env=env(),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            conn = wait_connectable(url, proc)
+            S = conn.socket
+            S.config.ifconfig("virt0", create=True, linkstr=tap, inet=f"{subnet}.2/24")
         _ip("-n", ns, "addr", "add", f"{subnet}.1/24", "dev", tap)
         _ip("-n", ns, "link", "set", tap, "up")
-        yield LinuxPeer(k, ns, tap, subnet)
+        yield LinuxPeer(k, S, ns, tap, subnet, mode)
     finally:
         if k is not None:
             k.halt()
+        if conn is not None:
+            conn.close()
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         _ip("netns", "del", ns, check=False)
         _ip("link", "del", tap, check=False)      # in case it never moved
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class KernelHTTPServer(http.server.ThreadingHTTPServer):
