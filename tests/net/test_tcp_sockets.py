@@ -435,3 +435,52 @@ def test_asyncio_open_connection_and_start_server(knet) -> None:
 
     assert aio_run(asyncio.wait_for(main(), 30), S) == [b"HELLO 0\n", b"HELLO 1\n",
                                                          b"HELLO 2\n"]
+
+
+def test_autotuning_stops_at_the_sysctl_limit(knet) -> None:
+    S, sys_ = knet.socket, knet.sys
+    old = sys_.sysctl("net.inet.tcp.rmem_max", 256 << 10)
+    try:
+        srv, c, a = pair(S)
+        with srv, c, a:
+            data = b"B" * (4 << 20)
+            t = threading.Thread(target=c.sendall, args=(data,))
+            t.start()
+            assert recv_exact(a, len(data)) == data
+            t.join(30)
+            assert a.getsockopt(S.SOL_SOCKET, S.SO_RCVBUF) == 256 << 10
+            assert knet.socket.config.stats()["tcp"]["rcvbuf_grow"] >= 1
+    finally:
+        sys_.sysctl("net.inet.tcp.rmem_max", old)
+
+
+def test_blocking_send_waits_for_memory_under_a_kernel_limit() -> None:
+    """A kernel with 2 MiB of memory: 16 MiB through one connection, a slow reader -- the
+    sender waits for acknowledgements to free memory (never ENOBUFS), nothing is lost, and
+    the memory comes back."""
+    import rumpkernel
+
+    k = rumpkernel.boot(memlimit=2 << 20, hostname="tight")
+    try:
+        S = k.socket
+        srv, c, a = pair(S)
+        with srv, c, a:
+            data = random_bytes(16 << 20)
+            t = threading.Thread(target=c.sendall, args=(data,))
+            t.start()
+            got = bytearray()
+            while len(got) < len(data):
+                got += a.recv(8192)
+            t.join(30)
+            assert not t.is_alive()
+            assert bytes(got) == data
+            assert k.kmem.stats()["peak"] > 1 << 20         # the limit was what held it back
+    finally:
+        k.halt()
+    assert k.kmem.stats()["in_use"] == 0
+
+
+def random_bytes(n: int) -> bytes:
+    import random
+
+    return random.Random(n).randbytes(n)

@@ -119,6 +119,7 @@ class TcpProtocol(Protocol):
         self.ports = TcpPorts(ns.inet)
         self.callout = ns.callout(self._timer)
         self.armed: float | None = None
+        self.mem_waiters: set[Socket] = set()    # senders waiting for kernel memory
         ns.inet.tcp = self
         ns.inet.register_protocol(IPPROTO_TCP, self.input, self.ctlinput)
         ns.stats["tcp"] = StatsView(self.stack.stats)
@@ -148,6 +149,12 @@ class TcpProtocol(Protocol):
                               tos=tos, df=True)
                 except KernelError as e:
                     stack.stats.drop("output_" + Errno(e.errno).name.lower())
+        if self.mem_waiters:
+            kmem = self.k.kmem
+            if kmem.in_use < kmem.limit - (kmem.limit >> 3):
+                waiters, self.mem_waiters = self.mem_waiters, set()
+                for so in waiters:
+                    so.rwakeup()
         d = stack.deadline
         if d is not None and (self.armed is None or d < self.armed):
             self.armed = d
@@ -159,8 +166,23 @@ class TcpProtocol(Protocol):
         now = self.now()
         if due is not None and abs(due - now) < 1e-6:
             now = due       # the callout ran at the deadline, to the nanosecond: no drift
+        self._relieve_memory()
         self.stack.timeout(now)
         self._flush()
+
+    def _relieve_memory(self) -> None:
+        """Out of kernel memory with timers still running (retransmissions that found no
+        memory for their datagrams): give up out-of-order data (RFC 2018 reneging; the
+        senders keep it) so in-order data can arrive -- else a receiver holding a hole's
+        worth of later data and a sender holding the rest would wait for each other."""
+        kmem = self.k.kmem
+        if kmem.limit is None or kmem.in_use < kmem.limit - (kmem.limit >> 3):
+            return
+        stats = self.stack.stats
+        for conn in self.stack.connections.values():
+            if conn.rcvbuf.ooo_bytes:
+                conn.rcvbuf.prune_ooo()
+                stats.rcv_pruned += 1
 
     # ---- engine events -> socket state -----------------------------------------------------
     def _events(self, conn: TcpConnection) -> None:
@@ -225,6 +247,7 @@ class TcpProtocol(Protocol):
         pcb.reuse = pcb.reuse_flags
         pcb.so = None
         so.pcb = None
+        self.mem_waiters.discard(so)
         lst = pcb.listener
         if lst is not None:
             self.stack.unlisten(lst, now)
@@ -342,8 +365,14 @@ class TcpProtocol(Protocol):
             return 0
         free = conn.sndbuf.free
         kmem = self.k.kmem
-        if kmem.limit is not None and conn.sndbuf.used:
-            free = min(free, max(kmem.limit - kmem.in_use, 0))   # wait for acks to free some
+        if kmem.limit is not None:
+            # senders stop short of the limit: the last eighth is for arriving data, which is
+            # what frees sent data (an ACK) -- a sender holding it all would wait forever
+            room = kmem.limit - (kmem.limit >> 3) - kmem.in_use
+            if room < free:
+                free = max(room, 0)
+                if not free:
+                    self.mem_waiters.add(so)   # woken when memory comes back (_flush)
         return free
 
     def send(self, so: Socket, data: bytes, addr: tuple | None, control: list | None,
