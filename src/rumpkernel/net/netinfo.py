@@ -3,7 +3,9 @@
 
 Interface:
     netinfo(ns, topic) -> object     topics: "interfaces", "routes", "arp", "sockets",
-                                     "stats"; ENOENT for others
+                                     "stats"; ENOENT for others.  "sockets" also lists what a
+                                     protocol's ``orphans()`` returns (rows of the same shape:
+                                     TCP connections closing after their socket went away)
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ def netinfo(ns: Any, topic: str) -> Any:
 
             return arp_entries(ns) if ns.inet is not None else []
         if topic == "sockets":
-            return [_socket(so) for so in ns.sockets.values()]
+            rows = [_socket(so) for so in ns.sockets.values()]
+            for prs in ns.domains.values():       # connections that outlive their socket
+                for pr in prs:                    # (TCP in FIN_WAIT or TIME_WAIT)
+                    orphans = getattr(pr, "orphans", None)
+                    if orphans is not None:
+                        rows += orphans()
+            return rows
         if topic == "stats":
             return {p: dict(sorted(c.items())) for p, c in sorted(ns.stats.items())}
     raise KernelError(Errno.ENOENT, f"netinfo topic {topic!r} (one of {', '.join(TOPICS)})")

@@ -88,6 +88,7 @@ from rumpkernel.net.socket import (
     opt_int,
     sonewconn,
 )
+from rumpkernel.net.wire.base import ip4str
 from rumpkernel.net.wire.tcp import emit_for
 
 S = TcpState
@@ -560,6 +561,23 @@ class TcpProtocol(Protocol):
         if pcb.conn is None:
             return {"tcp_state": "CLOSED"}
         return {"tcp_state": pcb.conn.state.name}
+
+    def orphans(self) -> list[dict[str, Any]]:
+        """netstat rows for connections whose socket is gone (FIN_WAIT, TIME_WAIT ...)."""
+        rows = []
+        for pcbs in self.ports.ports.values():
+            for pcb in pcbs:
+                conn = pcb.conn
+                if pcb.so is not None or conn is None or conn.state == S.CLOSED:
+                    continue
+                rows.append({"id": 0, "family": AF_INET, "type": SOCK_STREAM,
+                             "protocol": IPPROTO_TCP, "proto": self.name,
+                             "local": f"{ip4str(pcb.laddr)}:{pcb.lport}",
+                             "remote": f"{ip4str(pcb.faddr)}:{pcb.fport}", "state": 0,
+                             "listening": False, "rcv": conn.rcvbuf.readable,
+                             "snd": conn.sndbuf.used, "qlen": 0, "qlimit": 0,
+                             "tcp_state": conn.state.name})
+        return rows
 
     # ---- input --------------------------------------------------------------------------------
     def input(self, ifp: Any, ip: Any, payload: bytes) -> None:
