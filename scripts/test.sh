@@ -23,6 +23,8 @@ need tcpdump tcpdump
 need tshark tshark
 need socat socat
 need nc netcat-openbsd
+need curl curl
+need iperf3 iperf3
 need ping iputils-ping
 need dnsmasq dnsmasq
 if [ -n "$pkgs" ]; then

@@ -9,8 +9,10 @@ Everything the loop waits on is a kernel descriptor: its own wake-up channel is 
 socket pair instead of a host one, so ``call_soon_threadsafe`` works and nothing in the
 selector is a host descriptor.  Sockets handed to the loop must be ``KernelSocket``s
 (``loop.sock_recv``, ``create_datagram_endpoint(sock=...)``, ``open_unix_connection(sock=...)``,
-``start_unix_server(sock=...)``, and TCP once the kernel has it).  Host-side signal handlers
-(``add_signal_handler``) are not supported.
+``start_unix_server(sock=...)``).  TCP by host and port makes kernel sockets:
+``asyncio.open_connection("10.0.0.2", 80)`` and ``asyncio.start_server(cb, "0.0.0.0", 80)``
+(numeric addresses, names from the kernel's /etc/hosts) run on the kernel's TCP.  Host-side
+signal handlers (``add_signal_handler``) are not supported.
 
 Interface: ``KernelEventLoop(socketmod)``; ``new_event_loop(socketmod)``;
 ``run(coro, socketmod)`` -- ``asyncio.run`` on such a loop.
@@ -34,6 +36,51 @@ class KernelEventLoop(asyncio.SelectorEventLoop):
         self._csock.setblocking(False)
         self._internal_fds += 1
         self._add_reader(self._ssock.fileno(), self._read_from_self)
+
+    async def create_connection(self, protocol_factory: Any, host: Any = None,
+                                port: Any = None, *, sock: Any = None, **kw: Any) -> Any:
+        if sock is None and host is not None:
+            sock = await self._kernel_connect(host, port, kw.pop("local_addr", None))
+            host = port = None
+            kw.pop("family", None)
+            kw.pop("proto", None)
+            kw.pop("flags", None)
+        return await super().create_connection(protocol_factory, host, port, sock=sock, **kw)
+
+    async def _kernel_connect(self, host: str, port: int, local: Any) -> Any:
+        S = self._ksock
+        errors: list[OSError] = []
+        for fam, typ, proto, _c, addr in S.getaddrinfo(host, port, 0, S.SOCK_STREAM):
+            s = S.socket(fam, typ, proto)
+            try:
+                s.setblocking(False)
+                if local is not None:
+                    s.bind(local)
+                await self.sock_connect(s, addr)
+                return s
+            except OSError as e:
+                s.close()
+                errors.append(e)
+        raise errors[0] if errors else OSError(f"no address for {host}")
+
+    async def create_server(self, protocol_factory: Any, host: Any = None, port: Any = None,
+                            *, sock: Any = None, backlog: int = 100,
+                            reuse_address: bool | None = None, **kw: Any) -> Any:
+        if sock is None and (host is not None or port is not None):
+            S = self._ksock
+            sock = S.socket(S.AF_INET, S.SOCK_STREAM)
+            try:
+                if reuse_address is not False:
+                    sock.setsockopt(S.SOL_SOCKET, S.SO_REUSEADDR, 1)
+                sock.bind((host or "0.0.0.0", port or 0))
+                sock.listen(backlog)
+                sock.setblocking(False)
+            except BaseException:
+                sock.close()
+                raise
+            kw.pop("family", None)
+            kw.pop("flags", None)
+        return await super().create_server(protocol_factory, sock=sock, backlog=backlog, **kw)
 
     def add_signal_handler(self, sig: int, callback: Any, *args: Any) -> None:
         raise NotImplementedError("signal handlers on a kernel event loop")

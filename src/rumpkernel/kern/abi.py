@@ -64,6 +64,7 @@ POLLRDNORM = 0x40
 POLLRDBAND = 0x80
 POLLWRNORM = POLLOUT     # NetBSD: the same bit as POLLOUT (Linux: 0x100)
 POLLWRBAND = 0x100
+POLLRDHUP = 0x2000       # beyond NetBSD (Linux's value): the peer shut down its sending side
 
 # ---- file types and permission bits (the same on every Unix) ---------------------------------
 S_IFMT = 0o170000
@@ -183,6 +184,7 @@ SIOCDELRT = _ioc(_IN, "r", 11, 72)
 SIOCGETRT = _ioc(_IN | _OUT, "r", 12, 72)
 FIONBIO = _ioc(_IN, "f", 126, 4)
 FIONREAD = _ioc(_OUT, "f", 127, 4)
+SIOCATMARK = _ioc(_OUT, "s", 7, 4)         # TCP: the next byte read is the urgent byte
 
 
 # ---- device numbers ---------------------------------------------------------------------------

@@ -5,7 +5,10 @@ Interface:
     netinfo(ns, topic) -> object     topics: "interfaces", "routes", "arp", "sockets",
                                      "stats", and with IPv6 "routes6", "nd6" (the neighbour
                                      caches), "rdnss" (DNS servers from router
-                                     advertisements); ENOENT for others
+                                     advertisements); ENOENT for others.  "sockets" also
+                                     lists what a protocol's ``orphans()`` returns (rows of
+                                     the same shape: TCP connections closing after their
+                                     socket went away)
 """
 
 from __future__ import annotations
@@ -34,7 +37,13 @@ def netinfo(ns: Any, topic: str) -> Any:
 
             return arp_entries(ns) if ns.inet is not None else []
         if topic == "sockets":
-            return [_socket(so) for so in ns.sockets.values()]
+            rows = [_socket(so) for so in ns.sockets.values()]
+            for prs in ns.domains.values():       # connections that outlive their socket
+                for pr in prs:                    # (TCP in FIN_WAIT or TIME_WAIT)
+                    orphans = getattr(pr, "orphans", None)
+                    if orphans is not None:
+                        rows += orphans()
+            return rows
         if topic == "stats":
             return {p: dict(sorted(c.items())) for p, c in sorted(ns.stats.items())}
         if topic in ("routes6", "nd6", "rdnss"):

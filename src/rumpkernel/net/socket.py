@@ -19,6 +19,8 @@ Protocol interface (usrreq; a subclass overrides what it supports, the rest is E
     sockaddr(so) / peeraddr(so) -> unpacked address tuple (see structs.unpack_sockaddr)
     getopt(so, level, name) -> bytes / setopt(so, level, name, value)  protocol-level options
     control(so, cmd, data, l) -> bytes | None                            ioctls
+    poll_extra(so, events) -> int   optional (None by default): readiness only the protocol
+                                knows (TCP: POLLPRI for urgent data, POLLRDHUP)
 Protocols report events with the socket's methods: ``isconnected()``, ``isconnecting()``,
 ``isdisconnected()``, ``cantrcvmore()``, ``cantsendmore()``, ``set_error(errno)``,
 ``rwakeup()``/``wwakeup()`` after changing ``so.rcv``/``so.snd``, and ``sonewconn(head)`` for
@@ -204,6 +206,7 @@ class Protocol:
     protocol = 0
     flags = 0
     name = "?"
+    poll_extra: Callable[[Socket, int], int] | None = None
 
     def __init__(self, ns: NetStack) -> None:
         self.ns = ns
@@ -390,18 +393,20 @@ def sosend(so: Socket, data: bytes, addr: tuple | None, control: list | None, fl
             raise KernelError(Errno.EMSGSIZE, f"message of {len(data)} bytes (limit "
                               f"{so.snd.hiwat})")
         while True:
+            if so.error:            # a reset reports ECONNRESET before EPIPE (as Linux)
+                if total:
+                    return total
+                raise KernelError(Errno(so.take_error()), "asynchronous socket error")
             if so.state & SS_CANTSENDMORE:
                 if total:
                     return total
                 raise KernelError(Errno.EPIPE, "socket cannot send more")
-            if so.error:
-                if total:
-                    return total
-                raise KernelError(Errno(so.take_error()), "asynchronous socket error")
             if not so.state & SS_ISCONNECTED:
                 if pr.flags & PR_CONNREQUIRED:
-                    raise KernelError(Errno.ENOTCONN, "socket is not connected")
-                if addr is None and pr.flags & PR_ADDR:
+                    if not so.state & SS_ISCONNECTING:
+                        raise KernelError(Errno.ENOTCONN, "socket is not connected")
+                    # still connecting: no send space yet (EAGAIN, or wait for the handshake)
+                elif addr is None and pr.flags & PR_ADDR:
                     raise KernelError(Errno.EDESTADDRREQ, "destination address required")
             space = pr.sendspace(so)
             need = len(data) if atomic else 1
@@ -516,6 +521,9 @@ def sopoll(so: Socket, events: int) -> int:
         rev |= POLLERR
     if so.state & SS_CANTRCVMORE and so.state & SS_CANTSENDMORE:
         rev |= POLLHUP
+    extra = so.proto.poll_extra
+    if extra is not None:
+        rev |= extra(so, events)
     return rev
 
 

@@ -266,10 +266,11 @@ def sys_getpeername(l: Any, fd: int, name: Any, namelen: int) -> int:
 
 
 # ---- data -----------------------------------------------------------------------------------
-def _flags(flags: int) -> int:
+def _flags(flags: int, so: Any = None) -> int:
+    """Check message flags; MSG_OOB only for sending on a protocol with urgent data (TCP)."""
     if flags & ~MSG_KNOWN:
         raise KernelError(Errno.EOPNOTSUPP, f"message flags 0x{flags & ~MSG_KNOWN:x}")
-    if flags & MSG_OOB:
+    if flags & MSG_OOB and not (so is not None and getattr(so.proto, "oob", False)):
         raise KernelError(Errno.EOPNOTSUPP, "out-of-band data is not supported")
     return flags
 
@@ -280,7 +281,7 @@ def sys_sendto(l: Any, fd: int, buf: Any, n: int, flags: int, to: Any, tolen: in
     data = l.proc.vm.copyin(buf, _count(n)) if n else b""
     addr = getsockaddr(l, to, tolen) if to is not None and tolen else None
     with so.ns.lock:
-        return sosend(so, data, addr, None, _flags(flags), fp.nonblock)
+        return sosend(so, data, addr, None, _flags(flags, so), fp.nonblock)
 
 
 def sys_recvfrom(l: Any, fd: int, buf: Any, n: int, flags: int, frm: Any,
@@ -371,7 +372,7 @@ def sys_sendmsg(l: Any, fd: int, iov: Any, name: Any, namelen: int, control: Any
     ctl = _internalize(l, vm.copyin(control, controllen) if controllen else b"",
                        so.proto.flags)
     with so.ns.lock:
-        return sosend(so, data, addr, ctl, _flags(flags), fp.nonblock)
+        return sosend(so, data, addr, ctl, _flags(flags, so), fp.nonblock)
 
 
 def sys_recvmsg(l: Any, fd: int, iov: Any, name: Any, namelen: int, control: Any,

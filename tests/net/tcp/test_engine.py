@@ -151,6 +151,26 @@ def test_accept_queue_overflow_drops_the_ack_until_accept() -> None:
     assert {s1.rport, s2.rport} == {40001, 40002}
 
 
+def test_listener_receive_buffer_sets_the_synack_window() -> None:
+    """SO_RCVBUF on a listener: the SYN-ACK offers that window (not rmem_default) and the
+    accepted connection keeps the size (a peer could overrun it before)."""
+    net = TcpLinkNet(2, LinkConfig())
+    lst = net.b.listen(ADDR_B, 80, 4)
+    lst.rcvbuf = 4096
+    seen = []
+    real = lst.sink
+    lst.sink = lambda la, ra, seg: (seen.append(seg), real(la, ra, seg))
+    c = net.a.connect(ADDR_A, 40000, ADDR_B, 80, net.now)
+    assert net.run(cond=lambda: lst.readable, until=5)
+    synack = next(s for s in seen if s.flags == TcpFlags.SYN | TcpFlags.ACK)
+    assert synack.window == 4096 and synack.options.wscale == 0
+    s = lst.accept()
+    assert s.rcvbuf.limit == 4096 and s.rcvbuf_locked
+    c.send(b"x" * 20000, net.now)
+    net.run(until=net.now + 0.5)
+    assert s.rcvbuf.readable == 4096 and c.snd_una - c.iss - 1 == 4096
+
+
 def test_listener_close_resets_unaccepted_connections() -> None:
     net = TcpLinkNet(2, LinkConfig())
     c, _, lst = connected(net)

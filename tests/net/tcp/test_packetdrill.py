@@ -27,8 +27,8 @@ GOOD = """\
 """
 
 
-def run(text: str):
-    return run_script(parse_script(text, "t.pkt"), EngineTarget())
+def run(text: str, target=EngineTarget):
+    return run_script(parse_script(text, "t.pkt"), target())
 
 
 def test_good_script_runs() -> None:
@@ -64,6 +64,22 @@ def test_mismatches_fail_on_their_line(old: str, new: str, line: int, words: str
     assert old in GOOD
     with pytest.raises(ScriptFailure) as e:
         run(GOOD.replace(old, new, 1))
+    assert e.value.line == line, str(e.value)
+    assert words in str(e.value)
+
+
+@pytest.mark.parametrize("old,new,line,words", [
+    ("+0 > P. 1:101(100) ack 1", "+0 > P. 1:100(99) ack 1", 9, "length"),
+    ("+0 > P. 1:101(100) ack 1\n", "", 9, "unexpected outbound"),
+    ("+0 accept(3, ..., ...) = 4", "+0 accept(3, ..., ...) = 5", 7, "returned 4"),
+    ("+0 write(4, ..., 100) = 100", "+0 read(4, ..., 100) = 100", 8, "blocked"),
+])
+def test_kernel_target_mismatches_fail(old: str, new: str, line: int, words: str) -> None:
+    from rumpkernel.testing.packetdrill.kernel_target import KernelTarget
+
+    assert run(GOOD, KernelTarget).segments_out == 2
+    with pytest.raises(ScriptFailure) as e:
+        run(GOOD.replace(old, new, 1), KernelTarget)
     assert e.value.line == line, str(e.value)
     assert words in str(e.value)
 

@@ -1,4 +1,5 @@
-"""The packetdrill-style script suite (tests/net/tcp/scripts/*.pkt) against the engine target."""
+"""The packetdrill-style script suite (tests/net/tcp/scripts/*.pkt) against both targets: the
+engine alone, and a whole kernel on the sim host (socket layer, TCP, IPv4, an interface)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rumpkernel.testing.packetdrill import run_file
+from rumpkernel.testing.packetdrill import EngineTarget, run_file
+from rumpkernel.testing.packetdrill.kernel_target import KernelTarget
 
 SCRIPTS = sorted((Path(__file__).parent / "scripts").glob("*.pkt"))
 
@@ -16,8 +18,9 @@ def test_there_are_enough_scripts() -> None:
 
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.stem)
-def test_script(path: Path) -> None:
-    result = run_file(path)
+@pytest.mark.parametrize("target", [EngineTarget, KernelTarget], ids=["engine", "kernel"])
+def test_script(path: Path, target) -> None:
+    result = run_file(path, target)
     assert result.events > 0
 
 

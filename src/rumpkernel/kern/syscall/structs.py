@@ -9,7 +9,9 @@ Interface:  STAT, STATVFS, TIMESPEC, POLLFD, RLIMIT — ``Struct`` objects with 
             Net faction: socket addresses (``pack_sockaddr_in/in6/un``, ``unpack_sockaddr``),
             the ioctl records IFREQ, IFALIASREQ, RTREQ, ARPREQ (+ ``ifname_bytes``/``ifname_of``),
             MSGINFO (recvmsg), LINGER, TIMEVAL, and control messages (``pack_cmsgs``,
-            ``iter_cmsgs``, ``cmsg_space``).
+            ``iter_cmsgs``, ``cmsg_space``).  TCP_INFO: Linux's ``struct tcp_info`` (its first
+            104 bytes, so code written for Linux reads it unchanged; ``wscale`` packs snd in
+            the low and rcv in the high nibble; times in microseconds, windows in segments).
 """
 
 from __future__ import annotations
@@ -209,6 +211,15 @@ def ifname_of(field: bytes) -> bytes:
 # recvmsg's results besides the byte count: address length, control length, msg flags
 MSGINFO = Struct("msginfo", (("namelen", "I"), ("controllen", "I"), ("flags", "i4x")))
 LINGER = Struct("linger", (("onoff", "i"), ("linger", "i")))
+TCP_INFO = Struct("tcp_info", (
+    ("state", "B"), ("ca_state", "B"), ("retransmits", "B"), ("probes", "B"), ("backoff", "B"),
+    ("options", "B"), ("wscale", "B"), ("flags", "B"),
+    ("rto", "I"), ("ato", "I"), ("snd_mss", "I"), ("rcv_mss", "I"),
+    ("unacked", "I"), ("sacked", "I"), ("lost", "I"), ("retrans", "I"), ("fackets", "I"),
+    ("last_data_sent", "I"), ("last_ack_sent", "I"), ("last_data_recv", "I"),
+    ("last_ack_recv", "I"), ("pmtu", "I"), ("rcv_ssthresh", "I"), ("rtt", "I"), ("rttvar", "I"),
+    ("snd_ssthresh", "I"), ("snd_cwnd", "I"), ("advmss", "I"), ("reordering", "I"),
+    ("rcv_rtt", "I"), ("rcv_space", "I"), ("total_retrans", "I")))
 TIMEVAL = Struct("timeval", (("sec", "q"), ("usec", "q")))
 # control messages: a 16-byte header (length including the header, level, type), data padded
 # to 8 bytes

@@ -2,13 +2,15 @@
 handlers, the Ethernet link layer and the net.inet.* sysctl nodes.
 
 Interface:
-    attach_inet(ns)          sets ``ns.inet``; registers UDP, raw IP and ICMP echo sockets,
-                             ICMP input, the "ip" netisr queue, the "ether" link layer
+    attach_inet(ns)          sets ``ns.inet``; registers TCP (tcp_usrreq), UDP, raw IP and ICMP
+                             echo sockets, ICMP input, the "ip" netisr queue, the "ether" link
+                             layer
 Sysctl (rw): net.inet.ip.forwarding, net.inet.ip.ttl, net.inet.ip.reass_maxbytes,
 net.inet.ip.reass_timeout (seconds), net.inet.icmp.errppslimit (-1: unlimited),
 net.inet.icmp.bmcastecho, net.inet.udp.sendspace, net.inet.udp.recvspace,
 net.inet.arp.keep / down (seconds) / maxtries; read-only counters net.inet.<proto>.stats.<name>
-for the protocol counters the stack keeps (also in netinfo "stats").
+for the protocol counters the stack keeps (also in netinfo "stats"); net.inet.tcp.* (see
+tcp_usrreq.tcp_sysctl).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from rumpkernel.net.inet.icmp_sock import PingProtocol
 from rumpkernel.net.inet.inet import Inet
 from rumpkernel.net.inet.ip import ip_input
 from rumpkernel.net.inet.raw_ip import RawIpProtocol
+from rumpkernel.net.inet.tcp_usrreq import TcpProtocol, tcp_sysctl
 from rumpkernel.net.inet.udp import UdpProtocol
 
 STAT_NAMES = {
@@ -45,13 +48,15 @@ def attach_inet(ns: Any) -> None:
     udp = UdpProtocol(ns)
     raw = RawIpProtocol(ns)
     ping = PingProtocol(ns)
-    ns.add_domain(AF_INET, "inet", [udp, raw, ping])
+    tcp = TcpProtocol(ns)
+    ns.add_domain(AF_INET, "inet", [tcp, udp, raw, ping])
     inet.register_protocol(IPPROTO_ICMP, lambda ifp, ip, p: icmp.icmp_input(inet, ifp, ip, p))
     ns.netisr_handlers["ip"] = lambda ifp, pkt: ip_input(inet, ifp, pkt)
     ns.link_output["ether"] = if_ether.ether_output
     ns.link_input["ether"] = if_ether.ether_input
     ns.link_announce["ether"] = if_ether.announce
     _sysctl(ns, inet, udp)
+    tcp_sysctl(ns, tcp)
 
 
 

@@ -6,10 +6,13 @@ A ``TcpConnection`` never touches a clock, a random source, a lock or a network.
 layer (or a test harness) owns it and drives it with these calls; every one that can emit
 segments takes ``now`` (seconds, float, monotonic):
 
-    TcpConnection(shared, laddr, lport, raddr, rport, iss, ts_offset, account=..., cc=...)
+    TcpConnection(shared, laddr, lport, raddr, rport, iss, ts_offset, account=..., cc=...,
+                  mss_clamp=None, route_mss=None)
         ``shared`` is the stack-wide TcpShared (config, counters, challenge-ACK limiter);
         ``iss``/``ts_offset`` come from IsnGenerator (the caller's randomness); ``account``
-        charges buffer bytes to the kernel memory limit (tcp_buffers.BufferAccount).
+        charges buffer bytes to the kernel memory limit (tcp_buffers.BufferAccount);
+        ``route_mss`` (the route's MTU less 40) replaces config.mtu for our MSS and
+        ``mss_clamp`` (TCP_MAXSEG) lowers it.
     connect(now)                   -- active open: SYN_SENT, SYN queued.
     send(data, now, oob=False)     -> bytes accepted (0 < n <= len(data)); KernelError EAGAIN
                                       (no room or still connecting), EPIPE (shut down for
@@ -29,11 +32,12 @@ segments takes ``now`` (seconds, float, monotonic):
                                       URGENT CONNECTED.
     take_error() -> Errno | None   -- SO_ERROR (read and clear).
     info() -> TcpInfo              -- TCP_INFO snapshot.
-    Options: nodelay, linger_zero (attributes); set_keepalive(now, enable, idle, interval,
-             count);
+    Options: nodelay, linger_zero (attributes); set_nodelay(on, now) (pushes held data);
+             set_keepalive(now, enable, idle, interval, count);
              set_rcvbuf(n)/set_sndbuf(n) (fixed size, autotuning off), set_congestion(name).
     Hooks: sink(conn, seg), on_deadline(conn), on_events(conn) -- optional callables the owner
-           sets; called after the engine changes output, deadline or readiness.
+           sets; called after the engine changes output, deadline or readiness.  ``user`` is
+           free for the owner (the socket layer keeps its protocol control block there).
 
 Passive opens come from tcp_listener.TcpListener, which creates connections with
 ``TcpConnection.passive(...)``; tcp_stack.TcpStack shows the whole wiring (demultiplexing,
@@ -129,18 +133,20 @@ class TcpConnection:
         "rcvbuf_locked", "sndbuf_locked", "rcv_copied", "rcv_space_time", "read_seq",
         "sws_hold",
         # plumbing
-        "out", "sink", "on_deadline", "on_events", "account", "owner",
+        "out", "sink", "on_deadline", "on_events", "account", "owner", "user",
     )
 
     def __init__(self, shared: TcpShared, laddr: bytes, lport: int, raddr: bytes, rport: int,
                  iss: int, ts_offset: int = 0, *, account: BufferAccount = NULL_ACCOUNT,
-                 cc: str | None = None, mss_clamp: int | None = None) -> None:
+                 cc: str | None = None, mss_clamp: int | None = None,
+                 route_mss: int | None = None) -> None:
         cfg = shared.config
         self.shared, self.config, self.stats = shared, cfg, shared.stats
         self.laddr, self.lport, self.raddr, self.rport = laddr, lport, raddr, rport
         self.state = S.CLOSED
         self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
-        self.our_mss = min(cfg.our_mss, mss_clamp) if mss_clamp else cfg.our_mss
+        base = route_mss or cfg.our_mss
+        self.our_mss = min(base, mss_clamp) if mss_clamp else base
         self.cc = tcp_cc.create(cc or cfg.congestion_control, cfg.mss_default, cfg.initial_cwnd)
         iss &= MASK
         self.iss = self.snd_una = self.snd_nxt = self.snd_max = self.snd_sml = iss
@@ -194,6 +200,7 @@ class TcpConnection:
         self.out: list[TcpSegment] = []
         self.sink = self.on_deadline = self.on_events = None
         self.owner = None
+        self.user = None
 
     # --- construction for passive opens ------------------------------------------------------
 
@@ -202,12 +209,13 @@ class TcpConnection:
                 iss: int, ts_offset: int, irs: int, syn_opts: TcpOptions, syn_window: int,
                 now: float, *, account: BufferAccount = NULL_ACCOUNT, cc: str | None = None,
                 mss_clamp: int | None = None, rcv_wscale: int | None = None,
-                synack_time: float | None = None, synack_retries: int = 0) -> TcpConnection:
+                synack_time: float | None = None, synack_retries: int = 0,
+                route_mss: int | None = None, rcvbuf: int | None = None) -> TcpConnection:
         """A connection in SYN_RECEIVED whose SYN-ACK the listener already sent (seq ``iss``,
         ``synack_retries`` times again).  ``rcv_wscale`` is the shift our SYN-ACK announced
-        (None: none announced)."""
+        (None: none announced); ``rcvbuf`` the listener's fixed receive buffer, if any."""
         c = cls(shared, laddr, lport, raddr, rport, iss, ts_offset, account=account, cc=cc,
-                mss_clamp=mss_clamp)
+                mss_clamp=mss_clamp, route_mss=route_mss)
         c.state = next_state(next_state(S.CLOSED, TcpEvent.PASSIVE_OPEN), TcpEvent.RCV_SYN)
         c.passive_open = True
         c.snd_nxt = c.snd_max = c.iss + 1
@@ -216,6 +224,8 @@ class TcpConnection:
         if rcv_wscale is not None:
             c.rcv_wscale = rcv_wscale
         c.negotiate(syn_opts, now, we_sent_wscale=rcv_wscale is not None)
+        if rcvbuf is not None:
+            c.set_rcvbuf(rcvbuf)
         c.syn_window = min(c.rcvbuf.window_space(), 0xFFFF)
         c.rcv_adv = c.rcv_nxt + c.syn_window
         c.snd_wnd = syn_window
@@ -400,6 +410,13 @@ class TcpConnection:
             self.t_keep = None
         elif self.connected and self.keep_probes == 0 and self.state != S.CLOSED:
             self.t_keep = max(self.last_recv + self.keepidle, now)
+        self._done(now)
+
+    def set_nodelay(self, on: bool, now: float) -> None:
+        """TCP_NODELAY: turning it on sends what Nagle was holding back (as Linux does)."""
+        self.nodelay = on
+        if on and self.state in DATA_SENDING:
+            tcp_output.output(self, now)
         self._done(now)
 
     def set_rcvbuf(self, nbytes: int) -> None:

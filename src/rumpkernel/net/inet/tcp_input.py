@@ -218,7 +218,8 @@ def _trim(c, seg: TcpSegment, seq: int, rcv_wnd: int):
             if plen or fin or f & SYN:  # a duplicate that used sequence space: re-ACK
                 stats.dup_segs += 1
                 stats.dup_bytes += plen
-                c.ack_now = True
+            # wholly old, so not acceptable: ACK it (a zero-length one is a keepalive probe)
+            c.ack_now = True
             fin = False
             todrop = plen
         if todrop:

@@ -14,6 +14,15 @@ Interface:
         .close(now)                  -- RST every queued connection, forget the SYN queue
         .readable, .backlog (settable: listen() again), .syn_queue, .accept_queue
         .on_events(listener)         -- optional hook, called when a connection is queued
+        .queued()                    -- connections counted against the backlog: the accept
+                                        queue, or ``queue_len()`` when the owner moves
+                                        connections elsewhere (a socket layer's own queue)
+        .route_mss(laddr, raddr)     -- optional hook: our MSS from the route (MTU - 40), else
+                                        config.mtu's
+        .user                        -- free for the owner
+        .rcvbuf                      -- SO_RCVBUF of the listening socket (None: autotuned):
+                                        the SYN-ACK's window and shift, and the accepted
+                                        connections' fixed receive buffer
 
 Rules: a SYN-queue entry is a small record (no buffers); at most config.max_syn_backlog of
 them.  When the queue is full a SYN is answered with a SYN cookie (config.syncookies 1; with 2
@@ -72,7 +81,23 @@ class TcpListener:
         self.deadline: float | None = None
         self.on_deadline = None
         self.on_events = None
-        self.our_mss = min(self.config.our_mss, mss_clamp) if mss_clamp else self.config.our_mss
+        self.queue_len = None
+        self.route_mss = None
+        self.user = None
+        self.rcvbuf: int | None = None
+
+    def _wscale(self) -> int:
+        """The window shift we offer: enough for the buffer a connection may grow to."""
+        return _wscale_for(self.rcvbuf or self.config.rmem_max)
+
+    def _our_mss(self, laddr: bytes, raddr: bytes) -> tuple[int | None, int]:
+        """(the route's MSS or None, the MSS we announce)."""
+        route = self.route_mss(laddr, raddr) if self.route_mss is not None else None
+        base = route or self.config.our_mss
+        return route, min(base, self.mss_clamp) if self.mss_clamp else base
+
+    def queued(self) -> int:
+        return self.queue_len() if self.queue_len is not None else len(self.accept_queue)
 
     # --- segments ----------------------------------------------------------------------------
 
@@ -114,7 +139,7 @@ class TcpListener:
             else:
                 self.stats.drop("listen_syn_mismatch")
             return
-        if len(self.accept_queue) >= self.backlog:
+        if self.queued() >= self.backlog:
             self.stats.listen_overflows += 1
             self.stats.listen_drops += 1
             self.stats.drop("accept_queue_full")
@@ -131,7 +156,7 @@ class TcpListener:
         opts = seg.options
         iss = self.isn.isn(laddr, self.lport, raddr, rport, now)
         ts_offset = self.isn.ts_offset(laddr, self.lport, raddr, rport)
-        rcv_wscale = _wscale_for(cfg.rmem_max) if cfg.window_scaling and \
+        rcv_wscale = self._wscale() if cfg.window_scaling and \
             opts.wscale is not None else None
         entry = SynEntry(laddr, raddr, rport, seg.seq, iss, opts, seg.window, ts_offset,
                          rcv_wscale, now)
@@ -145,10 +170,10 @@ class TcpListener:
         if cfg.timestamps and opts.ts_val is not None:
             ts = (ts_val if ts_val is not None else (int(now * 1000) + ts_offset) & MASK,
                   opts.ts_val)
-        synopts = TcpOptions.build(mss=self.our_mss,
+        synopts = TcpOptions.build(mss=self._our_mss(laddr, raddr)[1],
                                    sack_permitted=cfg.sack and opts.sack_permitted, ts=ts,
                                    wscale=rcv_wscale)
-        window = min(cfg.rmem_default, 0xFFFF)
+        window = min(self.rcvbuf or cfg.rmem_default, 0xFFFF)
         return TcpSegment(self.lport, rport, iss, (irs + 1) & MASK, SYN | ACK, window, 0,
                           synopts)
 
@@ -167,7 +192,7 @@ class TcpListener:
         iss, _mss = self.isn.cookie(laddr, self.lport, raddr, rport, seg.seq,
                                     opts.mss or cfg.mss_default, now)
         ts_offset = self.isn.ts_offset(laddr, self.lport, raddr, rport)
-        ws = _wscale_for(cfg.rmem_max) if cfg.window_scaling and opts.wscale is not None \
+        ws = self._wscale() if cfg.window_scaling and opts.wscale is not None \
             else None
         ts_val = None
         if not (cfg.timestamps and opts.ts_val is not None):
@@ -195,7 +220,7 @@ class TcpListener:
         elif seg.ack != (entry.iss + 1) & MASK:
             self._reset(laddr, raddr, seg, "listen_bad_ack")
             return None
-        if len(self.accept_queue) >= self.backlog:
+        if self.queued() >= self.backlog:
             self.stats.listen_overflows += 1
             self.stats.drop("accept_queue_full")
             if self.config.abort_on_overflow:
@@ -237,7 +262,7 @@ class TcpListener:
             wscale, sack_ok = decode_ts_options(opts.ts_ecr)
             ts = (opts.ts_val, opts.ts_ecr)
         syn_opts = TcpOptions.build(mss=mss, sack_permitted=sack_ok, ts=ts, wscale=wscale)
-        rcv_wscale = _wscale_for(cfg.rmem_max) if wscale is not None else None
+        rcv_wscale = self._wscale() if wscale is not None else None
         ts_offset = self.isn.ts_offset(laddr, self.lport, raddr, rport)
         entry = SynEntry(laddr, raddr, rport, irs, iss, syn_opts, seg.window, ts_offset,
                          rcv_wscale, now)
@@ -251,6 +276,7 @@ class TcpListener:
             self.shared, entry.laddr, self.lport, entry.raddr, entry.rport, entry.iss,
             entry.ts_offset, entry.irs, entry.opts, entry.window, now, account=account,
             cc=self.cc, mss_clamp=self.mss_clamp, rcv_wscale=entry.rcv_wscale,
+            route_mss=self._our_mss(entry.laddr, entry.raddr)[0], rcvbuf=self.rcvbuf,
             synack_time=entry.synack_time if entry.retries == 0 else None,
             synack_retries=entry.retries)
 

@@ -118,10 +118,24 @@ def send_rst(c, seq: int, now: float) -> None:
     c.stats.out_rsts += 1
 
 
+def current_mss(c) -> int:
+    """Payload room of the next data segment (Linux's tcp_current_mss): the send MSS less the
+    SACK option it will carry -- segment and options together must fit the peer's MSS (RFC
+    9293 3.7.1), or the datagram overflows the path MTU."""
+    mss = c.snd_mss
+    ooo = c.rcvbuf.ooo
+    if ooo and c.sack_ok:
+        mss -= 4 + 8 * min(len(ooo), 3 if c.ts_ok else 4)
+    return mss
+
+
 def transmit(c, seq: int, maxlen: int, now: float) -> int:
     buf = c.sndbuf
     data_end = buf.start + len(buf.data)
     length = data_end - seq
+    room = current_mss(c)
+    if maxlen > room:
+        maxlen = room
     if length > maxlen:
         length = maxlen
     if length < 0:
@@ -170,7 +184,7 @@ def output(c, now: float) -> None:
 
 def _send_loop(c, now: float) -> bool:
     sent = False
-    mss = c.snd_mss
+    mss = current_mss(c)
     buf = c.sndbuf
     board = c.board
     c.sws_hold = False

@@ -7,7 +7,10 @@ Interface:
         ``account_factory()``: a BufferAccount for each new connection (kernel memory).
     .listen(laddr, lport, backlog, cc=None) -> TcpListener  (EADDRINUSE if taken;
                                                laddr ANY4 = b"\\0\\0\\0\\0" listens on all)
-    .connect(laddr, lport, raddr, rport, now, reuse=False, cc=None) -> TcpConnection (SYN sent;
+    .route_mss                               -- optional hook (laddr, raddr) -> MSS from the
+                                               route's MTU, for listeners' SYN-ACKs
+    .connect(laddr, lport, raddr, rport, now, reuse=False, cc=None, mss_clamp=None,
+             route_mss=None, setup=None) -> TcpConnection (SYN sent;
                                                EADDRINUSE when the 4-tuple is in use, except a
                                                TIME_WAIT one with ``reuse``/config.tw_reuse
                                                and timestamps)
@@ -56,6 +59,7 @@ class TcpStack:
         self.out: list[tuple[bytes, bytes, TcpSegment]] = []
         self._heap: list = []
         self._seq = itertools.count()
+        self.route_mss = None
 
     # --- endpoints ---------------------------------------------------------------------------
 
@@ -69,6 +73,7 @@ class TcpStack:
                           account_factory=self.account_factory, cc=cc, mss_clamp=mss_clamp)
         lst.sink = self._listener_sink
         lst.on_deadline = self._schedule
+        lst.route_mss = self.route_mss
         self.listeners[key] = lst
         return lst
 
@@ -79,7 +84,7 @@ class TcpStack:
 
     def connect(self, laddr: bytes, lport: int, raddr: bytes, rport: int, now: float, *,
                 reuse: bool = False, cc: str | None = None, mss_clamp: int | None = None,
-                setup=None) -> TcpConnection:
+                route_mss: int | None = None, setup=None) -> TcpConnection:
         """Active open.  ``setup(conn)`` runs before the SYN is sent (socket options)."""
         key = (laddr, lport, raddr, rport)
         iss = self.isn.isn(laddr, lport, raddr, rport, now)
@@ -94,7 +99,8 @@ class TcpStack:
             self.stats.time_wait_reuse += 1
         conn = TcpConnection(self.shared, laddr, lport, raddr, rport, iss,
                              self.isn.ts_offset(laddr, lport, raddr, rport),
-                             account=self._account(), cc=cc, mss_clamp=mss_clamp)
+                             account=self._account(), cc=cc, mss_clamp=mss_clamp,
+                             route_mss=route_mss)
         self._register(conn)
         if setup is not None:
             setup(conn)

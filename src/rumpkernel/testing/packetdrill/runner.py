@@ -71,9 +71,15 @@ def run_file(path: str | Path, target_factory=None) -> RunResult:
 
 
 def run_script(script: Script, target) -> RunResult:
+    """Run ``script`` against ``target``; a target with ``enter(fn)`` (the kernel target) runs
+    the whole script inside it (as a thread of its simulated world)."""
     runner = _Runner(script, target)
+    enter = getattr(target, "enter", None)
     try:
-        runner.run()
+        if enter is None:
+            runner.run()
+        else:
+            enter(runner.run)
     finally:
         target.close()
     return RunResult(script.name, len(script.events), target.now, runner.n_in, runner.n_out)

@@ -1,0 +1,269 @@
+"""TCP protocol control blocks, the port table, and the socket buffers of stream sockets
+(the socket-side half of NetBSD's tcp_usrreq.c / in_pcb.c for TCP).
+
+Interface:
+    TcpPcb(so)                 per socket: addresses, the engine's TcpConnection or TcpListener,
+                               the options to apply to connections made later (TCP_NODELAY,
+                               keepalive, TCP_MAXSEG, TCP_CONGESTION, buffer sizes), IP TTL/TOS.
+                               A pcb outlives its socket while its connection lingers (FIN_WAIT,
+                               TIME_WAIT: ``so`` is None then) so the port stays taken.
+    TcpPorts(inet)
+        bind(pcb, laddr, lport, root)   EADDRINUSE, EACCES (< 1024 without root),
+                                        EADDRNOTAVAIL (not ours), EINVAL (already bound)
+        connect_port(pcb, laddr, faddr, fport, in_use) -> port    an ephemeral port whose
+                                        4-tuple is free (``in_use(laddr, port, faddr, fport)``);
+                                        EADDRNOTAVAIL when none is
+        add(pcb) / remove(pcb)
+    StreamRcvBuf(pcb) / StreamSndBuf(pcb)   ``so.rcv`` / ``so.snd`` of a TCP socket: views of
+                               the connection's own buffers (the engine's ReceiveBuffer and
+                               SendBuffer hold the bytes and charge them to kernel memory), with
+                               SockBuf's interface for the generic socket layer: truth value,
+                               ``cc``, ``hiwat`` (SO_RCVBUF/SO_SNDBUF: setting it fixes the
+                               engine's buffer size), ``take_stream``, ``flush``, timeouts.
+
+Bind rules (Linux's): two sockets may share a local port when their addresses differ (neither
+is the wildcard), when both set SO_REUSEPORT, or when both set SO_REUSEADDR and the one already
+there is not listening (a restarted server binds over its old connections in TIME_WAIT).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from rumpkernel.kern.abi import SO_REUSEADDR, SO_REUSEPORT
+from rumpkernel.kern.errno import Errno, KernelError
+from rumpkernel.net.inet.inet import ANY
+from rumpkernel.net.socket import Record, SockBuf
+
+if TYPE_CHECKING:
+    from rumpkernel.net.inet.tcp_usrreq import TcpProtocol
+
+PORT_FIRST, PORT_LAST = 49152, 65535
+RESERVED = 1024
+_NO_CONTROL = (Record(b"", None, None),)   # what ``q`` shows while bytes are readable
+
+
+class TcpPcb:
+    __slots__ = ("cc", "closing", "conn", "faddr", "fport", "keepalive", "keepcnt",
+                 "keepidle", "keepintvl", "laddr", "listener", "lport", "maxseg", "nodelay",
+                 "rcvbuf", "reuse", "sndbuf", "so", "tos", "ttl")
+
+    def __init__(self, so: Any) -> None:
+        self.so = so
+        self.laddr = ANY
+        self.lport = 0
+        self.faddr = ANY
+        self.fport = 0
+        self.conn: Any = None
+        self.listener: Any = None
+        self.reuse = 0                 # SO_REUSEADDR | SO_REUSEPORT as of bind (kept after close)
+        self.closing = False           # the user closed it (disconnect)
+        self.nodelay = False
+        self.keepalive = False
+        self.keepidle: int | None = None
+        self.keepintvl: int | None = None
+        self.keepcnt: int | None = None
+        self.maxseg: int | None = None
+        self.cc: str | None = None
+        self.rcvbuf: int | None = None
+        self.sndbuf: int | None = None
+        self.ttl: int | None = None
+        self.tos = 0
+
+    def inherit(self, head: TcpPcb) -> None:
+        """Options an accepted connection takes from its listener."""
+        for name in ("nodelay", "keepalive", "keepidle", "keepintvl", "keepcnt", "maxseg", "cc",
+                     "rcvbuf", "sndbuf", "ttl", "tos", "reuse"):
+            setattr(self, name, getattr(head, name))
+
+    @property
+    def reuse_flags(self) -> int:
+        so = self.so
+        return so.options & (SO_REUSEADDR | SO_REUSEPORT) if so is not None else self.reuse
+
+
+class TcpPorts:
+    def __init__(self, inet: Any) -> None:
+        self.inet = inet
+        self.ports: dict[int, list[TcpPcb]] = {}
+        self.next_port = PORT_FIRST + int.from_bytes(inet.k.random_bytes(2), "big") % (
+            PORT_LAST - PORT_FIRST + 1)
+
+    @staticmethod
+    def _compatible(new: int, other: TcpPcb) -> bool:
+        old = other.reuse_flags
+        if new & old & SO_REUSEPORT:
+            return True
+        return bool(new & old & SO_REUSEADDR) and other.listener is None
+
+    def conflict(self, pcb: TcpPcb, laddr: bytes, lport: int) -> bool:
+        flags = pcb.reuse_flags
+        for other in self.ports.get(lport, ()):
+            if other is pcb:
+                continue
+            if laddr != ANY and other.laddr != ANY and laddr != other.laddr:
+                continue
+            if not self._compatible(flags, other):
+                return True
+        return False
+
+    def bind(self, pcb: TcpPcb, laddr: bytes, lport: int, root: bool) -> None:
+        if pcb.lport:
+            raise KernelError(Errno.EINVAL, "socket is already bound")
+        if laddr != ANY and laddr not in self.inet.local:
+            raise KernelError(Errno.EADDRNOTAVAIL, "not a local address")
+        if lport == 0:
+            lport = self._free_port()
+        else:
+            if lport < RESERVED and not root:
+                raise KernelError(Errno.EACCES, f"port {lport} needs root")
+            if self.conflict(pcb, laddr, lport):
+                raise KernelError(Errno.EADDRINUSE, f"port {lport} in use")
+        pcb.laddr, pcb.lport = laddr, lport
+        pcb.reuse = pcb.reuse_flags
+        self.add(pcb)
+
+    def _free_port(self) -> int:
+        span = PORT_LAST - PORT_FIRST + 1
+        for _ in range(span):
+            p = self._step()
+            if p not in self.ports:
+                return p
+        raise KernelError(Errno.EAGAIN, "tcp: no free ephemeral port")
+
+    def _step(self) -> int:
+        p = self.next_port
+        self.next_port = PORT_FIRST if p >= PORT_LAST else p + 1
+        return p
+
+    def connect_port(self, pcb: TcpPcb, laddr: bytes, faddr: bytes, fport: int,
+                     in_use: Any) -> int:
+        """An ephemeral port for an active open: a free one, else one whose pcbs are all
+        connections to other peers (a port is shared per 4-tuple, as Linux shares them)."""
+        span = PORT_LAST - PORT_FIRST + 1
+        for _ in range(span):
+            p = self._step()
+            if p not in self.ports:
+                return p
+        for _ in range(span):
+            p = self._step()
+            users = self.ports.get(p, ())
+            if all(u.listener is None and u.fport and not (
+                    u.faddr == faddr and u.fport == fport and u.laddr == laddr)
+                   for u in users) and not in_use(laddr, p, faddr, fport):
+                return p
+        raise KernelError(Errno.EADDRNOTAVAIL, "tcp: no free ephemeral port")
+
+    def add(self, pcb: TcpPcb) -> None:
+        self.ports.setdefault(pcb.lport, []).append(pcb)
+
+    def remove(self, pcb: TcpPcb) -> None:
+        lst = self.ports.get(pcb.lport)
+        if lst is not None and pcb in lst:
+            lst.remove(pcb)
+            if not lst:
+                del self.ports[pcb.lport]
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.ports.values())
+
+
+class StreamRcvBuf(SockBuf):
+    """``so.rcv`` of a TCP socket: the connection's receive buffer seen through SockBuf."""
+
+    __slots__ = ("pcb", "pr")
+
+    def __init__(self, pr: TcpProtocol, pcb: TcpPcb) -> None:
+        self.pr = pr
+        self.pcb = pcb
+        self.k = pr.ns.k
+        self.lowat = 1
+        self.timeout_ns = 0
+
+    @property
+    def cc(self) -> int:                       # type: ignore[override]
+        conn = self.pcb.conn
+        return conn.rcvbuf.readable if conn is not None else 0
+
+    @property
+    def hiwat(self) -> int:                    # type: ignore[override]
+        conn = self.pcb.conn
+        if conn is not None:
+            return conn.rcvbuf.limit
+        return self.pcb.rcvbuf or self.pr.stack.config.rmem_default
+
+    @hiwat.setter
+    def hiwat(self, n: int) -> None:
+        self.pr.set_bufsize(self.pcb, rcv=n)
+
+    @property
+    def q(self) -> Any:                        # type: ignore[override]
+        return _NO_CONTROL if self.cc else ()
+
+    def __bool__(self) -> bool:
+        return self.cc > 0
+
+    def space(self) -> int:
+        conn = self.pcb.conn
+        return conn.rcvbuf.free if conn is not None else 0
+
+    def take_stream(self, n: int, peek: bool) -> tuple[bytes, list | None]:
+        return self.pr.read(self.pcb, n, peek), None
+
+    def flush(self, dispose: Any = None) -> None:
+        """SHUT_RD: the unread bytes are discarded (so is what arrives later)."""
+        self.pr.shut_rd(self.pcb)
+
+    def append_stream(self, data: bytes, control: list | None = None) -> bool:
+        raise KernelError(Errno.EOPNOTSUPP, "TCP receives through its connection")
+
+    append_record = append_stream
+
+
+class StreamSndBuf(SockBuf):
+    """``so.snd`` of a TCP socket: the connection's send buffer seen through SockBuf."""
+
+    __slots__ = ("pcb", "pr")
+
+    def __init__(self, pr: TcpProtocol, pcb: TcpPcb) -> None:
+        self.pr = pr
+        self.pcb = pcb
+        self.k = pr.ns.k
+        self.lowat = 1
+        self.timeout_ns = 0
+
+    @property
+    def cc(self) -> int:                       # type: ignore[override]
+        conn = self.pcb.conn
+        return conn.sndbuf.used if conn is not None else 0
+
+    @property
+    def hiwat(self) -> int:                    # type: ignore[override]
+        conn = self.pcb.conn
+        if conn is not None:
+            return conn.sndbuf.limit
+        return self.pcb.sndbuf or self.pr.stack.config.wmem_default
+
+    @hiwat.setter
+    def hiwat(self, n: int) -> None:
+        self.pr.set_bufsize(self.pcb, snd=n)
+
+    @property
+    def q(self) -> Any:                        # type: ignore[override]
+        return deque()
+
+    def __bool__(self) -> bool:
+        return self.cc > 0
+
+    def space(self) -> int:
+        conn = self.pcb.conn
+        return conn.sndbuf.free if conn is not None else 0
+
+    def flush(self, dispose: Any = None) -> None:
+        return None
+
+    def append_stream(self, data: bytes, control: list | None = None) -> bool:
+        raise KernelError(Errno.EOPNOTSUPP, "TCP sends through its connection")
+
+    append_record = append_stream
