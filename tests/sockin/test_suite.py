@@ -1,0 +1,37 @@
+"""The socket test suite of tests/net (test_udp.py, test_sockapi.py) run over sockin, local and
+remote: the same test functions, with this directory's ``knet`` (a sockin kernel).  Tests of
+what sockin does not have (the kernel's interfaces, ICMP, raw sockets, the kernel stack's
+counters) are listed in NOT_SOCKIN with the reason; test_sockin.py has sockin's versions of the
+ones whose socket behaviour still applies."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.net import test_sockapi, test_udp
+
+NOT_SOCKIN = {
+    "test_connected_socket_gets_econnrefused_from_port_unreachable":
+        "reads the kernel stack's udp.noport counter (test_sockin has the socket part)",
+    "test_datagram_too_big_and_message_boundaries":
+        "reads the kernel stack's fragment counters (test_sockin has the socket part)",
+    "test_broadcast_needs_so_broadcast": "sockin has no interfaces to create",
+    "test_raw_icmp_ping_of_ourselves": "sockin has no raw sockets (dissertation 3.9.1)",
+    "test_raw_socket_needs_root": "sockin has no raw sockets (test_sockin: EPROTONOSUPPORT)",
+    "test_icmp_echo_sockets_need_no_privilege": "sockin has no ICMP",
+}
+
+
+def _collect() -> dict[str, object]:
+    out: dict[str, object] = {}
+    for mod in (test_udp, test_sockapi):
+        for name, fn in vars(mod).items():
+            if name.startswith("test_") and callable(fn):
+                assert name not in out, f"two suite tests named {name}"
+                reason = NOT_SOCKIN.get(name)
+                out[name] = pytest.mark.skip(reason=f"not sockin: {reason}")(fn) if reason \
+                    else fn
+    return out
+
+
+globals().update(_collect())
