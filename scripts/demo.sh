@@ -2,7 +2,9 @@
 # Install rumpkernel and run its main job on data the project ships: build ext4 and FAT disk
 # images from the project's own docs/ and src/ folders with no root and no mount, inspect them
 # with fsu, copy a file back out, and (when the native tools are present) let e2fsck and
-# fsck.fat judge the images.
+# fsck.fat judge the images; then the network faction: two kernel processes on a shmif bus
+# (a host file, no root), configured with rump.ifconfig, ping and UDP between them, the bus
+# summarised by shmif_dumpbus.
 set -eu
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --disable-pip-version-check .
@@ -25,3 +27,5 @@ if command -v e2fsck >/dev/null 2>&1; then e2fsck -fn "$out/demo-ext4.img"; fi
 if command -v fsck.fat >/dev/null 2>&1; then fsck.fat -n "$out/demo-fat.img"; fi
 echo "== a kernel inside this process"
 python3 -m rumpkernel.apps.demo
+echo "== the network faction"
+sh scripts/demo_net.sh

@@ -13,13 +13,15 @@ Interface:
 
 Rules: a block outside the device is ``KernelError(EIO)`` (hostile images point anywhere); a
 write to a read-only device is ``EROFS``.  Dirty blocks reach the device in ascending block order
-on ``flush``; nothing is written before that except when eviction must make room.  The caller
-serialises access (drivers run under their mount's lock).
+on ``flush``; nothing is written before that except when eviction must make room.  A driver
+that must order its writes sets ``before_flush`` (run before any dirty block goes out).  The
+caller serialises access (drivers run under their mount's lock).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
 from rumpkernel.kern.errno import Errno, KernelError
@@ -94,6 +96,9 @@ class BlockIO:
         self._dirty: set[int] = set()
         self.hits = 0
         self.misses = 0
+        # a driver that orders its writes sets this: it runs before dirty blocks go out
+        # (on flush, and on the flush an eviction forces), e.g. to write and barrier a FAT
+        self.before_flush: Callable[[], None] | None = None
         if kmem is not None:
             kmem.register_reclaimer(self.reclaim)
 
@@ -221,6 +226,8 @@ class BlockIO:
     def flush(self, sync: bool = False) -> None:
         """Write dirty blocks in ascending order, coalescing neighbours; ``sync`` also asks the
         device to make them durable."""
+        if self._dirty and self.before_flush is not None:
+            self.before_flush()
         if self._dirty:
             bs = self.block_size
             order = sorted(self._dirty)

@@ -67,6 +67,8 @@ class VfsApi:
         self.vfs = vfs
         self.etfs: dict[str, tuple[EtfsInfo, int]] = {}
         self.next_image = 0
+        # test hooks (testing/crashbed, testing/faultdev): each wraps a new host block device
+        self.device_filters: list[Any] = []
 
     @property
     def rootfs(self) -> Rumpfs:
@@ -97,6 +99,8 @@ class VfsApi:
             else:
                 try:
                     dev = HostBlockDevice(self.k, hf, offset, size, name=key, readonly=readonly)
+                    for wrap in self.device_filters:
+                        dev = wrap(dev)
                 except KernelError:
                     hf.close()
                     raise
@@ -115,10 +119,10 @@ class VfsApi:
     def _close(self, info: EtfsInfo, rdev: int) -> None:
         self.vfs.bdevs.pop(rdev, None)
         backing = info.backing
-        if isinstance(backing, HostBlockDevice):
-            backing.file.close()
-        elif isinstance(backing, HostFile):
+        if isinstance(backing, HostFile):
             backing.close()
+        elif isinstance(getattr(backing, "file", None), HostFile):
+            backing.file.close()    # a host block device, perhaps wrapped by a test filter
 
     def etfs_remove(self, l: Any, key: str) -> None:
         entry = self.etfs.get(key)

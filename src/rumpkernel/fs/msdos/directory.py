@@ -4,7 +4,9 @@ Interface:
     Directory(store, clusters, sectors, is_root)  -- parse the directory's sectors
     .lookup(name: str) -> DirSlot | None          -- case-insensitive, long or short name
     .entries_from(index) -> list[DirSlot]         -- live entries in slot order (readdir)
-    .add(name, entry) -> DirSlot                  -- write LFN slots + short entry (ENOSPC, EEXIST)
+    .plan_add(name, reserve) -> AddPlan           -- check an add can succeed, change nothing
+                                                     (ENOSPC, EFBIG past 65,536 slots)
+    .add(name, entry, plan) -> (DirSlot, entry)   -- write LFN slots + short entry
     .remove(slot)                                 -- mark the entry's slots deleted (0xE5)
     .epos(index) -> int                           -- absolute entry number (32-byte units from
                                                      the start of the file system): the natural
@@ -12,18 +14,20 @@ Interface:
     .dotdot                                       -- cluster in the ``..`` entry (None if absent)
 
 ``store`` is the mounted file system; the directory uses its ``bio``, ``geo``, ``fat``,
-``namer``, ``mode``, ``codepage``, ``log`` and ``grow_dir(dir)``.
+``namer``, ``mode``, ``codepage``, ``log``, ``grow_dir(dir)`` and ``dir_name(dir)``.
 
 Rules: the parse tolerates hostile data -- orphan or mismatched LFN slots fall back to the short
-name; names with ``/`` or NUL, stray ``.``/``..`` entries, duplicates and volume labels are
-skipped (logged); a 0x00 lead byte ends the directory.  The slot map never lets a 0x00 slot sit
-before a used one.  Directories are limited to 65536 slots (2 MiB) as FAT requires.
+name; names with ``/`` or NUL, stray ``.``/``..`` entries and duplicates are skipped (logged);
+a 0x00 lead byte ends the directory.  Any of these marks the directory ``damaged`` (the reason):
+it can be read, but ``plan_add``/``remove``/``set_dotdot`` refuse it with EUCLEAN.  The slot
+map never lets a 0x00 slot sit before a used one.  Directories are limited to 65536 slots
+(2 MiB) as FAT requires.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rumpkernel.fs.msdos.layout import (
     ATTR_DIR,
@@ -40,6 +44,23 @@ from rumpkernel.kern.errno import Errno, KernelError, corrupt
 MAX_SLOTS = 65536
 
 
+@dataclass(frozen=True, slots=True)
+class AddPlan:
+    """What ``Directory.add`` will write: the short name, the LFN chunks, ``k`` slots in all,
+    ``grow`` clusters the directory must gain first, and whether the slots lie in one sector
+    (``aligned``: always, unless the name needs more slots than a sector has or only a
+    straddling run is left)."""
+
+    name: str
+    short11: bytes
+    ntres: int
+    need_lfn: bool
+    chunks: list[bytes]
+    k: int
+    grow: int
+    aligned: bool = False
+
+
 @dataclass(slots=True)
 class DirSlot:
     """One live entry: ``name`` as shown, ``first``..``index`` its slots (LFN then short)."""
@@ -50,6 +71,7 @@ class DirSlot:
     index: int
     is_dir: bool
     short_key: str
+    gen: int = -1          # the store's sync_gen when written (-1: read from disk)
 
 
 class Directory:
@@ -74,6 +96,7 @@ class Directory:
         self.dotdot: int | None = None
         self.label: bytes | None = None
         self.dead = False
+        self.damaged: str | None = None
         self.owner = 0
         self._parse(store.read_sectors(sectors))
 
@@ -88,24 +111,39 @@ class Directory:
             b0 = data[o]
             if b0 == 0:
                 self.end = i
+                if data[o : self.nslots * DIRENT_SIZE : DIRENT_SIZE].strip(b"\x00"):
+                    self._damage(f"entries after the end mark at slot {i}")
+                if parts:
+                    self._damage(f"long name without its entry at slot {first}")
                 return
             if b0 == 0xE5:
+                if parts:
+                    self._damage(f"long name without its entry at slot {first}")
                 expect, parts = 0, []
                 continue
             self.used[i] = 1
             if data[o + 11] == ATTR_LFN:
                 chunk = data[o + 1 : o + 11] + data[o + 14 : o + 26] + data[o + 28 : o + 32]
                 if b0 & LFN_LAST and 1 <= (b0 & 0x1F) <= 20:
+                    if parts:
+                        self._damage(f"long name without its entry at slot {first}")
                     parts, expect, csum, first = [chunk], (b0 & 0x1F) - 1, data[o + 13], i
                 elif expect and b0 == expect and data[o + 13] == csum:
                     parts.append(chunk)
                     expect -= 1
                 else:
+                    self._damage(f"broken long name at slot {i}")
                     expect, parts = 0, []
                 continue
             long_ok = bool(parts) and expect == 0 and first >= 0
+            if parts and not long_ok:
+                self._damage(f"incomplete long name at slot {first}")
             self._short(i, data[o : o + DIRENT_SIZE], parts if long_ok else None, csum, first)
             parts, expect, first = [], 0, -1
+
+    def _damage(self, why: str) -> None:
+        if self.damaged is None:
+            self.damaged = why
 
     def _short(self, i: int, raw: bytes, parts: list[bytes] | None, csum: int,
                first: int) -> None:
@@ -114,6 +152,8 @@ class Directory:
         if attr & ATTR_VOLUME:
             if self.is_root and not attr & ATTR_DIR and self.label is None:
                 self.label = name11
+            if attr & ATTR_DIR or raw[26:28] != b"\0\0":
+                self._damage(f"volume-label entry with a directory bit or cluster at slot {i}")
             return
         if name11 in (DOT, DOTDOT):
             if not self.is_root and i == (0 if name11 == DOT else 1):
@@ -121,6 +161,7 @@ class Directory:
                     self.dotdot = ShortEntry.parse(raw).cluster
             else:
                 log(f"msdos: stray dot entry at slot {i} skipped")
+                self._damage(f"stray dot entry at slot {i}")
             return
         store = self.store
         short = display_short(name11, ntres, store.mode, store.codepage)
@@ -130,17 +171,23 @@ class Directory:
             if name is not None and not _sane(name):
                 log(f"msdos: long name {name!r} refused; using short name")
                 name = None
+            if name is None:
+                self._damage(f"bad long name at slot {i}")
         else:
+            if parts is not None:
+                self._damage(f"long name checksum mismatch at slot {i}")
             first = i
         if name is None:
             first = i
             name = short
         if not _sane(name):
             log(f"msdos: entry {name!r} at slot {i} skipped (bad name)")
+            self._damage(f"bad name at slot {i}")
             return
         key, skey = fold(name), fold(short)
         if key in self.by_key or key in self.by_short_key or skey in self.by_key:
             log(f"msdos: duplicate name {name!r} at slot {i} skipped")
+            self._damage(f"duplicate name {name!r} at slot {i}")
             return
         self._index(DirSlot(name, bytes(name11), first, i, bool(attr & ATTR_DIR), skey))
 
@@ -217,22 +264,71 @@ class Directory:
         self.nslots += more
 
     # -- changes ----------------------------------------------------------------------------
-    def _find_free(self, k: int) -> int:
-        while True:
-            i = self.used.find(bytes(k))
-            if i >= 0 and i + k <= self.nslots:
-                return i
-            self.store.grow_dir(self)
-
-    def add(self, name: str, entry: ShortEntry) -> tuple[DirSlot, ShortEntry]:
-        """Write ``name`` (long + short entries); ``entry`` supplies every field but the name.
-        Returns the new slot and the short entry as written."""
+    def plan_add(self, name: str, reserve: int = 0) -> AddPlan:
+        """Check that ``name`` can be added -- a short name, free slots, clusters to grow the
+        directory (plus ``reserve`` more for the caller) -- without changing anything.
+        ENOENT (directory removed), ENOSPC (volume or fixed root full), EFBIG (a FAT directory
+        holds at most 65,536 slots)."""
         if self.dead:
             raise KernelError(Errno.ENOENT, "msdos: directory was removed")
-        short11, ntres, need_lfn = self.store.namer.plan(name, self.taken, self.hints)
+        self.check_sound()
+        store = self.store
+        short11, ntres, need_lfn = store.namer.plan(name, self.taken, self.hints)
         chunks = lfn_slots(name) if need_lfn else []
         k = len(chunks) + 1
-        i = self._find_free(k)
+        per_cluster = store.geo.cluster_size // DIRENT_SIZE
+        aligned = k <= self.per_sector
+        grow = 0
+        if self._free_run(k, aligned) < 0:
+            fixed = self.is_root and store.geo.fat_bits != 32
+            can_grow = (not fixed and self.nslots + per_cluster <= MAX_SLOTS
+                        and store.fat.free_total > reserve)
+            if not can_grow and self._free_run(k, False) >= 0:
+                aligned = False
+            elif aligned:
+                grow = 1
+            else:
+                tail = len(self.used) - len(self.used.rstrip(b"\x00"))
+                grow = -(-(k - tail) // per_cluster)
+        if grow:
+            if self.is_root and store.geo.fat_bits != 32:
+                raise KernelError(Errno.ENOSPC, f"msdos: {store.dir_name(self)}: the root "
+                                  f"directory is full ({self.nslots} entries, fixed size)")
+            if self.nslots + grow * per_cluster > MAX_SLOTS:
+                raise KernelError(Errno.EFBIG, f"msdos: {store.dir_name(self)}: directory "
+                                  f"is full: a FAT directory holds at most {MAX_SLOTS} "
+                                  "32-byte entries (a long name takes one per 13 characters "
+                                  "plus one)")
+        store.fat.ensure_free(grow + reserve)
+        if grow + reserve > store.fat.free_count:
+            raise KernelError(Errno.ENOSPC, "msdos: file system full")
+        return AddPlan(name, short11, ntres, need_lfn, chunks, k, grow, aligned)
+
+    def _free_run(self, k: int, aligned: bool = False) -> int:
+        """First run of ``k`` free slots (-1: none); ``aligned``: inside one sector, so the
+        entry is written -- and later removed -- by one atomic sector write."""
+        used, per, end = self.used, self.per_sector, self.nslots
+        i = used.find(bytes(k))
+        while i >= 0 and i + k <= end:
+            if not aligned or i % per + k <= per:
+                return i
+            i = used.find(bytes(k), (i // per + 1) * per)
+        return -1
+
+    def add(self, name: str, entry: ShortEntry,
+            plan: AddPlan | None = None) -> tuple[DirSlot, ShortEntry]:
+        """Write ``name`` (long + short entries); ``entry`` supplies every field but the name.
+        Returns the new slot and the short entry as written.  Errors as ``plan_add``; nothing
+        is written when it fails."""
+        if plan is None or plan.name != name:
+            plan = self.plan_add(name)
+        plan = self.grow(plan)
+        short11, ntres, need_lfn, chunks, k = (plan.short11, plan.ntres, plan.need_lfn,
+                                               plan.chunks, plan.k)
+        i = self._free_run(k, plan.aligned)
+        if i < 0:
+            raise KernelError(Errno.ENOSPC, "msdos: directory slots vanished")
+        self._prefetch(i, i + k + 1)
         csum = lfn_checksum(short11)
         raw = bytearray()
         n = len(chunks)
@@ -240,24 +336,70 @@ class Directory:
             raw += _lfn_raw(seq | (LFN_LAST if seq == n else 0), chunks[seq - 1], csum)
         written = entry.replace(name=short11, ntres=(entry.ntres & ~0x18) | ntres)
         raw += written.emit()
+        if i > self.end:
+            self._fill_gap(i)
+        if i + k > self.end:
+            # past the end mark: the rest of this sector becomes deleted slots in the same
+            # (atomic) sector write, so the end mark only ever sits at a sector boundary and
+            # no later entry can land behind a 0x00 slot
+            fill = min(-(i + k) % self.per_sector, self.nslots - i - k)
+            raw += (b"\xe5" + bytes(DIRENT_SIZE - 1)) * fill
+            self.end = i + k + fill
         self.write_slots(i, bytes(raw))
         self.used[i : i + k] = b"\x01" * k
-        self._terminate(i + k)
         store = self.store
         short = display_short(short11, ntres, store.mode, store.codepage)
         slot = DirSlot(name if need_lfn else short, short11, i, i + k - 1,
-                       bool(entry.attr & ATTR_DIR), fold(short))
+                       bool(entry.attr & ATTR_DIR), fold(short), store.sync_gen)
         self._index(slot)
         return slot, written
 
-    def _terminate(self, after: int) -> None:
-        if after <= self.end:
-            return
-        self.end = after
-        if after < self.nslots and self.read_slot(after)[0] != 0:
-            self.write_slots(after, bytes(DIRENT_SIZE))
+    def _fill_gap(self, i: int) -> None:
+        """An entry placed in a fresh sector past an end mark that sits inside a sector (only
+        in directories other tools wrote; ours end at sector boundaries): the never-used slots
+        before it become deleted ones (0xE5), durably first -- else a cut could leave the
+        entry behind a 0x00 end mark, where readers stop."""
+        self.write_slots(self.end, (b"\xe5" + bytes(DIRENT_SIZE - 1)) * (i - self.end))
+        self.store.barrier()
+        self.end = i
+
+    def check_sound(self) -> None:
+        """EUCLEAN when the parse found damage: changing a damaged directory could orphan
+        long-name slots or hide entries (read it, repair it with fsck.fat, then write)."""
+        if self.damaged is not None:
+            raise KernelError(Errno.EUCLEAN, f"msdos: {self.store.dir_name(self)}: directory "
+                              f"is damaged ({self.damaged}); not changed (run fsck.fat)")
+
+    def grow(self, plan: AddPlan) -> AddPlan:
+        """Add the empty clusters ``plan`` needs (a multi-step operation does this before its
+        first real change: an extra empty directory cluster changes nothing visible)."""
+        if not plan.grow:
+            return plan
+        for _ in range(plan.grow):
+            self.store.grow_dir(self)
+        return replace(plan, grow=0)
+
+    def prefetch(self, plan: AddPlan | None = None, slot: DirSlot | None = None) -> None:
+        """Read now what ``add(plan)`` / ``remove(slot)`` will rewrite (a multi-step operation
+        reads before its first change)."""
+        if plan is not None and not plan.grow:
+            i = self._free_run(plan.k, plan.aligned)
+            if i >= 0:
+                self._prefetch(i, i + plan.k + 1)
+        if slot is not None:
+            self._prefetch(slot.first, slot.index + 1)
+
+    def _prefetch(self, lo: int, hi: int) -> None:
+        """Read the sectors of slots [lo, hi) before changing any, so a read error cannot stop
+        a change half-way (e.g. long-name slots written without their short entry)."""
+        per, bio = self.per_sector, self.store.bio
+        for sec in range(lo // per, min(hi, self.nslots) // per + 1):
+            if sec < len(self.sectors):
+                bio.read(self.sectors[sec])
 
     def remove(self, slot: DirSlot) -> None:
+        self.check_sound()
+        self._prefetch(slot.first, slot.index + 1)
         per = self.per_sector
         bio = self.store.bio
         for sec_i in range(slot.first // per, slot.index // per + 1):
@@ -272,6 +414,7 @@ class Directory:
     def set_dotdot(self, cluster: int) -> None:
         if self.is_root or self.nslots < 2:
             return
+        self.check_sound()
         raw = self.read_slot(1)
         if raw[:11] != DOTDOT:
             return

@@ -16,7 +16,7 @@ Rules:
 from __future__ import annotations
 
 from rumpkernel.fs.msdos import fileio
-from rumpkernel.fs.msdos.directory import Directory, DirSlot
+from rumpkernel.fs.msdos.directory import AddPlan, Directory, DirSlot
 from rumpkernel.fs.msdos.fattime import to_fat
 from rumpkernel.fs.msdos.layout import (
     ATTR_ARCHIVE,
@@ -25,7 +25,7 @@ from rumpkernel.fs.msdos.layout import (
     DIRENT_SIZE,
     ShortEntry,
 )
-from rumpkernel.fs.msdos.names import DOT, DOTDOT, check_long
+from rumpkernel.fs.msdos.names import DOT, DOTDOT, check_long, fold
 from rumpkernel.fs.msdos.node import ROOT_INO, Node
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.vfs.vattr import DT_DIR, DT_REG, S_IFMT, S_IFREG, DirEnt, SetAttr
@@ -123,26 +123,31 @@ class DirOps:
     def create(self, dnode: Node, name: bytes, mode: int, uid: int, gid: int, rdev: int) -> int:
         if mode & S_IFMT != S_IFREG:
             raise KernelError(Errno.EPERM, "msdos: FAT cannot store special files")
+        self.check_writable()
         d = self.dir_of(dnode)
         text = self._check_new(d, name)
+        plan = d.plan_add(text)
         attr = ATTR_ARCHIVE | (0 if mode & 0o222 else ATTR_READONLY)
-        slot, _ = d.add(text, self._new_entry(attr))
+        slot, _ = d.add(text, self._new_entry(attr), plan)
         self.touch_dir(dnode)
         return self._ino_at(dnode, d, slot)
 
     def mkdir(self, dnode: Node, name: bytes, mode: int, uid: int, gid: int) -> int:
+        self.check_writable()
         d = self.dir_of(dnode)
         text = self._check_new(d, name)
         parent_c = 0 if dnode is self.root else dnode.entry.cluster
+        plan = d.grow(d.plan_add(text, reserve=1))
+        d.prefetch(plan)
         near = self.chain_of(dnode)[-1] if dnode.chain else 0
         new = self.fat.allocate(1, near=near)[0]
+        ent = self._new_entry(ATTR_DIR, new)
         try:
-            ent = self._new_entry(ATTR_DIR, new)
             self._init_dir(new, ent, parent_c)
-            slot, _ = d.add(text, ent)
         except KernelError:
-            self.fat.free_chain([new])
+            self.fat.unallocate([new])
             raise
+        slot, _ = d.add(text, ent, plan)
         self.touch_dir(dnode)
         return self._ino_at(dnode, d, slot)
 
@@ -151,11 +156,8 @@ class DirOps:
         first = geo.cluster_sector(cluster)
         dot = ent.replace(name=DOT).emit()
         dotdot = ent.replace(name=DOTDOT).with_cluster(parent_c).emit()
-        head = dot + dotdot + bytes(geo.sector_size - 2 * DIRENT_SIZE)
-        self.bio.write(first, head)
-        zero = bytes(geo.sector_size)
-        for s in range(first + 1, first + geo.cluster_sectors):
-            self.bio.write(s, zero)
+        head = dot + dotdot + bytes(geo.cluster_size - 2 * DIRENT_SIZE)
+        self.bio.write_run(first, head)     # on the device before the FAT makes it used
 
     def symlink(self, dnode: Node, name: bytes, target: bytes, uid: int, gid: int) -> int:
         raise KernelError(Errno.EPERM, "msdos: FAT has no symbolic links")
@@ -165,6 +167,7 @@ class DirOps:
 
     # -- removal ----------------------------------------------------------------------------
     def unlink(self, dnode: Node, name: bytes, node: Node) -> None:
+        self.check_writable(node)
         d = self.dir_of(dnode)
         slot = self._slot(d, name)
         d.remove(slot)
@@ -173,6 +176,7 @@ class DirOps:
         self.touch_dir(dnode)
 
     def rmdir(self, dnode: Node, name: bytes, node: Node) -> None:
+        self.check_writable()
         d = self.dir_of(dnode)
         slot = self._slot(d, name)
         if not self.dir_of(node).empty:
@@ -192,8 +196,13 @@ class DirOps:
     # -- rename -----------------------------------------------------------------------------
     def rename(self, sdnode: Node, sname: bytes, snode: Node, tdnode: Node, tname: bytes,
                tnode: Node | None) -> None:
+        self.check_writable()
         sd, td = self.dir_of(sdnode), self.dir_of(tdnode)
         sslot = self._slot(sd, sname)
+        sd.check_sound()
+        if snode.is_dir and sd is not td:
+            self.dir_of(snode).check_sound()
+            self.dir_of(snode).read_slot(1)       # '..' is rewritten: read it before changes
         if tnode is snode:
             if sd is td and sname == tname:
                 return
@@ -209,23 +218,42 @@ class DirOps:
                 raise KernelError(Errno.ENOTEMPTY)
         elif tslot is not None:
             raise KernelError(Errno.EEXIST)
+        plan = td.grow(td.plan_add(ttext))
+        td.prefetch(plan, tslot)
+        sd.prefetch(None, sslot)
         if tnode is not None and tslot is not None:
+            self.check_writable(tnode)
             self._drop_target(td, tslot, tnode)
-        self._move(sd, sslot, snode, td, ttext, tdnode)
+        self._move(sd, sslot, snode, td, plan, tdnode)
         if sd is not td:
             self.touch_dir(tdnode)
         self.touch_dir(sdnode)
 
-    def _move(self, sd: Directory, sslot: DirSlot, snode: Node, td: Directory, ttext: str,
+    def _move(self, sd: Directory, sslot: DirSlot, snode: Node, td: Directory, plan: AddPlan,
               tdnode: Node) -> None:
-        sd.remove(sslot)
-        try:
-            slot, written = td.add(ttext, snode.entry)
-        except KernelError:
-            slot, written = sd.add(sslot.name, snode.entry)
-            snode.entry = written
-            self.inos.moved(snode, sd.epos(slot.index))
-            raise
+        """New entry first, made durable, then the old one removed: a crash in between leaves
+        two names for one chain (fsck.fat keeps the data under one of them), never none.  An
+        old entry that was never flushed needs no barrier (a cut loses it either way).  A
+        case-only rename in one directory swaps the entry in place of the old one."""
+        if sd is td and fold(sslot.name) == fold(plan.name):
+            sd.remove(sslot)
+            slot, written = td.add(plan.name, snode.entry)
+        else:
+            slot, written = td.add(plan.name, snode.entry, plan)
+            failed: KernelError | None = None
+            if sslot.gen < self.sync_gen:   # the old entry may be on disk: new one first
+                try:
+                    self.barrier()
+                except KernelError as e:    # finish in memory; the write is retried later
+                    failed = e
+            sd.remove(sslot)
+            if failed is not None:
+                self._moved(snode, written, td, slot, tdnode, sd)
+                raise failed
+        self._moved(snode, written, td, slot, tdnode, sd)
+
+    def _moved(self, snode: Node, written: ShortEntry, td: Directory, slot: DirSlot,
+               tdnode: Node, sd: Directory) -> None:
         snode.entry = written
         self.inos.moved(snode, td.epos(slot.index))
         if snode.is_dir and sd is not td:
@@ -243,6 +271,7 @@ class DirOps:
 
     # -- setattr ----------------------------------------------------------------------------
     def setattr(self, node: Node, changes: SetAttr) -> None:
+        self.check_writable(node if changes.size is not None else None)
         opts = self.opts
         if ((changes.uid is not None and changes.uid != opts.uid)
                 or (changes.gid is not None and changes.gid != opts.gid)) and not opts.quiet:

@@ -8,16 +8,32 @@ Interface:
     .allocate(n, near) -> list  -- ``n`` free clusters (contiguous from ``near`` when possible),
                                    linked into a chain ending in EOC; ENOSPC when fewer are free.
     .link(prev, first)          -- make ``prev`` point at ``first``
-    .free_chain(clusters)       -- mark clusters free
-    .set_eoc(c)                 -- terminate a chain at ``c``
+    .unallocate(clusters)       -- undo an allocation nothing uses yet
+    .free_chain(clusters)       -- free clusters, deferred: they stay used (on disk and for the
+                                   allocator) until ``commit_frees``
+    .set_eoc(c)                 -- terminate a chain at ``c`` (on disk at ``commit_frees`` too)
+    .commit_frees() -> bool     -- apply deferred frees and cuts (phase 3 of a sync)
+    .ensure_free(n)             -- commit pending frees (``short_hook``) when only they make room
     .clean / .set_clean(flag)   -- the FAT16/32 "volume clean" bit in FAT[1]
-    .flush()                    -- write dirty FAT sectors to every mirrored FAT copy (delayed
-                                   writes through BlockIO; the caller flushes BlockIO)
+    .flush() -> bool            -- write dirty FAT sectors to every mirrored FAT copy, straight
+                                   to the device (``BlockIO.write_run``); the caller barriers
     .free_count, .next_free     -- for statfs and the FAT32 FSInfo sector
+    .pin(c)                     -- never allocate free cluster ``c`` (a directory entry uses it)
+    .merge_copies() -> (merged, conflicts)
+                                -- compare every other FAT copy with the active one: where one
+                                   copy says free and another in use, take "in use" (a zeroed
+                                   FAT1 entry must not hand out a cluster a chain still uses) --
+                                   in memory only: the disk keeps the old value until the
+                                   driver itself changes that entry;
+                                   returns how many entries were merged and a list of
+                                   (cluster, value, other) where both are in use but differ
 
 Rules: entries are kept in an ``array`` (FAT12 also keeps its packed bytes); the top 4 bits of
-FAT32 entries are preserved on update.  Only the sectors touched since the last flush are
-written, to each FAT copy (or only the active one when FAT32 mirroring is off).
+FAT32 entries are preserved on update.  Crash ordering (see ``vfsops.sync``): allocations and
+links reach the disk before the directory entries that use them; frees and chain cuts only
+after the entries that dropped them -- so a cut can only leak clusters.  Only the sectors
+touched since the last flush are written, to each FAT copy (or only the active one when FAT32
+mirroring is off).
 """
 
 from __future__ import annotations
@@ -37,8 +53,9 @@ _LOAD_CHUNK = 2048
 
 
 class FatTable:
-    __slots__ = ("_dirty", "_raw12", "arr", "bio", "bits", "eoc", "free_count", "geo", "mask",
-                 "max_cluster", "next_free")
+    __slots__ = ("_deferred", "_dirty", "_raw12", "_shadow", "arr", "bio", "bits", "eoc",
+                 "free_count", "geo", "mask", "max_cluster", "next_free", "pending_free",
+                 "short_hook")
 
     def __init__(self, bio: BlockIO, geo: Geometry) -> None:
         self.bio = bio
@@ -48,25 +65,24 @@ class FatTable:
         self.mask = _MASK[self.bits]
         self.max_cluster = geo.max_cluster
         self._dirty: set[int] = set()
+        self._shadow: dict[int, int] = {}
+        self._deferred: dict[int, int] = {}
+        self.pending_free: list[int] = []
+        self.short_hook = None
         raw = self._load()
         self._raw12: bytearray | None = None
         if self.bits == 12:
             self._raw12 = bytearray(raw)
-            self.arr = _unpack12(raw)
-        else:
-            self.arr = array("H" if self.bits == 16 else "I")
-            usable = len(raw) - len(raw) % self.arr.itemsize
-            self.arr.frombytes(raw[:usable])
-            if _BIG:
-                self.arr.byteswap()
+        self.arr = self._parse(raw)
         if len(self.arr) < self.max_cluster + 1:
             raise corrupt("msdos: FAT shorter than the cluster count")
         self.free_count = self.arr[2 : self.max_cluster + 1].count(0)
         self.next_free = 2
 
-    def _load(self) -> bytes:
+    def _load(self, copy: int | None = None) -> bytes:
         geo = self.geo
-        first = geo.reserved + (geo.active_fat or 0) * geo.fat_sectors
+        copy = (geo.active_fat or 0) if copy is None else copy
+        first = geo.reserved + copy * geo.fat_sectors
         # only the part of the FAT that describes existing clusters (a hostile FAT size
         # must not make us read or hold more than the volume's clusters need)
         need = -(-(geo.max_cluster + 1) * self.bits // 8 // geo.sector_size) + 1
@@ -75,6 +91,45 @@ class FatTable:
         for s in range(0, count, _LOAD_CHUNK):
             parts.append(self.bio.read_run(first + s, min(_LOAD_CHUNK, count - s)))
         return b"".join(parts)
+
+    def _parse(self, raw: bytes) -> array:
+        if self.bits == 12:
+            return _unpack12(raw)
+        arr = array("H" if self.bits == 16 else "I")
+        usable = len(raw) - len(raw) % arr.itemsize
+        arr.frombytes(raw[:usable])
+        if _BIG:
+            arr.byteswap()
+        return arr
+
+    def merge_copies(self) -> tuple[int, list[tuple[int, int, int]]]:
+        geo = self.geo
+        if geo.active_fat is not None or geo.num_fats < 2:
+            return 0, []
+        merged = 0
+        conflicts: list[tuple[int, int, int]] = []
+        for k in range(1, geo.num_fats):
+            other = self._parse(self._load(k))
+            for c in _differing(self.arr, other, 2, self.max_cluster + 1):
+                a, b = self.arr[c] & self.mask, other[c] & self.mask
+                if a == b or b == 0:
+                    continue
+                if a == 0:
+                    self._shadow.setdefault(c, self.arr[c])
+                    self.arr[c] = other[c]
+                    merged += 1
+                else:
+                    conflicts.append((c, a, b))
+        if merged:
+            self.free_count = self.arr[2 : self.max_cluster + 1].count(0)
+        return merged, conflicts
+
+    def pin(self, c: int) -> None:
+        """Treat free cluster ``c`` as used (in memory only: the disk entry stays 0)."""
+        if self.arr[c] & self.mask == 0:
+            self._shadow.setdefault(c, self.arr[c])
+            self.arr[c] = self.arr[c] | self.mask
+            self.free_count -= 1
 
     # -- reading ----------------------------------------------------------------------------
     def get(self, c: int) -> int:
@@ -101,6 +156,10 @@ class FatTable:
 
     # -- writing ----------------------------------------------------------------------------
     def _set(self, c: int, v: int) -> None:
+        if self._shadow:
+            self._shadow.pop(c, None)
+        if self._deferred:
+            self._deferred.pop(c, None)
         bits = self.bits
         if bits == 32:
             self.arr[c] = (self.arr[c] & 0xF0000000) | v
@@ -124,7 +183,13 @@ class FatTable:
             self._dirty.add((off + 1) // bps)
 
     def set_eoc(self, c: int) -> None:
-        self._set(c, self.mask)
+        """Cut a chain at ``c`` (a shrink): in memory now, on disk with the frees (phase 3),
+        so a crash never leaves a file's size beyond its chain."""
+        if self.bits != 12:
+            self._shadow.setdefault(c, self.arr[c])
+        v = self.mask
+        self.arr[c] = (self.arr[c] & 0xF0000000) | v if self.bits == 32 else v
+        self._deferred[c] = v
 
     def link(self, prev: int, first: int) -> None:
         self._set(prev, first)
@@ -143,6 +208,7 @@ class FatTable:
         """``n`` free clusters, chained and terminated; contiguous after ``near`` if free."""
         if n <= 0:
             return []
+        self.ensure_free(n)
         if n > self.free_count:
             raise KernelError(Errno.ENOSPC, f"msdos: {n} clusters wanted, {self.free_count} free")
         arr, top = self.arr, self.max_cluster
@@ -160,10 +226,41 @@ class FatTable:
         self.next_free = out[-1] + 1 if out[-1] < top else 2
         return out
 
-    def free_chain(self, clusters: list[int]) -> None:
+    def unallocate(self, clusters: list[int]) -> None:
+        """Undo an ``allocate`` that nothing has used yet (free at once: never on disk)."""
         for c in clusters:
             self._set(c, 0)
         self.free_count += len(clusters)
+
+    def free_chain(self, clusters: list[int]) -> None:
+        """Free ``clusters`` -- at ``commit_frees``: until then they stay in use on disk and in
+        memory, so nothing can reuse them before the entry that dropped them is durable."""
+        self.pending_free.extend(clusters)
+
+    def commit_frees(self) -> bool:
+        """Apply deferred chain cuts and frees to the table (the caller then flushes);
+        True if anything changed."""
+        if not self.pending_free and not self._deferred:
+            return False
+        deferred, self._deferred = self._deferred, {}
+        for c, v in deferred.items():
+            self._set(c, v)
+        for c in self.pending_free:
+            self._set(c, 0)
+        self.free_count += len(self.pending_free)
+        self.pending_free.clear()
+        return True
+
+    def ensure_free(self, n: int) -> None:
+        """Before an allocation of ``n``: if only pending frees would make room, commit them
+        (``short_hook``, the file system's sync)."""
+        if n > self.free_count and self.pending_free and self.short_hook is not None:
+            self.short_hook()
+
+    @property
+    def free_total(self) -> int:
+        """Free clusters as statfs shows them (pending frees included)."""
+        return self.free_count + len(self.pending_free)
 
     # -- clean bit --------------------------------------------------------------------------
     @property
@@ -189,21 +286,38 @@ class FatTable:
             return bytes(self._raw12[s * bps : (s + 1) * bps])
         per = bps // self.arr.itemsize
         part = self.arr[s * per : (s + 1) * per]
+        for c, v in self._shadow.items():
+            if s * per <= c < (s + 1) * per:
+                part[c - s * per] = v
         if _BIG:
             part.byteswap()
         data = part.tobytes()
         return data + bytes(bps - len(data))
 
-    def flush(self) -> None:
+    def flush(self) -> bool:
+        """Write the dirty FAT sectors to every copy, straight to the device (the caller
+        issues the barrier); True if anything was written."""
         geo = self.geo
         copies = [geo.active_fat] if geo.active_fat is not None else range(geo.num_fats)
+        if not self._dirty:
+            return False
         for s in sorted(self._dirty):
             if s >= geo.fat_sectors:
                 continue
             data = self._sector_bytes(s)
             for k in copies:
-                self.bio.write(geo.reserved + k * geo.fat_sectors + s, data)
+                self.bio.write_run(geo.reserved + k * geo.fat_sectors + s, data)
         self._dirty.clear()
+        return True
+
+
+def _differing(a: array, b: array, lo: int, hi: int, step: int = 1024):
+    """Indices in [lo, hi) where ``a`` and ``b`` differ (whole slices compared first)."""
+    hi = min(hi, len(a), len(b))
+    for start in range(lo, hi, step):
+        end = min(start + step, hi)
+        if a[start:end] != b[start:end]:
+            yield from (i for i in range(start, end) if a[i] != b[i])
 
 
 def _unpack12(raw: bytes) -> array:

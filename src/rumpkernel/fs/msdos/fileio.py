@@ -5,6 +5,9 @@ Interface (``fs`` is the mounted ``MsdosFS``; ``node`` a regular-file ``Node``):
     write_data(fs, node, offset, data) -> int        (ENOSPC: a prefix or nothing; EFBIG)
     truncate(fs, node, size)                          (frees clusters past the end / zero-fills)
 
+A write that starts past the end, or a truncate that extends, checks first that the zero fill
+fits (ENOSPC with nothing changed otherwise).
+
 Rules: contiguous clusters move in one ``read_run``/``write_run``; only the partial sectors at the
 two ends of a write are read back.  FAT has no holes: extending a file writes zeros.  The size
 never exceeds what the chain holds (``MsdosFS`` clamps hostile sizes when loading the node).
@@ -65,6 +68,7 @@ def _ensure_clusters(fs, node, end: int) -> int:
     need = -(-end // cs) - len(chain)
     if need <= 0:
         return end
+    fs.fat.ensure_free(need)
     got = min(need, fs.fat.free_count)
     if got <= 0:
         return len(chain) * cs
@@ -111,17 +115,46 @@ def write_data(fs, node, offset: int, data: bytes) -> int:
     data = bytes(data[: MAX_FILE_SIZE - offset])
     old = node.entry.size
     if offset > old:
+        _need_room(fs, node, offset + 1)
         _zero_fill(fs, node, old, offset)
         old = node.entry.size
         if old < offset:
             raise KernelError(Errno.ENOSPC, "msdos: file system full")
     end = _ensure_clusters(fs, node, offset + len(data))
     if end <= offset:
+        _trim(fs, node)
         raise KernelError(Errno.ENOSPC, "msdos: file system full")
     written = end - offset
-    _store(fs, node, offset, data[:written], old)
+    try:
+        _store(fs, node, offset, data[:written], old)
+    except KernelError:
+        _trim(fs, node)
+        raise
     fs.file_changed(node, max(old, end))
     return written
+
+
+def _trim(fs, node) -> None:
+    """Give back clusters past the file's size (a write that failed after allocating), so the
+    chain and the size never disagree on disk."""
+    chain = fs.chain_of(node)
+    keep = -(-node.entry.size // fs.geo.cluster_size)
+    if keep < len(chain):
+        fs.release(node, chain[keep:])
+        del chain[keep:]
+        if keep:
+            fs.fat.set_eoc(chain[-1])
+        else:
+            fs.set_first_cluster(node, 0)
+
+
+def _need_room(fs, node, end: int) -> None:
+    """ENOSPC, before anything changes, when the volume cannot hold ``end`` bytes of file."""
+    more = -(-end // fs.geo.cluster_size) - len(fs.chain_of(node))
+    fs.fat.ensure_free(more)
+    if more > fs.fat.free_count:
+        raise KernelError(Errno.ENOSPC, f"msdos: file system full ({more} clusters needed, "
+                          f"{fs.fat.free_count} free)")
 
 
 def _zero_fill(fs, node, old: int, upto: int) -> None:
@@ -131,7 +164,11 @@ def _zero_fill(fs, node, old: int, upto: int) -> None:
         end = _ensure_clusters(fs, node, pos + n)
         if end <= pos:
             break
-        _store(fs, node, pos, bytes(end - pos), node.entry.size)
+        try:
+            _store(fs, node, pos, bytes(end - pos), node.entry.size)
+        except KernelError:
+            _trim(fs, node)
+            raise
         fs.file_changed(node, end)
         pos = end
 
@@ -141,17 +178,11 @@ def truncate(fs, node, size: int) -> None:
         raise KernelError(Errno.EFBIG, "msdos: files end at 4 GiB - 1")
     old = node.entry.size
     if size > old:
+        _need_room(fs, node, size)
         _zero_fill(fs, node, old, size)
         if node.entry.size < size:
             raise KernelError(Errno.ENOSPC, "msdos: file system full")
         return
-    chain = fs.chain_of(node)
-    keep = -(-size // fs.geo.cluster_size)
-    if keep < len(chain):
-        fs.release(node, chain[keep:])
-        del chain[keep:]
-        if keep:
-            fs.fat.set_eoc(chain[-1])
-        else:
-            fs.set_first_cluster(node, 0)
+    node.entry = node.entry.replace(size=size)
+    _trim(fs, node)
     fs.file_changed(node, size)

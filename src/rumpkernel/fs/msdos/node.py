@@ -26,8 +26,8 @@ SYNTHETIC_BASE = 1 << 40
 
 
 class Node:
-    __slots__ = ("chain", "dir", "entry", "epos", "ino", "is_dir", "parent", "serial",
-                 "unlinked")
+    __slots__ = ("chain", "damaged", "dir", "entry", "epos", "ino", "is_dir", "parent",
+                 "serial", "unlinked")
 
     def __init__(self, ino: int, serial: int, entry: ShortEntry, epos: int | None,
                  is_dir: bool) -> None:
@@ -40,6 +40,7 @@ class Node:
         self.dir: Directory | None = None
         self.parent: int | None = None
         self.unlinked = False
+        self.damaged: str | None = None
 
     def __repr__(self) -> str:
         return f"<msdos.Node ino={self.ino} epos={self.epos} dir={self.is_dir}>"

@@ -38,6 +38,7 @@ from rumpkernel.fs.msdos.names import DOT, DOTDOT, ShortNamer
 from rumpkernel.fs.msdos.node import ROOT_INO, InodeTable, Node
 from rumpkernel.fs.msdos.options import MountOptions
 from rumpkernel.fs.msdos.probe import find_volume
+from rumpkernel.fs.msdos.scan import scan_entries
 from rumpkernel.kern.errno import Errno, KernelError, corrupt
 from rumpkernel.vfs.bio import BlockIO
 from rumpkernel.vfs.fstype import MountContext
@@ -86,8 +87,16 @@ class MsdosFS(DirOps, FileSystem):
         self._serial = 1
         self._owner = array("I", bytes(4 * (self.geo.max_cluster + 1)))
         self._parent_hint: dict[int, int] = {}
+        self.damage: str | None = None
+        self.sync_gen = 0
+        self.ro_reason = ""
+        self.free_known = True
         self.fsinfo_ok = self._read_fsinfo()
         self.was_clean = self.fat.clean
+        if not self.readonly:
+            self._cross_check_fats()
+            if not self.readonly:
+                self._scan()
         self.root = self._make_root()
         self.label = self._read_label()
         if not self.was_clean:
@@ -95,8 +104,11 @@ class MsdosFS(DirOps, FileSystem):
         self._kmem_bytes = self.fat.arr.itemsize * len(self.fat.arr) + 4 * len(self._owner)
         if ctx.kmem is not None:
             ctx.kmem.alloc(self._kmem_bytes, "msdos")
+        self.fat.short_hook = self.sync
         if not self.readonly:
+            self.bio.before_flush = self._before_flush
             self.fat.set_clean(False)
+            self._write_fsinfo(known=False)
             self.sync()
 
     # -- mount helpers ----------------------------------------------------------------------
@@ -111,7 +123,45 @@ class MsdosFS(DirOps, FileSystem):
             return False
         if 2 <= info.next_free <= geo.max_cluster:
             self.fat.next_free = info.next_free
+        if info.free_count not in (0xFFFFFFFF, self.fat.free_count):
+            self.free_known = False
+            self.log(f"msdos: FSInfo free count {info.free_count} but the FAT has "
+                     f"{self.fat.free_count} free clusters; the count will be marked unknown")
         return True
+
+    def _cross_check_fats(self) -> bool:
+        """Write mounts trust no single FAT copy: an entry free in one copy and used in another
+        counts as used; entries used in both but different make the mount read-only -- unless
+        the volume was not cleanly unmounted: a cut between the two copies' writes leaves them
+        different, and our write order makes either copy safe to keep, so FAT 1 wins (as in
+        fsck.fat)."""
+        merged, conflicts = self.fat.merge_copies()
+        if merged or conflicts:
+            self.free_known = False
+        if merged:
+            self.log(f"msdos: {merged} FAT entries free in one copy but used in another; "
+                     "kept as used")
+        if conflicts and not self.was_clean:
+            self.log(f"msdos: the FAT copies differ at {len(conflicts)} clusters after an "
+                     "unclean unmount; using FAT 1")
+        elif conflicts:
+            c, a, b = conflicts[0]
+            self.fall_back_ro(f"the FAT copies disagree at {len(conflicts)} clusters "
+                              f"(cluster {c}: {a:#x} vs {b:#x}); run fsck.fat")
+        return bool(merged or conflicts)
+
+    def _scan(self) -> None:
+        """Pin free clusters that entries still use; refuse changes when damaged."""
+        problems = scan_entries(self)
+        if problems:
+            self.log(f"msdos: {len(problems)} problems found: " + "; ".join(problems[:5]))
+            self.note_damage(problems[0])
+
+    def fall_back_ro(self, why: str) -> None:
+        self.readonly = True
+        self.ro_reason = why
+        self.log(f"msdos: {self.ctx.dev.name if self.ctx.dev else ''}: mounting read-only: "
+                 f"{why}")
 
     def _make_root(self) -> Node:
         geo = self.geo
@@ -140,6 +190,28 @@ class MsdosFS(DirOps, FileSystem):
         self._serial = self._serial + 1 if self._serial < 0xFFFFFFFF else 1
         return self._serial
 
+    # -- damage ---------------------------------------------------------------------------
+    def note_damage(self, what: str) -> None:
+        """Corruption of the FAT or of cluster chains was seen: the FSInfo free count becomes
+        unknown and the mount refuses further changes (``check_writable``)."""
+        self.free_known = False
+        if self.damage is None and not self.readonly:
+            self.damage = what.removeprefix("msdos: ")
+            self.log(f"msdos: {self.damage}; further changes refused (run fsck.fat)")
+
+    def check_writable(self, node: Node | None = None) -> None:
+        """EROFS on a read-only mount (saying why when the driver chose it) or once damage was
+        seen; EUCLEAN for a file whose chain does not fit its size."""
+        if self.readonly:
+            raise KernelError(Errno.EROFS, f"msdos: read-only: {self.ro_reason}"
+                              if self.ro_reason else "msdos: mounted read-only")
+        if self.damage is not None:
+            raise KernelError(Errno.EROFS, f"msdos: read-only after finding damage: "
+                              f"{self.damage} (run fsck.fat)")
+        if node is not None and node.damaged is not None:
+            raise KernelError(Errno.EUCLEAN, f"msdos: file {node.ino}: {node.damaged}; "
+                              "not changed (run fsck.fat)")
+
     # -- services for Directory and fileio --------------------------------------------------
     def read_sectors(self, sectors: list[int]) -> bytes:
         out = []
@@ -165,7 +237,11 @@ class MsdosFS(DirOps, FileSystem):
         """The node's cluster chain (walked once, checked for sharing with live nodes)."""
         if node.chain is None:
             first = node.entry.cluster
-            chain = self.fat.chain(first) if first else []
+            try:
+                chain = self.fat.chain(first) if first else []
+            except KernelError as e:
+                self.note_damage(e.detail or "bad cluster chain")
+                raise
             self.own(node, chain)
             node.chain = chain
         return node.chain
@@ -175,6 +251,7 @@ class MsdosFS(DirOps, FileSystem):
         for c in clusters:
             o = owner[c]
             if o and o != me:
+                self.note_damage(f"cluster {c} belongs to two files")
                 raise corrupt(f"msdos: cluster {c} belongs to two files")
             owner[c] = me
         for c in clusters:
@@ -198,20 +275,47 @@ class MsdosFS(DirOps, FileSystem):
                     owner[c] = 0
 
     def grow_dir(self, d: Directory) -> None:
+        """Append one zeroed cluster to ``d`` (``Directory.plan_add`` has checked the limits)."""
         if d.is_root and self.geo.fat_bits != 32:
             raise KernelError(Errno.ENOSPC, "msdos: root directory full")
-        if d.nslots + self.geo.cluster_size // DIRENT_SIZE > 65536:
-            raise KernelError(Errno.ENOSPC, "msdos: directory full (65536 entries)")
+        if d.nslots + self.geo.cluster_size // DIRENT_SIZE > MAX_SLOTS:
+            raise KernelError(Errno.EFBIG, f"msdos: directory full ({MAX_SLOTS} entries)")
         last = d.clusters[-1]
         new = self.fat.allocate(1, near=last)
-        self.fat.link(last, new[0])
-        owner = self._owner
-        owner[new[0]] = d.owner
         sectors = self.cluster_sectors(new)
-        zero = bytes(self.geo.sector_size)
-        for s in sectors:
-            self.bio.write(s, zero)
+        # zeroed on the device first: the FAT link that makes it part of the directory is
+        # written (and barriered) before any entry in it
+        try:
+            self.bio.write_run(sectors[0], bytes(self.geo.cluster_size))
+        except KernelError:
+            self.fat.unallocate(new)
+            raise
+        self.fat.link(last, new[0])
+        self._owner[new[0]] = d.owner
         d.extend(new, sectors)
+
+    def dir_name(self, d: Directory) -> str:
+        """The path of directory ``d`` from the volume root, for error messages."""
+        if d.is_root:
+            return "/"
+        node = next((n for n in self.inos.live.values() if n.dir is d), None)
+        parts: list[str] = []
+        try:
+            for _ in range(64):
+                if node is None or node.ino == ROOT_INO:
+                    break
+                parent = self.inos.live.get(self.parent_ino(node))
+                if parent is None:
+                    parts.append("...")
+                    break
+                pd = self.dir_of(parent)
+                slot = next((s for s in pd.entries_from(0, MAX_SLOTS)
+                             if pd.epos(s.index) == node.epos), None)
+                parts.append(slot.name if slot is not None else "?")
+                node = parent
+        except KernelError:
+            parts.append("?")
+        return "/" + "/".join(reversed(parts)) if parts else "a directory"
 
     def dir_of(self, node: Node) -> Directory:
         if node.dir is None:
@@ -299,11 +403,19 @@ class MsdosFS(DirOps, FileSystem):
             return
         if c and not 2 <= c <= geo.max_cluster:
             raise corrupt(f"msdos: file {node.ino} starts at cluster {c}")
-        cap = len(self.chain_of(node)) * geo.cluster_size
+        nclusters = len(self.chain_of(node))
+        cap = nclusters * geo.cluster_size
         if ent.size > cap:
             self.log(f"msdos: file {node.ino}: size {ent.size} beyond its chain ({cap}); "
                      "clamped")
             node.entry = ent.replace(size=cap)
+            node.damaged = f"size {ent.size} beyond its cluster chain ({cap} bytes)"
+        elif nclusters > -(-ent.size // geo.cluster_size) and self.was_clean:
+            # (after a crash a chain longer than its size is an expected leak: writes reuse
+            # the extra clusters, truncation frees them)
+            node.damaged = f"cluster chain ({cap} bytes) longer than its size {ent.size}"
+        if node.damaged is not None:
+            self.free_known = False
 
     def reclaim(self, node: Node) -> None:
         if node is self.root:
@@ -346,7 +458,7 @@ class MsdosFS(DirOps, FileSystem):
 
     def statfs(self) -> StatFS:
         cs = self.geo.cluster_size
-        free = self.fat.free_count
+        free = self.fat.free_total
         return StatFS(bsize=cs, frsize=cs, blocks=self.geo.clusters, bfree=free, bavail=free,
                       files=0, ffree=0, favail=0, namemax=255,
                       fsid=self.boot.volume_id)
@@ -360,31 +472,75 @@ class MsdosFS(DirOps, FileSystem):
     def write(self, node: Node, offset: int, data: bytes) -> int:
         if node.is_dir:
             raise KernelError(Errno.EISDIR, "msdos: write to a directory")
+        self.check_writable(node)
         return fileio.write_data(self, node, offset, data)
 
     # -- flushing ---------------------------------------------------------------------------
     def sync(self) -> None:
+        """Make everything durable, in the order that lets a crash only leak clusters:
+        1. FAT allocations and links (file data and new directory clusters were written
+           straight to the device before them), then a barrier;
+        2. directory entries (cached blocks), then a barrier;
+        3. frees and chain cuts, then a barrier.
+        A cut after 1 leaks the new clusters, after 2 the freed ones."""
         if self.readonly:
             return
-        self.fat.flush()
-        if self.fsinfo_ok:
-            info = FsInfo(self.fat.free_count, self.fat.next_free)
-            self.bio.write(self.boot.fsinfo_sector, info.emit(self.geo.sector_size))
+        self.bio.flush(sync=True)             # runs _commit_allocations first if dirty
+        self._commit_allocations()
+        if self.fat.commit_frees() and self.fat.flush():
+            self.bio.dev.flush()
+
+    def fsync(self, node: Node, datasync: bool) -> None:
+        self.sync()
+
+    def barrier(self) -> None:
+        """Everything so far durable before the next write (rename's new entry before the old
+        one goes)."""
         self.bio.flush(sync=True)
 
+    def _before_flush(self) -> None:
+        self.sync_gen += 1            # entries written so far may reach the disk now
+        self._commit_allocations()
+
+    def _commit_allocations(self) -> None:
+        if self.fat.flush():
+            self.bio.dev.flush()
+
+    def _write_fsinfo(self, known: bool) -> None:
+        """FSInfo: the free count is written only at a clean unmount; while mounted
+        read-write it says "unknown", so a crash never leaves a stale count behind."""
+        if not self.fsinfo_ok:
+            return
+        free = self.fat.free_total if known and self.free_known else 0xFFFFFFFF
+        info = FsInfo(free, self.fat.next_free)
+        self.bio.write(self.boot.fsinfo_sector, info.emit(self.geo.sector_size))
+
     def unmount(self) -> None:
-        if not self.readonly and self.was_clean:
-            self.fat.set_clean(True)
-        self.sync()
+        if not self.readonly:
+            self._free_unlinked()
+            self.sync()
+            self._write_fsinfo(known=True)
+            if self.was_clean and self.damage is None:
+                self.fat.set_clean(True)      # last: only a complete image is marked clean
+            self.sync()
         self.bio.close()
         if self.ctx.kmem is not None:
             self.ctx.kmem.free(self._kmem_bytes, "msdos")
 
+    def _free_unlinked(self) -> None:
+        """Last-close semantics at unmount (a forced one at halt, with files still open):
+        files removed while open give their clusters back, as ``inactive`` would have."""
+        for node in list(self.inos.live.values()):
+            if node.unlinked and node.chain and not node.is_dir:
+                self.release(node, node.chain)
+                node.chain = []
+
     def info(self) -> dict[str, object]:
         g = self.geo
         return {"fat_bits": g.fat_bits, "cluster_size": g.cluster_size, "clusters": g.clusters,
-                "free_clusters": self.fat.free_count, "label": self.label,
-                "volume_id": f"{self.boot.volume_id:08X}", "clean_at_mount": self.was_clean}
+                "free_clusters": self.fat.free_total, "label": self.label,
+                "volume_id": f"{self.boot.volume_id:08X}", "clean_at_mount": self.was_clean,
+                "readonly_reason": self.ro_reason or self.damage or ""}
 
 
 # FAT attributes as BSD file flags (FreeBSD's msdosfs values), shown in ``VAttr.flags``.
