@@ -61,6 +61,7 @@ class Policy:
         self.path: str | None = None
         self.blanket: list[str] = []
         self.fdoff = 128
+        self.sockets: tuple[bool, frozenset[int]] | None = None   # (all but?, families)
         self.other: dict[str, str] = {}
         for item in filter(None, (x.strip() for x in text.split(","))):
             name, eq, value = item.partition("=")
@@ -76,7 +77,12 @@ class Policy:
                 self.fdoff = int(value)
                 if not 3 <= self.fdoff <= 1 << 20:
                     raise ValueError("RUMPHIJACK: fdoff out of range")
-            elif name in ("socket", "vfs", "sysctl"):
+            elif name == "socket":
+                from rumpkernel.apps.hijack_net import parse_families
+
+                every, fams = parse_families(value)
+                self.sockets = (every, fams) if every or fams else None
+            elif name in ("vfs", "sysctl"):
                 self.other[name] = value
             else:
                 raise ValueError(f"RUMPHIJACK: unknown setting {name!r}")
@@ -101,6 +107,7 @@ class Hijack:
         self.saved: dict[tuple[Any, str], Any] = {}
         self.real = {n: getattr(os, n) for n in dir(os) if callable(getattr(os, n))}
         self.real_open = io.open
+        self.net: Any = None
 
     # ---- routing ----
     def is_k(self, fd: Any) -> bool:
@@ -129,11 +136,15 @@ class Hijack:
 
     # ---- install ----
     def _set(self, obj: Any, name: str, fn: Any) -> None:
-        self.saved[(obj, name)] = getattr(obj, name)
+        if isinstance(obj, type) and name in vars(obj):
+            self.saved[(obj, name)] = vars(obj)[name]      # the descriptor (a classmethod)
+        else:
+            self.saved[(obj, name)] = getattr(obj, name)
         setattr(obj, name, fn)
 
     def install(self) -> None:
-        if self.policy.path is None and not self.policy.blanket:
+        pol = self.policy
+        if pol.path is None and not pol.blanket and pol.sockets is None:
             return
         for name in PATH_CALLS:
             if name in self.real:
@@ -164,9 +175,17 @@ class Hijack:
             for (obj, name), old in self.saved.items():
                 if obj is os and old in s:
                     s.add(getattr(os, name))
+        if pol.sockets is not None:
+            from rumpkernel.apps.hijack_net import NetHijack
+
+            self.net = NetHijack(self, *pol.sockets)
+            self.net.install()
 
     def uninstall(self) -> None:
-        for (obj, name), old in self.saved.items():
+        if self.net is not None:
+            self.net.uninstall()
+            self.net = None
+        for (obj, name), old in reversed(list(self.saved.items())):
             setattr(obj, name, old)
         self.saved.clear()
 
@@ -465,7 +484,7 @@ def _local(a: argparse.Namespace) -> tuple[Any, Any]:
     import rumpkernel
     from rumpkernel.apps.rump_server import register_drive
 
-    k = rumpkernel.boot()
+    k = rumpkernel.boot(components=["all", "net_sockin"] if a.sockin else None)
     try:
         for d in a.drives:
             register_drive(k, d)
@@ -529,15 +548,17 @@ def _kernel(a: argparse.Namespace) -> tuple[Any, Any]:
     return conn.sys, conn.close
 
 
-USAGE = ("usage: python -m rumpkernel.hijack [-p POLICY] [-u URL | --local [--image "
-         "IMG[,TYPE][,ro]] [-d key=K,hostpath=P[,size=S]]] (script.py | -m module) [args...]")
+USAGE = ("usage: python -m rumpkernel.hijack [-p POLICY] [-u URL | --local | --sockin] "
+         "[--image IMG[,TYPE][,ro]] [-d key=K,hostpath=P[,size=S]] (script.py | -m module) "
+         "[args...]")
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     """Options end at the script or at ``-m module``; what follows belongs to the program."""
     from rumpkernel.apps.rump_server import parse_drivespec
 
-    a = argparse.Namespace(policy=None, url=None, local=False, module=None, target=[],
+    a = argparse.Namespace(policy=None, url=None, local=False, sockin=False, module=None,
+                           target=[],
                            image=None, drives=[])
     i = 0
     while i < len(argv):
@@ -560,6 +581,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
             i += 2
         elif arg == "--local":
             a.local = True
+            i += 1
+        elif arg == "--sockin":
+            a.sockin = a.local = True
             i += 1
         elif arg in ("-h", "--help"):
             print(USAGE)

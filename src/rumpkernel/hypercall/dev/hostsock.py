@@ -30,15 +30,22 @@ HostSock (``token``: whatever the kernel wants reported with its events):
     set_linger(onoff, seconds) / close() / fileno()
 Addresses are ``(packed_ip, port)`` for inet and ``(packed_ip, port, flowinfo, scope_id)`` for
 inet6 (packed_ip: 4 or 16 bytes).  Errors are ``HostError`` with the host errno's name.
+
+The host primitives are the C ones (``_socket.socket``) and those bound at import (epoll,
+select): a hijacked program in the same process (``rumpkernel.hijack --sockin``) replaces the
+``socket`` and ``select`` module attributes, and the kernel's host side must not go through them.
 """
 
 from __future__ import annotations
 
+import _socket
 import errno as _errno
 import os
 import select
 import socket
+import struct
 import time
+from select import select as _select
 from typing import Any
 
 from rumpkernel.hypercall.interface import HostError
@@ -54,6 +61,8 @@ SHUT = {"rd": socket.SHUT_RD, "wr": socket.SHUT_WR, "rdwr": socket.SHUT_RDWR}
 NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
 MAX_DGRAM = 65536
 _EP = getattr(select, "EPOLLIN", 1), getattr(select, "EPOLLOUT", 4)
+_Epoll = getattr(select, "epoll", None)
+_HostSocket = _socket.socket                  # the C type: never replaced by a hijack
 
 
 def _err(e: OSError, what: str) -> HostError:
@@ -81,7 +90,7 @@ class HostSock:
 
     __slots__ = ("family", "owner", "registered", "sock", "token")
 
-    def __init__(self, owner: HostSockets, sock: socket.socket) -> None:
+    def __init__(self, owner: HostSockets, sock: _socket.socket) -> None:
         self.owner = owner
         self.sock = sock
         self.family = sock.family
@@ -128,11 +137,12 @@ class HostSock:
 
     def accept(self) -> tuple[HostSock, tuple] | None:
         try:
-            s, addr = self.sock.accept()
+            fd, addr = self.sock._accept()
         except (BlockingIOError, InterruptedError):
             return None
         except OSError as e:
             raise _err(e, "accept") from None
+        s = _HostSocket(self.family, self.sock.type, self.sock.proto, fileno=fd)
         return HostSock(self.owner, s), _from_host(self.family, addr)
 
     def send(self, data: Any) -> int:
@@ -199,8 +209,6 @@ class HostSock:
             raise _err(e, f"getsockopt {name}") from None
 
     def set_linger(self, onoff: bool, seconds: int) -> None:
-        import struct
-
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                  struct.pack("ii", int(onoff), seconds))
@@ -216,9 +224,9 @@ class HostSockets:
     """The sockets of one kernel and their one epoll set; see the module docstring."""
 
     def __init__(self) -> None:
-        if not hasattr(select, "epoll"):
+        if _Epoll is None:
             raise HostError("ENODEV", "hostsock needs epoll (Linux)")
-        self.ep = select.epoll()
+        self.ep = _Epoll()
         self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.ep.register(self.wake_r, select.EPOLLIN)
         self.socks: dict[int, HostSock] = {}
@@ -226,7 +234,7 @@ class HostSockets:
 
     def socket(self, family: str, kind: str) -> HostSock:
         try:
-            s = socket.socket(FAMILIES[family], KINDS[kind])
+            s = _HostSocket(FAMILIES[family], KINDS[kind])
         except KeyError:
             raise HostError("EAFNOSUPPORT", f"hostsock: {family}/{kind}") from None
         except OSError as e:
@@ -301,7 +309,7 @@ class HostSockets:
             try:
                 n = hs.sock.send(view, NOSIGNAL)
             except BlockingIOError:
-                select.select([], [hs.sock], [hs.sock], min(left, 0.5))
+                _select([], [hs.sock], [hs.sock], min(left, 0.5))
                 continue
             except OSError:
                 return
