@@ -40,8 +40,8 @@ from typing import Any
 
 from rumpkernel.client import abi as H
 from rumpkernel.client.socket import KernelSocket, SocketModule
+from rumpkernel.client import sockaddr as KS
 from rumpkernel.kern import abi as K
-from rumpkernel.kern.syscall import structs as KS
 
 _RealSocket = _s.socket
 _CSocket = _s.SocketType                   # _socket.socket, the C type
@@ -93,7 +93,7 @@ class HijackSocketModule(SocketModule):
     def to_sockaddr(self, family: int, address: Any) -> bytes:
         if family == _s.AF_INET:
             host, port = _pair(address, 2, "AF_INET")
-            return KS.pack_sockaddr_in(_s.inet_pton(_s.AF_INET, _resolve(host, family)), port)
+            return KS.pack_in(_s.inet_pton(_s.AF_INET, _resolve(host, family)), port)
         if family == _s.AF_INET6:
             if not isinstance(address, tuple) or not 2 <= len(address) <= 4:
                 raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, "
@@ -101,13 +101,13 @@ class HijackSocketModule(SocketModule):
             host, port = _pair(address[:2], 2, "AF_INET6")
             flow, scope = (*address[2:], 0, 0)[:2]
             raw = _s.inet_pton(_s.AF_INET6, _resolve(host, family))
-            return KS.pack_sockaddr_in6(raw, port, flow, scope)
+            return KS.pack_in6(raw, port, flow, scope)
         return super().to_sockaddr(family, address)
 
     @staticmethod
     def from_sockaddr(raw: bytes) -> Any:
         if len(raw) >= 2 and raw[1] == K.AF_INET6:
-            _fam, addr, port, flow, scope = KS.unpack_sockaddr(raw)
+            _fam, addr, port, flow, scope = KS.unpack(raw)
             return (_s.inet_ntop(_s.AF_INET6, addr), port, flow, scope)
         return SocketModule.from_sockaddr(raw)
 
