@@ -39,8 +39,8 @@ import threading
 from typing import Any
 
 from rumpkernel.client import abi as H
-from rumpkernel.client.socket import KernelSocket, SocketModule
 from rumpkernel.client import sockaddr as KS
+from rumpkernel.client.socket import KernelSocket, SocketModule
 from rumpkernel.kern import abi as K
 
 _RealSocket = _s.socket
