@@ -1,5 +1,5 @@
 """``python -m rumpkernel.hijack [-p POLICY] [-u URL | --local] script.py | -m module ...``:
-run an unmodified Python program with its file system calls routed to a rump kernel.  The
+run an unmodified Python program with its file system and socket calls routed to a rump kernel.  The
 implementation (and the list of what is intercepted) is ``rumpkernel.apps.hijack``."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""rumphijack for Python programs: run an unmodified program with its file system calls routed
-to a rump kernel by policy (the dissertation's librumphijack, section 3.12.6).
+"""rumphijack for Python programs: run an unmodified program with its file system and network
+calls routed to a rump kernel by policy (the dissertation's librumphijack, section 3.12.6).
 
-    python -m rumpkernel.hijack [-p POLICY] [-u URL | --local] script.py args...
-    python -m rumpkernel.hijack [-p POLICY] [-u URL | --local] -m module args...
+    python -m rumpkernel.hijack [-p POLICY] [-u URL | --local | --sockin] script.py args...
+    python -m rumpkernel.hijack [-p POLICY] [-u URL | --local | --sockin] -m module args...
 
 POLICY (default ``$RUMPHIJACK``, else ``path=/rump,socket=all:nolocal``) is the dissertation's
 comma-separated ``name=value`` list:
@@ -10,17 +10,21 @@ comma-separated ``name=value`` list:
     path=PREFIX        paths under PREFIX go to the kernel with the prefix stripped
                        (``/rump/etc/x`` -> kernel ``/etc/x``); ``..`` never leaves the kernel
     blanket=P1:P2      paths starting with these go to the kernel unstripped
+    socket=FAMILIES    sockets of these families are the kernel's: a colon list (``inet:inet6``)
+                       or ``all`` followed by exclusions (``all:nolocal``); families: inet,
+                       inet6, local (unix), and the host's other AF_* names in lower case
     fdoff=N            kernel descriptors appear to the program as N + kernel fd (default 128);
-                       a host open() that returns a descriptor >= N fails with ENFILE
-    socket=, vfs=, sysctl=   accepted for compatibility; this kernel has no sockets, so nothing
-                       is routed by them
+                       a host open() or socket that gets a descriptor >= N fails with ENFILE
+    vfs=, sysctl=      accepted for compatibility; nothing is routed by them
 An empty policy hijacks nothing.  The server is ``-u URL`` or ``$RUMP_SERVER`` (reconnect policy
 ``$RUMPHIJACK_RETRYCONNECT``); ``--local`` boots a kernel inside the process instead (halted,
-and so flushed, when the program ends).  With ``--local``, ``--image IMG[,TYPE][,ro]`` mounts a
-disk image (``IMG``, ``IMG%N``, ``IMG@OFFSET``) as the root of the kernel's name space (so
-``/rump/etc/x`` is the image's ``/etc/x``), and ``-d key=K,hostpath=P[,size=S][,offset=N]
-[,type=blk|chr|reg]`` registers host files as rump_server's ``-d`` does.  A missing server,
-image or script is one line on stderr and exit status 1.
+and so flushed, when the program ends) and ``--sockin`` does the same with sockin in place of
+the kernel's own TCP/IP (the program's sockets then reach the host's network through the
+kernel).  With ``--local``, ``--image IMG[,TYPE][,ro]`` mounts a disk image (``IMG``,
+``IMG%N``, ``IMG@OFFSET``) as the root of the kernel's name space (so ``/rump/etc/x`` is the
+image's ``/etc/x``), and ``-d key=K,hostpath=P[,size=S][,offset=N][,type=blk|chr|reg]``
+registers host files as rump_server's ``-d`` does.  A missing server, image or script is one
+line on stderr and exit status 1.
 
 Intercepted: ``builtins.open``, ``io.open`` (so ``os.fdopen``, ``pathlib``, and modules that
 kept a reference to it, such as bz2's ``_builtin_open``), and in ``os``:
@@ -31,13 +35,16 @@ fchdir getcwd getcwdb dup dup2 statvfs fstatvfs mknod mkfifo get/set_blocking
 get/set_inheritable isatty sendfile device_encoding getxattr setxattr listxattr removexattr; and
 ``fcntl.fcntl`` on kernel descriptors.  ``shutil`` works through these.  Relative paths follow
 the working directory: after ``os.chdir("/rump/d")`` they go to the kernel, and ``os.getcwd()``
-says ``/rump/d``.
+says ``/rump/d``.  With ``socket=``: ``socket.socket`` and the socket module's socketpair, fromfd,
+dup and close, and ``select.select``/``poll``/``epoll`` with the selectors built on them (so
+socketserver, http.server, urllib and asyncio); see ``apps/hijack_net.py`` and docs/hijack.md.
 
-Not intercepted (they act on the host only): sockets, select/poll/selectors on kernel
-descriptors, mmap, subprocess/exec (children are not hijacked), ``dup2`` between a kernel and a
-host descriptor (EXDEV; there is no dup2 alias table), C extensions that call libc directly,
-``os.open`` of a kernel path with a host ``dir_fd`` and vice versa (routed by the path when it
-is absolute).  ``os.fork`` works: the client library gives the child its own kernel process.
+Not intercepted (they act on the host only): mmap, subprocess/exec (children are not hijacked),
+name resolution (getaddrinfo asks the host), TLS on kernel sockets (refused), ``dup2`` between
+a kernel and a host descriptor (EXDEV; there is no dup2 alias table), C extensions that call
+libc directly, ``os.open`` of a kernel path with a host ``dir_fd`` and vice versa (routed by the
+path when it is absolute).  ``os.fork`` works remotely: the client library gives the child its
+own kernel process.
 """
 
 from __future__ import annotations

@@ -363,6 +363,9 @@ class SockinStream(SockinProtocol):
     def disconnect(self, so: Socket) -> None:
         return None                                 # detach closes the host socket
 
+    def sendspace(self, so: Socket) -> int:
+        return 0 if so.pcb.connecting else so.snd.space()     # no space before the handshake
+
     def send(self, so: Socket, data: bytes, addr: tuple | None, control: list | None,
              flags: int) -> None:
         if not so.snd.append_stream(data):
