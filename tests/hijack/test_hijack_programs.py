@@ -97,6 +97,19 @@ def test_http_server_over_sockin_answers_host_clients(request, which: str, webro
     assert '"GET /big.bin HTTP/1.1" 200' in err
 
 
+def test_http_server_dual_stack_over_sockin(webroot: Path) -> None:
+    port = free_port()
+    with background("sockin", "-m", "http.server", str(port), "--bind", "::",
+                    "--directory", str(webroot), cwd=webroot) as p:
+        wait_port(port, p)
+        for host in ("127.0.0.1", "[::1]"):                 # one AF_INET6 kernel socket
+            assert urllib.request.urlopen(f"http://{host}:{port}/index.txt",
+                                          timeout=10).read().startswith(b"served from")
+        p.terminate()
+        _out, err = p.communicate(timeout=15)
+    assert "::ffff:127.0.0.1" in err and "::1 - -" in err
+
+
 # ---- urllib -----------------------------------------------------------------------------------
 @contextlib.contextmanager
 def host_http(root: Path) -> Iterator[int]:

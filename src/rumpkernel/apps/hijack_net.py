@@ -141,14 +141,14 @@ def _resolve(host: str, family: int) -> str:
 class HijackSocket(_RealSocket):
     """``socket.socket`` for a hijacked program (see the module docstring)."""
 
-    __slots__ = ("_k", "_kmeta")
+    __slots__ = ("_k", "_kmeta")          # kernel socket; (family, type, proto, fdoff)
     _net: NetHijack | None = None
 
     def __init__(self, family: int = -1, type: int = -1, proto: int = -1,
                  fileno: int | None = None) -> None:
         net = HijackSocket._net
         self._k: KernelSocket | None = None
-        self._kmeta: tuple[int, int, int] | None = None
+        self._kmeta: tuple[int, int, int, int] | None = None
         if net is not None and fileno is not None and net.hj.is_k(fileno):
             self._adopt(net.kmod._wrap(fileno - net.off))
             return
@@ -166,9 +166,11 @@ class HijackSocket(_RealSocket):
         """Become kernel socket ``ks``.  The C part is left uninitialised (descriptor -1): a
         C-level call that bypasses this class fails with EBADF instead of touching a host
         descriptor."""
+        net = HijackSocket._net
+        assert net is not None
         self._k = ks
         self._kmeta = (ks.family, ks.type & ~(NONBLOCK | getattr(_s, "SOCK_CLOEXEC", 0)),
-                       ks.proto)
+                       ks.proto, net.off)
         self._io_refs = 0
         self._closed = False
 
@@ -183,7 +185,7 @@ class HijackSocket(_RealSocket):
         if ks is None:
             return -1 if self._kmeta is not None else super().fileno()
         fd = ks.fileno()
-        return -1 if fd < 0 else fd + HijackSocket._net.off   # type: ignore[union-attr]
+        return -1 if fd < 0 else fd + self._kmeta[3]         # type: ignore[index]
 
     @property
     def family(self) -> Any:  # type: ignore[override]

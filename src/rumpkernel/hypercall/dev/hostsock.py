@@ -132,7 +132,10 @@ class HostSock:
                         f"{os.strerror(err)}")
 
     def connect_error(self) -> str | None:
-        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        try:
+            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError as e:
+            err = e.errno or _errno.EIO
         return _errno.errorcode.get(err, "EIO") if err else None
 
     def accept(self) -> tuple[HostSock, tuple] | None:
