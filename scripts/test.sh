@@ -13,6 +13,8 @@ need mkfs.fat dosfstools
 need fsck.fat dosfstools
 need mcopy mtools
 need fusermount3 fuse3
+need stress-ng stress-ng
+need fio fio
 need ip iproute2
 need sfdisk fdisk
 need sgdisk gdisk
@@ -21,6 +23,7 @@ need tshark tshark
 need socat socat
 need nc netcat-openbsd
 need ping iputils-ping
+need dnsmasq dnsmasq
 if [ -n "$pkgs" ]; then
     if [ "$(id -u)" -ne 0 ]; then echo "need root to install:$pkgs" >&2; exit 2; fi
     apt-get update -qq

@@ -33,7 +33,10 @@ LAYERS: dict[str, set[str]] = {
     "fs": {"kern", "vfs", "fs"},
     "dev": {"kern", "dev", "vfs", "hypercall.interface"},
     "net": {"kern", "net", "dev", "vfs", "hypercall.interface"},
-    "client": KERN_PUBLIC | {"client", "hypercall"},
+    # + the pure sans-IO DNS modules: the resolver is the client's (libc's), as in NetBSD
+    "client": KERN_PUBLIC | {"client", "hypercall", "=net.inet.resolv", "=net.inet.resolv_conf",
+                             "=net.wire.dns", "=net.wire.base", "=net.wire.ipv6",
+                             "=net.wire.checksum"},
     "apps": {"client", "apps", "hypercall", "kern.abi", "kern.errno"},
 }
 # a few modules sit at the package top: the public entry points

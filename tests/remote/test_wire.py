@@ -128,10 +128,41 @@ def test_client_side_argument_errors() -> None:
         encode_args(15, (1, bytearray(1)))
     with pytest.raises(TypeError):
         encode_args(15, ("3", bytearray(1), 1))
-    with pytest.raises(OverflowError):
-        encode_args(26, (1, 1 << 64, 0))
     wargs, _ = encode_args(16, (1, 12345, 1))
     assert wargs[1].flags & wire.PTR_BAD
+
+
+@pytest.mark.parametrize("value", [1 << 63, 1 << 64, -(1 << 63) - 1, 10**30])
+@pytest.mark.parametrize("num, where", [(26, 1), (1000, 0), (15, 2), (20, "vec")])
+def test_integers_the_wire_cannot_carry_are_einval(num: int, where, value: int) -> None:
+    """i64 is the wire's integer: anything outside is EINVAL before a byte is sent, never an
+    OverflowError or struct.error (a table call, a call the table does not know, a length
+    argument, an iovec length)."""
+    from rumpkernel.client.sysproxy.marshal import MarshalError
+
+    if where == "vec":
+        args: tuple = (1, [(b"x", value)])
+    elif num == 1000:
+        args = (value,)
+    else:
+        args = [1, bytearray(4), 4, 0][: len(KINDS[num])]
+        args[where] = value
+        args = tuple(args)
+    with pytest.raises(MarshalError) as ei:
+        encode_args(num, args)
+    assert ei.value.errno_name == "EINVAL"
+    for edge in ((1 << 63) - 1, -(1 << 63)):              # the extremes that do fit go through
+        ok = tuple(edge if a == value else a for a in args) if where != "vec" else (1, [(b"x", 1)])
+        wargs, _ = encode_args(num, ok)
+        assert M.decode(_frame(M.Syscall(num, wargs).encode(1))).args == wargs
+
+
+def _frame(data: bytes) -> wire.Frame:
+    dec = FrameDecoder()
+    dec.feed(data)
+    f = dec.next()
+    assert f is not None
+    return f
 
 
 def _handshake(server: ServerProtocol, client: ClientProtocol) -> None:
@@ -262,3 +293,69 @@ def test_piggyback_budget_and_vector_limits() -> None:
     assert ei.value.errno_name == "EINVAL"
     with pytest.raises(ValueError, match="frame limit"):
         M.CopyData(0, bytes(wire.MAX_PAYLOAD)).encode(1)
+
+
+# ---- the fast paths agree with the general decoder ------------------------------------------
+int64 = st.integers(-(1 << 63), (1 << 63) - 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1),
+       st.lists(st.one_of(int64, st.none()), max_size=wire.MAX_ARGS),
+       st.integers(0, 40), st.binary(max_size=3))
+def test_fast_syscall_parse_agrees_with_the_decoder(reqid: int, num: int, args: list,
+                                                    cut: int, junk: bytes) -> None:
+    """parse_int_syscall accepts exactly the all-INT SYSCALL frames, with the decoder's
+    result, and declines (None) anything else -- cut, padded, other shapes."""
+    data = M.Syscall(num, tuple(args)).encode(reqid)
+    got = M.parse_int_syscall(data)
+    if all(type(a) is int for a in args):
+        assert got == (reqid, num, tuple(args))
+        assert M.decode(_frame(data)) == M.Syscall(num, tuple(args))
+    else:
+        assert got is None
+    assert M.parse_int_syscall(data[: len(data) - 1 - cut % len(data)]) is None
+    if junk:
+        assert M.parse_int_syscall(data + junk) is None
+    bad = bytearray(data)
+    bad[6] = 1                                              # reserved bits
+    assert M.parse_int_syscall(bytes(bad)) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1),
+       st.one_of(int64, st.none(), st.tuples(int64, int64)), st.text(max_size=5),
+       st.booleans())
+def test_fast_reply_parse_agrees_with_the_decoder(reqid: int, errno: int, value, detail: str,
+                                                  panic: bool) -> None:
+    rep = M.SyscallReply(errno, value, detail, panic)
+    data = rep.encode(reqid)
+    assert M.decode(_frame(data)) == rep
+    got = M.parse_int_reply(data)
+    if type(value) is int and not detail and not panic:
+        assert got == (reqid, errno, value)
+    else:
+        assert got is None
+
+
+def test_fast_paths_keep_the_state_machines() -> None:
+    """fast_syscall/fast_reply open and close requests as the general path does, and decline
+    whatever the general path must judge (a reused id, a reply to nothing, buffered bytes)."""
+    server, client = ServerProtocol(b"n" * 32, None), ClientProtocol()
+    _handshake(server, client)
+    call = client.send_syscall(7, 26, (3, 0, 0))
+    assert server.fast_syscall(call) == (7, 26, (3, 0, 0)) and 7 in server.open
+    assert server.fast_syscall(call) is None                     # id 7 is open: general path
+    server.receive_data(call)
+    with pytest.raises(ProtocolError, match="already in use"):
+        server.next_event()
+    server2 = ServerProtocol(b"n" * 32, None)
+    assert server2.fast_syscall(call) is None                    # before the handshake
+    reply = server.send_syscall_reply(7, 0, 12)
+    assert 7 not in server.open
+    assert client.fast_reply(reply, 8) is None                   # not the request asked about
+    assert client.fast_reply(reply, 7) == M.SyscallReply(0, 12) and 7 not in client.open
+    assert client.fast_reply(reply, 7) is None                   # answered already
+    client.send_syscall(9, 1, ())
+    client.receive_data(b"\0")                                   # a partial frame is buffered
+    assert client.fast_reply(server.send_syscall_reply(9, 0, 1), 9) is None

@@ -61,7 +61,9 @@ def _run(tool: str, fn: Callable[[argparse.Namespace, RemoteClient], int],
     except (OSError, ValueError) as e:
         where = a.url or os.environ.get("RUMP_SERVER")
         what = f"cannot reach the server {where}: " if where else ""
-        print(f"rump.{tool}: {what}{_describe(e)}", file=sys.stderr)
+        why = getattr(e, "detail", None)          # the server's reason (full, auth, ...)
+        print(f"rump.{tool}: {what}{_describe(e)}{f' ({why})' if why else ''}",
+              file=sys.stderr)
         return 1
     try:
         with conn as c:

@@ -11,6 +11,11 @@ frames to the thread they belong to (no extra thread, no hand-off for a single-t
 The kernel's COPYIN/COPYINSTR requests are answered from the caller's buffers on the calling
 thread; COPYOUT writes into them.
 
+Per call (fast path, one thread): one ``sendall`` of the SYSCALL frame, then the calling thread
+itself ``recv``s the reply; a system call without pointer arguments allocates no buffer list
+and no lock.  A thread that has to wait for another thread's reader sleeps on a lock made for
+that wait only.
+
 Reconnect policy (``retry=``, rumpclient_setconnretry(3)): ``0`` (default) no reconnect: calls
 fail with ENOTCONN once the connection is lost; ``"once"`` one attempt; ``"inftime"`` forever;
 a number: keep trying for that many seconds; ``"die"``: print a message and exit(1).  A call
@@ -49,21 +54,23 @@ from rumpkernel.client.sysproxy.wire import HandshakeKind, ProtocolError
 from rumpkernel.hypercall import spsock
 from rumpkernel.kern.errno import Errno, KernelPanic
 
-RECV_SIZE = 1 << 18
+RECV_SIZE = spsock.RECV_SIZE
 _FINAL = (SyscallReply, PreforkReply)
 
 
 class _Call:
-    __slots__ = ("abandoned", "bufs", "queue", "rid", "sleeping", "wake")
+    """A request in flight: its buffers, frames routed to it by another thread's reader, and
+    the lock it sleeps on while another thread reads (made only then)."""
 
-    def __init__(self, rid: int, bufs: list[Any]) -> None:
-        self.rid = rid
+    __slots__ = ("abandoned", "bufs", "queue", "reading", "rid", "wake")
+
+    def __init__(self, bufs: list[Any]) -> None:
+        self.rid = 0
         self.bufs = bufs
-        self.queue: deque[Message] = deque()
-        self.sleeping = False
+        self.queue: deque[Message] | None = None
+        self.wake: Any = None
+        self.reading = False        # it holds the reader role (taken when it was sent)
         self.abandoned = False
-        self.wake = spsock.allocate_lock()
-        self.wake.acquire()
 
 
 class ConnectionLost(Exception):
@@ -137,6 +144,7 @@ class RemoteClient:
         self._state = spsock.allocate_lock()     # pending, reader role, broken
         self._wlock = spsock.allocate_lock()     # socket writes and proto output
         self._pending: dict[int, _Call] = {}
+        self._sleepers: dict[int, _Call] = {}    # calls asleep until routed a frame / resign
         self._reader: _Call | None = None
         self._broken: str | None = None
         self._next_rid = 0
@@ -150,10 +158,7 @@ class RemoteClient:
             banner = self._recv_msg(sock)
             if not isinstance(banner, Banner):
                 raise ProtocolError("no banner")
-            nonce = spsock.random_nonce()
-            with self._wlock:
-                sock.sendall(self._proto.send_handshake(kind, self.progname, cookie, nonce))
-            rep = self._recv_msg(sock)
+            rep = self._handshake(sock, kind, cookie)
             if not isinstance(rep, HandshakeReply):
                 raise ProtocolError("no handshake reply")
             if rep.errno:
@@ -169,6 +174,24 @@ class RemoteClient:
         self._sock = sock
         self.pid = rep.pid
         self.server_name = banner.server
+
+    def _handshake(self, sock: Any, kind: int, cookie: bytes) -> Message:
+        """Send the handshake and return the server's answer.  A server that will not serve
+        us at all (full, ...) sends its HANDSHAKE_REPLY right after the banner and closes:
+        take that reason rather than a broken pipe."""
+        early = self._proto.next_event()
+        if early is not None:
+            return early[1]
+        data = self._proto.send_handshake(kind, self.progname, cookie, spsock.random_nonce())
+        try:
+            with self._wlock:
+                sock.sendall(data)
+        except OSError as e:
+            try:
+                return self._recv_msg(sock)
+            except (OSError, ProtocolError):
+                raise e from None
+        return self._recv_msg(sock)
 
     def _recv_msg(self, sock: Any) -> Message:
         while True:
@@ -204,10 +227,10 @@ class RemoteClient:
         with self._state:
             if self._broken is None:
                 self._broken = why
-            for c in self._pending.values():
-                if c.sleeping:
-                    c.sleeping = False
-                    c.wake.release()
+            sleepers = list(self._sleepers.values())
+            self._sleepers.clear()
+            for c in sleepers:
+                c.wake.release()
 
     def _reconnect(self) -> None:
         """Apply the retry policy after a lost connection (ENOTCONN if it gives up)."""
@@ -237,24 +260,48 @@ class RemoteClient:
 
     # ---- calls -------------------------------------------------------------------------------
     def _start(self, build: Any, bufs: list[Any], resend: bool = True) -> _Call:
+        """Register a request and send its frame: ``build(protocol, rid)``, or for a system
+        call ``build = (num, wire args)``.  ENOTCONN if it cannot."""
         if self._broken is not None:
             self._reconnect()
-        with self._state:
-            self._next_rid += 1
-            call = _Call(self._next_rid, bufs)
-            self._pending[call.rid] = call
+        call = _Call(bufs)
+        st = self._state
+        st.acquire()
+        self._next_rid = rid = self._next_rid + 1
+        call.rid = rid
+        self._pending[rid] = call
+        if self._reader is None:          # nobody reads: this call will read its own reply
+            self._reader = call
+            call.reading = True
+        st.release()
         try:
-            with self._wlock:
-                data = build(self._proto, call.rid)
+            proto = self._proto
+            data = proto.send_syscall(rid, *build) if type(build) is tuple else build(proto, rid)
+            w = self._wlock
+            w.acquire()
+            try:
                 self._sock.sendall(data)
+            finally:
+                w.release()
         except (OSError, AttributeError) as e:
-            with self._state:
-                self._pending.pop(call.rid, None)
+            self._unstart(call)
             self._lost(f"send: {e}")
             if resend and self.retry != 0 and not self._closed:
                 return self._start(build, bufs, False)   # never sent: safe to send again
             raise oserror(Errno.ENOTCONN, f"connection to {self.url} lost: {e}") from None
+        except BaseException:
+            self._unstart(call)
+            raise
         return call
+
+    def _unstart(self, call: _Call) -> None:
+        """Forget a call that was never sent (and give up the reader role it took)."""
+        if call.reading:
+            call.reading = False
+            self._resign(call, True)
+        else:
+            with self._state:
+                self._pending.pop(call.rid, None)
 
     def _call(self, num: int, args: tuple[Any, ...]) -> Any:
         if not 0 <= num < 1 << 32:
@@ -264,7 +311,7 @@ class RemoteClient:
         except MarshalError as e:
             raise oserror(Errno[e.errno_name], str(e)) from None
         self.stats["calls"] += 1
-        call = self._start(lambda p, rid: p.send_syscall(rid, num, wargs), bufs)
+        call = self._start((num, wargs), bufs)
         rep: SyscallReply = self._wait(call)  # type: ignore[assignment]
         if rep.errno:
             if rep.panic:
@@ -314,72 +361,112 @@ class RemoteClient:
 
     # ---- waiting: leader/follower over one socket ----------------------------------------------
     def _wait(self, call: _Call) -> Message:
+        """The final reply of ``call``: read it (and route other calls' frames) as the reader,
+        or sleep while another thread reads; serve the kernel's copy requests on the way."""
+        st = self._state
         try:
+            if call.reading:                  # the fast path: read our own reply
+                call.reading = False
+                final = None
+                try:
+                    final = self._read_until(call)
+                finally:
+                    self._resign(call, final is not None)
+                if final is not None:
+                    return final
             while True:
-                msg = None
-                reading = False
-                with self._state:
-                    if call.queue:
-                        msg = call.queue.popleft()
-                    elif self._broken is not None:
-                        self._pending.pop(call.rid, None)
-                        raise oserror(Errno.ENOTCONN,
-                                      f"connection to {self.url} lost: {self._broken}")
-                    elif self._reader is None:
-                        self._reader = call
-                        reading = True
-                    else:
-                        call.sleeping = True
-                if msg is not None:
+                st.acquire()
+                q = call.queue
+                if q:
+                    msg = q.popleft()
+                    st.release()
                     if type(msg) in _FINAL:
-                        with self._state:
+                        with st:
                             self._pending.pop(call.rid, None)
                         return msg
                     self._serve(call, msg)
-                elif reading:
+                    continue
+                if self._broken is not None:
+                    self._pending.pop(call.rid, None)
+                    st.release()
+                    raise oserror(Errno.ENOTCONN, f"connection to {self.url} lost: "
+                                                  f"{self._broken}")
+                if self._reader is None:
+                    self._reader = call
+                    st.release()
+                    final = None
                     try:
-                        self._read_until(call)
+                        final = self._read_until(call)
                     finally:
-                        self._resign()
-                else:
-                    call.wake.acquire()
+                        self._resign(call, final is not None)
+                    if final is not None:
+                        return final
+                    continue
+                wake = call.wake = spsock.allocate_lock()
+                wake.acquire()
+                self._sleepers[call.rid] = call
+                st.release()
+                wake.acquire()
         except BaseException:
             call.abandoned = True
             raise
 
-    def _resign(self) -> None:
+    def _resign(self, call: _Call, done: bool) -> None:
+        """Give up the reader role (wake a sleeping call to take it); forget a finished call."""
         with self._state:
             self._reader = None
-            for c in self._pending.values():
-                if c.sleeping:
-                    c.sleeping = False
-                    c.wake.release()
-                    break
+            if done:
+                self._pending.pop(call.rid, None)
+            if self._sleepers:
+                rid = next(iter(self._sleepers))
+                self._sleepers.pop(rid).wake.release()
 
-    def _read_until(self, call: _Call) -> None:
+    def _read_until(self, call: _Call) -> Message | None:
+        """As the reader: ``call``'s final reply, or None when the connection broke."""
         proto = self._proto
         sock = self._sock
-        while not call.queue and self._broken is None:
+        rid_me = call.rid
+        while self._broken is None:
             try:
-                data = sock.recv(RECV_SIZE)
-            except (OSError, AttributeError) as e:
-                self._lost(f"recv: {e}")
-                return
-            proto.receive_data(data)
-            try:
-                while True:
-                    ev = proto.next_event()
-                    if ev is None:
-                        break
-                    self._route(call, *ev)
+                ev = proto.next_event() if proto.has_events() else None
             except EOFError:
                 self._lost("server closed the connection")
+                return None
             except ProtocolError as e:
                 self._lost(f"protocol error: {e}")
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError, AttributeError):
                     sock.shutdown(2)
+                return None
+            if ev is None:
+                try:
+                    data = sock.recv(RECV_SIZE)
+                except (OSError, AttributeError) as e:
+                    self._lost(f"recv: {e}")
+                    return None
+                if data:
+                    rep = proto.fast_reply(data, rid_me)
+                    if rep is not None:
+                        return rep
+                proto.receive_data(data)
+                continue
+            rid, msg = ev
+            if rid == rid_me:
+                if type(msg) in _FINAL:
+                    return msg
+                self._serve(call, msg)
+            else:
+                try:
+                    self._route(rid, msg)
+                except ProtocolError as e:
+                    self._lost(f"protocol error: {e}")
+                    with contextlib.suppress(OSError, AttributeError):
+                        sock.shutdown(2)
+                    return None
+        return None
 
-    def _route(self, me: _Call, rid: int, msg: Message) -> None:
+    def _route(self, rid: int, msg: Message) -> None:
+        """A frame for another call: queue it and wake that call (or, for a call whose caller
+        gave up, refuse its copies so the kernel moves on)."""
         with self._state:
             c = self._pending.get(rid)
             if c is None:
@@ -389,12 +476,13 @@ class RemoteClient:
                     del self._pending[rid]
                     return
             else:
+                if c.queue is None:
+                    c.queue = deque()
                 c.queue.append(msg)
-                if c is not me and c.sleeping:
-                    c.sleeping = False
+                if self._sleepers.pop(rid, None) is not None:
                     c.wake.release()
                 return
-        self._serve(c, msg)  # an abandoned call: refuse its copies so the kernel moves on
+        self._serve(c, msg)
 
     def _serve(self, call: _Call, msg: Message) -> None:
         t = type(msg)

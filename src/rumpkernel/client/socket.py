@@ -6,8 +6,9 @@
     with k.socket.create_connection(("10.0.0.2", 80), timeout=5) as c: ...
 
 Interface (``SocketModule(sys)``): ``socket(family, type, proto, fileno)``, ``socketpair``,
-``create_connection``, ``create_server``, ``getaddrinfo`` (numeric addresses, "localhost" and
-the kernel's own /etc/hosts), ``gethostbyname``, ``gethostname`` (kern.hostname),
+``create_connection``, ``create_server``, ``getaddrinfo`` (numeric addresses, "localhost",
+the kernel's own /etc/hosts, then DNS through its /etc/resolv.conf: client/resolver.py),
+``gethostbyname``, ``gethostname`` (kern.hostname),
 ``inet_aton/ntoa/pton/ntop``, ``htons`` & co., ``getdefaulttimeout/setdefaulttimeout``,
 ``fromfd``, ``selector()`` (a ``selectors`` selector over kernel poll), ``config`` (a
 ``NetConfig``: interfaces, routes, ARP), the constants (AF_*, SOCK_*, SOL_SOCKET, SO_*,
@@ -33,6 +34,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rumpkernel.client import abi as H
+from rumpkernel.client import resolver
 from rumpkernel.client.socket_config import NetConfig
 from rumpkernel.hypercall import hostio
 from rumpkernel.kern import abi as K
@@ -41,7 +43,7 @@ from rumpkernel.kern.syscall import structs as S
 
 _DEFAULT = object()
 ADDR_BUF = S.SOCKADDR_MAX
-EAI_NONAME, EAI_SERVICE, EAI_FAMILY = -2, -8, -6
+EAI_NONAME, EAI_SERVICE, EAI_FAMILY, EAI_AGAIN = -2, -8, -6, -3
 
 
 class gaierror(OSError):
@@ -234,8 +236,17 @@ class SocketModule:
         if addr is None and name.lower() in ("localhost", "localhost.localdomain"):
             addr = "127.0.0.1"
         if addr is None:
-            raise gaierror(EAI_NONAME, "Name or service not known")
+            addr = self._dns(name)
         return addr
+
+    def _dns(self, name: str) -> str:
+        """DNS through the kernel's /etc/resolv.conf (client/resolver.py)."""
+        r = resolver.lookup(self, name)
+        if r is not None and r.addresses:
+            return inet_ntoa(r.addresses[0][1])
+        if r is not None and r.error in ("again", "fail"):
+            raise gaierror(EAI_AGAIN, "Temporary failure in name resolution")
+        raise gaierror(EAI_NONAME, "Name or service not known")
 
     def getaddrinfo(self, host: str | bytes | None, port: Any, family: int = 0,
                     type: int = 0, proto: int = 0, flags: int = 0

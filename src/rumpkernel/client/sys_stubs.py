@@ -295,6 +295,32 @@ class SyscallStubs:
         """Set a resource limit; only RLIMIT_NOFILE (hard limit 65,536; raising the ..."""
         return self._call(76, (resource, rl))
 
+    def sys_reopen(self, fd: Any, flags: Any) -> Any:
+        """Open the file fd refers to (an O_PATH handle or any open file) again: for ..."""
+        return self._call(80, (fd, flags))
+
+    def sys_renameat2(self, fromfd: Any, src: Any, tofd: Any, dst: Any, flags: Any) -> Any:
+        """renameat with flags: RENAME_NOREPLACE 1 (EEXIST if dst exists); ..."""
+        return self._call(81, (fromfd, src, tofd, dst, flags))
+
+    def sys_getxattrat(self, dirfd: Any, path: Any, name: Any, buf: Any, n: Any, flag: Any) -> Any:
+        """getxattr relative to dirfd; flag AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH. ..."""
+        return self._call(82, (dirfd, path, name, buf, n, flag))
+
+    def sys_setxattrat(
+        self, dirfd: Any, path: Any, name: Any, value: Any, n: Any, flag: Any
+    ) -> Any:
+        """setxattr relative to dirfd; flag XATTR_CREATE 1 | XATTR_REPLACE 2 | ..."""
+        return self._call(83, (dirfd, path, name, value, n, flag))
+
+    def sys_listxattrat(self, dirfd: Any, path: Any, buf: Any, n: Any, flag: Any) -> Any:
+        """listxattr relative to dirfd; flag AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH. ERANGE."""
+        return self._call(84, (dirfd, path, buf, n, flag))
+
+    def sys_removexattrat(self, dirfd: Any, path: Any, name: Any, flag: Any) -> Any:
+        """removexattr relative to dirfd; flag AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH. ..."""
+        return self._call(85, (dirfd, path, name, flag))
+
     def sys_socket(self, domain: Any, type: Any, protocol: Any) -> Any:
         """Create a socket; type may carry SOCK_NONBLOCK/SOCK_CLOEXEC. EAFNOSUPPORT, ..."""
         return self._call(90, (domain, type, protocol))

@@ -38,6 +38,7 @@ O_DSYNC = 0x10000
 O_DIRECTORY = 0x200000
 O_CLOEXEC = 0x400000
 O_NOATIME = 0x2000000   # private to this kernel (NetBSD has none)
+O_PATH = 0x4000000      # private: a handle on a file (a vnode reference) without I/O rights
 
 # ---- *at(2) --------------------------------------------------------------------------------
 AT_FDCWD = -100
@@ -45,6 +46,12 @@ AT_EACCESS = 0x100
 AT_SYMLINK_NOFOLLOW = 0x200
 AT_SYMLINK_FOLLOW = 0x400
 AT_REMOVEDIR = 0x800
+AT_EMPTY_PATH = 0x1000   # Linux's value: an empty path means the file dirfd refers to
+
+# ---- renameat2(2) flags (Linux's values; NetBSD has no renameat2) -----------------------------
+RENAME_NOREPLACE = 0x1
+RENAME_EXCHANGE = 0x2
+RENAME_WHITEOUT = 0x4
 
 # ---- poll(2) --------------------------------------------------------------------------------
 POLLIN = 0x1

@@ -8,6 +8,9 @@ Fixtures:
                     or kernel memory (``checked``)
     posix_kernel    the same on the real host (``PosixHost``)
     sim_world       a ``SimWorld`` (seed 1234) for tests that wire several kernels together
+    fs              the file-system matrix (``testing/fsmatrix.py``): each driver's test image
+                    mounted at /mnt, through each client mode (local, remote, process, fuse)
+    rump_server_process   one real rump_server process per session (the ``process`` mode)
 
 Helpers:
     checked(k)               generator: yields ``k``, then checks it leaked nothing and halts it
@@ -112,6 +115,35 @@ def sim_world() -> Any:
     from rumpkernel.hypercall.sim import SimWorld
 
     return SimWorld(1234)
+
+
+def _fs_params() -> list[Any]:
+    from rumpkernel.testing.fsmatrix import fs_params
+
+    return fs_params()
+
+
+def _fs_id(param: Any) -> str:
+    from rumpkernel.testing.fsmatrix import fs_id
+
+    return fs_id(param)
+
+
+@pytest.fixture(params=_fs_params(), ids=_fs_id)
+def fs(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
+    from rumpkernel.testing.fsmatrix import open_fs
+
+    yield from open_fs(request, tmp_path, request.param)
+
+
+@pytest.fixture(scope="session")
+def rump_server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real rump_server process (every component) for the matrix's process-mode runs."""
+    from rumpkernel.testing.remote import ServerProcess
+
+    srv = ServerProcess(f"unix://{tmp_path_factory.mktemp('fsproc')}/rump.sock")
+    yield srv
+    assert srv.stop() == 0
 
 
 def pytest_configure(config: pytest.Config) -> None:

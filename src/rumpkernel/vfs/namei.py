@@ -5,6 +5,9 @@ Interface (methods of ``Namei(vfs)``; every returned vnode is referenced, the ca
     walk(l, dirfd, path, follow=True) -> vp
     walk_parent(l, dirfd, path, follow=False) -> (dvp, name, vp | None, trailing_slash)
     start(l, dirfd, path) -> vp            the directory a relative path starts from
+    walk_at(l, dirfd, path, follow, empty_ok) -> vp
+                                           walk, or with ``empty_ok`` and an empty path the
+                                           file ``dirfd`` refers to (AT_EMPTY_PATH), any type
 
 Rules: at most MAXSYMLINKS symbolic links per lookup (ELOOP); a component longer than NAME_MAX
 is ENAMETOOLONG; searching a directory needs X permission (EACCES); a non-directory in the middle
@@ -149,6 +152,20 @@ class Namei:
             self.vc.vrele(vp)
             raise KernelError(Errno.ENOTDIR, "trailing slash on a non-directory")
         return vp
+
+    def walk_at(self, l: Any, dirfd: int, path: bytes, follow: bool = True,
+                empty_ok: bool = False) -> Vnode:
+        """``walk``; with ``empty_ok`` (the caller's AT_EMPTY_PATH) an empty path names the
+        file ``dirfd`` refers to -- of any type, an O_PATH handle included -- or the working
+        directory for AT_FDCWD.  EBADF for a descriptor that names no file system object."""
+        if path or not empty_ok:
+            return self.walk(l, dirfd, path, follow)
+        if dirfd == AT_FDCWD:
+            return self.vc.vref(l.proc.cwd or self.vfs.rootvp)
+        vp = getattr(l.proc.fd.get(dirfd), "vp", None)
+        if vp is None:
+            raise KernelError(Errno.EBADF, f"fd {dirfd} is not a file system object")
+        return self.vc.vref(vp)
 
     def walk_parent(self, l: Any, dirfd: int, path: bytes,
                     follow: bool = False) -> tuple[Vnode, bytes, Vnode | None, bool]:

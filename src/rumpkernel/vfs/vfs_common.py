@@ -78,11 +78,15 @@ def new_owner(l: Any, dattr: VAttr, mode: int, isdir: bool) -> tuple[int, int, i
     return perms, cred.euid, gid
 
 
-def fd_vnode(l: Any, fd: int) -> Vnode:
+def fd_vnode(l: Any, fd: int, path_ok: bool = False) -> Vnode:
+    """The vnode an open file refers to.  An O_PATH handle serves only where ``path_ok``
+    (fchdir, fstatvfs, reopen); elsewhere it is EBADF, as on Linux."""
     fp = l.proc.fd.get(fd)
     vp = getattr(fp, "vp", None)
     if vp is None:
         raise KernelError(Errno.EINVAL, f"fd {fd} is not a file system object")
+    if not path_ok and fp.kind == "path":
+        raise KernelError(Errno.EBADF, f"fd {fd} is an O_PATH descriptor")
     return vp
 
 

@@ -1,11 +1,21 @@
-"""VFS system calls that change the name space or attributes: mkdir, unlink/rmdir, rename,
-link, symlink, mknod, chmod, chown, utimes.  POSIX semantics, checked here once for every file
-system; drivers see only validated requests."""
+"""VFS system calls that change the name space or attributes: mkdir, unlink/rmdir, rename
+(renameat2: RENAME_NOREPLACE), link, symlink, mknod, chmod, chown, utimes.  POSIX semantics,
+checked here once for every file system; drivers see only validated requests.  fchmodat,
+fchownat, utimensat and linkat (its source) take AT_EMPTY_PATH: an empty path names the file
+the descriptor refers to (an O_PATH handle included); linkat refuses a file with no links left
+(ENOENT), so a removed file cannot come back."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rumpkernel.kern.abi import (
+    AT_EMPTY_PATH,
+    RENAME_EXCHANGE,
+    RENAME_NOREPLACE,
+    RENAME_WHITEOUT,
+    SYMLINK_MAX,
+)
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.kern.syscall.structs import TIMESPEC
 from rumpkernel.vfs.perm import W_OK, X_OK, check_access, check_owner, check_sticky
@@ -151,6 +161,22 @@ def _is_ancestor(l: Any, vfs: Any, anc: Vnode, dvp: Vnode) -> bool:
 
 
 def sys_renameat(l: Any, fromfd: int, src: Any, tofd: int, dst: Any) -> None:
+    _rename(l, fromfd, src, tofd, dst, 0)
+
+
+def sys_renameat2(l: Any, fromfd: int, src: Any, tofd: int, dst: Any, flags: int) -> None:
+    """renameat with RENAME_NOREPLACE (EEXIST when dst exists).  RENAME_EXCHANGE and
+    RENAME_WHITEOUT are EINVAL: no driver has an atomic exchange, and a VFS emulation could not
+    keep it atomic across a crash."""
+    if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT):
+        raise KernelError(Errno.EINVAL, f"renameat2: unknown flags 0x{flags:x}")
+    if flags & (RENAME_EXCHANGE | RENAME_WHITEOUT):
+        raise KernelError(Errno.EINVAL, "renameat2: RENAME_EXCHANGE/RENAME_WHITEOUT are not "
+                          "supported")
+    _rename(l, fromfd, src, tofd, dst, flags)
+
+
+def _rename(l: Any, fromfd: int, src: Any, tofd: int, dst: Any, flags: int) -> None:
     vfs = vfs_of(l)
     namei = vfs.namei
     sdvp, sname, svp, strail = namei.walk_parent(l, fromfd, path_arg(l, src))
@@ -160,6 +186,8 @@ def sys_renameat(l: Any, fromfd: int, src: Any, tofd: int, dst: Any) -> None:
         held += [tdvp, tvp]
         case_only = (svp is tvp and sdvp is tdvp and sname != tname
                      and sdvp.mount.fs.features.case_insensitive)
+        if flags & RENAME_NOREPLACE and tvp is not None and not case_only and svp is not None:
+            raise KernelError(Errno.EEXIST, "rename: target exists (RENAME_NOREPLACE)")
         _check_rename(l, vfs, sdvp, sname, svp, strail, tdvp, tname, tvp, ttrail, case_only)
         if svp is tvp and not case_only:
             return  # two names of one file: nothing to do
@@ -212,11 +240,14 @@ def _check_rename(l: Any, vfs: Any, sdvp: Vnode, sname: bytes, svp: Vnode | None
 
 def sys_linkat(l: Any, fd1: int, src: Any, fd2: int, dst: Any, flag: int) -> None:
     vfs = vfs_of(l)
-    if flag & ~AT_SYMLINK_FOLLOW:
+    if flag & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH):
         raise KernelError(Errno.EINVAL, "linkat: bad flag")
-    vp = vfs.namei.walk(l, fd1, path_arg(l, src), follow=bool(flag & AT_SYMLINK_FOLLOW))
+    vp = vfs.namei.walk_at(l, fd1, path_arg(l, src), bool(flag & AT_SYMLINK_FOLLOW),
+                           bool(flag & AT_EMPTY_PATH))
     held: list[Vnode | None] = [vp]
     try:
+        if vp.removed or (not vp.isdir and getattr_vp(vp).nlink == 0):
+            raise KernelError(Errno.ENOENT, "linkat: the file has been removed")
         tdvp, tname, tvp, ttrail = vfs.namei.walk_parent(l, fd2, path_arg(l, dst))
         held += [tdvp, tvp]
         if vp.isdir:
@@ -241,7 +272,7 @@ def sys_linkat(l: Any, fd1: int, src: Any, fd2: int, dst: Any, flag: int) -> Non
 
 def sys_symlinkat(l: Any, target: Any, dirfd: int, path: Any) -> None:
     vfs = vfs_of(l)
-    tgt = l.proc.vm.copyinstr(target, 1024)
+    tgt = l.proc.vm.copyinstr(target, SYMLINK_MAX + 1)   # ENAMETOOLONG past 4,095 bytes
     if not tgt:
         raise KernelError(Errno.ENOENT, "empty symlink target")
     dvp, name, vp, trailing = vfs.namei.walk_parent(l, dirfd, path_arg(l, path))
@@ -259,6 +290,13 @@ def sys_symlinkat(l: Any, target: Any, dirfd: int, path: Any) -> None:
 
 
 # ---- attributes -------------------------------------------------------------------------------
+def _at_vnode(l: Any, dirfd: int, path: Any, flag: int) -> Vnode:
+    if flag & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise KernelError(Errno.EINVAL, f"bad flag 0x{flag:x}")
+    return vfs_of(l).namei.walk_at(l, dirfd, path_arg(l, path), not flag & AT_SYMLINK_NOFOLLOW,
+                                   bool(flag & AT_EMPTY_PATH))
+
+
 def _chmod(l: Any, vp: Vnode, mode: int) -> None:
     cred = l.proc.cred
     attr = getattr_vp(vp)
@@ -275,7 +313,7 @@ def _chmod(l: Any, vp: Vnode, mode: int) -> None:
 
 def sys_fchmodat(l: Any, dirfd: int, path: Any, mode: int, flag: int) -> None:
     vfs = vfs_of(l)
-    vp = vfs.namei.walk(l, dirfd, path_arg(l, path), follow=not flag & AT_SYMLINK_NOFOLLOW)
+    vp = _at_vnode(l, dirfd, path, flag)
     try:
         if vp.vtype == S_IFLNK:
             raise KernelError(Errno.EOPNOTSUPP, "cannot chmod a symbolic link")
@@ -310,7 +348,7 @@ def _chown(l: Any, vp: Vnode, uid: int, gid: int) -> None:
 
 def sys_fchownat(l: Any, dirfd: int, path: Any, uid: int, gid: int, flag: int) -> None:
     vfs = vfs_of(l)
-    vp = vfs.namei.walk(l, dirfd, path_arg(l, path), follow=not flag & AT_SYMLINK_NOFOLLOW)
+    vp = _at_vnode(l, dirfd, path, flag)
     try:
         _chown(l, vp, uid, gid)
     finally:
@@ -356,7 +394,7 @@ def _utimes(l: Any, vp: Vnode, times: Any) -> None:
 
 def sys_utimensat(l: Any, dirfd: int, path: Any, times: Any, flag: int) -> None:
     vfs = vfs_of(l)
-    vp = vfs.namei.walk(l, dirfd, path_arg(l, path), follow=not flag & AT_SYMLINK_NOFOLLOW)
+    vp = _at_vnode(l, dirfd, path, flag)
     try:
         _utimes(l, vp, times)
     finally:

@@ -1,6 +1,13 @@
 """VFS system calls: opening, status, data, directories, working directory, mounts, extended
 attributes.  (Name space changes live in ``vfs_names`` and are re-exported here, so the master
-table names one handler module for the faction.)"""
+table names one handler module for the faction.)
+
+File handles for servers (the FUSE file server names every file it serves by a descriptor):
+``O_PATH`` opens a handle that holds the vnode without opening it for I/O (no permission check
+on the file itself, any file type, a symlink itself with O_NOFOLLOW); ``AT_EMPTY_PATH`` makes
+the *at calls act on the file ``dirfd`` refers to; ``reopen`` opens a handle for I/O with the
+checks open(2) makes, or an open file as a new handle.  The *xattrat calls are the xattr calls
+with a ``dirfd`` and ``AT_*`` flags (Linux 6.13 names)."""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import json
 from typing import Any
 
 from rumpkernel.kern.abi import (
+    AT_EMPTY_PATH,
     O_ACCMODE,
     O_APPEND,
     O_CLOEXEC,
@@ -16,6 +24,7 @@ from rumpkernel.kern.abi import (
     O_EXCL,
     O_NOFOLLOW,
     O_NONBLOCK,
+    O_PATH,
     O_RDONLY,
     O_RDWR,
     O_TRUNC,
@@ -45,7 +54,6 @@ from rumpkernel.vfs.vfs_common import (
     path_arg,
     release,
     require_writable,
-    setattr_vp,
     vfs_of,
 )
 from rumpkernel.vfs.vfs_names import (  # noqa: F401 - re-exported handlers
@@ -58,17 +66,19 @@ from rumpkernel.vfs.vfs_names import (  # noqa: F401 - re-exported handlers
     sys_mkdirat,
     sys_mknodat,
     sys_renameat,
+    sys_renameat2,
     sys_symlinkat,
     sys_unlinkat,
     sys_utimensat,
 )
-from rumpkernel.vfs.vnfile import DevFile, FifoFile, VnodeFile, stat_tuple
+from rumpkernel.vfs.vnfile import DevFile, FifoFile, PathFile, VnodeFile, kill_privs, stat_tuple
 from rumpkernel.vfs.vnode import Vnode
 
 ST_RDONLY = 0x1
 XATTR_NOFOLLOW = 0x100
 OPEN_FLAGS = (O_ACCMODE | O_NONBLOCK | O_APPEND | O_CREAT | O_TRUNC | O_EXCL |
-              O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC | 0x80 | 0x8000 | 0x10000 | 0x2000000)
+              O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC | 0x80 | 0x8000 | 0x10000 | 0x2000000 |
+              O_PATH)
 
 
 # ---- open -------------------------------------------------------------------------------------
@@ -124,7 +134,7 @@ def _open_vnode(l: Any, vp: Vnode, flags: int, created: bool) -> Any:
         if acc != O_RDONLY or flags & O_TRUNC:
             require_writable(vp)
         if flags & O_TRUNC and acc != O_RDONLY and attr.size and not created:
-            setattr_vp(vp, SetAttr(size=0))
+            _set_size(l, vp, 0)
         return VnodeFile(k, vp, flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOFOLLOW))
     if vtype == S_IFIFO:
         return _open_fifo(l, vp, flags)
@@ -173,6 +183,8 @@ def sys_openat(l: Any, dirfd: int, path: Any, flags: int, mode: int) -> int:
         raise KernelError(Errno.EINVAL, f"open flags 0x{flags:x}")
     p = path_arg(l, path)
     vfs = vfs_of(l)
+    if flags & O_PATH:
+        return _open_path(l, vfs.namei.walk(l, dirfd, p, follow=not flags & O_NOFOLLOW), flags)
     if flags & O_CREAT:
         vp, created = _open_create(l, dirfd, p, flags, mode)
     else:
@@ -189,12 +201,54 @@ def sys_openat(l: Any, dirfd: int, path: Any, flags: int, mode: int) -> int:
         raise
 
 
+def _open_path(l: Any, vp: Vnode, flags: int) -> int:
+    """An O_PATH handle on ``vp`` (whose reference it takes over); of the flags only
+    O_DIRECTORY and O_CLOEXEC count, as on Linux."""
+    try:
+        if flags & O_DIRECTORY and not vp.isdir:
+            raise KernelError(Errno.ENOTDIR, "not a directory")
+        fp = PathFile(l.kernel, vp, O_PATH | (flags & O_NOFOLLOW))
+    except BaseException:
+        release(vfs_of(l), vp)
+        raise
+    try:
+        return l.proc.fd.alloc(fp, cloexec=bool(flags & O_CLOEXEC))
+    except KernelError:
+        fp.drop(l)
+        raise
+
+
+def sys_reopen(l: Any, fd: int, flags: int) -> int:
+    """Open the file ``fd`` refers to (an O_PATH handle or any open file) again: for I/O with
+    the permission checks of open(2) (O_TRUNC truncates), or with O_PATH as a new handle."""
+    if flags & ~OPEN_FLAGS or flags & O_ACCMODE == O_ACCMODE or flags & (O_CREAT | O_EXCL):
+        raise KernelError(Errno.EINVAL, f"reopen flags 0x{flags:x}")
+    vfs = vfs_of(l)
+    vp = vfs.vcache.vref(fd_vnode(l, fd, path_ok=True))
+    if flags & O_PATH:
+        return _open_path(l, vp, flags)
+    if vp.mount.dead:
+        release(vfs, vp)
+        raise KernelError(Errno.EIO, "file system was unmounted")
+    try:
+        fp = _open_vnode(l, vp, flags, False)
+    except BaseException:
+        release(vfs, vp)
+        raise
+    try:
+        return l.proc.fd.alloc(fp, cloexec=bool(flags & O_CLOEXEC))
+    except KernelError:
+        fp.drop(l)
+        raise
+
+
 # ---- status -----------------------------------------------------------------------------------
 def sys_fstatat(l: Any, dirfd: int, path: Any, sb: Any, flag: int) -> None:
     vfs = vfs_of(l)
-    if flag & ~AT_SYMLINK_NOFOLLOW:
+    if flag & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         raise KernelError(Errno.EINVAL, "fstatat: bad flag")
-    vp = vfs.namei.walk(l, dirfd, path_arg(l, path), follow=not flag & AT_SYMLINK_NOFOLLOW)
+    vp = vfs.namei.walk_at(l, dirfd, path_arg(l, path), not flag & AT_SYMLINK_NOFOLLOW,
+                           bool(flag & AT_EMPTY_PATH))
     try:
         st = stat_tuple(vp, getattr_vp(vp))
     finally:
@@ -204,9 +258,10 @@ def sys_fstatat(l: Any, dirfd: int, path: Any, sb: Any, flag: int) -> None:
 
 def sys_faccessat(l: Any, dirfd: int, path: Any, mode: int, flag: int) -> None:
     vfs = vfs_of(l)
-    if mode & ~7 or flag & ~(AT_EACCESS | AT_SYMLINK_NOFOLLOW):
+    if mode & ~7 or flag & ~(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         raise KernelError(Errno.EINVAL, "access: bad mode or flag")
-    vp = vfs.namei.walk(l, dirfd, path_arg(l, path), follow=not flag & AT_SYMLINK_NOFOLLOW)
+    vp = vfs.namei.walk_at(l, dirfd, path_arg(l, path), not flag & AT_SYMLINK_NOFOLLOW,
+                           bool(flag & AT_EMPTY_PATH))
     try:
         attr = getattr_vp(vp)
         if mode & W_OK and vp.mount.readonly and vp.vtype not in (S_IFCHR, S_IFBLK, S_IFIFO,
@@ -222,7 +277,9 @@ def sys_readlinkat(l: Any, dirfd: int, path: Any, buf: Any, n: int) -> int:
     vfs = vfs_of(l)
     if n <= 0:
         raise KernelError(Errno.EINVAL, "readlink: buffer size")
-    vp = vfs.namei.walk(l, dirfd, path_arg(l, path), follow=False)
+    # an empty path reads the symlink an O_PATH|O_NOFOLLOW descriptor holds (as on Linux)
+    p = path_arg(l, path)
+    vp = vfs.namei.walk_at(l, dirfd, p, False, empty_ok=dirfd != AT_FDCWD)
     try:
         if vp.vtype != S_IFLNK:
             raise KernelError(Errno.EINVAL, "not a symbolic link")
@@ -248,7 +305,17 @@ def _truncate(l: Any, vp: Vnode, length: int, check_perm: bool) -> None:
         check_access(l.proc.cred, attr, W_OK)
     if length > vp.mount.fs.features.max_file_size:
         raise KernelError(Errno.EFBIG, "file too large")
-    setattr_vp(vp, SetAttr(size=length))
+    _set_size(l, vp, length)
+
+
+def _set_size(l: Any, vp: Vnode, length: int) -> None:
+    """Truncate or extend; a caller other than root clears set-user-id/set-group-id."""
+    require_writable(vp)
+    mp = vp.mount
+    with mp.lock:
+        if l.proc.cred.euid != 0:
+            kill_privs(mp.fs, vp.node)
+        mp.fs.setattr(vp.node, SetAttr(size=length))
 
 
 def sys_truncate(l: Any, path: Any, length: int) -> None:
@@ -347,7 +414,7 @@ def sys_chdir(l: Any, path: Any) -> None:
 
 
 def sys_fchdir(l: Any, fd: int) -> None:
-    _set_cwd(l, fd_vnode(l, fd))
+    _set_cwd(l, fd_vnode(l, fd, path_ok=True))
 
 
 def _name_in_parent(vfs: Any, pvp: Vnode, ino: int) -> bytes:
@@ -414,7 +481,7 @@ def sys_statvfs(l: Any, path: Any, buf: Any) -> None:
 
 
 def sys_fstatvfs(l: Any, fd: int, buf: Any) -> None:
-    l.proc.vm.copyout(_statvfs(fd_vnode(l, fd)), buf)
+    l.proc.vm.copyout(_statvfs(fd_vnode(l, fd, path_ok=True)), buf)
 
 
 def sys_chroot(l: Any, path: Any) -> None:
@@ -533,8 +600,20 @@ def sys_unmount(l: Any, target: Any, flags: int) -> None:
 
 
 # ---- extended attributes ------------------------------------------------------------------------
-def _xattr_vnode(l: Any, path: Any, flag: int) -> Vnode:
-    return vfs_of(l).namei.walk(l, AT_FDCWD, path_arg(l, path), follow=not flag & XATTR_NOFOLLOW)
+# The path calls take XATTR_NOFOLLOW (0x100); the *at calls AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH
+# (and for setxattrat XATTR_CREATE 1 | XATTR_REPLACE 2 in the same word: the bits differ).
+XATTR_AT_FLAGS = AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH
+
+
+def _xattr_vnode(l: Any, dirfd: int, path: Any, at_flag: int) -> Vnode:
+    if at_flag & ~XATTR_AT_FLAGS:
+        raise KernelError(Errno.EINVAL, f"xattr: bad flag 0x{at_flag:x}")
+    return vfs_of(l).namei.walk_at(l, dirfd, path_arg(l, path),
+                                   not at_flag & AT_SYMLINK_NOFOLLOW, bool(at_flag & AT_EMPTY_PATH))
+
+
+def _path_flag(flag: int) -> int:
+    return AT_SYMLINK_NOFOLLOW if flag & XATTR_NOFOLLOW else 0
 
 
 def _xattr_name(l: Any, name: Any, vp: Vnode, write: bool) -> bytes:
@@ -554,9 +633,9 @@ def _xattr_name(l: Any, name: Any, vp: Vnode, write: bool) -> bytes:
     return n
 
 
-def sys_getxattr(l: Any, path: Any, name: Any, buf: Any, n: int, flag: int) -> int:
+def _getxattr(l: Any, dirfd: int, path: Any, name: Any, buf: Any, n: int, flag: int) -> int:
     vfs = vfs_of(l)
-    vp = _xattr_vnode(l, path, flag)
+    vp = _xattr_vnode(l, dirfd, path, flag)
     try:
         key = _xattr_name(l, name, vp, False)
         with vp.mount.lock:
@@ -571,24 +650,27 @@ def sys_getxattr(l: Any, path: Any, name: Any, buf: Any, n: int, flag: int) -> i
     return len(value)
 
 
-def sys_setxattr(l: Any, path: Any, name: Any, value: Any, n: int, flag: int) -> None:
+def _setxattr(l: Any, dirfd: int, path: Any, name: Any, value: Any, n: int, flag: int,
+              how: int) -> None:
     vfs = vfs_of(l)
+    if how == 3:
+        raise KernelError(Errno.EINVAL, "XATTR_CREATE and XATTR_REPLACE together")
     if not 0 <= n <= 65536:
         raise KernelError(Errno.E2BIG, "attribute value too large")
-    vp = _xattr_vnode(l, path, flag)
+    vp = _xattr_vnode(l, dirfd, path, flag)
     try:
         key = _xattr_name(l, name, vp, True)
         require_writable(vp)
         data = l.proc.vm.copyin(value, n) if n else b""
         with vp.mount.lock:
-            vp.mount.fs.setxattr(vp.node, key, data, flag & 3)
+            vp.mount.fs.setxattr(vp.node, key, data, how)
     finally:
         release(vfs, vp)
 
 
-def sys_listxattr(l: Any, path: Any, buf: Any, n: int, flag: int) -> int:
+def _listxattr(l: Any, dirfd: int, path: Any, buf: Any, n: int, flag: int) -> int:
     vfs = vfs_of(l)
-    vp = _xattr_vnode(l, path, flag)
+    vp = _xattr_vnode(l, dirfd, path, flag)
     try:
         with vp.mount.lock:
             names = vp.mount.fs.listxattr(vp.node)
@@ -606,9 +688,9 @@ def sys_listxattr(l: Any, path: Any, buf: Any, n: int, flag: int) -> int:
     return len(data)
 
 
-def sys_removexattr(l: Any, path: Any, name: Any, flag: int) -> None:
+def _removexattr(l: Any, dirfd: int, path: Any, name: Any, flag: int) -> None:
     vfs = vfs_of(l)
-    vp = _xattr_vnode(l, path, flag)
+    vp = _xattr_vnode(l, dirfd, path, flag)
     try:
         key = _xattr_name(l, name, vp, True)
         require_writable(vp)
@@ -618,3 +700,35 @@ def sys_removexattr(l: Any, path: Any, name: Any, flag: int) -> None:
         release(vfs, vp)
 
 
+def sys_getxattr(l: Any, path: Any, name: Any, buf: Any, n: int, flag: int) -> int:
+    return _getxattr(l, AT_FDCWD, path, name, buf, n, _path_flag(flag))
+
+
+def sys_setxattr(l: Any, path: Any, name: Any, value: Any, n: int, flag: int) -> None:
+    _setxattr(l, AT_FDCWD, path, name, value, n, _path_flag(flag), flag & 3)
+
+
+def sys_listxattr(l: Any, path: Any, buf: Any, n: int, flag: int) -> int:
+    return _listxattr(l, AT_FDCWD, path, buf, n, _path_flag(flag))
+
+
+def sys_removexattr(l: Any, path: Any, name: Any, flag: int) -> None:
+    _removexattr(l, AT_FDCWD, path, name, _path_flag(flag))
+
+
+def sys_getxattrat(l: Any, dirfd: int, path: Any, name: Any, buf: Any, n: int,
+                   flag: int) -> int:
+    return _getxattr(l, dirfd, path, name, buf, n, flag)
+
+
+def sys_setxattrat(l: Any, dirfd: int, path: Any, name: Any, value: Any, n: int,
+                   flag: int) -> None:
+    _setxattr(l, dirfd, path, name, value, n, flag & ~3, flag & 3)
+
+
+def sys_listxattrat(l: Any, dirfd: int, path: Any, buf: Any, n: int, flag: int) -> int:
+    return _listxattr(l, dirfd, path, buf, n, flag)
+
+
+def sys_removexattrat(l: Any, dirfd: int, path: Any, name: Any, flag: int) -> None:
+    _removexattr(l, dirfd, path, name, flag)

@@ -7,6 +7,8 @@
     auth.py       HMAC challenge-response
     vmspace.py    the kernel's view of a remote client's memory (copyin/copyout round trips)
     session.py    the kernel side of one connection (process, lwps, requests)
-The host side -- sockets and threads -- is ``hypercall/spsock.py`` (client) and
-``apps/rump_server.py`` (server); the client library is ``client/remote.py``.
+    transport.py  the server's connections and threads: IO thread, read token, watchdog,
+                  connection cap, handshake deadline (``rump_server`` is a CLI over it)
+The host side -- sockets, the poller, threads -- is ``hypercall/spsock.py``; the client
+library is ``client/remote.py``.
 """

@@ -3,7 +3,10 @@
 Nothing here is written per system call: the argument kinds of ``SYSCALLS`` say which arguments
 are integers and which are client pointers, and in which direction data moves.
 
-Client side:  ``encode_args(num, args, piggyback)`` -> (wire args, buffers).  Each pointer becomes a
+Client side:  ``encode_args(num, args, piggyback)`` -> (wire args, buffers).  An integer that does
+not fit the wire's i64 (e.g. 2**64) is refused with MarshalError("EINVAL") -- the client raises
+OSError(EINVAL) and nothing is sent; a non-integer where the table has ``int`` is a TypeError,
+as the host's own ``os`` functions give.  Each pointer becomes a
 ``PtrDesc`` naming ``buffers[handle]``; the kernel reaches its content only through COPYIN /
 COPYINSTR / COPYOUT round trips.  With ``piggyback`` the content of input pointers (kinds ``str``,
 ``in``, ``inout``, ``vin``) up to ``PIGGYBACK_MAX`` bytes each rides along in the request -- the
@@ -29,6 +32,11 @@ VEC_KINDS = frozenset({"vin", "vout"})
 INPUT_KINDS = frozenset({"str", "in", "inout", "vin"})
 PIGGYBACK_MAX = 65536          # per pointer
 PIGGYBACK_TOTAL = 1 << 20      # per call: the rest goes the honest way
+INT_ONLY = frozenset(num for num, kinds in KINDS.items() if all(k == "int" for k in kinds))
+INT_ARGC = {num: len(KINDS[num]) for num in INT_ONLY}   # all-INT calls: their argument count
+_NO_BUFS: list[Any] = []       # shared, never written: calls without pointers
+# check_args: the wire types each argument may have, per system call
+_WIRE_TYPES: dict[int, tuple[tuple[type, ...], ...]] = {}
 
 
 class MarshalError(Exception):
@@ -46,7 +54,7 @@ def _int(v: Any, where: str) -> int:
         else:
             raise TypeError(f"{where}: an integer is required (got {type(v).__name__})")
     if not I64_MIN <= v <= I64_MAX:
-        raise OverflowError(f"{where}: Python int too large to convert to a 64-bit integer")
+        raise MarshalError("EINVAL", f"{where}: {v} does not fit in 64 bits")
     return v
 
 
@@ -101,8 +109,9 @@ def _infer(v: Any) -> str:
 
 def encode_args(num: int, args: tuple[Any, ...], piggyback: bool = False
                 ) -> tuple[tuple[Any, ...], list[Any]]:
-    """Marshal ``args`` of syscall ``num``.  TypeError/OverflowError for arguments the host's
-    own ``os`` functions would refuse too; MarshalError for ones the kernel would fault on."""
+    """Marshal ``args`` of syscall ``num``.  TypeError for arguments of the wrong type (as the
+    host's own ``os`` functions); MarshalError for ones the kernel would fault on (EFAULT) or
+    that the wire cannot carry (EINVAL: integers outside i64, too many iovecs)."""
     kinds = KINDS.get(num)
     if kinds is None:
         if len(args) > MAX_ARGS:
@@ -110,6 +119,12 @@ def encode_args(num: int, args: tuple[Any, ...], piggyback: bool = False
         kinds = tuple(_infer(a) for a in args)
     elif len(args) != len(kinds):
         raise TypeError(f"{NAMES[num]}() takes {len(kinds)} arguments ({len(args)} given)")
+    elif num in INT_ONLY:                  # the common case: no buffers to describe
+        for a in args:
+            if type(a) is not int or not I64_MIN <= a <= I64_MAX:
+                break
+        else:
+            return args, _NO_BUFS
     bufs: list[Any] = []
     out: list[Any] = []
     budget = [PIGGYBACK_TOTAL] if piggyback else None
@@ -127,9 +142,16 @@ def encode_args(num: int, args: tuple[Any, ...], piggyback: bool = False
 
 def check_args(num: int, args: tuple[Any, ...]) -> str | None:
     """Why ``args`` (decoded wire values) do not fit syscall ``num``'s table entry, or None."""
-    kinds = KINDS.get(num)
-    if kinds is None:
+    types = _WIRE_TYPES.get(num)
+    if types is None:
         return None
+    if len(args) == len(types):
+        for a, ok in zip(args, types):
+            if type(a) not in ok:
+                break
+        else:
+            return None
+    kinds = KINDS[num]
     name = NAMES[num]
     if len(args) != len(kinds):
         return f"{name}: {len(args)} arguments, the table has {len(kinds)}"
@@ -165,3 +187,14 @@ def encode_result(value: Any) -> Any:
             type(x) is int and I64_MIN <= x <= I64_MAX for x in value):
         return value
     raise ValueError(f"return value of type {type(value).__name__} has no wire form")
+
+
+def _wire_types(kind: str) -> tuple[type, ...]:
+    if kind == "int":
+        return (int,)
+    if kind in VEC_KINDS:
+        return (type(None), list)
+    return (type(None), PtrDesc)
+
+
+_WIRE_TYPES.update({num: tuple(_wire_types(k) for k in kinds) for num, kinds in KINDS.items()})

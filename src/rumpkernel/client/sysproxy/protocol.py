@@ -4,7 +4,14 @@ Bytes go in with ``receive_data(data)`` (``b""`` = the peer closed); ``next_even
 ``(reqid, message)`` or None when more bytes are needed; the ``send_*`` methods return the bytes to
 write.  Every violation -- a malformed or oversized frame, a frame in the wrong direction or the
 wrong state, a reply to nothing -- raises ``ProtocolError`` and the connection must be closed.
-Neither object is thread-safe: the IO loop around it serialises access.
+Threads: one reader at a time calls ``receive_data``/``next_event`` (the IO loop around the
+object guarantees it: the transport's read token); the ``send_*`` methods may be called from any
+thread at any time -- each changes the request bookkeeping by a single set or dict operation,
+which is atomic under the interpreter lock, and a request is registered (``send_copy_request``)
+before its frame is written, so the reader never sees an answer before the question.
+
+Before the handshake a server accepts frames of at most ``HANDSHAKE_MAX_FRAME`` bytes (an
+unauthenticated peer cannot make it buffer more); afterwards ``MAX_FRAME``.
 
 Server states: AWAIT_HANDSHAKE -> READY.  Before the handshake only HANDSHAKE is accepted; in READY,
 SYSCALL and PREFORK open a request (reqid != 0, not already open), COPY_DATA must answer the
@@ -20,6 +27,7 @@ from typing import Any
 
 from rumpkernel.client.sysproxy import auth
 from rumpkernel.client.sysproxy.messages import (
+    REPLY_INT,
     Banner,
     CopyData,
     Copyin,
@@ -31,19 +39,27 @@ from rumpkernel.client.sysproxy.messages import (
     Prefork,
     PreforkReply,
     Raise,
-    Syscall,
     SyscallReply,
     decode,
+    encode_syscall,
+    encode_syscall_reply,
+    parse_int_reply,
+    parse_int_syscall,
 )
 from rumpkernel.client.sysproxy.wire import (
     BANNER_AUTH,
     CLIENT_TO_SERVER,
+    MAX_FRAME,
     SERVER_TO_CLIENT,
     VERSION,
     FrameDecoder,
     MsgType,
     ProtocolError,
+    Tag,
 )
+
+HANDSHAKE_MAX_FRAME = 1024     # a HANDSHAKE is at most ~500 bytes
+_SYSCALL_REPLY, _TAG_INT = int(MsgType.SYSCALL_REPLY), int(Tag.INT)
 
 
 class State(enum.Enum):
@@ -55,8 +71,8 @@ class State(enum.Enum):
 
 
 class _End:
-    def __init__(self, accept: frozenset[MsgType]) -> None:
-        self._dec = FrameDecoder()
+    def __init__(self, accept: frozenset[MsgType], max_frame: int = MAX_FRAME) -> None:
+        self._dec = FrameDecoder(max_frame)
         self._accept = accept
         self._closed_by_peer = False
         self.state: State = State.CLOSED
@@ -66,6 +82,12 @@ class _End:
             self._dec.feed(data)
         else:
             self._closed_by_peer = True
+
+    def has_events(self) -> bool:
+        """Whether ``next_event`` may return something (or raise) without new data; a reader
+        with nothing buffered goes straight to its socket."""
+        d = self._dec           # (FrameDecoder.idle() inlined: this is every call's path)
+        return self._closed_by_peer or d._acc is not None or d._pos < len(d._data)
 
     def next_event(self) -> tuple[int, Message] | None:
         """The next complete message, or None.  After the peer closed and everything buffered
@@ -91,7 +113,7 @@ class _End:
 
 class ServerProtocol(_End):
     def __init__(self, nonce: bytes, secret: bytes | None, name: str = "rump") -> None:
-        super().__init__(CLIENT_TO_SERVER)
+        super().__init__(CLIENT_TO_SERVER, HANDSHAKE_MAX_FRAME)
         self.state = State.AWAIT_HANDSHAKE
         self.nonce = nonce
         self.secret = secret
@@ -120,6 +142,20 @@ class ServerProtocol(_End):
             raise ProtocolError(f"request id {reqid} is zero or already in use")
         self.open.add(reqid)
 
+    def fast_syscall(self, data: bytes) -> tuple[int, int, tuple[int, ...]] | None:
+        """``receive_data(data)`` + ``next_event()`` in one step for the common case: nothing
+        buffered and ``data`` is exactly one SYSCALL with INT arguments and a fresh request
+        id.  Returns ``(reqid, num, args)`` with the request opened, or None -- then nothing
+        happened and ``data`` goes the general way (which also reports any error)."""
+        d = self._dec
+        if self.state is not State.READY or d._acc is not None or d._pos < len(d._data):
+            return None
+        call = parse_int_syscall(data)
+        if call is None or call[0] == 0 or call[0] in self.open:
+            return None
+        self.open.add(call[0])
+        return call
+
     def check_auth(self, hs: Handshake) -> str | None:
         """None if the handshake may proceed, else why not (the connection is then closed)."""
         if hs.version != VERSION:
@@ -135,6 +171,7 @@ class ServerProtocol(_End):
         mac = b""
         if errno == 0:
             self.state = State.READY
+            self._dec.max_frame = MAX_FRAME
             if self.secret is not None:
                 mac = auth.server_mac(self.secret, self.nonce, client_nonce)
         return HandshakeReply(errno, pid, mac, detail).encode()
@@ -144,12 +181,30 @@ class ServerProtocol(_End):
         self.copying.discard(reqid)
         return msg.encode(reqid)
 
+    def send_syscall_reply(self, reqid: int, errno: int, value: Any, detail: str = "",
+                           panic: bool = False) -> bytes:
+        """``send_reply`` of a SyscallReply without building the record (the fast path)."""
+        self.open.discard(reqid)
+        self.copying.discard(reqid)
+        if type(value) is int and not detail and not panic:     # (encode_syscall_reply's
+            return REPLY_INT.pack(REPLY_INT.size - 4, _SYSCALL_REPLY, 0, 0, reqid, errno,
+                                  _TAG_INT, value, 0)           # first case, inlined)
+        return encode_syscall_reply(reqid, errno, value, detail, panic)
+
     def send_copy_request(self, reqid: int, msg: Copyin | Copyinstr) -> bytes:
         self.copying.add(reqid)
         return msg.encode(reqid)
 
     def send_copyout(self, reqid: int, msg: Copyout | Raise) -> bytes:
         return msg.encode(reqid)
+
+
+def refusal(errno: int, detail: str, name: str = "rump") -> bytes:
+    """All a server sends to a connection it will not serve (e.g. it is full): a BANNER and a
+    HANDSHAKE_REPLY carrying the errno and the reason; then it closes.  A client reads the
+    reply right after the banner and reports the reason without sending anything."""
+    return (Banner(VERSION, 0, bytes(32), name).encode()
+            + HandshakeReply(errno, 0, b"", detail).encode())
 
 
 class ClientProtocol(_End):
@@ -183,8 +238,22 @@ class ClientProtocol(_End):
         self.state = State.READY
 
     def send_syscall(self, reqid: int, num: int, args: tuple[Any, ...]) -> bytes:
+        data = encode_syscall(reqid, num, args)
         self.open[reqid] = SyscallReply
-        return Syscall(num, args).encode(reqid)
+        return data
+
+    def fast_reply(self, data: bytes, reqid: int) -> SyscallReply | None:
+        """The client's counterpart of ``ServerProtocol.fast_syscall``: if nothing is buffered
+        and ``data`` is exactly the plain INT reply to open system call ``reqid``, the reply
+        (the request closed); else None and ``data`` goes the general way."""
+        d = self._dec
+        if d._acc is not None or d._pos < len(d._data):
+            return None
+        rep = parse_int_reply(data)
+        if rep is None or rep[0] != reqid or self.open.get(reqid) is not SyscallReply:
+            return None
+        del self.open[reqid]
+        return SyscallReply(rep[1], rep[2])
 
     def send_prefork(self, reqid: int) -> bytes:
         self.open[reqid] = PreforkReply

@@ -1,18 +1,23 @@
 """The kernel side of sysproxy: one ``SpSession`` per client connection (rump_sp in rumpkern).
 
-The IO loop around a session (``apps/rump_server.py``) owns the socket and the host threads; it
-gives the session a transport:
+The IO loop around a session (``client/sysproxy/transport.py``) owns the socket and the host
+threads; it gives the session a transport:
 
     transport.send(data)        write bytes to the client (thread-safe, may block)
     transport.close()           drop the connection
     transport.await_copy(slot)  return once ``slot.reply`` is set or the session is dead: read
                                 the socket itself when it may (see the server), else sleep in
-                                ``slot.wait()`` until a reader delivers
+                                ``slot.wait()`` until a reader delivers.  Called by a call in
+                                the kernel that has given its vCPU back meanwhile.
 
 and drives it from whichever thread holds the connection's read token: ``session.start()`` (the
 banner to send), ``feed(data)`` (``b""`` at EOF), ``next_event()`` (ProtocolError / EOFError
 end the connection), ``handle(reqid, msg)`` (returns the job of a SYSCALL/PREFORK, which the
 caller runs inline or on another thread, or None), and finally ``connection_lost(reason)``.
+``ready`` says whether the handshake has succeeded.
+
+Per call (the fast path): the argument check against the table, an lwp from the session's free
+list, ``k.syscall`` on the calling host thread, one SYSCALL_REPLY frame encoded in one go.
 
 Semantics (dissertation section 3.12.5): a GUEST handshake creates a process, child of init, with
 root credentials and a clean descriptor table; a FORK handshake attaches to the process PREFORK
@@ -29,7 +34,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from rumpkernel.client.sysproxy.marshal import check_args, encode_result
+from rumpkernel.client.sysproxy.marshal import INT_ARGC, INT_ONLY, check_args, encode_result
 from rumpkernel.client.sysproxy.messages import (
     COOKIE_SIZE,
     NONCE_SIZE,
@@ -44,7 +49,6 @@ from rumpkernel.client.sysproxy.messages import (
     PtrDesc,
     Raise,
     Syscall,
-    SyscallReply,
 )
 from rumpkernel.client.sysproxy.protocol import ServerProtocol
 from rumpkernel.client.sysproxy.vmspace import RemotePtr, RemoteVmspace
@@ -136,8 +140,10 @@ class SpSlot:
         if s.dead:
             raise KernelError(Errno.EFAULT, "client is gone")
         self.reply = None
-        self._send_unscheduled(s.encode(lambda p: p.send_copy_request(self.reqid, msg)))
-        s.transport.await_copy(self)
+        data = s.proto.send_copy_request(self.reqid, msg)
+        with s.k.unscheduled():          # one vCPU release for the whole round trip
+            s.send(data)
+            s.transport.await_copy(self)
         with self.mtx:
             rep, self.reply = self.reply, None
         if rep is None:
@@ -156,7 +162,7 @@ class SpSlot:
         s = self.session
         if s.dead:
             raise KernelError(Errno.EFAULT, "client is gone")
-        self._send_unscheduled(s.encode(lambda p: p.send_copyout(self.reqid, msg)))
+        self._send_unscheduled(s.proto.send_copyout(self.reqid, msg))
 
     def deliver(self, rep: CopyData) -> None:
         with self.mtx:
@@ -177,13 +183,15 @@ class SpSession:
         self.id = sid
         self.peer = peer
         self.proto = ServerProtocol(self.k.random_bytes(NONCE_SIZE), server.secret)
-        self.plock = self.k.host.mutex_create()       # protects proto
-        self.idle_cv = self.k.host.cv_create()        # inflight reaching 0 (with plock)
+        self.plock = self.k.host.mutex_create()       # with idle_cv: waiting for calls to end
+        self.idle_cv = self.k.host.cv_create()        # the last call in flight ended
+        self._set_curlwp = self.k.host.curlwp_set
         self.proc: Proc | None = None
+        self.ready = False          # the handshake succeeded: this connection is a process
         self.progname = ""
         self.free_slots: list[SpSlot] = []
         self.active: dict[int, SpSlot] = {}
-        self.inflight = 0
+        self.calls: list[None] = []    # one entry per call in flight (append/pop: atomic)
         self.dead = False
         self.reason = ""
 
@@ -192,13 +200,6 @@ class SpSession:
         return f"<SpSession {self.id} pid={pid} {self.progname}>"
 
     # ---- output ----
-    def encode(self, fn: Callable[[ServerProtocol], bytes]) -> bytes:
-        self.plock.enter()
-        try:
-            return fn(self.proto)
-        finally:
-            self.plock.exit()
-
     def send(self, data: bytes) -> None:
         try:
             self.transport.send(data)
@@ -217,11 +218,7 @@ class SpSession:
     def next_event(self) -> tuple[int, Message] | None:
         """The next message, or None.  ProtocolError: close with that reason; EOFError: the
         client closed."""
-        self.plock.enter()
-        try:
-            return self.proto.next_event()
-        finally:
-            self.plock.exit()
+        return self.proto.next_event()
 
     def handle(self, reqid: int, msg: Message) -> Callable[[], None] | None:
         """Act on a message; for a SYSCALL or PREFORK return the job that runs it."""
@@ -232,14 +229,27 @@ class SpSession:
                 raise ProtocolError(f"copy data for unknown request {reqid}")
             slot.deliver(msg)  # type: ignore[arg-type]
         elif t is Syscall:
-            self._begin()
-            return lambda: self._run(reqid, msg)  # type: ignore[arg-type]
+            return self.call_job(reqid, msg.num, msg.args)  # type: ignore[attr-defined]
         elif t is Prefork:
             self._begin()
             return lambda: self._prefork(reqid)
         elif t is Handshake:
             self._handshake(msg)  # type: ignore[arg-type]
         return None
+
+    def call_job(self, reqid: int, num: int, args: tuple[Any, ...]) -> Callable[[], None]:
+        """Count a new call in flight (ProtocolError past MAX_INFLIGHT) and return the job that
+        runs it (``handle`` does this for a SYSCALL message)."""
+        self._begin()
+        return lambda: self.run_call(reqid, num, args)
+
+    def begin_call(self) -> None:
+        """The transport's fast path: count a call it parsed itself (``fast_syscall``) before
+        it runs it inline with ``run_call(reqid, num, args)``.  ProtocolError past
+        MAX_INFLIGHT."""
+        if len(self.calls) >= MAX_INFLIGHT:
+            raise ProtocolError(f"more than {MAX_INFLIGHT} calls in flight")
+        self.calls.append(None)
 
     def kill(self) -> None:
         """The connection is gone: every wait of the process ends (EINTR / EFAULT)."""
@@ -254,21 +264,24 @@ class SpSession:
         for slot in list(self.active.values()):
             slot.wake()
 
+    @property
+    def inflight(self) -> int:
+        return len(self.calls)
+
     def _begin(self) -> None:
-        self.plock.enter()
-        try:
-            if self.inflight >= MAX_INFLIGHT:
-                raise ProtocolError(f"more than {MAX_INFLIGHT} calls in flight")
-            self.inflight += 1
-        finally:
-            self.plock.exit()
+        """A call is read (only the token holder reads: no race between two _begin)."""
+        if len(self.calls) >= MAX_INFLIGHT:
+            raise ProtocolError(f"more than {MAX_INFLIGHT} calls in flight")
+        self.calls.append(None)
 
     def _end(self) -> None:
-        self.plock.enter()
-        self.inflight -= 1
-        if self.inflight == 0:
+        """A call ended.  Pop first, then look at ``reason``: connection_lost sets ``reason``
+        first, then looks at ``calls`` under plock, so one of the two sees the other."""
+        self.calls.pop()
+        if self.reason and not self.calls:
+            self.plock.enter()
             self.idle_cv.broadcast()
-        self.plock.exit()
+            self.plock.exit()
 
     # ---- handshake ----
     def _handshake(self, hs: Handshake) -> None:
@@ -285,6 +298,7 @@ class SpSession:
                 raise ProtocolError(f"handshake refused: {why}") from None
             self.progname = hs.progname
             self.proc.name = (hs.progname or "rumpclient")[:32]
+            self.ready = True
             self._reply_handshake(hs, 0, "")
             self.server.log(f"conn {self.id}{self.peer}: {self.progname or '?'} is pid "
                             f"{self.proc.pid}")
@@ -294,7 +308,7 @@ class SpSession:
 
     def _reply_handshake(self, hs: Handshake, errno: int, detail: str) -> None:
         pid = self.proc.pid if self.proc is not None and not errno else 0
-        data = self.encode(lambda p: p.send_handshake_reply(errno, pid, hs.nonce, detail))
+        data = self.proto.send_handshake_reply(errno, pid, hs.nonce, detail)
         with contextlib.suppress(OSError):
             self.transport.send(data)
 
@@ -323,22 +337,15 @@ class SpSession:
 
     # ---- requests (worker threads) ----
     def _take_slot(self) -> SpSlot:
-        self.plock.enter()
         try:
-            if self.free_slots:
-                return self.free_slots.pop()
-        finally:
-            self.plock.exit()
+            return self.free_slots.pop()          # atomic under the interpreter lock
+        except IndexError:
+            pass
         with self.k.entered():
             slot = self._new_slot()
         if self.dead:
             slot.lwp.killed = True
         return slot
-
-    def _put_slot(self, slot: SpSlot) -> None:
-        self.plock.enter()
-        self.free_slots.append(slot)
-        self.plock.exit()
 
     def _bind(self, args: tuple[Any, ...], slot: SpSlot) -> tuple[Any, ...]:
         def ptr(p: PtrDesc | None) -> RemotePtr | None:
@@ -355,52 +362,72 @@ class SpSession:
                 out.append(a)
         return tuple(out)
 
-    def _run(self, reqid: int, msg: Syscall) -> None:
+    def run_call(self, reqid: int, num: int, args: tuple[Any, ...], ints: bool = False) -> None:
+        """Run one system call on this host thread as an lwp of the process and send its
+        reply.  ``ints``: the caller knows every argument is an int (the fast parse), so only
+        the count is checked against the table.  Straight-line on purpose: this is every
+        remote call's path."""
         k = self.k
-        host = k.host
         try:
             if self.dead:
                 return
-            why = check_args(msg.num, msg.args)
+            why = None if ints and INT_ARGC.get(num) == len(args) else check_args(num, args)
             if why is not None:
-                self._reply(reqid, SyscallReply(Errno.EINVAL, None, why))
+                self._reply(reqid, Errno.EINVAL, None, why)
                 return
-            slot = self._take_slot()
+            try:
+                slot = self.free_slots.pop()      # atomic under the interpreter lock
+            except IndexError:
+                slot = self._take_slot()
             slot.reqid = reqid
             self.active[reqid] = slot
-            host.curlwp_set(slot.lwp)
+            if num not in INT_ONLY:
+                args = self._bind(args, slot)
+            errno, detail, panic = 0, "", False
+            set_curlwp = self._set_curlwp
+            set_curlwp(slot.lwp)
             try:
-                rep = self._syscall(msg.num, self._bind(msg.args, slot))
+                value = k.syscall(num, args)
+            except KernelError as e:
+                errno, value, detail = e.errno, None, e.detail or ""
+            except KernelPanic as e:
+                errno, value, detail, panic = Errno.EIO, None, f"kernel panic: {e.message}", True
             finally:
-                host.curlwp_set(None)
+                set_curlwp(None)
                 del self.active[reqid]
-                self._put_slot(slot)
-            self._reply(reqid, rep)
-            if rep.panic:
+                self.free_slots.append(slot)
+            if type(value) is not int and value is not None:
+                try:
+                    value = encode_result(value)
+                except ValueError as e:
+                    errno, value, detail = Errno.EIO, None, str(e)
+            if not self.dead:
+                data = self.proto.send_syscall_reply(reqid, errno, value, detail, panic)
+                try:
+                    self.transport.send(data)
+                except OSError:
+                    self.dead = True
+            if panic:
                 self.server.on_panic(k.panicked)
             elif k.reboot_requested is not None:
                 self.server.on_reboot(k.reboot_requested)
         except KernelError as e:   # no slot (the kernel halted or the process is gone)
-            self._reply(reqid, SyscallReply(e.errno, None, e.detail or ""))
+            self._reply(reqid, e.errno, None, e.detail or "")
         finally:
             self._end()
 
-    def _syscall(self, num: int, args: tuple[Any, ...]) -> SyscallReply:
-        try:
-            value = self.k.syscall(num, args)
-        except KernelError as e:
-            return SyscallReply(e.errno, None, e.detail or "")
-        except KernelPanic as e:
-            return SyscallReply(Errno.EIO, None, f"kernel panic: {e.message}", panic=True)
-        try:
-            return SyscallReply(0, encode_result(value))
-        except ValueError as e:
-            return SyscallReply(Errno.EIO, None, str(e))
-
-    def _reply(self, reqid: int, rep: SyscallReply | PreforkReply) -> None:
+    def _reply(self, reqid: int, errno: int, value: Any, detail: str = "",
+               panic: bool = False) -> None:
         if self.dead:
             return
-        data = self.encode(lambda p: p.send_reply(reqid, rep))
+        data = self.proto.send_syscall_reply(reqid, errno, value, detail, panic)
+        with contextlib.suppress(KernelError):
+            self.send(data)
+
+    def _reply_msg(self, reqid: int, rep: PreforkReply) -> None:
+        if self.dead:
+            return
+        data = self.proto.send_reply(reqid, rep)
         with contextlib.suppress(KernelError):
             self.send(data)
 
@@ -417,9 +444,9 @@ class SpSession:
             srv.lock.enter()
             srv.forks[cookie] = (child, k.monotonic_ns() + FORK_COOKIE_TTL_NS)
             srv.lock.exit()
-            self._reply(reqid, PreforkReply(0, cookie))
+            self._reply_msg(reqid, PreforkReply(0, cookie))
         except KernelError as e:
-            self._reply(reqid, PreforkReply(e.errno, b""))
+            self._reply_msg(reqid, PreforkReply(e.errno, b""))
         finally:
             self._end()
 
@@ -443,7 +470,7 @@ class SpSession:
         self.kill()
         self.plock.enter()
         try:
-            while self.inflight:
+            while self.calls:
                 self.idle_cv.wait(self.plock)
         finally:
             self.plock.exit()

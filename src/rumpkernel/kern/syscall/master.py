@@ -186,6 +186,23 @@ SYSCALLS: tuple[Syscall, ...] = (
     _S(76, "setrlimit", "resource:int, rl:in", "none", "kern",
        "Set a resource limit; only RLIMIT_NOFILE (hard limit 65,536; raising the hard limit "
        "needs root). EINVAL, EPERM."),
+    # --- file handles for file servers (the FUSE server) --------------------------------------
+    _S(80, "reopen", "fd:int, flags:int", "int", "vfs",
+       "Open the file fd refers to (an O_PATH handle or any open file) again: for I/O with "
+       "open's permission checks (O_TRUNC truncates), or with O_PATH as a new handle. EINVAL "
+       "with O_CREAT/O_EXCL, EACCES, EISDIR, ELOOP (a symlink), EMFILE."),
+    _S(81, "renameat2", "fromfd:int, src:str, tofd:int, dst:str, flags:int", "none", "vfs",
+       "renameat with flags: RENAME_NOREPLACE 1 (EEXIST if dst exists); RENAME_EXCHANGE 2 and "
+       "RENAME_WHITEOUT 4 are EINVAL (no driver exchanges atomically)."),
+    _S(82, "getxattrat", "dirfd:int, path:str, name:str, buf:out, n:int, flag:int", "int", "vfs",
+       "getxattr relative to dirfd; flag AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH. ENOATTR, ERANGE."),
+    _S(83, "setxattrat", "dirfd:int, path:str, name:str, value:in, n:int, flag:int", "none",
+       "vfs", "setxattr relative to dirfd; flag XATTR_CREATE 1 | XATTR_REPLACE 2 | "
+       "AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH. EEXIST, ENOATTR, EINVAL."),
+    _S(84, "listxattrat", "dirfd:int, path:str, buf:out, n:int, flag:int", "int", "vfs",
+       "listxattr relative to dirfd; flag AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH. ERANGE."),
+    _S(85, "removexattrat", "dirfd:int, path:str, name:str, flag:int", "none", "vfs",
+       "removexattr relative to dirfd; flag AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH. ENOATTR."),
     # Number ranges: 80-89 FUSE server needs, 90-139 the net faction.
     # --- sockets (net faction; addresses are structs.pack_sockaddr_* encodings) ---------------
     _S(90, "socket", "domain:int, type:int, protocol:int", "int", "net",

@@ -73,6 +73,12 @@ SYS_fsinfo = 73
 SYS_chroot = 74
 SYS_getrlimit = 75
 SYS_setrlimit = 76
+SYS_reopen = 80
+SYS_renameat2 = 81
+SYS_getxattrat = 82
+SYS_setxattrat = 83
+SYS_listxattrat = 84
+SYS_removexattrat = 85
 SYS_socket = 90
 SYS_socketpair = 91
 SYS_bind = 92
@@ -163,6 +169,12 @@ SYSENT: dict[int, tuple[str, str, str, int]] = {
     74: ('chroot', 'vfs', 'sys_chroot', 1),
     75: ('getrlimit', 'kern', 'sys_getrlimit', 2),
     76: ('setrlimit', 'kern', 'sys_setrlimit', 2),
+    80: ('reopen', 'vfs', 'sys_reopen', 2),
+    81: ('renameat2', 'vfs', 'sys_renameat2', 5),
+    82: ('getxattrat', 'vfs', 'sys_getxattrat', 6),
+    83: ('setxattrat', 'vfs', 'sys_setxattrat', 6),
+    84: ('listxattrat', 'vfs', 'sys_listxattrat', 5),
+    85: ('removexattrat', 'vfs', 'sys_removexattrat', 4),
     90: ('socket', 'net', 'sys_socket', 3),
     91: ('socketpair', 'net', 'sys_socketpair', 3),
     92: ('bind', 'net', 'sys_bind', 3),

@@ -53,7 +53,7 @@ _rumpkernel_fsu() {
 _rumpkernel_tool() {
     local cur="${COMP_WORDS[COMP_CWORD]}" flags=""
     case "${COMP_WORDS[0]##*/}" in
-        rump_server) flags="--auth-file --help -c -d -h -l -m -r -s -v" ;;
+        rump_server) flags="--auth-file --handshake-timeout --help --max-clients -c -d -h -l -m -n -r -s -v" ;;
         rump.halt) flags="--help -d -h -n -u" ;;
         rump.sysctl) flags="--help -a -h -n -u -w" ;;
         rump.ls) flags="--help -a -h -l -u" ;;
