@@ -234,6 +234,30 @@ def test_udp_socketserver_and_client_on_the_kernel_stack(stack_server, tmp_path:
     assert out.split() == ["HELLO", "KERNEL"]
 
 
+FORK = """
+import os, socket
+a, b = socket.socketpair()                    # kernel AF_LOCAL: socket=all
+pid = os.fork()
+if pid == 0:                                  # the child's new connection is a host socket
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    b.send(b"child %d" % s.getsockname()[1])
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print(a.fileno() >= 128, status, a.recv(100).decode())
+"""
+
+
+def test_the_client_librarys_own_sockets_stay_on_the_host(stack_server, tmp_path: Path
+                                                          ) -> None:
+    """With every family routed (socket=all), a forked child still reaches its server: the
+    client library's transport keeps the host's socket module."""
+    (tmp_path / "fork.py").write_text(FORK)
+    out = run_hijacked(stack_server.url, "fork.py", cwd=tmp_path, policy="socket=all").stdout
+    first, status, word, port = out.split()
+    assert (first, status, word) == ("True", "0", "child") and int(port) >= 49152
+
+
 # ---- TCP on the kernel's own stack (when the kernel has it) --------------------------------
 def _kernel_has_tcp(srv: ServerProcess) -> bool:
     with srv.connect() as c:

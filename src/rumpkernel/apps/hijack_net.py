@@ -23,6 +23,11 @@ families.
 * TLS (``ssl``) over a kernel socket is refused with EOPNOTSUPP (the ``_ssl`` module would use
   the descriptor on the host).
 
+The client library's own host sockets are protected (the dissertation's rumpclient descriptors):
+every ``rumpkernel.hypercall`` module (the sysproxy transport, the host companions) keeps
+snapshots of the unpatched ``socket`` and ``select`` modules, so a reconnect, a forked child's
+new connection or an in-process kernel's host side never lands in the kernel it serves.
+
 Names (``getaddrinfo``, ``gethostbyname``, ``getfqdn``) resolve on the host; the resulting
 addresses are used in the kernel.  ``select.epoll`` on kernel descriptors is level-triggered
 (EPOLLET is ignored; EPOLLONESHOT works).
@@ -35,7 +40,9 @@ import os
 import select
 import selectors
 import socket as _s
+import sys
 import threading
+import types
 from typing import Any
 
 from rumpkernel.client import abi as H
@@ -578,6 +585,12 @@ class HijackEpoll:
             self._real.unregister(wake)
 
 
+def _snapshot(mod: types.ModuleType) -> types.ModuleType:
+    snap = types.ModuleType(mod.__name__, mod.__doc__)
+    snap.__dict__.update({k: v for k, v in vars(mod).items() if not k.startswith("__")})
+    return snap
+
+
 # ---- the hijack's socket side ----------------------------------------------------------------
 class NetHijack:
     """The socket half of a ``Hijack`` (apps/hijack.py)."""
@@ -595,6 +608,7 @@ class NetHijack:
 
     def install(self) -> None:
         hj = self.hj
+        self._protect_host_side()
         HijackSocket._net = self
         hj._set(_s, "socket", HijackSocket)
         for name, fn in (("socketpair", self.socketpair), ("fromfd", self.fromfd),
@@ -611,6 +625,24 @@ class NetHijack:
 
     def uninstall(self) -> None:
         HijackSocket._net = None
+
+    def _protect_host_side(self) -> None:
+        """Give the hypercall layer (the sysproxy transport, the companions) the host's own
+        socket and select modules (snapshots taken before the hijack replaces anything)."""
+        import importlib
+
+        from rumpkernel.hypercall.dev import COMPANIONS
+
+        for name in ("rumpkernel.hypercall.spsock", *COMPANIONS.values()):
+            importlib.import_module(name)
+        snapshots = {id(_s): _snapshot(_s), id(select): _snapshot(select)}
+        for name, mod in list(sys.modules.items()):
+            if mod is None or not name.startswith("rumpkernel.hypercall"):
+                continue
+            for attr, value in list(vars(mod).items()):
+                snap = snapshots.get(id(value))
+                if snap is not None and value in (_s, select):
+                    self.hj._set(mod, attr, snap)
 
     def _guard_ssl(self) -> None:
         try:
