@@ -121,7 +121,11 @@ def test_kernel_client_and_host_tcp_server(knet) -> None:
             assert c.getsockname()[0] == "127.0.0.1"
             c.sendall(payload)
             c.shutdown(S.SHUT_WR)                            # the host sees EOF ...
+            with pytest.raises(BrokenPipeError):
+                c.send(b"more")
             assert recv_all(c) == payload[::-1]              # ... and still answers
+            ev = dict(knet.sys.poll([(c.fileno(), IN)], 5000))[c.fileno()]
+            assert ev & select.POLLHUP and ev & IN           # both ways closed
 
 
 def test_host_client_and_kernel_tcp_server(knet) -> None:
@@ -219,6 +223,10 @@ def test_nonblocking_connect_poll_and_refusal(knet) -> None:
         s.connect_ex(("127.0.0.1", port))
         sys_.poll([(s.fileno(), OUT)], 10_000)
         assert s.getsockopt(S.SOL_SOCKET, S.SO_ERROR) == errno.ECONNREFUSED
+        assert s.getsockopt(S.SOL_SOCKET, S.SO_ERROR) == 0          # read once
+        with pytest.raises(OSError) as e:
+            s.send(b"x")
+        assert e.value.errno == errno.ENOTCONN                       # not connected, not EPIPE
 
 
 def test_options_reach_the_host_socket(knet) -> None:
@@ -234,7 +242,16 @@ def test_options_reach_the_host_socket(knet) -> None:
         s.setsockopt(S.IPPROTO_TCP, S.TCP_KEEPIDLE, 77)
         assert hs.getsockopt(hostsock.IPPROTO_TCP, hostsock.TCP_KEEPIDLE) == 77
         with pytest.raises(OSError) as e:
-            s.getsockopt(S.IPPROTO_TCP, S.TCP_INFO)
+            s.setsockopt(S.IPPROTO_TCP, S.TCP_KEEPCNT, 0)        # the host's range check
+        assert e.value.errno == errno.EINVAL
+        cc = hs.getsockopt(hostsock.IPPROTO_TCP, hostsock.TCP_CONGESTION, 16).rstrip(b"\0")
+        assert s.getsockopt(S.IPPROTO_TCP, S.TCP_CONGESTION, 16).rstrip(b"\0") == cc
+        s.setsockopt(S.IPPROTO_TCP, S.TCP_CONGESTION, b"reno")   # bytes pass as they are
+        assert hs.getsockopt(hostsock.IPPROTO_TCP, hostsock.TCP_CONGESTION, 16)[:4] == b"reno"
+        info = s.getsockopt(S.IPPROTO_TCP, S.TCP_INFO, 8)        # Linux's layout, as ours
+        assert len(info) == 8 and info[0] == 7                   # TCP_CLOSE: not connected
+        with pytest.raises(OSError) as e:                           # BSD's, not passed on
+            knet.sys.sys_getsockopt(s.fileno(), K.IPPROTO_TCP, K.TCP_KEEPINIT, bytearray(4), 4)
         assert e.value.errno == errno.ENOPROTOOPT
 
 
@@ -242,7 +259,7 @@ def _host_socket(knet, s) -> hostsock.socket:
     """The host socket behind kernel socket ``s`` (white box)."""
     with knet.k.net.lock:
         for so in knet.k.net.sockets.values():
-            if so.pcb is not None and so.proto.name.startswith("sockin_tcp"):
+            if so.pcb is not None and so.proto.name == "tcp":
                 return so.pcb.hs.sock
     raise AssertionError("no sockin stream socket")
 
@@ -278,7 +295,7 @@ def test_linger_zero_resets_and_a_reset_reaches_the_kernel(knet) -> None:
                 with pytest.raises(ConnectionResetError):
                     while s.recv(10):
                         pass
-            assert s.recv(10) == b""                       # reported once, then end of file
+                assert s.recv(10) == b""                   # reported once, then end of file
 
 
 def test_bytes_queued_at_close_still_arrive(knet) -> None:
@@ -397,3 +414,34 @@ def test_halt_drains_what_closed_sockets_queued(hostns) -> None:
         s.close()
         k.halt()
     assert got == [sent]
+
+
+def test_close_with_unread_data_and_unaccepted_connections_reset(knet) -> None:
+    S = knet.socket
+    seen: list[str] = []
+
+    def peer(c) -> None:
+        c.sendall(b"unread by the kernel's user")
+        c.settimeout(10)
+        try:
+            seen.append("eof" if c.recv(10) == b"" else "data")
+        except ConnectionResetError:
+            seen.append("reset")
+
+    with host_server(peer) as addr:
+        s = S.create_connection(addr, timeout=10)
+        assert dict(knet.sys.poll([(s.fileno(), IN)], 10_000))     # the bytes arrived
+        s.close()                                                   # ... and were not read
+    assert seen == ["reset"]
+    with S.socket(S.AF_INET, S.SOCK_STREAM) as ls:
+        ls.bind(("127.0.0.1", 0))
+        ls.listen()
+        h = hostsock.create_connection(ls.getsockname(), timeout=10)
+        with h:
+            head = next(so for so in knet.k.net.sockets.values() if so.listening)
+            from tests.remote.harness import wait_for
+
+            assert wait_for(lambda: len(head.q) == 1, 10)
+            ls.close()                                              # h was never accepted
+            with pytest.raises(ConnectionResetError):
+                h.recv(10)

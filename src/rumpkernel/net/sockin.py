@@ -65,6 +65,7 @@ from rumpkernel.net.socket import (
     SS_CANTRCVMORE,
     SS_CANTSENDMORE,
     SS_ISCONNECTED,
+    SS_ISCONNECTING,
     Protocol,
     Socket,
     int_opt,
@@ -89,12 +90,17 @@ _OPTIONS = (
     ("IPPROTO_IP", IPPROTO_IP, ("IP_TTL", "IP_TOS")),
     ("IPPROTO_TCP", IPPROTO_TCP, ("TCP_NODELAY", "TCP_MAXSEG", "TCP_KEEPIDLE", "TCP_KEEPINTVL",
                                   "TCP_KEEPCNT", "TCP_USER_TIMEOUT", "TCP_QUICKACK",
-                                  "TCP_DEFER_ACCEPT")),
+                                  "TCP_DEFER_ACCEPT", "TCP_INFO", "TCP_CONGESTION")),
     ("IPPROTO_IPV6", IPPROTO_IPV6, ("IPV6_V6ONLY", "IPV6_UNICAST_HOPS", "IPV6_TCLASS")),
 )
 #: (kernel level, kernel option number) -> (level name, option name) for the host
 OPTIONS = {(lv, getattr(abi, n)): (lname, n) for lname, lv, names in _OPTIONS for n in names
            if hasattr(abi, n)}
+#: options whose values are bytes, passed as they are (name -> bytes to read; 0: write only)
+BYTES_OPTIONS = {"TCP_INFO": 512, "TCP_CONGESTION": 16}
+#: Linux's TCP states (the numbering of TCP_INFO, which is Linux's layout) for netstat
+TCP_STATES = ("?", "ESTABLISHED", "SYN_SENT", "SYN_RECEIVED", "FIN_WAIT_1", "FIN_WAIT_2",
+              "TIME_WAIT", "CLOSED", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING")
 #: SOL_SOCKET options a fresh host socket inherits when a datagram association is dissolved
 _INHERITED = ((SO_REUSEADDR, "SO_REUSEADDR"), (SO_REUSEPORT, "SO_REUSEPORT"),
               (SO_BROADCAST, "SO_BROADCAST"))
@@ -116,13 +122,15 @@ class SockinPcb:
     """The host socket behind one kernel socket (``so`` None once the kernel closed it and
     ``orphan`` holds bytes still to send)."""
 
-    __slots__ = ("armed", "connecting", "deadline", "hs", "listening", "orphan", "paused", "so")
+    __slots__ = ("armed", "closing", "connecting", "deadline", "hs", "listening", "orphan",
+                 "paused", "so")
 
     def __init__(self, hs: Any, so: Socket | None) -> None:
         self.hs = hs
         self.so = so
         self.armed = 0
         self.connecting = False
+        self.closing = False
         self.listening = False
         self.paused = False
         self.orphan = b""
@@ -258,7 +266,7 @@ class SockinProtocol(Protocol):
         self.sockin = sockin
         self.domain = family
         self.family_name = FAMILY_NAMES[family]
-        self.name = f"sockin_{self.protocol_name}{'6' if family == AF_INET6 else ''}"
+        self.name = f"{self.protocol_name}{'6' if family == AF_INET6 else ''}"
 
     # ---- addresses ----------------------------------------------------------------------------
     def _haddr(self, addr: tuple) -> tuple:
@@ -309,13 +317,16 @@ class SockinProtocol(Protocol):
         opt = OPTIONS.get((level, name))
         if opt is None:
             raise KernelError(Errno.ENOPROTOOPT, f"{self.name}: option {level}/{name}")
-        _host(so.pcb.hs.setopt, opt[0], opt[1], opt_int(value))
+        raw = bytes(value) if opt[1] in BYTES_OPTIONS else opt_int(value)
+        _host(so.pcb.hs.setopt, opt[0], opt[1], raw)
 
     def getopt(self, so: Socket, level: int, name: int) -> bytes:
         opt = OPTIONS.get((level, name))
         if opt is None:
             raise KernelError(Errno.ENOPROTOOPT, f"{self.name}: option {level}/{name}")
-        return int_opt(_host(so.pcb.hs.getopt, opt[0], opt[1]))
+        size = BYTES_OPTIONS.get(opt[1], 0)
+        value = _host(so.pcb.hs.getopt, opt[0], opt[1], size)
+        return value if size else int_opt(value)
 
     def rcvd(self, so: Socket) -> None:
         if so.pcb is not None and so.pcb.hs is not None:
@@ -361,7 +372,16 @@ class SockinStream(SockinProtocol):
         self.sockin.rearm(pcb)
 
     def disconnect(self, so: Socket) -> None:
-        return None                                 # detach closes the host socket
+        """The last descriptor closed a connected socket: abortive (RST) with SO_LINGER 0 or
+        unread data, as TCP does; otherwise disconnected once the queued bytes are with the
+        host (soclose's linger wait ends then)."""
+        pcb = so.pcb
+        pcb.closing = True
+        if so.linger == 0 or so.rcv.cc:
+            _host(pcb.hs.set_linger, True, 0)
+            so.snd.flush(self.ns.dispose_control)
+        if not so.snd.cc:
+            so.isdisconnected()
 
     def sendspace(self, so: Socket) -> int:
         return 0 if so.pcb.connecting else so.snd.space()     # no space before the handshake
@@ -386,14 +406,25 @@ class SockinStream(SockinProtocol):
     def detach(self, so: Socket) -> None:
         pcb = so.pcb
         if pcb is not None and pcb.hs is not None:
-            if so.linger == 0:
-                _host(pcb.hs.set_linger, True, 0)        # abortive close: RST
+            if not pcb.closing and so.state & SS_ISCONNECTED:
+                _host(pcb.hs.set_linger, True, 0)        # never accepted: its listener closed
             elif so.snd.cc and not so.error and not pcb.connecting:
                 so.pcb = None
                 data, _ = so.snd.take_stream(so.snd.cc, False)
                 self.sockin.orphan(pcb, data)
                 return
         super().detach(so)
+
+    def info(self, so: Socket) -> dict[str, Any]:
+        """netstat: the host's TCP state (TCP_INFO's first byte, Linux's numbering)."""
+        d = super().info(so)
+        try:
+            raw = so.pcb.hs.getopt("IPPROTO_TCP", "TCP_INFO", 8)
+        except (HostError, AttributeError):
+            return d
+        if raw and raw[0] < len(TCP_STATES):
+            d["tcp_state"] = TCP_STATES[raw[0]]
+        return d
 
     def want(self, so: Socket) -> int:
         pcb = so.pcb
@@ -416,9 +447,9 @@ class SockinStream(SockinProtocol):
                 return
             pcb.connecting = False
             err = pcb.hs.connect_error()
-            if err:
+            if err:                                 # not connected (send: ENOTCONN), may retry
+                so.state &= ~SS_ISCONNECTING
                 so.set_error(_errno_of(err))
-                so.isdisconnected()
                 return
             so.isconnected()
         if bits & (READ | ERROR | HUP):
@@ -486,8 +517,10 @@ class SockinStream(SockinProtocol):
             sent = True
         if sent:
             so.wwakeup()
-            if not so.snd.cc and so.state & SS_CANTSENDMORE:
+            if not so.snd.cc and so.state & SS_CANTSENDMORE and not pcb.closing:
                 self._shut_wr(so)
+            if not so.snd.cc and pcb.closing:
+                so.isdisconnected()                 # a lingering close may return now
         self.sockin.rearm(pcb)
 
     def _fail(self, so: Socket, errno: int) -> None:

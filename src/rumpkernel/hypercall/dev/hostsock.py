@@ -25,8 +25,10 @@ HostSock (``token``: whatever the kernel wants reported with its events):
     addr)                              EAGAIN when the host cannot take or give anything now
     shutdown(how)                      "rd" | "wr" | "rdwr"
     sockname() / peername() -> addr
-    setopt(level, name, value) / getopt(level, name) -> int   symbolic names ("IPPROTO_TCP",
-                                       "TCP_NODELAY"); ENOPROTOOPT for a name the host lacks
+    setopt(level, name, value) / getopt(level, name, size=0) -> int | bytes   symbolic names
+                                       ("IPPROTO_TCP", "TCP_NODELAY"); ``value`` an int or the
+                                       option's bytes; ``size`` > 0 reads that many bytes
+                                       (TCP_INFO); ENOPROTOOPT for a name the host lacks
     set_linger(onoff, seconds) / close() / fileno()
 Addresses are ``(packed_ip, port)`` for inet and ``(packed_ip, port, flowinfo, scope_id)`` for
 inet6 (packed_ip: 4 or 16 bytes).  Errors are ``HostError`` with the host errno's name.
@@ -199,14 +201,16 @@ class HostSock:
             raise HostError("ENOPROTOOPT", f"host socket option {level}/{name}")
         return lv, num
 
-    def setopt(self, level: str, name: str, value: int) -> None:
+    def setopt(self, level: str, name: str, value: int | bytes) -> None:
         try:
             self.sock.setsockopt(*self._opt(level, name), value)
         except OSError as e:
             raise _err(e, f"setsockopt {name}") from None
 
-    def getopt(self, level: str, name: str) -> int:
+    def getopt(self, level: str, name: str, size: int = 0) -> int | bytes:
         try:
+            if size:
+                return self.sock.getsockopt(*self._opt(level, name), min(size, 1024))
             return self.sock.getsockopt(*self._opt(level, name))
         except OSError as e:
             raise _err(e, f"getsockopt {name}") from None
