@@ -25,7 +25,7 @@ HOST_ALLOWED = ("hypercall", "apps", "testing")
 # only; a plain name allows the module and everything inside it.
 KERN_PUBLIC = {"=kern", "=kern.abi", "=kern.errno", "=kern.kernel", "=kern.proc", "=kern.sync",
                "=kern.vm", "=kern.syscall", "=kern.syscall.master", "=kern.syscall.sysent",
-               "=kern.syscall.structs"}
+               "=kern.syscall.structs", "=kern.disklabel"}
 LAYERS: dict[str, set[str]] = {
     "hypercall": {"hypercall"},
     "kern": {"kern", "hypercall.interface"},
@@ -37,7 +37,7 @@ LAYERS: dict[str, set[str]] = {
     "client": KERN_PUBLIC | {"client", "hypercall", "=net.inet.resolv", "=net.inet.resolv_conf",
                              "=net.wire.dns", "=net.wire.base", "=net.wire.ipv6",
                              "=net.wire.checksum"},
-    "apps": {"client", "apps", "hypercall", "kern.abi", "kern.errno"},
+    "apps": {"client", "apps", "hypercall", "=kern.abi", "=kern.errno", "=kern.disklabel"},
 }
 # a few modules sit at the package top: the public entry points
 TOP_LEVEL = {"__init__", "__main__"}

@@ -7,8 +7,8 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rumpkernel.kern.disklabel import partitions
 from rumpkernel.kern.errno import KernelError
-from rumpkernel.vfs.disklabel import partitions
 
 
 def _reader(disk: bytes):

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rumpkernel.kern import disklabel
 from rumpkernel.kern.abi import AT_FDCWD, makedev
 from rumpkernel.kern.component import Phase, component
 from rumpkernel.kern.errno import Errno, KernelError
-from rumpkernel.vfs import disklabel
 from rumpkernel.vfs.blkdev import HostBlockDevice, HostFile
 from rumpkernel.vfs.mount import DEV_MAJOR_ETFS, Vfs
 from rumpkernel.vfs.namei import Namei

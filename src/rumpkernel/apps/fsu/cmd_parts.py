@@ -18,13 +18,13 @@ entries beyond the disk are skipped, extended chains stop at a loop or after 128
 from __future__ import annotations
 
 import os
-import struct
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from rumpkernel.apps.fsu.commands import command, new_parser
 from rumpkernel.apps.fsu.common import Ctx, Trouble
+from rumpkernel.kern import disklabel
+from rumpkernel.kern.disklabel import Partition
+from rumpkernel.kern.errno import KernelError
 
 SECTOR = 512
 MBR_TYPES = {"01": "FAT12", "04": "FAT16 <32M", "05": "Extended", "06": "FAT16",
@@ -51,83 +51,19 @@ def _parts_parser(prog: str) -> Any:
     return p
 
 
-@dataclass(frozen=True)
-class Partition:
-    number: int
-    offset: int
-    size: int
-    kind: str  # hex MBR type ("83") or GPT type GUID
-
-
-def _mbr(sector: bytes) -> list[tuple[int, int, int]]:
-    return [(sector[446 + 16 * i + 4], *struct.unpack_from("<II", sector, 446 + 16 * i + 8))
-            for i in range(4)]
-
-
-def _gpt(read: Any, size: int) -> list[Partition]:
-    hdr = read(SECTOR, SECTOR)
-    if hdr[:8] != b"EFI PART":
-        raise Trouble("protective MBR without a GPT header")
-    lba, n, esize = struct.unpack_from("<QII", hdr, 72)
-    if not 0 < n <= 1024 or not 128 <= esize <= 4096 or esize % 8:
-        raise Trouble(f"GPT: implausible entry table ({n} x {esize})")
-    table = read(lba * SECTOR, n * esize)
-    out = []
-    for i in range(n):
-        e = table[i * esize:(i + 1) * esize]
-        if len(e) < 48 or e[:16] == bytes(16):
-            continue
-        first, last = struct.unpack_from("<QQ", e, 32)
-        if first <= last and (last + 1) * SECTOR <= size:
-            out.append(Partition(i + 1, first * SECTOR, (last - first + 1) * SECTOR,
-                                 str(uuid.UUID(bytes_le=e[:16]))))
-    return out
-
-
-def _logical(read: Any, ext: int, size: int) -> list[Partition]:
-    out, ebr, seen = [], ext, set()
-    for n in range(5, 133):
-        if ebr in seen or (ebr + 1) * SECTOR > size:
-            break
-        seen.add(ebr)
-        sec = read(ebr * SECTOR, SECTOR)
-        if sec[510:512] != b"\x55\xaa":
-            break
-        (t1, l1, c1), (t2, l2, _c2) = _mbr(sec)[:2]
-        if t1 and c1 and (ebr + l1 + c1) * SECTOR <= size:
-            out.append(Partition(n, (ebr + l1) * SECTOR, c1 * SECTOR, f"{t1:02x}"))
-        if not t2:
-            break
-        ebr = ext + l2
-    return out
-
-
 def read_table(path: str) -> tuple[str, list[Partition]]:
-    """("gpt" | "dos" | "", partitions) of the disk image at ``path``."""
+    """("gpt" | "dos" | "", partitions) of the disk image at ``path``, read on the host by the
+    kernel's own parser (``kern/disklabel.py``)."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         def read(offset: int, length: int) -> bytes:
             f.seek(offset)
             return f.read(length)
 
-        mbr = read(0, SECTOR)
-        if size < SECTOR or mbr[510:512] != b"\x55\xaa":
-            return "", []
-        entries = _mbr(mbr)
-        if any(t == 0xEE for t, _, _ in entries):
-            try:
-                return "gpt", _gpt(read, size)
-            except Trouble as e:
-                raise Trouble(f"{path}: bad partition table: {e}") from None
-        if any(b not in (0, 0x80) for b in (mbr[446 + 16 * i] for i in range(4))):
-            return "", []  # a boot sector (FAT), not a partition table
-        parts: list[Partition] = []
-        for i, (ptype, lba, count) in enumerate(entries):
-            if ptype and count and (lba + count) * SECTOR <= size:
-                parts.append(Partition(i + 1, lba * SECTOR, count * SECTOR, f"{ptype:02x}"))
-                if ptype in (0x05, 0x0F, 0x85):
-                    parts.extend(_logical(read, lba, size))
-    return ("dos" if parts else ""), parts
+        try:
+            return disklabel.read_table(read, size)
+        except KernelError as e:
+            raise Trouble(f"{path}: bad partition table: {e.detail}") from None
 
 
 def _type_name(kind: str) -> str:

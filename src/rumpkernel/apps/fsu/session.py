@@ -343,19 +343,9 @@ def _pretty_tried(tried: str) -> str:
 
 def partition_numbers(path: str) -> list[int]:
     """Partition numbers of an MBR or GPT table at the start of ``path`` (for error hints)."""
+    from rumpkernel.apps.fsu.cmd_parts import read_table
+
     try:
-        with open(path, "rb") as f:
-            head = f.read(1024)
-            if len(head) < 1024 or head[510:512] != b"\x55\xaa":
-                return []
-            types = [head[446 + 16 * i + 4] for i in range(4)]
-            if 0xEE in types and head[512:520] == b"EFI PART":
-                lba, n, size = struct.unpack_from("<QII", head, 512 + 72)
-                if not 0 < n <= 1024 or size < 128:
-                    return []
-                f.seek(lba * 512)
-                table = f.read(n * size)
-                return [i + 1 for i in range(n) if table[i * size:i * size + 16] != bytes(16)]
-            return [i + 1 for i, t in enumerate(types) if t not in (0, 0xEE)]
-    except OSError:
+        return [p.number for p in read_table(path)[1]]
+    except (OSError, Trouble):
         return []

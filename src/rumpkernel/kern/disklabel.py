@@ -1,7 +1,10 @@
 """Partition tables: MBR (primary and logical partitions) and GPT, read from a device.
 
-Interface:  partitions(read) -> list[Partition];  find(read, n) -> Partition
+Interface:  read_table(read, size) -> ("gpt" | "dos" | "", [Partition]);
+            partitions(read, size) -> list[Partition];  find(read, size, n) -> Partition
             ``read(offset, length) -> bytes`` reads the whole disk.
+Pure bytes in, records out: the kernel's block devices use it (``IMAGE%N``, ``partition=``),
+and so do tools that read a table on the host (``fsu parts``), like NetBSD's subr_disk_mbr.
 Partitions are numbered from 1 as Linux does (sda1..): GPT in table order; MBR primaries 1-4,
 logical partitions from 5.  Hostile tables (overlapping, beyond the disk, loops in extended
 chains, absurd entry counts) are refused with EINVAL or skipped, with bounded work.
@@ -62,14 +65,28 @@ def _gpt(read: Reader, disk_size: int) -> list[Partition]:
 
 
 def partitions(read: Reader, disk_size: int) -> list[Partition]:
+    return read_table(read, disk_size)[1]
+
+
+def read_table(read: Reader, disk_size: int) -> tuple[str, list[Partition]]:
+    """The table's kind ("gpt", "dos", or "" for none) and its partitions.  A sector with the
+    0x55AA signature whose boot flags are not 0x00/0x80 is a boot sector (a FAT file system),
+    not a table."""
     if disk_size < SECTOR:
-        return []
+        return "", []
     mbr = read(0, SECTOR)
     if mbr[510:512] != b"\x55\xaa":
-        return []
+        return "", []
     entries = _mbr_entries(mbr)
     if any(t == 0xEE for t, _, _ in entries):
-        return _gpt(read, disk_size)
+        return "gpt", _gpt(read, disk_size)
+    if any(mbr[446 + 16 * i] not in (0, 0x80) for i in range(4)):
+        return "", []
+    out = _dos(read, disk_size, entries)
+    return ("dos" if out else ""), out
+
+
+def _dos(read: Reader, disk_size: int, entries: list[tuple[int, int, int]]) -> list[Partition]:
     out: list[Partition] = []
     for i, (ptype, lba, count) in enumerate(entries):
         if ptype == 0 or count == 0:
