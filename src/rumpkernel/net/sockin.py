@@ -46,6 +46,7 @@ from rumpkernel.kern.abi import (
     IPPROTO_IPV6,
     IPPROTO_TCP,
     IPPROTO_UDP,
+    MSG_OOB,
     SO_BROADCAST,
     SO_REUSEADDR,
     SO_REUSEPORT,
@@ -388,6 +389,8 @@ class SockinStream(SockinProtocol):
 
     def send(self, so: Socket, data: bytes, addr: tuple | None, control: list | None,
              flags: int) -> None:
+        if flags & MSG_OOB:
+            raise KernelError(Errno.EOPNOTSUPP, "sockin: no out-of-band data")
         if not so.snd.append_stream(data):
             raise KernelError(Errno.ENOBUFS, "kernel memory exhausted")
         self._flush(so)
