@@ -388,3 +388,14 @@ def test_sigterm_with_a_blocked_client(tmp_path: Path) -> None:
         assert not t.is_alive() and errors[0].errno == errno.ENOTCONN
     finally:
         c.close()
+
+
+def test_boot_failure_is_reported_once(tmp_path: Path) -> None:
+    """#16 item 9: the daemonising server's boot failure reached the terminal twice (from the
+    child and again from the parent reading it off the pipe)."""
+    r = subprocess.run([sys.executable, "-m", "rumpkernel.apps.rump_server", "-l", "nosuchfs",
+                        f"unix://{tmp_path}/s"], capture_output=True, text=True, timeout=60,
+                       env=env())
+    assert r.returncode == 1
+    assert r.stderr.count("boot failed") == 1, r.stderr
+    assert "nosuchfs" in r.stderr

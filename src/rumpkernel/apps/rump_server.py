@@ -294,9 +294,10 @@ def main(argv: list[str] | None = None) -> int:
         spsock.remove_socket(a.url)
         lsock.close()
         text = f"rump_server: boot failed: {e}\n"
-        if ready_w is not None:
+        if ready_w is not None:       # the parent prints it (once), from the pipe
             os.write(ready_w, text.encode())
-        sys.stderr.write(text)
+        else:
+            sys.stderr.write(text)
         return 1
     server = Server(k, a.url, secret=secret, verbose=a.verbose, listener=lsock,
                     max_clients=a.max_clients, handshake_timeout=a.handshake_timeout)

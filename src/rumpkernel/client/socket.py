@@ -34,7 +34,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from rumpkernel.client import abi as H
-from rumpkernel.client import resolver
 from rumpkernel.client.socket_config import NetConfig
 from rumpkernel.hypercall import hostio
 from rumpkernel.kern import abi as K
@@ -241,6 +240,8 @@ class SocketModule:
 
     def _dns(self, name: str) -> str:
         """DNS through the kernel's /etc/resolv.conf (client/resolver.py)."""
+        from rumpkernel.client import resolver  # only programs that resolve names pay
+
         r = resolver.lookup(self, name)
         if r is not None and r.addresses:
             return inet_ntoa(r.addresses[0][1])
