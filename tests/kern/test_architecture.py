@@ -36,7 +36,9 @@ LAYERS: dict[str, set[str]] = {
     # + the pure sans-IO DNS modules: the resolver is the client's (libc's), as in NetBSD
     "client": KERN_PUBLIC | {"client", "hypercall", "=net.inet.resolv", "=net.inet.resolv_conf",
                              "=net.wire.dns", "=net.wire.base", "=net.wire.ipv6",
-                             "=net.wire.checksum"},
+                             "=net.wire.checksum",
+                             # and DHCP's: the client is a program (dhcpcd), as in NetBSD
+                             "=net.inet.dhcp_client", "=net.wire.dhcp"},
     "apps": {"client", "apps", "hypercall", "=kern.abi", "=kern.errno", "=kern.disklabel"},
 }
 # a few modules sit at the package top: the public entry points

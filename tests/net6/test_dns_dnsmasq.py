@@ -23,7 +23,7 @@ def dnsmasq(kernel_in_netns) -> Iterator[tuple[str, object]]:  # noqa: F811
     proc = subprocess.Popen(
         ["ip", "netns", "exec", ns, "dnsmasq", "-k", "--conf-file=/dev/null", "--pid-file=",
          f"--interface={tap}", "--bind-interfaces", "--no-resolv", "--no-hosts",
-         "--host-record=host.test,10.99.9.8,2001:db8:9::8", "--cname=alias.test,host.test",
+         "--host-record=host.test,10.99.9.8,fd00:99:9::8", "--cname=alias.test,host.test",
          "--log-facility=/dev/null"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield ns, conn
@@ -57,7 +57,10 @@ def test_getaddrinfo_against_dnsmasq(dnsmasq) -> None:
         r = run("ip", "netns", "exec", ns, "dig", "+short", f"@{LINUX}", "alias.test", "A")
         assert r.stdout.split()[-1] == "10.99.9.8"
     assert S.getaddrinfo("alias.test", 80, 0, S.SOCK_STREAM) == [
-        (S.AF_INET, S.SOCK_STREAM, 6, "", ("10.99.9.8", 80))]
+        (S.AF_INET, S.SOCK_STREAM, 6, "", ("10.99.9.8", 80)),
+        (S.AF_INET6, S.SOCK_STREAM, 6, "", ("fd00:99:9::8", 80, 0, 0))]
+    assert S.getaddrinfo("alias.test", 80, S.AF_INET6, S.SOCK_DGRAM) == [
+        (S.AF_INET6, S.SOCK_DGRAM, 17, "", ("fd00:99:9::8", 80, 0, 0))]
     assert S.gethostbyname("host") == "10.99.9.8"                  # via the search list
     with pytest.raises(S.gaierror) as e:            # dnsmasq REFUSED, every attempt
         S.gethostbyname("nosuch.example")

@@ -1,5 +1,6 @@
 """Network tools in NetBSD's syntax, as remote clients of a rump_server (``-u URL`` or
-$RUMP_SERVER): rump.ifconfig, rump.route, rump.ping, rump.netstat, rump.arp.
+$RUMP_SERVER): rump.ifconfig, rump.route, rump.ping (and rump.ping6), rump.netstat, rump.arp,
+rump.ndp.
 
     rump.ifconfig [-a]                               every interface, with counters
     rump.ifconfig IF                                 one interface
@@ -7,12 +8,18 @@ $RUMP_SERVER): rump.ifconfig, rump.route, rump.ping, rump.netstat, rump.arp.
     rump.ifconfig IF linkstr TEXT                    the host side: bus file, TAP, wire hub
     rump.ifconfig IF [inet] ADDR[/LEN] [netmask M] [broadcast B] [alias] [up] [mtu N]
     rump.ifconfig IF -alias ADDR | delete ADDR
+    rump.ifconfig IF inet6 ADDR[/LEN] [prefixlen N] [alias]     an IPv6 address (LEN: 64)
+    rump.ifconfig IF inet6 ADDR -alias | delete
     rump.ifconfig IF up | down | mtu N | pcap FILE | -pcap
     rump.route add [-net|-host] DEST [GATEWAY] [-netmask M] [-iface IF] [-reject] [-blackhole]
     rump.route delete DEST [GATEWAY] | get DEST | show
-    rump.ping [-c COUNT] [-i WAIT] [-s SIZE] [-W TIMEOUT] [-w DEADLINE] [-t TTL] [-q] HOST
+    rump.route add -inet6 DEST[/LEN] GATEWAY[%IF] [-iface IF]    (also delete, get; an IPv6
+                                                     DEST or GATEWAY implies -inet6)
+    rump.ping [-6] [-c COUNT] [-i WAIT] [-s SIZE] [-W TIMEOUT] [-w DEADLINE] [-t TTL] [-q] HOST
+    rump.ping6 ...                                   rump.ping -6 (HOST may be ADDR%IF)
     rump.netstat [-i | -r | -s | -a] [-n]
     rump.arp -a | -d HOST | -s HOST MAC [temp]
+    rump.ndp -a | -r | -p                            IPv6 neighbours, routers, prefixes
 
 Each tool is also a function ``ifconfig(api, argv, out)`` etc. taking anything with ``.socket``
 and ``.sys`` -- a remote connection or a local kernel.  Exit status 0; 1 after printing
@@ -66,6 +73,13 @@ def _show_if(i: dict[str, Any], out: TextIO) -> None:
     for a in i["addrs"]:
         bc = f" broadcast {a['broadcast']}" if a["broadcast"] else ""
         out.write(f"\tinet {a['addr']}/{a['plen']}{bc} flags 0x0\n")
+    for a in i.get("addrs6", ()):
+        zone = f"%{a['scope']}" if a["scope"] else ""
+        state = "" if a["state"] == "preferred" else f" {a['state']}"
+        life = ""
+        if a["valid_s"] is not None:
+            life = f" pltime {a['preferred_s']} vltime {a['valid_s']}"
+        out.write(f"\tinet6 {a['addr']}{zone}/{a['plen']}{state} ({a['origin']}){life}\n")
     if i.get("pcap"):
         out.write(f"\tpcap: {i['pcap']}\n")
     out.write(f"\tinput: {i['ipackets']} packets, {i['ibytes']} bytes, {i['ierrors']} errors,"
@@ -93,6 +107,9 @@ def ifconfig(api: Any, argv: list[str], out: TextIO = sys.stdout) -> int:
 
 
 def _ifconfig_words(cfg: Any, name: str, words: list[str]) -> None:
+    if "inet6" in words:
+        _ifconfig6(cfg, name, [w for w in words if w != "inet6"])
+        return
     it = iter(words)
     addr = netmask = broadcast = None
     up = None
@@ -135,6 +152,41 @@ def _ifconfig_words(cfg: Any, name: str, words: list[str]) -> None:
         cfg.down(name)
 
 
+def _ifconfig6(cfg: Any, name: str, words: list[str]) -> None:
+    it = iter(words)
+    addr = None
+    plen = None
+    delete = False
+    up = None
+    for w in it:
+        if w == "prefixlen":
+            plen = int(_next(it, w))
+        elif w in ("-alias", "delete"):
+            delete = True
+        elif w == "alias":
+            continue
+        elif w == "up":
+            up = True
+        elif w == "down":
+            up = False
+        elif ":" in w:
+            addr = w
+        else:
+            raise Usage(f"{name}: unknown word {w!r}")
+    if addr is None:
+        raise Usage(f"{name}: inet6 needs an address")
+    if delete:
+        cfg.delete_address6(name, addr.split("/")[0])
+    else:
+        if plen is not None and "/" not in addr:
+            addr = f"{addr}/{plen}"
+        cfg.address6(name, addr)
+    if up is True:
+        cfg.up(name)
+    elif up is False:
+        cfg.down(name)
+
+
 def _next(it: Any, word: str) -> str:
     try:
         return next(it)
@@ -155,8 +207,11 @@ def route(api: Any, argv: list[str], out: TextIO = sys.stdout) -> int:
     cfg = api.socket.config
     if not argv or argv[0] in ("show", "-n"):
         _show_routes(cfg.routes(), out)
+        _show_routes6(cfg, out)
         return 0
     cmd, rest = argv[0], argv[1:]
+    if "-inet6" in rest or any(":" in w for w in rest if not w.startswith("-")):
+        return _route6(cfg, cmd, [w for w in rest if w != "-inet6"], out)
     opts = {"-reject": False, "-blackhole": False}
     plain: list[str] = []
     host = False
@@ -208,6 +263,73 @@ def route(api: Any, argv: list[str], out: TextIO = sys.stdout) -> int:
     return 0
 
 
+def _route6(cfg: Any, cmd: str, rest: list[str], out: TextIO) -> int:
+    opts = {"-reject": False, "-blackhole": False}
+    plain: list[str] = []
+    iface = None
+    prefixlen = None
+    it = iter(rest)
+    for w in it:
+        if w in opts:
+            opts[w] = True
+        elif w in ("-host", "-net"):
+            continue
+        elif w == "-prefixlen":
+            prefixlen = int(_next(it, w))
+        elif w in ("-iface", "-interface", "-ifp"):
+            iface = _next(it, w)
+        else:
+            plain.append(w)
+    if not plain:
+        raise Usage(f"route {cmd}: destination missing")
+    dst = plain[0]
+    if prefixlen is not None and "/" not in dst:
+        dst = f"{dst}/{prefixlen}"
+    gw = plain[1] if len(plain) > 1 else None
+    if cmd == "add":
+        cfg.route6_add(dst, gateway=gw, interface=iface, reject=opts["-reject"],
+                       blackhole=opts["-blackhole"])
+        out.write(f"add net {plain[0]}{': gateway ' + gw if gw else ''}\n")
+    elif cmd in ("delete", "del"):
+        cfg.route6_delete(dst, gateway=gw)
+        out.write(f"delete net {plain[0]}\n")
+    elif cmd == "get":
+        r = cfg.route6_get(plain[0].split("/")[0])
+        out.write(f"   route to: {plain[0]}\ndestination: {r['dst']}\n     prefix: "
+                  f"{r['plen']}\n")
+        if r["gateway"]:
+            out.write(f"    gateway: {r['gateway']}\n")
+        out.write(f"  interface: {r['interface']}\n      flags: <{route_flags(r['flags'])}>\n")
+    else:
+        raise Usage(f"unknown route command {cmd!r} (add, delete, get, show)")
+    return 0
+
+
+def _show_routes6(cfg: Any, out: TextIO) -> None:
+    try:
+        routes = cfg.routes6()
+    except OSError:
+        return
+    if not routes:
+        return
+    out.write("\nInternet6:\n")
+    out.write(f"{'Destination':<32}{'Gateway':<28}{'Flags':<8}{'Use':>8}  Interface\n")
+    for r in routes:
+        if r["plen"] == 0:
+            dst = "default"
+        elif r.get("scope"):
+            dst = f"{r['dst']}%{r['scope']}/{r['plen']}"
+        else:
+            dst = r["dst"] if r["plen"] == 128 else f"{r['dst']}/{r['plen']}"
+        if r["gateway"]:
+            gw = r["gateway"] + (f"%{r['gateway_scope']}" if r.get("gateway_scope") else "")
+        else:
+            gw = r["src"] if r["flags"] & K.RTF_LOCAL and r["src"] else \
+                f"link#{r.get('ifindex', '')}"
+        out.write(f"{dst:<32}{gw:<28}{route_flags(r['flags']):<8}{r['use']:>8}  "
+                  f"{r['interface']}\n")
+
+
 def _show_routes(routes: list[dict[str, Any]], out: TextIO) -> None:
     out.write("Routing tables\n\nInternet:\n")
     out.write(f"{'Destination':<20}{'Gateway':<18}{'Flags':<8}{'Use':>8}  Interface\n")
@@ -230,10 +352,14 @@ def ping(api: Any, argv: list[str], out: TextIO = sys.stdout) -> int:
     p.add_argument("-w", type=float, default=None)
     p.add_argument("-t", type=int, default=None)
     p.add_argument("-q", action="store_true")
+    p.add_argument("-6", dest="v6", action="store_true")
+    p.add_argument("-4", dest="v4", action="store_true")
     p.add_argument("host")
     a = p.parse_args(argv)
     if not 0 <= a.s <= 65507 or (a.c is not None and a.c < 1) or a.i < 0:
         raise Usage("bad -c, -i or -s value")
+    if a.v6 or (":" in a.host and not a.v4):
+        return _ping6(api, a, out)
     S = api.socket
     dst = S.gethostbyname(a.host)
     out.write(f"PING {a.host} ({dst}): {a.s} data bytes\n")
@@ -260,8 +386,49 @@ def ping(api: Any, argv: list[str], out: TextIO = sys.stdout) -> int:
                     time.sleep(max(0.0, a.i - (time.monotonic() - t0)))
         except KeyboardInterrupt:
             pass
+    return _ping_summary(a.host, sent, rtts, out)
+
+
+ICMP_ECHO, ICMP_ECHOREPLY = 8, 0
+ICMP6_ECHO, ICMP6_ECHOREPLY = 128, 129
+ECHO_HEADER = struct.Struct("!BBHHH")     # type, code, checksum, identifier, sequence
+
+
+def _ping6(api: Any, a: Any, out: TextIO) -> int:
+    """ICMPv6 echo through an ICMPv6 echo socket (identifier and checksum by the kernel)."""
+    S = api.socket
+    info = S.getaddrinfo(a.host, None, S.AF_INET6, S.SOCK_DGRAM)
+    sa = info[0][4]
+    out.write(f"PING6 {a.host} ({sa[0]}): {a.s} data bytes\n")
+    out.flush()
+    rtts: list[float] = []
+    sent = 0
+    start = time.monotonic()
+    with S.socket(S.AF_INET6, S.SOCK_DGRAM, S.IPPROTO_ICMPV6) as s:
+        if a.t is not None:
+            s.setsockopt(S.IPPROTO_IPV6, S.IPV6_UNICAST_HOPS, a.t)
+            s.setsockopt(S.IPPROTO_IPV6, S.IPV6_MULTICAST_HOPS, a.t)
+        try:
+            while a.c is None or sent < a.c:
+                if a.w is not None and time.monotonic() - start >= a.w:
+                    break
+                t0 = time.monotonic()
+                data = (time.time_ns().to_bytes(8, "big") + bytes(max(0, a.s - 8)))[: a.s]
+                s.sendto(ECHO_HEADER.pack(ICMP6_ECHO, 0, 0, 0, sent & 0xFFFF) + data, sa)
+                rtt = _await_reply(s, sent & 0xFFFF, t0, a.W, out, a.q, ICMP6_ECHOREPLY)
+                sent += 1
+                if rtt is not None:
+                    rtts.append(rtt)
+                if a.c is None or sent < a.c:
+                    time.sleep(max(0.0, a.i - (time.monotonic() - t0)))
+        except KeyboardInterrupt:
+            pass
+    return _ping_summary(a.host, sent, rtts, out)
+
+
+def _ping_summary(host: str, sent: int, rtts: list[float], out: TextIO) -> int:
     loss = 100.0 * (sent - len(rtts)) / sent if sent else 0.0
-    out.write(f"\n----{a.host} PING Statistics----\n{sent} packets transmitted, {len(rtts)} "
+    out.write(f"\n----{host} PING Statistics----\n{sent} packets transmitted, {len(rtts)} "
               f"packets received, {loss:.1f}% packet loss\n")
     if rtts:
         ms = [r * 1000 for r in rtts]
@@ -272,12 +439,8 @@ def ping(api: Any, argv: list[str], out: TextIO = sys.stdout) -> int:
     return 0 if rtts else 2
 
 
-ICMP_ECHO, ICMP_ECHOREPLY = 8, 0
-ECHO_HEADER = struct.Struct("!BBHHH")     # type, code, checksum, identifier, sequence
-
-
 def _await_reply(s: Any, seq: int, t0: float, timeout: float, out: TextIO,
-                 quiet: bool) -> float | None:
+                 quiet: bool, reply_type: int = ICMP_ECHOREPLY) -> float | None:
     deadline = t0 + timeout
     while True:
         left = deadline - time.monotonic()
@@ -291,7 +454,7 @@ def _await_reply(s: Any, seq: int, t0: float, timeout: float, out: TextIO,
         if len(data) < ECHO_HEADER.size:
             continue
         kind, _code, _sum, _ident, rseq = ECHO_HEADER.unpack_from(data)
-        if kind == ICMP_ECHOREPLY and rseq == seq:
+        if kind == reply_type and rseq == seq:
             rtt = time.monotonic() - t0
             if not quiet:
                 out.write(f"{len(data)} bytes from {addr[0]}: icmp_seq={seq} "
@@ -316,12 +479,15 @@ def netstat(api: Any, argv: list[str], out: TextIO = sys.stdout) -> int:
         for i in cfg.interfaces():
             rows = [("<Link>", i["lladdr"] or "")] + [
                 (f"{_net(a['addr'], a['plen'])}/{a['plen']}", a["addr"]) for a in i["addrs"]]
+            rows += [(f"{_net6(a['addr'], a['plen'])}/{a['plen']}", a["addr"] + (
+                f"%{a['scope']}" if a["scope"] else "")) for a in i.get("addrs6", ())]
             for net, addr in rows:
                 out.write(f"{i['name']:<8}{i['mtu']:>6} {net:<18}{addr:<18}{i['ipackets']:>8}"
                           f"{i['ierrors']:>6}{i['opackets']:>8}{i['oerrors']:>6}"
                           f"{i['iqdrops'] + i['oqdrops']:>6}\n")
     elif "r" in flags:
         _show_routes(cfg.routes(), out)
+        _show_routes6(cfg, out)
     elif "s" in flags:
         for proto, counters in cfg.stats().items():
             out.write(f"{proto}:\n")
@@ -336,6 +502,12 @@ def _net(addr: str, plen: int) -> str:
     v = int.from_bytes(bytes(int(p) for p in addr.split(".")), "big")
     v &= (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
     return ".".join(str((v >> s) & 255) for s in (24, 16, 8, 0))
+
+
+def _net6(addr: str, plen: int) -> str:
+    import ipaddress
+
+    return str(ipaddress.IPv6Network(f"{addr}/{plen}", strict=False).network_address)
 
 
 def _sockets(socks: list[dict[str, Any]], out: TextIO, listening: bool) -> None:
@@ -369,6 +541,35 @@ def arp(api: Any, argv: list[str], out: TextIO = sys.stdout) -> int:
                     permanent=not (len(argv) == 4 and argv[3] == "temp"))
         return 0
     raise Usage("usage: rump.arp -a | -d HOST | -s HOST MAC [temp]")
+
+
+# ---- ndp -----------------------------------------------------------------------------------------
+def ndp(api: Any, argv: list[str], out: TextIO = sys.stdout) -> int:
+    """IPv6 neighbour cache (-a), default routers (-r), prefixes (-p)."""
+    cfg = api.socket.config
+    t = cfg.nd6()
+    if not argv or argv[0] in ("-a", "-an", "-na"):
+        out.write(f"{'Neighbor':<40}{'Linklayer Address':<20}{'Netif':<8}{'Expire':<10}S Flags\n")
+        for e in t["neighbors"]:
+            exp = "permanent" if e["state"] == "permanent" else (
+                f"{e['expires_in']}s" if e["expires_in"] is not None else "-")
+            name = e["ip"] + ("%" + e["interface"] if e["ip"].startswith("fe80:") else "")
+            out.write(f"{name:<40}{e['mac'] or '(incomplete)':<20}"
+                      f"{e['interface']:<8}{exp:<10}{e['state'][0].upper()} "
+                      f"{'R' if e['router'] else ''}\n")
+        return 0
+    if argv[0] == "-r":
+        for i in t["interfaces"]:
+            for r in i["routers"]:
+                out.write(f"{r['addr']} if={i['interface']} expire={r['expires_in']}s\n")
+        return 0
+    if argv[0] == "-p":
+        for i in t["interfaces"]:
+            for p in i["prefixes"]:
+                exp = "infinity" if p["expires_in"] is None else f"{p['expires_in']}s"
+                out.write(f"{p['prefix']}/{p['plen']} if={i['interface']} expire={exp}\n")
+        return 0
+    raise Usage("usage: rump.ndp -a | -r | -p")
 
 
 # ---- command-line wrappers -----------------------------------------------------------------------
@@ -421,7 +622,18 @@ def arp_main(argv: list[str] | None = None) -> int:
     return _main("arp", arp, argv)
 
 
+def ping6_main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["-u"]:
+        return _main("ping6", ping, [*args[:2], "-6", *args[2:]])
+    return _main("ping6", ping, ["-6", *args])
+
+
+def ndp_main(argv: list[str] | None = None) -> int:
+    return _main("ndp", ndp, argv)
+
+
 if __name__ == "__main__":
     tools = {"ifconfig": ifconfig_main, "route": route_main, "ping": ping_main,
-             "netstat": netstat_main, "arp": arp_main}
+             "netstat": netstat_main, "arp": arp_main, "ping6": ping6_main, "ndp": ndp_main}
     sys.exit(tools[sys.argv[1]](sys.argv[2:]))

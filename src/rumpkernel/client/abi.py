@@ -206,6 +206,7 @@ _SOCKFLAGS = Xlate(_k.GROUPS["sockflags"])
 _LEVEL = Xlate(_k.GROUPS["level"])
 _SO = Xlate(_k.GROUPS["so"])
 _IP = Xlate(_k.GROUPS["ip"])
+_IPV6 = Xlate(_k.GROUPS["ipv6"])
 _TCP = Xlate(_k.GROUPS["tcp"])
 _MSG = Xlate(_k.GROUPS["msg"])
 _SHUT = Xlate(_k.GROUPS["shut"])
@@ -234,7 +235,8 @@ def socktype_to_host(kt: int) -> int:
     return _SOCKTYPE.to_host(kt)
 
 
-_OPTS_BY_LEVEL = {_k.SOL_SOCKET: _SO, _k.IPPROTO_IP: _IP, _k.IPPROTO_TCP: _TCP}
+_OPTS_BY_LEVEL = {_k.SOL_SOCKET: _SO, _k.IPPROTO_IP: _IP, _k.IPPROTO_TCP: _TCP,
+                  _k.IPPROTO_IPV6: _IPV6}
 
 
 def sockopt_to_kernel(klevel: int, name: int) -> int:
@@ -248,8 +250,8 @@ def socket_constants() -> dict[str, int]:
     """The host's values of every socket constant the kernel knows (what a client module
     exposes as AF_INET, SO_REUSEADDR, MSG_PEEK ...)."""
     out: dict[str, int] = {}
-    for g in ("af", "socktype", "sockflags", "level", "so", "ip", "tcp", "msg", "shut", "scm",
-              "ipproto"):
+    for g in ("af", "socktype", "sockflags", "level", "so", "ip", "ipv6", "tcp", "msg", "shut",
+              "scm", "ipproto"):
         for name in _k.GROUPS[g].members:
             hv = _h.host_value("socket", name)
             if hv is not None:

@@ -39,6 +39,7 @@ from rumpkernel.hypercall import hostio
 from rumpkernel.kern import abi as K
 from rumpkernel.kern.errno import Errno
 from rumpkernel.kern.syscall import structs as S
+from rumpkernel.net.wire import ipv6
 
 _DEFAULT = object()
 ADDR_BUF = S.SOCKADDR_MAX
@@ -55,6 +56,7 @@ class herror(OSError):
 
 _CONST = H.socket_constants()
 _HAF_INET = _CONST["AF_INET"]
+_HAF_INET6 = _CONST["AF_INET6"]
 _HAF_UNIX = _CONST["AF_UNIX"]
 _HSOCK_STREAM = _CONST["SOCK_STREAM"]
 _HSOCK_DGRAM = _CONST["SOCK_DGRAM"]
@@ -99,6 +101,21 @@ def _is_numeric(host: str) -> bool:
     return True
 
 
+def inet_pton6(text: str) -> bytes:
+    try:
+        return ipv6.ip6(text)
+    except Exception:
+        raise OSError(errno.EINVAL, "illegal IP address string passed to inet_pton") from None
+
+
+def _is_numeric6(host: str) -> bool:
+    try:
+        ipv6.ip6(host.partition("%")[0])
+    except Exception:
+        return False
+    return True
+
+
 class SocketModule:
     """The ``socket`` module of one kernel (local or remote); see the module docstring."""
 
@@ -110,6 +127,7 @@ class SocketModule:
     INADDR_BROADCAST = 0xFFFFFFFF
     INADDR_LOOPBACK = 0x7F000001
     SOMAXCONN = K.SOMAXCONN
+    has_ipv6 = True
 
     def __init__(self, sys: Any) -> None:
         self._sys = sys
@@ -183,11 +201,15 @@ class SocketModule:
     def create_server(self, address: tuple[str, int], *, family: int | None = None,
                       backlog: int | None = None, reuse_port: bool = False,
                       dualstack_ipv6: bool = False) -> KernelSocket:
-        if dualstack_ipv6:
-            raise ValueError("dualstack_ipv6 not supported: the kernel has no IPv6")
-        sock = self.socket(_HAF_INET if family is None else family, _HSOCK_STREAM)
+        fam = _HAF_INET if family is None else family
+        if dualstack_ipv6 and fam != _HAF_INET6:
+            raise ValueError("dualstack_ipv6 requires AF_INET6 family")
+        sock = self.socket(fam, _HSOCK_STREAM)
         try:
             sock.setsockopt(_HSOL_SOCKET, _CONST["SO_REUSEADDR"], 1)
+            if fam == _HAF_INET6:
+                sock.setsockopt(_CONST["IPPROTO_IPV6"], _CONST["IPV6_V6ONLY"],
+                                0 if dualstack_ipv6 else 1)
             if reuse_port:
                 sock.setsockopt(_HSOL_SOCKET, _CONST["SO_REUSEPORT"], 1)
             sock.bind(address)
@@ -201,8 +223,8 @@ class SocketModule:
     def gethostname(self) -> str:
         return str(self._sys.sysctl("kern.hostname"))
 
-    def _hosts(self) -> dict[str, str]:
-        """The kernel's /etc/hosts (name -> first IPv4 address), when it has one."""
+    def _hosts_all(self) -> dict[str, list[str]]:
+        """The kernel's /etc/hosts (name -> addresses, IPv4 and IPv6), when it has one."""
         try:
             fd = self._sys.open("/etc/hosts", H.open_flags_to_host(K.O_RDONLY))
         except OSError:
@@ -216,12 +238,21 @@ class SocketModule:
                 raw += chunk
         finally:
             self._sys.close(fd)
-        out: dict[str, str] = {}
+        out: dict[str, list[str]] = {}
         for line in raw.decode("utf-8", "replace").splitlines():
             fields = line.split("#", 1)[0].split()
-            if len(fields) >= 2 and _is_numeric(fields[0]):
+            if len(fields) >= 2 and (_is_numeric(fields[0]) or _is_numeric6(fields[0])):
                 for name in fields[1:]:
-                    out.setdefault(name.lower(), fields[0])
+                    out.setdefault(name.lower(), []).append(fields[0])
+        return out
+
+    def _hosts(self) -> dict[str, str]:
+        """Name -> first IPv4 address of the kernel's /etc/hosts."""
+        out: dict[str, str] = {}
+        for name, addrs in self._hosts_all().items():
+            v4 = [a for a in addrs if _is_numeric(a)]
+            if v4:
+                out[name] = v4[0]
         return out
 
     def gethostbyname(self, name: str) -> str:
@@ -249,10 +280,42 @@ class SocketModule:
             raise gaierror(EAI_AGAIN, "Temporary failure in name resolution")
         raise gaierror(EAI_NONAME, "Name or service not known")
 
+    def _resolve(self, host: str, families: tuple[int, ...]) -> list[tuple[int, str]]:
+        """(host family, address text) for ``host``: numeric, the kernel's /etc/hosts,
+        "localhost", then DNS (A before AAAA).  gaierror when nothing is found."""
+        want4, want6 = _HAF_INET in families, _HAF_INET6 in families
+        if _is_numeric(host):
+            if not want4:
+                raise gaierror(EAI_NONAME, "Name or service not known")
+            return [(_HAF_INET, host)]
+        if _is_numeric6(host):
+            if not want6:
+                raise gaierror(EAI_NONAME, "Name or service not known")
+            return [(_HAF_INET6, host)]
+        found = self._hosts_all().get(host.lower())
+        if found is None and host.lower() in ("localhost", "localhost.localdomain"):
+            found = ["127.0.0.1", "::1"]
+        if found is not None:
+            out = [(_HAF_INET, a) for a in found if want4 and _is_numeric(a)]
+            out += [(_HAF_INET6, a) for a in found if want6 and _is_numeric6(a)]
+            if out:
+                return out
+        from rumpkernel.client import resolver  # only programs that resolve names pay
+
+        kfams = tuple(f for f, w in ((resolver.AF_INET, want4), (resolver.AF_INET6, want6))
+                      if w)
+        r = resolver.lookup(self, host, kfams)
+        if r is not None and r.addresses:
+            return [(_HAF_INET, inet_ntoa(a)) if f == resolver.AF_INET
+                    else (_HAF_INET6, ipv6.ip6str(a)) for f, a in r.addresses]
+        if r is not None and r.error in ("again", "fail"):
+            raise gaierror(EAI_AGAIN, "Temporary failure in name resolution")
+        raise gaierror(EAI_NONAME, "Name or service not known")
+
     def getaddrinfo(self, host: str | bytes | None, port: Any, family: int = 0,
                     type: int = 0, proto: int = 0, flags: int = 0
-                    ) -> list[tuple[int, int, int, str, tuple[str, int]]]:
-        if family not in (0, _HAF_INET):
+                    ) -> list[tuple[int, int, int, str, tuple]]:
+        if family not in (0, _HAF_INET, _HAF_INET6):
             raise gaierror(EAI_FAMILY, "ai_family not supported")
         if isinstance(host, bytes):
             host = host.decode("idna")
@@ -265,14 +328,45 @@ class SocketModule:
             if not port.isdigit():
                 raise gaierror(EAI_SERVICE, "Servname not supported for ai_socktype")
             p = int(port)
-        addr = self.gethostbyname(host) if host else "127.0.0.1"
+        families = (family,) if family else (_HAF_INET, _HAF_INET6)
+        if host:
+            addrs = self._resolve(host, families)
+        else:
+            passive = flags & _CONST.get("AI_PASSIVE", 1)
+            addrs = [(f, ("0.0.0.0" if passive else "127.0.0.1") if f == _HAF_INET
+                      else ("::" if passive else "::1")) for f in families]
         kinds = [(_HSOCK_STREAM, _CONST["IPPROTO_TCP"]), (_HSOCK_DGRAM, _CONST["IPPROTO_UDP"]),
                  (_CONST["SOCK_RAW"], 0)]
-        out = [(_HAF_INET, t, pr, "", (addr, p)) for t, pr in kinds
-               if (not type or t == type) and (not proto or pr == proto)]
+        out: list[tuple[int, int, int, str, tuple]] = []
+        for fam, text in addrs:
+            sa: tuple = (text, p) if fam == _HAF_INET else self._sa6(text, p)
+            out += [(fam, t, pr, "", sa) for t, pr in kinds
+                    if (not type or t == type) and (not proto or pr == proto)]
         if not out:
             raise gaierror(EAI_SERVICE, "ai_socktype not supported")
         return out
+
+    def _sa6(self, text: str, port: int) -> tuple[str, int, int, int]:
+        _addr, _, zone = text.partition("%")
+        return (text, port, 0, self._zone(zone) if zone else 0)
+
+    def _zone(self, zone: str) -> int:
+        return int(zone) if zone.isdigit() else self.if_nametoindex(zone)
+
+    def if_nametoindex(self, name: str) -> int:
+        try:
+            return self.config.index(name)
+        except OSError:
+            raise OSError(errno.ENXIO, f"no interface {name}") from None
+
+    def if_indextoname(self, index: int) -> str:
+        for i in self.config.interfaces():
+            if i["index"] == index:
+                return str(i["name"])
+        raise OSError(errno.ENXIO, f"no interface with index {index}")
+
+    def if_nameindex(self) -> list[tuple[int, str]]:
+        return [(i["index"], i["name"]) for i in self.config.interfaces()]
 
     # ---- helpers the standard module has --------------------------------------------------------
     inet_aton = staticmethod(inet_aton)
@@ -280,12 +374,18 @@ class SocketModule:
 
     @staticmethod
     def inet_pton(family: int, text: str) -> bytes:
+        if family == _HAF_INET6:
+            return inet_pton6(text)
         if family != _HAF_INET:
             raise OSError(errno.EAFNOSUPPORT, "address family not supported")
         return inet_pton4(text)
 
     @staticmethod
     def inet_ntop(family: int, packed: bytes) -> str:
+        if family == _HAF_INET6:
+            if len(packed) != 16:
+                raise ValueError("invalid length of packed IP address string")
+            return ipv6.ip6str(bytes(packed))
         if family != _HAF_INET:
             raise ValueError("unknown address family")
         if len(packed) != 4:
@@ -329,6 +429,8 @@ class SocketModule:
             if isinstance(host, bytes):
                 host = host.decode()
             return S.pack_sockaddr_in(inet_pton4(self.gethostbyname(host)), port)
+        if family == _HAF_INET6:
+            return self._sockaddr6(address)
         if family == _HAF_UNIX:
             path = address if isinstance(address, bytes) else H.fsencode(H.fspath(address))
             if len(path) > S.SOCKADDR_UN_PATH_MAX:
@@ -336,13 +438,45 @@ class SocketModule:
             return S.pack_sockaddr_un(path)
         raise OSError(errno.EAFNOSUPPORT, "address family not supported by the kernel")
 
-    @staticmethod
-    def from_sockaddr(raw: bytes) -> Any:
+    def _sockaddr6(self, address: Any) -> bytes:
+        if not isinstance(address, tuple) or not 2 <= len(address) <= 4:
+            raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, "
+                            "scopeid]])")
+        host, port = address[0], address[1]
+        flow = address[2] if len(address) > 2 else 0
+        scope = address[3] if len(address) > 3 else 0
+        if not isinstance(port, int):
+            raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an "
+                            "integer")
+        if not 0 <= port <= 0xFFFF:
+            raise OverflowError("port must be 0-65535.")
+        if not 0 <= flow <= 0xFFFFF:
+            raise OverflowError("flowinfo must be 0-1048575.")
+        if isinstance(host, bytes):
+            host = host.decode()
+        if not host:
+            host = "::"
+        if not _is_numeric6(host):
+            host = self._resolve(host, (_HAF_INET6,))[0][1]
+        text, _, zone = host.partition("%")
+        if zone and not scope:
+            scope = self._zone(zone)
+        return S.pack_sockaddr_in6(inet_pton6(text), port, flow, scope)
+
+    def from_sockaddr(self, raw: bytes) -> Any:
         if len(raw) < 2:
             return None
         a = S.unpack_sockaddr(raw)
         if a[0] == K.AF_INET:
             return (inet_ntoa(a[1]), a[2])
+        if a[0] == K.AF_INET6:
+            text = ipv6.ip6str(a[1])
+            if a[4] and ipv6.is_linklocal(a[1]):
+                try:
+                    text += "%" + self.if_indextoname(a[4])
+                except OSError:
+                    text += f"%{a[4]}"
+            return (text, a[2], a[3], a[4])
         if a[0] == K.AF_LOCAL:
             path = a[1]
             return path if path.startswith(b"\0") else H.fsdecode(path)

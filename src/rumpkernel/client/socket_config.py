@@ -16,7 +16,14 @@ Interface (addresses are dotted strings; errors are the host's OSError):
     route_delete(dst, gateway=None) / route_get(dst) -> dict
     arp_set(ip, mac, interface=None, permanent=True) / arp_delete(ip, interface=None)
     interfaces() / routes() / arp() / sockets() / stats() -> the kernel's tables
-    ifconfig(name, create=False, linkstr=None, inet=None, up=True)   the usual sequence
+    ifconfig(name, create=False, linkstr=None, inet=None, inet6=None, up=True)   the usual
+        sequence
+  IPv6 (addresses as text, "fe80::1%wire0" naming a zone):
+    address6(name, "fd00::1/64") / delete_address6(name, "fd00::1")
+    route6_add(dst, gateway=None, interface=None, reject=False, blackhole=False)
+        dst: "default", "fd00:1::/64" or a host "fd00:1::5"
+    route6_delete(dst, gateway=None) / route6_get(dst) -> dict
+    routes6() / nd6() / rdnss() -> the kernel's IPv6 tables
 """
 
 from __future__ import annotations
@@ -48,6 +55,28 @@ def parse_cidr(text: str, default_plen: int = 32) -> tuple[bytes, int]:
         return bytes(4), 0
     addr, _, plen = text.partition("/")
     return _ip4(addr), int(plen) if plen else default_plen
+
+
+def parse_cidr6(text: str, default_plen: int = 128) -> tuple[bytes, int, str]:
+    """"fd00::1/64" -> (16 bytes, 64, zone); "default" -> (::, 0, "")."""
+    from rumpkernel.net.wire.ipv6 import ip6
+
+    if text == "default":
+        return bytes(16), 0, ""
+    addr, _, plen = text.partition("/")
+    addr, _, zone = addr.partition("%")
+    try:
+        a = ip6(addr)
+    except Exception:
+        raise ValueError(f"not an IPv6 address: {addr!r}") from None
+    n = int(plen) if plen else default_plen
+    if not 0 <= n <= 128:
+        raise ValueError(f"prefix length {n}")
+    return a, n, zone
+
+
+def _mask6(plen: int) -> bytes:
+    return (((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1)).to_bytes(16, "big")
 
 
 def _mac(text: str) -> bytes:
@@ -148,15 +177,73 @@ class NetConfig:
         self._ioctl(K.SIOCDIFADDR, S.IFREQ.pack(S.ifname_bytes(name), _sin(_ip4(addr))))
 
     def ifconfig(self, name: str, *, create: bool = False, linkstr: str | None = None,
-                 inet: str | None = None, up: bool = True) -> None:
+                 inet: str | None = None, inet6: str | None = None, up: bool = True) -> None:
         if create:
             self.create(name)
         if linkstr is not None:
             self.linkstr(name, linkstr)
         if inet is not None:
             self.address(name, inet)
+        if inet6 is not None:
+            self.address6(name, inet6)
         if up:
             self.up(name)
+
+    # ---- IPv6 --------------------------------------------------------------------------------
+    def _sin6(self, addr: bytes, zone: str = "") -> bytes:
+        return S.pack_sockaddr_in6(addr, 0, 0, self.index(zone) if zone else 0)
+
+    def address6(self, name: str, cidr: str) -> None:
+        addr, plen, _zone = parse_cidr6(cidr, default_plen=64)
+        self._ioctl(K.SIOCAIFADDR_IN6, S.IN6_ALIASREQ.pack(
+            S.ifname_bytes(name), self._sin6(addr), bytes(28),
+            S.pack_sockaddr_in6(_mask6(plen), 0), 0, 0xFFFFFFFF, 0xFFFFFFFF))
+
+    def delete_address6(self, name: str, addr: str) -> None:
+        a, _plen, _zone = parse_cidr6(addr)
+        self._ioctl(K.SIOCDIFADDR_IN6, S.IN6_IFREQ.pack(S.ifname_bytes(name), self._sin6(a)))
+
+    def _rtreq6(self, dst: str, gateway: str | None, interface: str | None,
+                flags: int) -> bytes:
+        addr, plen, _ = parse_cidr6(dst)
+        gw = bytes(28)
+        if gateway is not None:
+            g, _gplen, zone = parse_cidr6(gateway)
+            gw = self._sin6(g, zone)
+            flags |= K.RTF_GATEWAY
+            if zone and not interface:
+                interface = zone
+        if plen == 128:
+            flags |= K.RTF_HOST
+        return S.RTREQ6.pack(self._sin6(addr), gw, plen,
+                             (interface or "").encode().ljust(16, b"\0")[:16], flags, 0)
+
+    def route6_add(self, dst: str, gateway: str | None = None, interface: str | None = None,
+                   reject: bool = False, blackhole: bool = False) -> None:
+        flags = (K.RTF_REJECT if reject else 0) | (K.RTF_BLACKHOLE if blackhole else 0)
+        self._ioctl(K.SIOCADDRT6, self._rtreq6(dst, gateway, interface, flags))
+
+    def route6_delete(self, dst: str, gateway: str | None = None) -> None:
+        self._ioctl(K.SIOCDELRT6, self._rtreq6(dst, gateway, None, 0))
+
+    def route6_get(self, dst: str) -> dict[str, Any]:
+        from rumpkernel.net.wire.ipv6 import ip6str
+
+        out = self._ioctl(K.SIOCGETRT6, self._rtreq6(dst, None, None, K.RTF_HOST))
+        d, gw, plen, ifname, flags, use = S.RTREQ6.unpack(out)
+        return {"dst": ip6str(d[8:24]), "plen": plen,
+                "gateway": ip6str(gw[8:24]) if flags & K.RTF_GATEWAY else None,
+                "interface": S.ifname_of(ifname).decode(), "flags": flags, "use": use}
+
+    def routes6(self) -> list[dict[str, Any]]:
+        return self.info("routes6")
+
+    def nd6(self) -> dict[str, Any]:
+        got = self.info("nd6")
+        return got[0] if got else {"neighbors": [], "interfaces": []}
+
+    def rdnss(self) -> list[dict[str, Any]]:
+        return self.info("rdnss")
 
     # ---- routes and ARP --------------------------------------------------------------------------
     def _rtreq(self, dst: str, gateway: str | None, interface: str | None, flags: int) -> bytes:

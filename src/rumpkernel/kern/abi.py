@@ -120,12 +120,18 @@ SO_OOBINLINE, SO_REUSEPORT, SO_NOSIGPIPE, SO_TIMESTAMP = 0x100, 0x200, 0x800, 0x
 SO_SNDBUF, SO_RCVBUF, SO_SNDLOWAT, SO_RCVLOWAT = 0x1001, 0x1002, 0x1003, 0x1004
 SO_ERROR, SO_TYPE, SO_SNDTIMEO, SO_RCVTIMEO = 0x1007, 0x1008, 0x100B, 0x100C
 SO_DOMAIN, SO_PROTOCOL = 0x1011, 0x1012    # beyond NetBSD (Linux has them): read-only
+SO_BINDTODEVICE = 0x1013     # beyond NetBSD (Linux's): an interface name; "" unbinds
 IPPROTO_IP, IPPROTO_ICMP, IPPROTO_IGMP, IPPROTO_TCP, IPPROTO_UDP = 0, 1, 2, 6, 17
 IPPROTO_IPV6, IPPROTO_ICMPV6, IPPROTO_RAW = 41, 58, 255
 IP_OPTIONS, IP_HDRINCL, IP_TOS, IP_TTL, IP_RECVDSTADDR = 1, 2, 3, 4, 7
 IP_MULTICAST_IF, IP_MULTICAST_TTL, IP_MULTICAST_LOOP = 9, 10, 11
 IP_ADD_MEMBERSHIP, IP_DROP_MEMBERSHIP = 12, 13
 IP_RECVTTL, IP_MINTTL, IP_PKTINFO, IP_RECVPKTINFO = 0x17, 0x18, 0x19, 0x1A
+# IPv6 socket options (level IPPROTO_IPV6), NetBSD's values (RFC 3493, RFC 3542)
+IPV6_UNICAST_HOPS, IPV6_MULTICAST_IF, IPV6_MULTICAST_HOPS, IPV6_MULTICAST_LOOP = 4, 9, 10, 11
+IPV6_JOIN_GROUP, IPV6_LEAVE_GROUP, IPV6_CHECKSUM, IPV6_V6ONLY = 12, 13, 26, 27
+IPV6_RECVPKTINFO, IPV6_RECVHOPLIMIT, IPV6_PKTINFO, IPV6_HOPLIMIT = 36, 37, 46, 47
+IPV6_RECVTCLASS, IPV6_TCLASS, IPV6_DONTFRAG = 57, 61, 62
 TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL = 1, 2, 3, 5
 TCP_KEEPCNT, TCP_KEEPINIT, TCP_INFO, TCP_MD5SIG = 6, 7, 9, 0x10
 TCP_CONGESTION = 0x20   # NetBSD's TCP_CONGCTL, named as Linux (and Python) name it
@@ -166,6 +172,12 @@ SIOCSIFMTU = _ioc(_IN, "i", 127, 32)
 SIOCSLINKSTR = _ioc(_IN, "i", 136, 16)     # + the string (variable length)
 SIOCGIFINDEX = _ioc(_IN | _OUT, "i", 140, 32)
 SIOCSIFPCAP = _ioc(_IN, "i", 141, 16)      # + a host path (empty: stop); beyond NetBSD
+# IPv6 (structs IN6_ALIASREQ 112, IN6_IFREQ 44, RTREQ6 84); NetBSD's numbers where it has them
+SIOCAIFADDR_IN6 = _ioc(_IN, "i", 107, 112)
+SIOCDIFADDR_IN6 = _ioc(_IN, "i", 25, 44)
+SIOCADDRT6 = _ioc(_IN, "r", 13, 84)
+SIOCDELRT6 = _ioc(_IN, "r", 14, 84)
+SIOCGETRT6 = _ioc(_IN | _OUT, "r", 15, 84)
 SIOCADDRT = _ioc(_IN, "r", 10, 72)
 SIOCDELRT = _ioc(_IN, "r", 11, 72)
 SIOCGETRT = _ioc(_IN | _OUT, "r", 12, 72)
@@ -229,11 +241,13 @@ GROUPS: dict[str, Group] = {
     # socket option levels (not IPPROTO_ICMP: Linux's SOL_SOCKET is 1)
     "level": Group("level", {"SOL_SOCKET": SOL_SOCKET, "IPPROTO_IP": IPPROTO_IP,
                              "IPPROTO_TCP": IPPROTO_TCP, "IPPROTO_UDP": IPPROTO_UDP,
-                             "IPPROTO_IPV6": IPPROTO_IPV6, "IPPROTO_RAW": IPPROTO_RAW},
+                             "IPPROTO_IPV6": IPPROTO_IPV6, "IPPROTO_ICMPV6": IPPROTO_ICMPV6,
+                             "IPPROTO_RAW": IPPROTO_RAW},
                    False, "socket"),
     "ipproto": Group("ipproto", _collect("IPPROTO_"), False, "socket"),
     "so": Group("so", _collect("SO_"), False, "socket"),
     "ip": Group("ip", _collect("IP_"), False, "socket"),
+    "ipv6": Group("ipv6", _collect("IPV6_"), False, "socket"),
     "tcp": Group("tcp", _collect("TCP_"), False, "socket"),
     "msg": Group("msg", _collect("MSG_"), True, "socket"),
     "shut": Group("shut", _collect("SHUT_"), False, "socket"),

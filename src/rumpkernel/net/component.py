@@ -46,10 +46,8 @@ def inet_init(k: Any) -> None:
 @component("net_lo", phase=Phase.NET_IF, faction="net", requires=("net_inet",),
            desc="loopback interface lo0 with 127.0.0.1")
 def lo_init(k: Any) -> None:
-    from rumpkernel.kern.abi import IFF_UP
-
     ns = k.net
     with ns.lock:
         lo = ns.clone_create("lo0")
         ns.inet.add_address(lo, b"\x7f\0\0\x01", b"\xff\0\0\0")
-        lo.flags |= IFF_UP
+        ns.set_up(lo, True)

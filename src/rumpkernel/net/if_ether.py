@@ -2,7 +2,8 @@
 by EtherType, address resolution around the sans-IO ``ArpCache`` with its timers on callouts.
 
 Interface (stack lock held):
-    ether_input(ifp, frame)          registered as ``ns.link_input["ether"]``
+    ether_input(ifp, frame)          registered as ``ns.link_input["ether"]``; EtherTypes
+                                     other than IPv4 and ARP go to ``ns.ethertypes``
     ether_output(ifp, pkt, nexthop)  registered as ``ns.link_output["ether"]``: broadcast
                                      frames for broadcasts, else the resolved link address (the
                                      packet waits in the ARP cache meanwhile; EHOSTDOWN when
@@ -151,8 +152,12 @@ def ether_input(ifp: Ifnet, frame: bytes) -> None:
     elif et == _HDR_ARP:
         arp_input(ifp, frame[14:])
     else:
-        ifp.noproto += 1
-        ns.count("ether", "noproto")
+        other = ns.ethertypes.get(et)          # IPv6 (net/inet6/nd6.py)
+        if other is None:
+            ifp.noproto += 1
+            ns.count("ether", "noproto")
+        elif dst == ifp.lladdr or dst[0] & 1:
+            other(ifp, frame[14:])
 
 
 def arp_input(ifp: Ifnet, buf: bytes) -> None:

@@ -13,6 +13,8 @@ Interface:
         SIOCSIFPCAP (name[16] + host path; empty: stop)
         SIOCADDRT / SIOCDELRT / SIOCGETRT (rtreq)      ESRCH, EEXIST, ENETUNREACH
         SIOCSARP / SIOCDARP (arpreq)
+        SIOCAIFADDR_IN6, SIOCDIFADDR_IN6, SIOCADDRT6, SIOCDELRT6, SIOCGETRT6   IPv6
+                                                       (net/inet6/ifconfig6.py)
     Every change needs root (EPERM); ENXIO names a missing interface.
 """
 
@@ -36,11 +38,16 @@ from rumpkernel.kern.abi import (
     RTF_STATIC,
     RTF_UP,
     SIOCADDRT,
+    SIOCADDRT6,
     SIOCAIFADDR,
+    SIOCAIFADDR_IN6,
     SIOCDARP,
     SIOCDELRT,
+    SIOCDELRT6,
     SIOCDIFADDR,
+    SIOCDIFADDR_IN6,
     SIOCGETRT,
+    SIOCGETRT6,
     SIOCGIFFLAGS,
     SIOCGIFINDEX,
     SIOCGIFMTU,
@@ -59,7 +66,8 @@ from rumpkernel.net.wire.base import mask_len
 
 SETTABLE = IFF_UP | IFF_DEBUG | IFF_PROMISC | IFF_NOARP | IFF_ALLMULTI
 MIN_MTU = 68
-GETTERS = (SIOCGIFFLAGS, SIOCGIFMTU, SIOCGIFINDEX, SIOCGETRT)
+GETTERS = (SIOCGIFFLAGS, SIOCGIFMTU, SIOCGIFINDEX, SIOCGETRT, SIOCGETRT6)
+IN6_CMDS = (SIOCAIFADDR_IN6, SIOCDIFADDR_IN6, SIOCADDRT6, SIOCDELRT6, SIOCGETRT6)
 
 
 def _need(data: bytes, size: int) -> bytes:
@@ -85,6 +93,10 @@ def _inet(ns: Any) -> Any:
 def ifioctl(ns: Any, l: Any, cmd: int, data: bytes) -> bytes | None:
     if cmd not in GETTERS and not l.proc.cred.is_root:
         raise KernelError(Errno.EPERM, "interface configuration needs root")
+    if cmd in IN6_CMDS:
+        from rumpkernel.net.inet6.ifconfig6 import ifioctl6
+
+        return ifioctl6(ns, l, cmd, data)
     if cmd in (SIOCADDRT, SIOCDELRT, SIOCGETRT):
         return _route(ns, cmd, _need(data, S.RTREQ.size))
     if cmd in (SIOCSARP, SIOCDARP):
@@ -138,7 +150,8 @@ def _ifreq(ns: Any, ifp: Any, cmd: int, data: bytes) -> bytes | None:
     if cmd == SIOCSIFFLAGS:
         (flags,) = S.IFINT.unpack_from(_need(data, 32), 16)
         was_up = ifp.flags & IFF_UP
-        ifp.flags = (ifp.flags & ~SETTABLE) | (flags & SETTABLE)
+        ifp.flags = (ifp.flags & ~SETTABLE) | (flags & SETTABLE & ~IFF_UP) | was_up
+        ns.set_up(ifp, bool(flags & IFF_UP))
         if ifp.flags & IFF_UP and not was_up and ns.inet is not None:
             announce = ns.link_announce.get(ifp.kind)
             for ia in ifp.addrs if announce is not None else ():

@@ -11,7 +11,8 @@ Interface:
                                    tapped, handed to the link layer
     ifp.start_pcap(path) / stop_pcap()   every frame sent and received, to a host pcap file
     ifp.stop_driver() / detach()
-    ifp.info() -> dict             for netstat -i / ifconfig
+    ifp.info() -> dict             for netstat -i / ifconfig ("addrs6": IPv6 addresses when
+                                   the kernel has IPv6)
 Drivers (dev/) implement ``transmit(frame) -> bool`` (False: busy, keep it queued),
 ``set_linkstr(ifp, text)``, ``stop()``, ``info() -> dict`` and ``linkstr``; a driver feeds
 received frames to ``ifp.input`` from its own kernel thread.
@@ -183,6 +184,10 @@ class Ifnet:
                       for a in self.addrs],
             "pcap": self.pcap.path if self.pcap is not None else None,
         }
+        if self.ns.inet6 is not None:
+            from rumpkernel.net.inet6.info6 import if_addrs6
+
+            d["addrs6"] = if_addrs6(self)
         for c in COUNTERS:
             d[c] = getattr(self, c)
         if self.driver is not None:

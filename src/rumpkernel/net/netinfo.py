@@ -3,18 +3,20 @@
 
 Interface:
     netinfo(ns, topic) -> object     topics: "interfaces", "routes", "arp", "sockets",
-                                     "stats"; ENOENT for others
+                                     "stats", and with IPv6 "routes6", "nd6" (the neighbour
+                                     caches), "rdnss" (DNS servers from router
+                                     advertisements); ENOENT for others
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rumpkernel.kern.abi import AF_INET, AF_LOCAL
+from rumpkernel.kern.abi import AF_INET, AF_INET6, AF_LOCAL
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.net.wire.base import ip4str
 
-TOPICS = ("interfaces", "routes", "arp", "sockets", "stats")
+TOPICS = ("interfaces", "routes", "arp", "sockets", "stats", "routes6", "nd6", "rdnss")
 
 
 def netinfo(ns: Any, topic: str) -> Any:
@@ -35,6 +37,12 @@ def netinfo(ns: Any, topic: str) -> Any:
             return [_socket(so) for so in ns.sockets.values()]
         if topic == "stats":
             return {p: dict(sorted(c.items())) for p, c in sorted(ns.stats.items())}
+        if topic in ("routes6", "nd6", "rdnss"):
+            if ns.inet6 is None:
+                return []
+            from rumpkernel.net.inet6 import info6
+
+            return info6.topic(ns, topic)
     raise KernelError(Errno.ENOENT, f"netinfo topic {topic!r} (one of {', '.join(TOPICS)})")
 
 
@@ -45,6 +53,11 @@ def fmt_addr(addr: tuple | None) -> str | None:
         return f"{ip4str(addr[1])}:{addr[2]}"
     if addr[0] == AF_LOCAL:
         return addr[1].decode("utf-8", "replace")
+    if addr[0] == AF_INET6:
+        from rumpkernel.net.wire.ipv6 import ip6str
+
+        zone = f"%{addr[4]}" if len(addr) > 4 and addr[4] else ""
+        return f"[{ip6str(addr[1])}{zone}]:{addr[2]}"
     return repr(addr)
 
 

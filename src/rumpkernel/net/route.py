@@ -1,13 +1,15 @@
-"""The IPv4 routing table: longest-prefix match over host, network and default routes.
+"""Routing tables: longest-prefix match over host, network and default routes.  The same
+code serves IPv4 (``ns.routes``, 4-byte addresses) and IPv6 (``ns.inet6.routes``, 16 bytes).
 
 Interface:
-    Route(dst, plen, gateway, ifp, flags, src=None)     dst/gateway/src as 4 bytes
-    RouteTable(): add(route) (EEXIST) / delete(dst, plen, gateway=None) -> Route (ESRCH) /
-                  lookup(dst) -> Route | None / delete_if(ifp) / delete_where(pred) / routes()
+    Route(dst, plen, gateway, ifp, flags, src=None)     dst/gateway/src as 4 (or 16) bytes
+    RouteTable(width=32): add(route) (EEXIST) / delete(dst, plen, gateway=None) -> Route
+                  (ESRCH) / lookup(dst) -> Route | None / get(dst, plen) / delete_if(ifp) /
+                  delete_where(pred) / routes()
     len(table)
 
 One route per (destination, prefix length).  ``lookup`` tries prefix lengths from the longest
-present downwards, one dictionary probe each (at most 33).  Routes count their use.
+present downwards, one dictionary probe each (at most width + 1).  Routes count their use.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ class Route:
         self.plen = plen
         self.gateway = gateway
         self.ifp = ifp
-        self.flags = flags | (RTF_GATEWAY if gateway else 0) | (RTF_HOST if plen == 32 else 0)
+        self.flags = flags | (RTF_GATEWAY if gateway else 0) | (
+            RTF_HOST if plen == len(dst) * 8 else 0)
         self.src = src
         self.use = 0
 
@@ -38,41 +41,51 @@ class Route:
     def __repr__(self) -> str:
         from rumpkernel.net.wire.base import ip4str
 
-        gw = ip4str(self.gateway) if self.gateway else "link"
-        return f"<Route {ip4str(self.dst)}/{self.plen} via {gw} on {self.ifp.name}>"
+        def text(a: bytes) -> str:
+            return ip4str(a) if len(a) == 4 else a.hex()
 
-
-def _key(dst: bytes, plen: int) -> int:
-    return int.from_bytes(dst, "big") & ((0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF)
+        gw = text(self.gateway) if self.gateway else "link"
+        return f"<Route {text(self.dst)}/{self.plen} via {gw} on {self.ifp.name}>"
 
 
 class RouteTable:
-    __slots__ = ("_by_len", "_lens")
+    __slots__ = ("_by_len", "_lens", "_masks", "width")
 
-    def __init__(self) -> None:
+    def __init__(self, width: int = 32) -> None:
+        self.width = width
+        full = (1 << width) - 1
+        self._masks = [(full << (width - n)) & full for n in range(width + 1)]
         self._by_len: dict[int, dict[int, Route]] = {}
         self._lens: list[int] = []
+
+    def _key(self, dst: bytes, plen: int) -> int:
+        if len(dst) * 8 != self.width:
+            raise KernelError(Errno.EAFNOSUPPORT, f"a {len(dst)}-byte address in a "
+                              f"{self.width}-bit routing table")
+        return int.from_bytes(dst, "big") & self._masks[plen]
 
     def __len__(self) -> int:
         return sum(len(d) for d in self._by_len.values())
 
     def add(self, r: Route) -> Route:
-        if not 0 <= r.plen <= 32:
+        if not 0 <= r.plen <= self.width:
             raise KernelError(Errno.EINVAL, f"prefix length {r.plen}")
         d = self._by_len.get(r.plen)
         if d is None:
             d = self._by_len[r.plen] = {}
             self._lens = sorted(self._by_len, reverse=True)
-        k = _key(r.dst, r.plen)
+        k = self._key(r.dst, r.plen)
         if k in d:
             raise KernelError(Errno.EEXIST, f"route to {r!r} exists")
-        r.dst = k.to_bytes(4, "big")
+        r.dst = k.to_bytes(self.width // 8, "big")
         d[k] = r
         return r
 
     def delete(self, dst: bytes, plen: int, gateway: bytes | None = None) -> Route:
+        if not 0 <= plen <= self.width:
+            raise KernelError(Errno.ESRCH, "no such route")
         d = self._by_len.get(plen, {})
-        k = _key(dst, plen)
+        k = self._key(dst, plen)
         r = d.get(k)
         if r is None or (gateway is not None and r.gateway not in (gateway, None)):
             raise KernelError(Errno.ESRCH, "no such route")
@@ -83,13 +96,16 @@ class RouteTable:
         return r
 
     def get(self, dst: bytes, plen: int) -> Route | None:
-        return self._by_len.get(plen, {}).get(_key(dst, plen))
+        if not 0 <= plen <= self.width:
+            return None
+        return self._by_len.get(plen, {}).get(self._key(dst, plen))
 
     def lookup(self, dst: bytes) -> Route | None:
         a = int.from_bytes(dst, "big")
         by_len = self._by_len
+        masks = self._masks
         for plen in self._lens:
-            r = by_len[plen].get(a & ((0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF))
+            r = by_len[plen].get(a & masks[plen])
             if r is not None:
                 r.use += 1
                 return r

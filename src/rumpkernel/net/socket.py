@@ -252,7 +252,8 @@ class Protocol:
 class Socket:
     """A socket; see the module docstring.  ``ns.lock`` protects every field."""
 
-    __slots__ = ("cv", "domain", "error", "head", "id", "k", "linger", "ns", "options", "pcb",
+    __slots__ = ("bound_if", "cv", "domain", "error", "head", "id", "k", "linger", "ns",
+                 "options", "pcb",
                  "proto", "protocol", "q", "q0", "qlimit", "rcv", "sel", "snd", "state",
                  "type", "__weakref__")
 
@@ -268,6 +269,7 @@ class Socket:
         self.options = 0
         self.linger: int | None = None
         self.error = 0
+        self.bound_if = 0                    # SO_BINDTODEVICE: an interface index, 0: none
         self.rcv = SockBuf(ns.k)
         self.snd = SockBuf(ns.k)
         self.sel = SelInfo()

@@ -7,12 +7,17 @@ Interface (stack lock held):
                                                  timeout's microseconds out of range)
     sogetopt(so, level, name) -> bytes
 Integers are 4-byte little-endian; SO_LINGER is structs.LINGER, the timeouts structs.TIMEVAL.
+SO_BINDTODEVICE (Linux's): an interface name (NUL-terminated or not; empty unbinds), root only
+(EPERM), ENXIO for an unknown interface; the socket then sends through that interface only
+and receives only what arrived on it (``so.bound_if``: its index) -- how a DHCP client sends
+its broadcasts from an interface that has no address yet.
 """
 
 from __future__ import annotations
 
 from rumpkernel.kern.abi import (
     SO_ACCEPTCONN,
+    SO_BINDTODEVICE,
     SO_DOMAIN,
     SO_ERROR,
     SO_LINGER,
@@ -61,6 +66,8 @@ def sosetopt(so: Socket, level: int, name: int, value: bytes) -> None:
         n = opt_int(value)
         buf = so.snd if name == SO_SNDLOWAT else so.rcv
         buf.lowat = max(1, min(n, buf.hiwat or n))
+    elif name == SO_BINDTODEVICE:
+        _bindtodevice(so, value)
     elif name in (SO_SNDTIMEO, SO_RCVTIMEO):
         sec, usec = TIMEVAL.unpack(value)
         if sec < 0 or not 0 <= usec < 1_000_000:
@@ -69,6 +76,14 @@ def sosetopt(so: Socket, level: int, name: int, value: bytes) -> None:
         (so.snd if name == SO_SNDTIMEO else so.rcv).timeout_ns = ns
     else:
         raise KernelError(Errno.ENOPROTOOPT, f"socket option 0x{name:x}")
+
+
+def _bindtodevice(so: Socket, value: bytes) -> None:
+    lwp = so.ns.current_lwp()
+    if lwp is not None and not lwp.proc.cred.is_root:
+        raise KernelError(Errno.EPERM, "SO_BINDTODEVICE needs root")
+    name = bytes(value).split(b"\0", 1)[0]
+    so.bound_if = so.ns.ifunit(name).index if name else 0
 
 
 def _tell_protocol(so: Socket, name: int, value: bytes) -> None:
@@ -100,6 +115,9 @@ def sogetopt(so: Socket, level: int, name: int) -> bytes:
         return TIMEVAL.pack(t // 1_000_000_000, (t % 1_000_000_000) // 1000)
     if name == SO_ERROR:
         return int_opt(so.take_error())
+    if name == SO_BINDTODEVICE:
+        ifp = so.ns.ifindex.get(so.bound_if)
+        return ifp.name.encode() + b"\0" if ifp is not None else b""
     if name == SO_TYPE:
         return int_opt(so.type)
     if name == SO_DOMAIN:

@@ -12,6 +12,13 @@ Interface:
     .cloners                          prefix -> create(ns, name) -> Ifnet (if_clone)
     .routes                           the IPv4 routing table (net/route.py)
     .inet                             the inet domain's state when "net_inet" is in (else None)
+    .inet6                            the inet6 domain's state when "net_inet6" is in (else None)
+    .set_up(ifp, up)                  IFF_UP on or off; a change runs ``ifstate_hooks``
+                                      (fn(ifp, "up" | "down" | "detach"): IPv6 address
+                                      configuration follows the interface state)
+    .ethertypes                       EtherType (2 bytes) -> fn(ifp, payload) for Ethernet input
+                                      beyond IPv4 and ARP (IPv6); ``link_output6`` kind -> IPv6
+                                      link output
     .stats                            protocol -> counter -> int ("ip", "icmp", "udp", ...)
     .count(proto, name, n=1)
     .netisr_enqueue(ifp, proto, pkt)  queue a packet for the input softint (bounded; the loopback
@@ -30,6 +37,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from rumpkernel.kern.abi import IFF_UP
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.kern.sync import KMutex
 from rumpkernel.kern.sysctl import INT
@@ -56,6 +64,7 @@ class NetStack:
         self.cloners: dict[str, Callable[[NetStack, str], Ifnet]] = {}
         self.routes = RouteTable()
         self.inet: Any = None
+        self.inet6: Any = None
         self.local: Any = None
         self.stats: dict[str, dict[str, int]] = {}
         self.netisr_q: deque[tuple[Any, str, bytes]] = deque()
@@ -64,6 +73,9 @@ class NetStack:
         self.link_output: dict[str, Callable[..., None]] = {}
         self.link_input: dict[str, Callable[..., None]] = {}
         self.link_announce: dict[str, Callable[..., None]] = {}
+        self.link_output6: dict[str, Callable[..., None]] = {}
+        self.ethertypes: dict[bytes, Callable[..., None]] = {}
+        self.ifstate_hooks: list[Callable[[Any, str], None]] = []
         self._netisr = k.softints.establish(self._netisr_run)
         self.halting = False
 
@@ -144,7 +156,19 @@ class NetStack:
         self.interfaces[ifp.name] = ifp
         self.ifindex[ifp.index] = ifp
 
+    def set_up(self, ifp: Ifnet, up: bool) -> None:
+        was = bool(ifp.flags & IFF_UP)
+        if up:
+            ifp.flags |= IFF_UP
+        else:
+            ifp.flags &= ~IFF_UP
+        if was != up:
+            for hook in self.ifstate_hooks:
+                hook(ifp, "up" if up else "down")
+
     def detach_if(self, ifp: Ifnet) -> None:
+        for hook in self.ifstate_hooks:
+            hook(ifp, "detach")
         if self.inet is not None:
             self.inet.if_detached(ifp)
         self.routes.delete_if(ifp)
@@ -226,6 +250,8 @@ class NetStack:
                 self.detach_if(ifp)
             if self.inet is not None:
                 self.inet.halt_final()
+            if self.inet6 is not None:
+                self.inet6.halt_final()
 
     def statistics(self, stats: dict[str, Any]) -> None:
         stats["net"] = {"sockets": len(self.sockets), "interfaces": len(self.interfaces),

@@ -166,6 +166,14 @@ RTREQ = Struct("rtreq", (("dst", "16s"), ("gateway", "16s"), ("mask", "16s"),
 ARPREQ = Struct("arpreq", (("addr", "16s"), ("lladdr", "6s2x"), ("ifname", "16s"),
                            ("flags", "I4x")))
 IFINT = struct.Struct("<i12x")          # the int member of ifreq's union (flags, MTU, index)
+# IPv6 configuration (sockaddr_in6 fields are SOCKADDR_IN6_LEN = 28 bytes; lifetimes in seconds,
+# 0xffffffff infinite; RTREQ6 names the prefix length instead of a mask)
+IN6_ALIASREQ = Struct("in6_aliasreq", (("name", "16s"), ("addr", "28s"), ("dstaddr", "28s"),
+                                       ("prefixmask", "28s"), ("flags", "I"), ("vltime", "I"),
+                                       ("pltime", "I")))
+IN6_IFREQ = Struct("in6_ifreq", (("name", "16s"), ("addr", "28s")))
+RTREQ6 = Struct("rtreq6", (("dst", "28s"), ("gateway", "28s"), ("plen", "I"),
+                           ("ifname", "16s"), ("flags", "I"), ("metric", "I")))
 
 
 def ifname_bytes(name: bytes | str) -> bytes:

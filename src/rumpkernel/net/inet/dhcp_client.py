@@ -4,13 +4,19 @@ time (integer ns) and randomness (``rand(n) -> [0, n)``) in; messages to send an
 
 Interface:
     DhcpClient(hwaddr, hostname=None, client_id=None, params=DEFAULT_PARAMS,
-               max_request_tries=4)
+               max_request_tries=4, broadcast=False)
+                                     ``broadcast``: ask servers to broadcast their replies
+                                     while we have no address (the BROADCAST flag, RFC 2131
+                                     4.1: for hosts that cannot receive unicast before their
+                                     address is configured -- the kernel's IP layer)
     start(now, rand)                 INIT -> SELECTING: DISCOVER broadcast
     input(msg, now, rand) -> bool    a parsed DhcpMessage from port 67; False when it was not
                                      for us or not acceptable in this state (counted)
     timeout(now, rand)               retransmissions, T1 (RENEWING), T2 (REBINDING), expiry
     decline(now, rand)               the offered address is in use (the caller's ARP probe
                                      answered): DECLINE, then INIT again after 10 s
+    renew(now) -> bool               BOUND/RENEWING: send a renewing REQUEST now (``dhcpcd -n``);
+                                     False in other states
     release(now)                     RELEASE to the server, deconfigure, stop
     stop()                           forget the lease without telling anyone
     take_output() -> [Transmit | Configure | Deconfigure]
@@ -96,8 +102,9 @@ def _usable(a: bytes) -> bool:
 class DhcpClient:
     def __init__(self, hwaddr: bytes, hostname: bytes | None = None,
                  client_id: bytes | None = None, params: tuple[int, ...] = DEFAULT_PARAMS,
-                 max_request_tries: int = 4) -> None:
+                 max_request_tries: int = 4, broadcast: bool = False) -> None:
         self.hwaddr = hwaddr
+        self.broadcast = broadcast
         self.hostname = hostname
         self.client_id = client_id
         self.params = params
@@ -134,7 +141,8 @@ class DhcpClient:
     def _send(self, msg_type: int, now: int, options: tuple = (), ciaddr: bytes = dhcp.ZERO,
               src: bytes = dhcp.ZERO, dst: bytes = BROADCAST) -> None:
         secs = (now - self.began) // SEC
-        m = dhcp.request(msg_type, self.xid, self.hwaddr, options, ciaddr, secs)
+        m = dhcp.request(msg_type, self.xid, self.hwaddr, options, ciaddr, secs,
+                         broadcast=self.broadcast and ciaddr == dhcp.ZERO)
         self.output.append(Transmit(m, src, dst))
 
     def _backoff(self, now: int, rand: Rand) -> int:
@@ -291,6 +299,14 @@ class DhcpClient:
                    src=self.lease.address, dst=dst)
         self.tries += 1
         self.next = min(until, now + max((until - now) // 2, 60 * SEC))
+
+    def renew(self, now: int) -> bool:
+        if self.state not in (BOUND, RENEWING) or self.lease is None:
+            return False
+        lease = self.lease
+        self.state, self.tries = RENEWING, 0
+        self._extend(now, lease.server, lease.start + lease.t2_ns)
+        return True
 
     def release(self, now: int) -> None:
         if self.lease is not None:

@@ -9,7 +9,10 @@ Interface:
                                           announces the address (gratuitous ARP)
     delete_address(ifp, addr)             SIOCDIFADDR (EADDRNOTAVAIL)
     is_local(addr) / is_broadcast(addr, ifp=None) / ifaddr_for(addr) -> (ifp, IfAddr) | None
-    select_source(dst, bound=None) -> (src, route)    ENETUNREACH / EADDRNOTAVAIL
+    select_source(dst, bound=None, bound_if=0) -> (src, route)    ENETUNREACH /
+                                          EADDRNOTAVAIL; ``bound_if`` (SO_BINDTODEVICE) keeps
+                                          the datagram on that interface, and lets a broadcast
+                                          leave it from 0.0.0.0 while it has no address (DHCP)
     register_protocol(proto, input_fn, ctlinput_fn=None)
         input_fn(ifp, ip: IpIn, payload: bytes)       a datagram for us (reassembled)
         ctlinput_fn(errno, src, dst, inner: bytes)    an ICMP error about a datagram we sent
@@ -135,7 +138,7 @@ class Inet:
         if broadcast is not None:
             self.bcast[broadcast] = ifp
         self._add_routes(ifp, ia)
-        ifp.flags |= IFF_UP
+        self.ns.set_up(ifp, True)
         announce = self.ns.link_announce.get(ifp.kind)
         if announce is not None:
             announce(ifp, addr)
@@ -187,8 +190,14 @@ class Inet:
                     if owner is not None:
                         r.ifp = owner[0]
 
-    def select_source(self, dst: bytes, bound: bytes | None = None) -> tuple[bytes, Route]:
+    def select_source(self, dst: bytes, bound: bytes | None = None,
+                      bound_if: int = 0) -> tuple[bytes, Route]:
         r = self.ns.routes.lookup(dst)
+        if bound_if:
+            r = self._device_route(dst, r, bound_if)
+            if not r.ifp.addrs and r.src is None and (dst == BROADCAST_ALL
+                                                      or self.is_broadcast(dst, r.ifp)):
+                return ANY, r                   # DHCP: no address yet, to everyone
         if r is None:
             if dst == BROADCAST_ALL:
                 r = self._broadcast_route(bound)
@@ -204,6 +213,17 @@ class Inet:
         if r.flags & RTF_LOCAL:
             return dst, r
         raise KernelError(Errno.EADDRNOTAVAIL, f"{r.ifp.name} has no IPv4 address")
+
+    def _device_route(self, dst: bytes, r: Route | None, index: int) -> Route:
+        """SO_BINDTODEVICE: the route if it leaves through that interface (or is local),
+        else the destination as if on that interface's link."""
+        ifp = self.ns.ifindex.get(index)
+        if ifp is None:
+            raise KernelError(Errno.ENXIO, f"no interface with index {index}")
+        if r is not None and (r.ifp is ifp or r.flags & RTF_LOCAL):
+            return r
+        src = ifp.addrs[0].addr if ifp.addrs else None
+        return Route(dst, 32, None, ifp, RTF_UP, src=src)
 
     def _broadcast_route(self, bound: bytes | None) -> Route | None:
         """255.255.255.255 leaves through the bound address's interface, else the first

@@ -7,7 +7,9 @@ Interface (the stack lock is held for all of them):
                                       and the protocol, or forwarded when
                                       net.inet.ip.forwarding is on
     ip_output(inet, src, dst, proto, payload, ttl=None, tos=0, df=False, broadcast_ok=False,
-              bound=None)             route, pick the source address, fragment to the MTU and
+              bound=None, bound_if=0) route (through interface index ``bound_if`` only, when
+                                      set: SO_BINDTODEVICE), pick the source address, fragment
+                                      to the MTU and
                                       hand to the interface.  ENETUNREACH (no route),
                                       EHOSTUNREACH (reject route), EACCES (broadcast without
                                       SO_BROADCAST), EMSGSIZE (DF and too big), ENETDOWN,
@@ -121,10 +123,12 @@ def deliver(inet: Inet, ifp: Any, header: bytes, payload: bytes, src: bytes, dst
 def ip_output(inet: Inet, src: bytes | None, dst: bytes, proto: int, payload: bytes, *,
               ttl: int | None = None, tos: int = 0, df: bool = False,
               broadcast_ok: bool = False, bound: bytes | None = None,
-              options: bytes = b"") -> None:
+              options: bytes = b"", bound_if: int = 0) -> None:
     ns = inet.ns
-    source, rt = inet.select_source(dst, src if src not in (None, ANY) else bound)
-    if source not in inet.local and not (rt.flags & RTF_LOCAL and source == dst):
+    source, rt = inet.select_source(dst, src if src not in (None, ANY) else bound, bound_if)
+    if source == ANY and bound_if and (dst == BROADCAST_ALL or inet.is_broadcast(dst, rt.ifp)):
+        pass                                    # DHCP from an interface with no address yet
+    elif source not in inet.local and not (rt.flags & RTF_LOCAL and source == dst):
         raise KernelError(Errno.EADDRNOTAVAIL, "source address is not local")
     if rt.flags & RTF_REJECT:
         raise KernelError(Errno.EHOSTUNREACH, "reject route")

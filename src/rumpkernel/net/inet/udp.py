@@ -9,7 +9,9 @@ SO_REUSEPORT), connect (AF_UNSPEC dissolves the association), sendto on a connec
 with an address is EISCONN, broadcasts need SO_BROADCAST (EACCES), a datagram larger than
 65,507 bytes is EMSGSIZE; an ICMP port unreachable for a connected socket's datagram makes its
 next call fail with ECONNREFUSED; a datagram that does not fit the receive buffer is dropped
-and counted ("fullsock"); a bad checksum is counted and dropped, never delivered.
+and counted ("fullsock"); a bad checksum is counted and dropped, never delivered.  Dual-stack
+IPv6 sockets hold their IPv4 port here too (a pcb whose socket is AF_INET6): what they receive
+carries a v4-mapped source address.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from rumpkernel.net.wire import udp as wire
 from rumpkernel.net.wire.base import FormatError
 
 MAX_DATAGRAM = 65535 - 20 - 8
+V4MAPPED = bytes(10) + b"\xff\xff"
 SENDSPACE = 65536
 RECVSPACE = 256 * 1024
 
@@ -140,11 +143,12 @@ class UdpProtocol(Protocol):
         inet = self.inet
         if not pcb.lport:
             self.pcbs.bind(pcb, ANY, 0, False)
-        src, _rt = inet.select_source(dst, pcb.laddr)
+        src, _rt = inet.select_source(dst, pcb.laddr, so.bound_if)
         seg = wire.emit_raw(pcb.lport, dport, data, src, dst)
         self.ns.count("udp", "opackets")
         ip_output(inet, src, dst, IPPROTO_UDP, seg, ttl=pcb.ttl, tos=pcb.tos,
-                  broadcast_ok=bool(so.options & SO_BROADCAST), bound=pcb.laddr)
+                  broadcast_ok=bool(so.options & SO_BROADCAST), bound=pcb.laddr,
+                  bound_if=so.bound_if)
 
     def sockaddr(self, so: Socket) -> tuple:
         pcb = so.pcb
@@ -175,14 +179,18 @@ class UdpProtocol(Protocol):
             ns.count("udp", {"checksum": "badsum", "length": "badlen"}.get(e.reason, "hdrops"))
             return
         src = (AF_INET, ip.src, d.sport)
+        index = ifp.index if ifp is not None else 0
         if ip.broadcast:
-            pcbs = self.pcbs.matches(ip.dst, d.dport, ip.src, d.sport)
+            pcbs = [p for p in self.pcbs.matches(ip.dst, d.dport, ip.src, d.sport)
+                    if p.so.bound_if in (0, index)]
             if not pcbs:
                 ns.count("udp", "noportbcast")
             for pcb in pcbs:
                 self._append(pcb.so, d.payload, src)
             return
         pcb = self.pcbs.lookup(ip.dst, d.dport, ip.src, d.sport)
+        if pcb is not None and pcb.so.bound_if not in (0, index):
+            pcb = None                          # SO_BINDTODEVICE to another interface
         if pcb is None:
             ns.count("udp", "noport")
             icmp.error(self.inet, ip.header + payload, icmp.UNREACH, icmp.UNREACH_PORT)
@@ -190,6 +198,8 @@ class UdpProtocol(Protocol):
         self._append(pcb.so, d.payload, src)
 
     def _append(self, so: Socket, data: bytes, src: tuple) -> None:
+        if so.domain != AF_INET:        # a dual-stack IPv6 socket (net/inet6/in6_pcb.py)
+            src = (so.domain, V4MAPPED + src[1], src[2], 0, 0)
         if so.rcv.append_record(data, src, None):
             so.rwakeup()
         else:

@@ -6,6 +6,8 @@ arms a callout for ``deadline``.
 Interface:
     NeighborCache(reachable_ns=30 s, retrans_ns=1 s, delay_ns=5 s, max_multicast=3,
                   max_unicast=3, maxhold=16, maxentries=1024)
+    fast(ip, now) -> bytes | None             the link address of a REACHABLE neighbour (nothing
+                                              else changes: the per-packet fast path), or None
     resolve(ip, pkt, now) -> bytes | None     the link address to send ``pkt`` to, or None when
                                               ``pkt`` is held until resolution (at most
                                               ``maxhold`` per neighbour; the oldest is dropped)
@@ -106,6 +108,13 @@ class NeighborCache:
         self.retrans_ns = ns
 
     # ---- sending -----------------------------------------------------------------------------
+    def fast(self, ip: bytes, now: int) -> bytes | None:
+        e = self.table.get(ip)
+        if e is None or e.state != REACHABLE or now >= e.expires:
+            return None
+        e.used = now
+        return e.lladdr
+
     def resolve(self, ip: bytes, pkt: bytes, now: int) -> bytes | None:
         e = self.table.get(ip)
         if e is None:
