@@ -80,7 +80,8 @@ def test_sockin_and_the_inet_stack_exclude_each_other() -> None:
     assert "net_inet" in every and "net_sockin" not in every
     chosen = {c.name for c in resolve(SOCKIN)}
     assert "net_sockin" in chosen and "vfs" in chosen
-    assert not chosen & {"net_inet", "net_lo", "net_wire", "net_shmif", "net_virtif"}
+    assert not chosen & {"net_inet", "net_inet6", "net_lo", "net_wire", "net_shmif",
+                         "net_virtif"}
 
 
 def test_sockin_needs_a_real_host() -> None:
@@ -174,6 +175,20 @@ def test_udp_both_ways_with_host_programs(knet) -> None:
         assert data == b"to the kernel" and peer == ("127.0.0.1", h.getsockname()[1])
         u.sendto(b"back", peer)
         assert h.recv(100) == b"back"
+
+
+def test_ipv6_datagrams_over_host_loopback(knet) -> None:
+    S = knet.socket
+    with S.socket(S.AF_INET6, S.SOCK_DGRAM) as u, \
+            hostsock.socket(hostsock.AF_INET6, hostsock.SOCK_DGRAM) as h:
+        u.bind(("::1", 0))
+        h.settimeout(10)
+        h.sendto(b"v6 to the kernel", u.getsockname()[:2])
+        u.settimeout(10)
+        data, peer = u.recvfrom(100)
+        assert data == b"v6 to the kernel" and peer[:2] == ("::1", h.getsockname()[1])
+        u.sendto(b"and back", peer)
+        assert h.recv(100) == b"and back"
 
 
 def test_ipv6_stream_over_host_loopback(knet) -> None:

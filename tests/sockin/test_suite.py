@@ -1,14 +1,16 @@
-"""The socket test suite of tests/net (test_udp.py, test_sockapi.py) run over sockin, local and
-remote: the same test functions, with this directory's ``knet`` (a sockin kernel).  Tests of
-what sockin does not have (the kernel's interfaces, ICMP, raw sockets, the kernel stack's
-counters) are listed in NOT_SOCKIN with the reason; test_sockin.py has sockin's versions of the
-ones whose socket behaviour still applies."""
+"""The socket test suite of tests/net (test_udp.py, test_sockapi.py) and tests/net6
+(test_sock6.py) run over sockin, local and remote: the same test functions, with this
+directory's ``knet`` (a sockin kernel).  Tests of what sockin does not have (the kernel's
+interfaces, ICMP, raw sockets, the kernel stack's counters and sysctl nodes) and of what the host
+decides differently (error numbers for unusable IPv6 destinations) are listed in NOT_SOCKIN with
+the reason; test_sockin.py has sockin's versions of the ones whose socket behaviour applies."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.net import test_sockapi, test_udp
+from tests.net6 import test_sock6
 
 NOT_SOCKIN = {
     "test_connected_socket_gets_econnrefused_from_port_unreachable":
@@ -19,12 +21,21 @@ NOT_SOCKIN = {
     "test_raw_icmp_ping_of_ourselves": "sockin has no raw sockets (dissertation 3.9.1)",
     "test_raw_socket_needs_root": "sockin has no raw sockets (test_sockin: EPROTONOSUPPORT)",
     "test_icmp_echo_sockets_need_no_privilege": "sockin has no ICMP",
+    # tests/net6/test_sock6.py
+    "test_udp6_over_loopback_with_sockaddr_in6_tuples":
+        "reads the kernel stack's ip6 counters (test_sockin has UDP and TCP over ::1)",
+    "test_address_errors": "errors for unusable IPv6 destinations are the host's (Linux: "
+                           "EINVAL for port 0, EADDRNOTAVAIL/ENETUNREACH differ)",
+    "test_icmpv6_echo_socket_and_raw_socket": "sockin has no ICMPv6 or raw sockets",
+    "test_multicast_membership_on_lo0": "group membership needs the kernel's interfaces",
+    "test_names_and_text_forms": "zones name the kernel's interfaces; sockin has none",
+    "test_netstat_and_sysctl_show_ipv6": "reads the kernel stack's net.inet6 sysctl nodes",
 }
 
 
 def _collect() -> dict[str, object]:
     out: dict[str, object] = {}
-    for mod in (test_udp, test_sockapi):
+    for mod in (test_udp, test_sockapi, test_sock6):
         for name, fn in vars(mod).items():
             if name.startswith("test_") and callable(fn):
                 assert name not in out, f"two suite tests named {name}"

@@ -46,7 +46,6 @@ import types
 from typing import Any
 
 from rumpkernel.client import abi as H
-from rumpkernel.client import sockaddr as KS
 from rumpkernel.client.socket import KernelSocket, SocketModule
 from rumpkernel.kern import abi as K
 
@@ -87,7 +86,7 @@ def parse_families(text: str) -> tuple[bool, frozenset[int]]:
 
 
 class HijackSocketModule(SocketModule):
-    """The client socket module with the host's name resolution and IPv6 addresses."""
+    """The client socket module with the host's name resolution and default timeout."""
 
     @property
     def _default_timeout(self) -> float | None:  # type: ignore[override]
@@ -98,36 +97,11 @@ class HijackSocketModule(SocketModule):
         return None
 
     def to_sockaddr(self, family: int, address: Any) -> bytes:
-        if family == _s.AF_INET:
-            host, port = _pair(address, 2, "AF_INET")
-            return KS.pack_in(_s.inet_pton(_s.AF_INET, _resolve(host, family)), port)
-        if family == _s.AF_INET6:
-            if not isinstance(address, tuple) or not 2 <= len(address) <= 4:
-                raise TypeError("AF_INET6 address must be a tuple (host, port[, flowinfo[, "
-                                "scopeid]])")
-            host, port = _pair(address[:2], 2, "AF_INET6")
-            flow, scope = (*address[2:], 0, 0)[:2]
-            raw = _s.inet_pton(_s.AF_INET6, _resolve(host, family))
-            return KS.pack_in6(raw, port, flow, scope)
+        if family in (_s.AF_INET, _s.AF_INET6) and isinstance(address, tuple) and address \
+                and isinstance(address[0], (str, bytes)):
+            host = address[0].decode() if isinstance(address[0], bytes) else address[0]
+            address = (_resolve(host, family), *address[1:])
         return super().to_sockaddr(family, address)
-
-    @staticmethod
-    def from_sockaddr(raw: bytes) -> Any:
-        if len(raw) >= 2 and raw[1] == K.AF_INET6:
-            _fam, addr, port, flow, scope = KS.unpack(raw)
-            return (_s.inet_ntop(_s.AF_INET6, addr), port, flow, scope)
-        return SocketModule.from_sockaddr(raw)
-
-
-def _pair(address: Any, n: int, what: str) -> tuple[Any, int]:
-    if not isinstance(address, tuple) or len(address) != n:
-        raise TypeError(f"{what} address must be a tuple (host, port)")
-    host, port = address
-    if not isinstance(port, int):
-        raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
-    if not 0 <= port <= 0xFFFF:
-        raise OverflowError("port must be 0-65535.")
-    return (host.decode() if isinstance(host, bytes) else host), port
 
 
 def _resolve(host: str, family: int) -> str:
