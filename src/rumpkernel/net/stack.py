@@ -139,6 +139,17 @@ class NetStack:
         self.k.sysctl.add(name, INT, getter=getter, setter=setter, writable=setter is not None,
                           desc=desc)
 
+    def add_tunable(self, name: str, obj: Any, attr: str, lo: int, hi: int,
+                    scale: int = 1) -> None:
+        """A writable integer node over ``obj.attr`` (stored as value * ``scale``, e.g. seconds
+        kept in ns); EINVAL outside ``lo..hi``."""
+        def setter(v: int) -> None:
+            if not lo <= v <= hi:
+                raise KernelError(Errno.EINVAL, f"{name}: {v} not in {lo}..{hi}")
+            setattr(obj, attr, v * scale)
+
+        self.add_sysctl(name, lambda: getattr(obj, attr) // scale, setter)
+
     # ---- interfaces -------------------------------------------------------------------------
     def ifunit(self, name: str | bytes) -> Ifnet:
         if isinstance(name, bytes):

@@ -20,35 +20,15 @@ dropped first, so a fragment flood costs bounded memory.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from rumpkernel.net.reass import ReassQueue, ReassTable
 
 MAX_DATAGRAM = 65535 - 20
 
 
-class _Queue:
-    __slots__ = ("bytes", "expires", "first", "pieces", "total")
-
-    def __init__(self, expires: int) -> None:
-        self.pieces: list[tuple[int, bytes]] = []    # sorted, non-overlapping
-        self.total: int | None = None
-        self.first: bytes | None = None             # header of the offset-0 fragment
-        self.expires = expires
-        self.bytes = 0
-
-
-class Reassembler:
+class Reassembler(ReassTable):
     def __init__(self, timeout_ns: int = 30 * 10**9, max_bytes: int = 1 << 20,
                  max_queues: int = 64, max_frags: int = 128) -> None:
-        self.timeout_ns = timeout_ns
-        self.max_bytes = max_bytes
-        self.max_queues = max_queues
-        self.max_frags = max_frags
-        self.queues: OrderedDict[tuple, _Queue] = OrderedDict()
-        self.held_bytes = 0
-        self.dropped = 0
-        self.timeouts = 0
-        self.overflows = 0
-        self.bad = 0
+        super().__init__(timeout_ns, max_bytes, max_queues, max_frags)
 
     def add(self, key: tuple, offset: int, more: bool, data: bytes, header: bytes,
             now: int) -> tuple[bytes, bytes] | None:
@@ -57,10 +37,7 @@ class Reassembler:
             self.bad += 1
             self._drop(key)
             return None
-        q = self.queues.get(key)
-        if q is None:
-            self._make_room(len(data))
-            q = self.queues[key] = _Queue(now + self.timeout_ns)
+        q = self._queue(key, len(data), now)
         if not more:
             if (q.total is not None and q.total != end) or (q.pieces and q.pieces[-1][0]
                                                             + len(q.pieces[-1][1]) > end):
@@ -79,23 +56,17 @@ class Reassembler:
             self.bad += 1
             self._drop(key)
             return None
-        added = sum(len(d) for _, d in new)
-        if added and self.held_bytes + added > self.max_bytes:
-            self._make_room(added, keep=key)
-            if key not in self.queues:
-                return None
+        if not self._hold(key, q, sum(len(d) for _, d in new)):
+            return None
         q.pieces.extend(new)
         q.pieces.sort(key=lambda p: p[0])
-        q.bytes += added
-        self.held_bytes += added
         if q.total is not None and q.bytes == q.total and q.first is not None:
-            del self.queues[key]
-            self.held_bytes -= q.bytes
+            self._done(key, q)
             return b"".join(d for _, d in q.pieces), q.first
         return None
 
     @staticmethod
-    def _trim(q: _Queue, offset: int, data: bytes) -> list[tuple[int, bytes]]:
+    def _trim(q: ReassQueue, offset: int, data: bytes) -> list[tuple[int, bytes]]:
         pieces = [(offset, data)] if data else []
         for s, d in q.pieces:
             e = s + len(d)
@@ -112,42 +83,6 @@ class Reassembler:
             pieces = out
         return pieces
 
-    def _make_room(self, need: int, keep: tuple | None = None) -> None:
-        while self.queues and (self.held_bytes + need > self.max_bytes
-                               or len(self.queues) >= self.max_queues + (keep is not None)):
-            victim = next(iter(self.queues))
-            if victim == keep:
-                if len(self.queues) == 1:
-                    self._drop(victim)
-                    self.overflows += 1
-                    return
-                self.queues.move_to_end(victim)
-                victim = next(iter(self.queues))
-            self._drop(victim)
-            self.overflows += 1
-
-    def _drop(self, key: tuple) -> None:
-        q = self.queues.pop(key, None)
-        if q is not None:
-            self.held_bytes -= q.bytes
-            self.dropped += len(q.pieces)
-
     def timeout(self, now: int) -> list[tuple[bytes, bytes]]:
-        out = []
-        for key, q in list(self.queues.items()):
-            if q.expires <= now:
-                self._drop(key)
-                self.timeouts += 1
-                if q.first is not None and q.pieces and q.pieces[0][0] == 0:
-                    out.append((q.first, q.pieces[0][1][:8]))
-        return out
-
-    @property
-    def deadline(self) -> int | None:
-        return min((q.expires for q in self.queues.values()), default=None)
-
-    def drop_all(self) -> int:
-        n = self.held_bytes
-        for key in list(self.queues):
-            self._drop(key)
-        return n
+        return [(q.first, q.pieces[0][1][:8]) for q in self._expired(now)
+                if q.first is not None and q.pieces and q.pieces[0][0] == 0]

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 from rumpkernel.kern.abi import AF_INET, IPPROTO_ICMP
-from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.net import if_ether
 from rumpkernel.net.inet import icmp
 from rumpkernel.net.inet.icmp_sock import PingProtocol
@@ -55,30 +54,22 @@ def attach_inet(ns: Any) -> None:
     _sysctl(ns, inet, udp)
 
 
-def _rw(ns: Any, name: str, obj: Any, attr: str, lo: int, hi: int, scale: int = 1) -> None:
-    def setter(v: int) -> None:
-        if not lo <= v <= hi:
-            raise KernelError(Errno.EINVAL, f"{name}: {v} not in {lo}..{hi}")
-        setattr(obj, attr, v * scale)
-
-    ns.add_sysctl(name, lambda: getattr(obj, attr) // scale, setter)
-
 
 def _sysctl(ns: Any, inet: Inet, udp: UdpProtocol) -> None:
     s = 1_000_000_000
-    _rw(ns, "net.inet.ip.forwarding", inet, "forwarding", 0, 1)
-    _rw(ns, "net.inet.ip.ttl", inet, "ttl", 1, 255)
-    _rw(ns, "net.inet.ip.reass_maxbytes", inet.reass, "max_bytes", 0, 1 << 30)
-    _rw(ns, "net.inet.ip.reass_timeout", inet.reass, "timeout_ns", 1, 3600, s)
-    _rw(ns, "net.inet.icmp.errppslimit", inet, "errppslimit", -1, 1 << 30)
-    _rw(ns, "net.inet.icmp.bmcastecho", inet, "bmcastecho", 0, 1)
-    _rw(ns, "net.inet.udp.sendspace", udp, "snd_space", 1, 1 << 22)
-    _rw(ns, "net.inet.udp.recvspace", udp, "rcv_space", 1, 1 << 22)
+    ns.add_tunable("net.inet.ip.forwarding", inet, "forwarding", 0, 1)
+    ns.add_tunable("net.inet.ip.ttl", inet, "ttl", 1, 255)
+    ns.add_tunable("net.inet.ip.reass_maxbytes", inet.reass, "max_bytes", 0, 1 << 30)
+    ns.add_tunable("net.inet.ip.reass_timeout", inet.reass, "timeout_ns", 1, 3600, s)
+    ns.add_tunable("net.inet.icmp.errppslimit", inet, "errppslimit", -1, 1 << 30)
+    ns.add_tunable("net.inet.icmp.bmcastecho", inet, "bmcastecho", 0, 1)
+    ns.add_tunable("net.inet.udp.sendspace", udp, "snd_space", 1, 1 << 22)
+    ns.add_tunable("net.inet.udp.recvspace", udp, "rcv_space", 1, 1 << 22)
     arp = ArpDefaults(ns)
     ns.arp_defaults = arp
-    _rw(ns, "net.inet.arp.keep", arp, "keep_ns", 1, 86400, s)
-    _rw(ns, "net.inet.arp.down", arp, "down_ns", 1, 86400, s)
-    _rw(ns, "net.inet.arp.maxtries", arp, "maxtries", 1, 100)
+    ns.add_tunable("net.inet.arp.keep", arp, "keep_ns", 1, 86400, s)
+    ns.add_tunable("net.inet.arp.down", arp, "down_ns", 1, 86400, s)
+    ns.add_tunable("net.inet.arp.maxtries", arp, "maxtries", 1, 100)
     for proto, names in STAT_NAMES.items():
         for n in names:
             ns.add_sysctl(f"net.inet.{proto}.stats.{n}",

@@ -29,10 +29,10 @@ most ``max_frags`` pieces per datagram, and when holding a fragment would pass `
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from rumpkernel.kern.errno import Errno, KernelError
+from rumpkernel.net.reass import ReassQueue, ReassTable
 from rumpkernel.net.wire import ipv6
 from rumpkernel.net.wire.ipv6 import (
     HEADER_LEN,
@@ -59,17 +59,16 @@ class ParamProblemNeeded:
     pointer: int
 
 
-class _Queue:
-    __slots__ = ("bytes", "expires", "first", "nh", "pieces", "total", "unfrag")
+class _Queue(ReassQueue):
+    """``first`` is the offset-0 fragment; ``unfrag`` its unfragmentable headers (next-header
+    patched) and ``nh`` the next header after them."""
+
+    __slots__ = ("nh", "unfrag")
 
     def __init__(self, expires: int) -> None:
-        self.pieces: list[tuple[int, bytes]] = []
-        self.total: int | None = None
-        self.first: Ipv6Packet | None = None      # the offset-0 fragment
-        self.unfrag = b""                         # its unfragmentable headers, NH patched
-        self.nh = 0                               # next header after the unfragmentable part
-        self.expires = expires
-        self.bytes = 0
+        super().__init__(expires)
+        self.unfrag = b""
+        self.nh = 0
 
 
 def _split(pkt: Ipv6Packet, chain: ipv6.Chain, i: int) -> tuple[bytes, int, bytes]:
@@ -87,17 +86,13 @@ def _split(pkt: Ipv6Packet, chain: ipv6.Chain, i: int) -> tuple[bytes, int, byte
     return bytes(unfrag), first_nh, pkt.payload[start + 8:]
 
 
-class Reassembler6:
+class Reassembler6(ReassTable):
+    queue_class = _Queue
+
     def __init__(self, timeout_ns: int = 60 * SEC, max_bytes: int = 1 << 20,
                  max_queues: int = 64, max_frags: int = 64) -> None:
-        self.timeout_ns = timeout_ns
-        self.max_bytes = max_bytes
-        self.max_queues = max_queues
-        self.max_frags = max_frags
-        self.queues: OrderedDict[tuple, _Queue] = OrderedDict()
-        self.held_bytes = 0
-        self.reassembled = self.atomic = self.dropped = self.overlaps = 0
-        self.timeouts = self.overflows = self.bad = 0
+        super().__init__(timeout_ns, max_bytes, max_queues, max_frags)
+        self.reassembled = self.atomic = self.overlaps = 0
 
     def add(self, pkt: Ipv6Packet, chain: ipv6.Chain,
             now: int) -> Reassembled | ParamProblemNeeded | None:
@@ -123,10 +118,7 @@ class Reassembler6:
 
     def _insert(self, key: tuple, pkt: Ipv6Packet, unfrag: bytes, first_nh: int,
                 fh: FragmentHeader, data: bytes, now: int) -> Reassembled | None:
-        q = self.queues.get(key)
-        if q is None:
-            self._make_room(len(data))
-            q = self.queues[key] = _Queue(now + self.timeout_ns)
+        q = self._queue(key, len(data), now)
         start, end = fh.offset, fh.offset + len(data)
         for s, d in q.pieces:
             if s == start and len(d) == len(data):
@@ -146,20 +138,15 @@ class Reassembler6:
             q.total = end
         if fh.offset == 0:
             q.first, q.unfrag, q.nh = pkt, unfrag, first_nh
-        if self.held_bytes + len(data) > self.max_bytes:
-            self._make_room(len(data), keep=key)
-            if key not in self.queues:
-                return None
+        if not self._hold(key, q, len(data)):
+            return None
         q.pieces.append((start, data))
-        q.bytes += len(data)
-        self.held_bytes += len(data)
         return self._complete(key, q)
 
     def _complete(self, key: tuple, q: _Queue) -> Reassembled | None:
         if q.total is None or q.bytes != q.total or q.first is None:
             return None
-        del self.queues[key]
-        self.held_bytes -= q.bytes
+        self._done(key, q)
         q.pieces.sort(key=lambda p: p[0])
         f = q.first
         self.reassembled += 1
@@ -167,45 +154,9 @@ class Reassembler6:
                                       q.unfrag + b"".join(d for _, d in q.pieces),
                                       f.hop_limit, f.traffic_class, f.flow_label))
 
-    def _make_room(self, need: int, keep: tuple | None = None) -> None:
-        while self.queues and (self.held_bytes + need > self.max_bytes
-                               or len(self.queues) >= self.max_queues + (keep is not None)):
-            victim = next(iter(self.queues))
-            if victim == keep:
-                if len(self.queues) == 1:
-                    self._drop(victim)
-                    self.overflows += 1
-                    return
-                self.queues.move_to_end(victim)
-                victim = next(iter(self.queues))
-            self._drop(victim)
-            self.overflows += 1
-
-    def _drop(self, key: tuple) -> None:
-        q = self.queues.pop(key, None)
-        if q is not None:
-            self.held_bytes -= q.bytes
-            self.dropped += len(q.pieces)
-
     def timeout(self, now: int) -> list[bytes]:
-        out = []
-        for key, q in list(self.queues.items()):
-            if q.expires <= now:
-                self._drop(key)
-                self.timeouts += 1
-                if q.first is not None:
-                    out.append(q.first.emit())
-        return out
-
-    @property
-    def deadline(self) -> int | None:
-        return min((q.expires for q in self.queues.values()), default=None)
-
-    def drop_all(self) -> int:
-        n = self.held_bytes
-        for key in list(self.queues):
-            self._drop(key)
-        return n
+        """The offset-0 fragments of datagrams that timed out (for ICMPv6 time exceeded)."""
+        return [q.first.emit() for q in self._expired(now) if q.first is not None]
 
 
 # ---- fragmentation -----------------------------------------------------------------------------

@@ -25,7 +25,6 @@ from __future__ import annotations
 from typing import Any
 
 from rumpkernel.kern.abi import AF_INET6
-from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.net.inet6 import icmp6, nd6
 from rumpkernel.net.inet6.in6 import Inet6
 from rumpkernel.net.inet6.ip6 import ip6_input
@@ -86,29 +85,21 @@ def _ifstate(inet6: Inet6) -> Any:
     return hook
 
 
-def _rw(ns: Any, name: str, obj: Any, attr: str, lo: int, hi: int, scale: int = 1) -> None:
-    def setter(v: int) -> None:
-        if not lo <= v <= hi:
-            raise KernelError(Errno.EINVAL, f"{name}: {v} not in {lo}..{hi}")
-        setattr(obj, attr, v * scale)
-
-    ns.add_sysctl(name, lambda: getattr(obj, attr) // scale, setter)
-
 
 def _sysctl(ns: Any, inet6: Inet6, udp: Udp6Protocol) -> None:
     s = 1_000_000_000
-    _rw(ns, "net.inet6.ip6.forwarding", inet6, "forwarding", 0, 1)
-    _rw(ns, "net.inet6.ip6.hlim", inet6, "hlim", 1, 255)
-    _rw(ns, "net.inet6.ip6.accept_rtadv", inet6, "accept_rtadv", 0, 1)
-    _rw(ns, "net.inet6.ip6.dad_count", inet6, "dad_count", 0, 15)
-    _rw(ns, "net.inet6.ip6.v6only", inet6, "v6only", 0, 1)
-    _rw(ns, "net.inet6.ip6.stable_iid", inet6, "stable_iid", 0, 1)
-    _rw(ns, "net.inet6.ip6.reass_maxbytes", inet6.reass, "max_bytes", 0, 1 << 30)
-    _rw(ns, "net.inet6.ip6.reass_timeout", inet6.reass, "timeout_ns", 1, 3600, s)
-    _rw(ns, "net.inet6.icmp6.errppslimit", inet6, "errppslimit", -1, 1 << 30)
-    _rw(ns, "net.inet6.icmp6.mcastecho", inet6, "mcastecho", 0, 1)
-    _rw(ns, "net.inet6.udp6.sendspace", udp, "snd_space", 1, 1 << 22)
-    _rw(ns, "net.inet6.udp6.recvspace", udp, "rcv_space", 1, 1 << 22)
+    ns.add_tunable("net.inet6.ip6.forwarding", inet6, "forwarding", 0, 1)
+    ns.add_tunable("net.inet6.ip6.hlim", inet6, "hlim", 1, 255)
+    ns.add_tunable("net.inet6.ip6.accept_rtadv", inet6, "accept_rtadv", 0, 1)
+    ns.add_tunable("net.inet6.ip6.dad_count", inet6, "dad_count", 0, 15)
+    ns.add_tunable("net.inet6.ip6.v6only", inet6, "v6only", 0, 1)
+    ns.add_tunable("net.inet6.ip6.stable_iid", inet6, "stable_iid", 0, 1)
+    ns.add_tunable("net.inet6.ip6.reass_maxbytes", inet6.reass, "max_bytes", 0, 1 << 30)
+    ns.add_tunable("net.inet6.ip6.reass_timeout", inet6.reass, "timeout_ns", 1, 3600, s)
+    ns.add_tunable("net.inet6.icmp6.errppslimit", inet6, "errppslimit", -1, 1 << 30)
+    ns.add_tunable("net.inet6.icmp6.mcastecho", inet6, "mcastecho", 0, 1)
+    ns.add_tunable("net.inet6.udp6.sendspace", udp, "snd_space", 1, 1 << 22)
+    ns.add_tunable("net.inet6.udp6.recvspace", udp, "rcv_space", 1, 1 << 22)
     for proto, names in STAT_NAMES.items():
         for n in names:
             ns.add_sysctl(f"net.inet6.{proto}.stats.{n}",
