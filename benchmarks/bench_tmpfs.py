@@ -15,9 +15,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import median_time, row  # noqa: E402
+from common import median_time, row
 
-import rumpkernel  # noqa: E402
+import rumpkernel
 
 
 def metadata(sysmod, root: str, n: int) -> None:

@@ -16,6 +16,7 @@ CPUs, a memory limit in bytes and a host name.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -49,14 +50,19 @@ def boot(host: Hypercalls | None = None, *, components: Iterable[str] | None = N
     k.verbose = verbose
     import rumpkernel.kern.kern_syscalls as kern_syscalls
 
-    with k.entered():
-        k.install_syscalls("kern", kern_syscalls)
-        for c in comps:
-            c.init(k)
-            k.components.append(c.name)
-            k.factions.add(c.faction)
-        k.finish_sysent()
-        k.init_stat_sysctl()
+    try:
+        with k.entered():
+            k.install_syscalls("kern", kern_syscalls)
+            for c in comps:
+                c.init(k)
+                k.components.append(c.name)
+                k.factions.add(c.faction)
+            k.finish_sysent()
+            k.init_stat_sysctl()
+    except BaseException:
+        with contextlib.suppress(Exception):       # a component refused: stop what did start
+            k.halt()
+        raise
     attach(k)
     return k
 

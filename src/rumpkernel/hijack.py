@@ -1,6 +1,7 @@
-"""``python -m rumpkernel.hijack [-p POLICY] [-u URL | --local] script.py | -m module ...``:
-run an unmodified Python program with its file system calls routed to a rump kernel.  The
-implementation (and the list of what is intercepted) is ``rumpkernel.apps.hijack``."""
+"""``python -m rumpkernel.hijack [-p POLICY] [-u URL | --local | --sockin] script.py | -m
+module ...``: run an unmodified Python program with its file system and socket calls routed to a
+rump kernel.  The implementation (and the list of what is intercepted) is
+``rumpkernel.apps.hijack``; docs/hijack.md."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""rumphijack for Python programs: run an unmodified program with its file system calls routed
-to a rump kernel by policy (the dissertation's librumphijack, section 3.12.6).
+"""rumphijack for Python programs: run an unmodified program with its file system and network
+calls routed to a rump kernel by policy (the dissertation's librumphijack, section 3.12.6).
 
-    python -m rumpkernel.hijack [-p POLICY] [-u URL | --local] script.py args...
-    python -m rumpkernel.hijack [-p POLICY] [-u URL | --local] -m module args...
+    python -m rumpkernel.hijack [-p POLICY] [-u URL | --local | --sockin] script.py args...
+    python -m rumpkernel.hijack [-p POLICY] [-u URL | --local | --sockin] -m module args...
 
 POLICY (default ``$RUMPHIJACK``, else ``path=/rump,socket=all:nolocal``) is the dissertation's
 comma-separated ``name=value`` list:
@@ -10,17 +10,21 @@ comma-separated ``name=value`` list:
     path=PREFIX        paths under PREFIX go to the kernel with the prefix stripped
                        (``/rump/etc/x`` -> kernel ``/etc/x``); ``..`` never leaves the kernel
     blanket=P1:P2      paths starting with these go to the kernel unstripped
+    socket=FAMILIES    sockets of these families are the kernel's: a colon list (``inet:inet6``)
+                       or ``all`` followed by exclusions (``all:nolocal``); families: inet,
+                       inet6, local (unix), and the host's other AF_* names in lower case
     fdoff=N            kernel descriptors appear to the program as N + kernel fd (default 128);
-                       a host open() that returns a descriptor >= N fails with ENFILE
-    socket=, vfs=, sysctl=   accepted for compatibility; this kernel has no sockets, so nothing
-                       is routed by them
+                       a host open() or socket that gets a descriptor >= N fails with ENFILE
+    vfs=, sysctl=      accepted for compatibility; nothing is routed by them
 An empty policy hijacks nothing.  The server is ``-u URL`` or ``$RUMP_SERVER`` (reconnect policy
 ``$RUMPHIJACK_RETRYCONNECT``); ``--local`` boots a kernel inside the process instead (halted,
-and so flushed, when the program ends).  With ``--local``, ``--image IMG[,TYPE][,ro]`` mounts a
-disk image (``IMG``, ``IMG%N``, ``IMG@OFFSET``) as the root of the kernel's name space (so
-``/rump/etc/x`` is the image's ``/etc/x``), and ``-d key=K,hostpath=P[,size=S][,offset=N]
-[,type=blk|chr|reg]`` registers host files as rump_server's ``-d`` does.  A missing server,
-image or script is one line on stderr and exit status 1.
+and so flushed, when the program ends) and ``--sockin`` does the same with sockin in place of
+the kernel's own TCP/IP (the program's sockets then reach the host's network through the
+kernel).  With ``--local``, ``--image IMG[,TYPE][,ro]`` mounts a disk image (``IMG``,
+``IMG%N``, ``IMG@OFFSET``) as the root of the kernel's name space (so ``/rump/etc/x`` is the
+image's ``/etc/x``), and ``-d key=K,hostpath=P[,size=S][,offset=N][,type=blk|chr|reg]``
+registers host files as rump_server's ``-d`` does.  A missing server, image or script is one
+line on stderr and exit status 1.
 
 Intercepted: ``builtins.open``, ``io.open`` (so ``os.fdopen``, ``pathlib``, and modules that
 kept a reference to it, such as bz2's ``_builtin_open``), and in ``os``:
@@ -31,13 +35,16 @@ fchdir getcwd getcwdb dup dup2 statvfs fstatvfs mknod mkfifo get/set_blocking
 get/set_inheritable isatty sendfile device_encoding getxattr setxattr listxattr removexattr; and
 ``fcntl.fcntl`` on kernel descriptors.  ``shutil`` works through these.  Relative paths follow
 the working directory: after ``os.chdir("/rump/d")`` they go to the kernel, and ``os.getcwd()``
-says ``/rump/d``.
+says ``/rump/d``.  With ``socket=``: ``socket.socket`` and the socket module's socketpair, fromfd,
+dup and close, and ``select.select``/``poll``/``epoll`` with the selectors built on them (so
+socketserver, http.server, urllib and asyncio); see ``apps/hijack_net.py`` and docs/hijack.md.
 
-Not intercepted (they act on the host only): sockets, select/poll/selectors on kernel
-descriptors, mmap, subprocess/exec (children are not hijacked), ``dup2`` between a kernel and a
-host descriptor (EXDEV; there is no dup2 alias table), C extensions that call libc directly,
-``os.open`` of a kernel path with a host ``dir_fd`` and vice versa (routed by the path when it
-is absolute).  ``os.fork`` works: the client library gives the child its own kernel process.
+Not intercepted (they act on the host only): mmap, subprocess/exec (children are not hijacked),
+name resolution (getaddrinfo asks the host), TLS on kernel sockets (refused), ``dup2`` between
+a kernel and a host descriptor (EXDEV; there is no dup2 alias table), C extensions that call
+libc directly, ``os.open`` of a kernel path with a host ``dir_fd`` and vice versa (routed by the
+path when it is absolute).  ``os.fork`` works remotely: the client library gives the child its
+own kernel process.
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ class Policy:
         self.path: str | None = None
         self.blanket: list[str] = []
         self.fdoff = 128
+        self.sockets: tuple[bool, frozenset[int]] | None = None   # (all but?, families)
         self.other: dict[str, str] = {}
         for item in filter(None, (x.strip() for x in text.split(","))):
             name, eq, value = item.partition("=")
@@ -76,7 +84,12 @@ class Policy:
                 self.fdoff = int(value)
                 if not 3 <= self.fdoff <= 1 << 20:
                     raise ValueError("RUMPHIJACK: fdoff out of range")
-            elif name in ("socket", "vfs", "sysctl"):
+            elif name == "socket":
+                from rumpkernel.apps.hijack_net import parse_families
+
+                every, fams = parse_families(value)
+                self.sockets = (every, fams) if every or fams else None
+            elif name in ("vfs", "sysctl"):
                 self.other[name] = value
             else:
                 raise ValueError(f"RUMPHIJACK: unknown setting {name!r}")
@@ -101,6 +114,7 @@ class Hijack:
         self.saved: dict[tuple[Any, str], Any] = {}
         self.real = {n: getattr(os, n) for n in dir(os) if callable(getattr(os, n))}
         self.real_open = io.open
+        self.net: Any = None
 
     # ---- routing ----
     def is_k(self, fd: Any) -> bool:
@@ -129,11 +143,15 @@ class Hijack:
 
     # ---- install ----
     def _set(self, obj: Any, name: str, fn: Any) -> None:
-        self.saved[(obj, name)] = getattr(obj, name)
+        if isinstance(obj, type) and name in vars(obj):
+            self.saved[(obj, name)] = vars(obj)[name]      # the descriptor (a classmethod)
+        else:
+            self.saved[(obj, name)] = getattr(obj, name)
         setattr(obj, name, fn)
 
     def install(self) -> None:
-        if self.policy.path is None and not self.policy.blanket:
+        pol = self.policy
+        if pol.path is None and not pol.blanket and pol.sockets is None:
             return
         for name in PATH_CALLS:
             if name in self.real:
@@ -164,9 +182,17 @@ class Hijack:
             for (obj, name), old in self.saved.items():
                 if obj is os and old in s:
                     s.add(getattr(os, name))
+        if pol.sockets is not None:
+            from rumpkernel.apps.hijack_net import NetHijack
+
+            self.net = NetHijack(self, *pol.sockets)
+            self.net.install()
 
     def uninstall(self) -> None:
-        for (obj, name), old in self.saved.items():
+        if self.net is not None:
+            self.net.uninstall()
+            self.net = None
+        for (obj, name), old in reversed(list(self.saved.items())):
             setattr(obj, name, old)
         self.saved.clear()
 
@@ -465,7 +491,7 @@ def _local(a: argparse.Namespace) -> tuple[Any, Any]:
     import rumpkernel
     from rumpkernel.apps.rump_server import register_drive
 
-    k = rumpkernel.boot()
+    k = rumpkernel.boot(components=["all", "net_sockin"] if a.sockin else None)
     try:
         for d in a.drives:
             register_drive(k, d)
@@ -529,15 +555,17 @@ def _kernel(a: argparse.Namespace) -> tuple[Any, Any]:
     return conn.sys, conn.close
 
 
-USAGE = ("usage: python -m rumpkernel.hijack [-p POLICY] [-u URL | --local [--image "
-         "IMG[,TYPE][,ro]] [-d key=K,hostpath=P[,size=S]]] (script.py | -m module) [args...]")
+USAGE = ("usage: python -m rumpkernel.hijack [-p POLICY] [-u URL | --local | --sockin] "
+         "[--image IMG[,TYPE][,ro]] [-d key=K,hostpath=P[,size=S]] (script.py | -m module) "
+         "[args...]")
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     """Options end at the script or at ``-m module``; what follows belongs to the program."""
     from rumpkernel.apps.rump_server import parse_drivespec
 
-    a = argparse.Namespace(policy=None, url=None, local=False, module=None, target=[],
+    a = argparse.Namespace(policy=None, url=None, local=False, sockin=False, module=None,
+                           target=[],
                            image=None, drives=[])
     i = 0
     while i < len(argv):
@@ -560,6 +588,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
             i += 2
         elif arg == "--local":
             a.local = True
+            i += 1
+        elif arg == "--sockin":
+            a.sockin = a.local = True
             i += 1
         elif arg in ("-h", "--help"):
             print(USAGE)

@@ -17,6 +17,14 @@ they are loaded when a boot asks for a name the tree does not have, or by ``load
 A component may declare ``test_images``: how the shipped testing kit makes images for its
 file-system matrix (see ``rumpkernel.testing``).
 
+Alternatives: a component may declare ``conflicts`` (components it replaces, such as sockin and
+the kernel's own inet stack, which both serve AF_INET) and ``default=False`` (left out of "every
+component").  A set that holds two conflicting components, directly or through what they
+require, is refused with EINVAL.  ``resolve(None)`` is every default component; the name
+``"all"`` inside a list means the same, minus whatever conflicts with a component named
+explicitly (``["all", "net_sockin"]``: everything, with sockin instead of inet and the
+interfaces that need inet).
+
 Interface:  Phase; component(...); catalog() -> dict[str, Component]; resolve(names) -> list;
             load_plugins() -> list of module names; TestImage
 """
@@ -70,6 +78,8 @@ class Component:
     init: Callable[[Kernel], None]
     desc: str = ""
     test_images: tuple[TestImage, ...] = ()
+    conflicts: tuple[str, ...] = ()
+    default: bool = True
 
 
 _REGISTRY: dict[str, Component] = {}
@@ -82,10 +92,11 @@ PLUGIN_GROUP = "rumpkernel.components"
 
 def component(name: str, *, phase: Phase, faction: str = "kern",
               requires: Iterable[str] = (), desc: str = "",
-              test_images: Iterable[TestImage] = ()) -> Callable:
+              test_images: Iterable[TestImage] = (), conflicts: Iterable[str] = (),
+              default: bool = True) -> Callable:
     def register(fn: Callable[[Kernel], None]) -> Callable[[Kernel], None]:
         _REGISTRY[name] = Component(name, phase, faction, tuple(requires), fn, desc,
-                                    tuple(test_images))
+                                    tuple(test_images), tuple(conflicts), default)
         return fn
     return register
 
@@ -138,9 +149,28 @@ def load_plugins() -> list[str]:
 
 
 def resolve(names: Iterable[str] | None) -> list[Component]:
-    """The components to init, dependencies included, in phase order.  ``None`` = all."""
+    """The components to init, dependencies included, in phase order.  ``None`` = every
+    default component; "all" in a list = the same, minus what conflicts with the others named.
+    EINVAL when two chosen components conflict."""
     cat = catalog()
-    wanted = list(cat) if names is None else list(names)
+    asked = ["all"] if names is None else list(names)
+    explicit = [n for n in asked if n != "all"]
+    chosen = _closure(cat, explicit)
+    if "all" in asked:
+        for c in cat.values():
+            if c.default and c.name not in chosen:
+                extra = _closure(cat, [c.name])
+                if not _conflict(cat, {**chosen, **extra}):
+                    chosen.update(extra)
+    clash = _conflict(cat, chosen)
+    if clash:
+        raise KernelError(Errno.EINVAL, f"components {clash[0]!r} and {clash[1]!r} conflict: "
+                          "a kernel has one or the other")
+    return sorted(chosen.values(), key=lambda c: (c.phase, c.name))
+
+
+def _closure(cat: dict[str, Component], names: list[str]) -> dict[str, Component]:
+    wanted = list(names)
     chosen: dict[str, Component] = {}
     while wanted:
         n = wanted.pop()
@@ -148,10 +178,18 @@ def resolve(names: Iterable[str] | None) -> list[Component]:
             continue
         c = cat.get(n)
         if c is None and not _plugins_loaded and load_plugins():
-            cat = catalog()
+            cat.update(catalog())
             c = cat.get(n)
         if c is None:
             raise KernelError(Errno.ENOENT, f"unknown component {n!r}; known: {sorted(cat)}")
         chosen[n] = c
         wanted.extend(c.requires)
-    return sorted(chosen.values(), key=lambda c: (c.phase, c.name))
+    return chosen
+
+
+def _conflict(cat: dict[str, Component], chosen: dict[str, Component]) -> tuple[str, str] | None:
+    for c in chosen.values():
+        for other in c.conflicts:
+            if other in chosen:
+                return c.name, other
+    return None

@@ -27,6 +27,7 @@ COMPANIONS: dict[str, str] = {
     "shmif": "rumpkernel.hypercall.dev.shmif",
     "tap": "rumpkernel.hypercall.dev.tap",
     "pcap": "rumpkernel.hypercall.dev.pcap",
+    "hostsock": "rumpkernel.hypercall.dev.hostsock",
 }
 
 
