@@ -519,6 +519,7 @@ class Builder:
                 opts["volume_id"] = int.from_bytes(os.urandom(4), "little")
             return opts
         opts.setdefault("block_size", 4096 if size >= 8 * MiB else 1024)
+        opts["zeroed"] = True       # a new sparse file: tables and journal read as zeros
         if "inode_ratio" not in opts:
             opts.setdefault("inodes", self._inodes(nodes, size))
         if p.uuid:
