@@ -483,7 +483,7 @@ class Builder:
             k.sys.chroot("/image")
             k.sys.chdir("/")
             self._check_room(k, nodes, size)
-            Writer(k.sys, nodes, fat=p.fat).write()
+            Writer(k.sys, nodes, fat=p.fat, put_file=k.put_file).write()
             k.sys.fchdir(rootfd)
             k.sys.chroot(".")
             k.sys.close(rootfd)
@@ -636,10 +636,12 @@ class Writer:
     CHUNK = 4 * MiB
     DIRFDS = 64
 
-    def __init__(self, sys_: Any, nodes: dict[str, Node], *, fat: bool) -> None:
+    def __init__(self, sys_: Any, nodes: dict[str, Node], *, fat: bool,
+                 put_file: Any = None) -> None:
         self.sys = sys_
         self.nodes = nodes
         self.fat = fat
+        self.put_file = put_file    # the kernel's one-entry file creation (local kernels)
         self.links: dict[tuple[int, int], str] = {}
         self.dirfds: dict[str, int] = {}
 
@@ -718,6 +720,13 @@ class Writer:
     def _file(self, path: str, n: Node) -> None:
         s = self.sys
         parent, _, name = n.rel.rpartition("/")
+        if self.put_file is not None and n.size <= self.CHUNK:
+            data = self._small(n)
+            if data is not None:    # whole and without holes: one kernel entry
+                owner = (0, 0) if self.fat else (n.uid, n.gid)
+                self.put_file(self._dirfd(parent), os.fsencode(name), n.mode & 0o7777,
+                              *owner, data, len(data), n.atime_ns, n.mtime_ns)
+                return
         fd = s.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, n.mode,
                     dir_fd=self._dirfd(parent))
         try:
@@ -735,6 +744,30 @@ class Writer:
             s.futimens(fd, (n.atime_ns, n.mtime_ns))
         finally:
             s.close(fd)
+
+    def _small(self, n: Node) -> bytes | None:
+        """The contents of a small host file, or None when it has holes (ext keeps them) or
+        has grown past CHUNK since the scan (the descriptor path copies those)."""
+        if n.host is None or not n.size:
+            return b""
+        try:
+            hfd = os.open(n.host, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                if not self.fat and data_segments(hfd, n.size) is not None:
+                    return None
+                parts = []
+                total = 0
+                while total <= self.CHUNK:
+                    chunk = os.read(hfd, self.CHUNK + 1 - total)
+                    if not chunk:
+                        break
+                    parts.append(chunk)
+                    total += len(chunk)
+            finally:
+                os.close(hfd)
+        except OSError as e:
+            raise MakefsError(f"{n.host}: {os.strerror(e.errno or errno.EIO)}") from None
+        return None if total > self.CHUNK else b"".join(parts)
 
     def _copy(self, host: str, size: int, fd: int) -> None:
         try:
