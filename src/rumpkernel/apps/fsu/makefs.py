@@ -753,21 +753,22 @@ class Writer:
         try:
             hfd = os.open(n.host, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             try:
-                if not self.fat and data_segments(hfd, n.size) is not None:
+                # the scan saw holes (n.data): does the file still have them?
+                if not self.fat and n.data is not None and \
+                        data_segments(hfd, n.size) is not None:
                     return None
-                parts = []
-                total = 0
-                while total <= self.CHUNK:
-                    chunk = os.read(hfd, self.CHUNK + 1 - total)
-                    if not chunk:
-                        break
-                    parts.append(chunk)
-                    total += len(chunk)
+                data = os.read(hfd, n.size + 1)     # short: the end (a regular file)
+                if len(data) < n.size:              # shrunk since the scan: read to the end
+                    parts = [data]
+                    while data and sum(map(len, parts)) <= self.CHUNK:
+                        data = os.read(hfd, self.CHUNK + 1)
+                        parts.append(data)
+                    data = b"".join(parts)
             finally:
                 os.close(hfd)
         except OSError as e:
             raise MakefsError(f"{n.host}: {os.strerror(e.errno or errno.EIO)}") from None
-        return None if total > self.CHUNK else b"".join(parts)
+        return None if len(data) > n.size or len(data) > self.CHUNK else data
 
     def _copy(self, host: str, size: int, fd: int) -> None:
         try:

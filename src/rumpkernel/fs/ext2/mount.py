@@ -433,8 +433,19 @@ class MountState:
         self.ctx.log(f"ext: cleaned up {len(seen)} orphan inodes")
 
     def _write_dirty_inodes(self) -> None:
+        """Every changed inode into its table block (each block read and written once)."""
+        if self.readonly:
+            return
+        nodes, out = [], []
         for node in list(self.inodes.values()):
-            self._write_inode(node)  # type: ignore[attr-defined]
+            if node.emap is not None and node.emap.dirty:
+                node.emap.store()
+            if node.dirty:
+                out.append((node.ino, node.encode(self.vol)))
+                nodes.append(node)
+        self.vol.write_inodes_raw(out)
+        for node in nodes:
+            node.dirty = False
 
     def sync(self) -> None:
         """Everything durable and in place: a journal commit and a checkpoint (so the image
