@@ -3,6 +3,7 @@ several repeats, whole processes (interpreter start and imports included) and in
 (``makefs.main`` called in this interpreter, imports done, nothing else changed).
 
     PYTHONPATH=src python benchmarks/bench_makefs.py [--repeats 5] [--quick] [--types ext4,fat]
+        [--trees small,many,big] [--baseline OLD/src]
 
 Trees (sizes exponential, seed 5; the shape bench_ext2 uses), each in 20 x 3 directories:
     small   1,000 files, mean 8 KB  (~8 MB)   per-file cost
@@ -55,8 +56,9 @@ def make_tree(root: Path, nfiles: int, mean: int, seed: int = 5) -> int:
 
 
 class Timer:
-    def __init__(self, work: Path, repeats: int) -> None:
+    def __init__(self, work: Path, repeats: int, baseline: str | None = None) -> None:
         self.repeats = repeats
+        self.baseline = baseline
         self.env = {**os.environ, "PYTHONPATH": SRC,
                     "PYTHONPYCACHEPREFIX": str(work / "pycache"), "FSU_PROGRESS": "0"}
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -104,6 +106,20 @@ def row(name: str, ours: float, ref: float, target: float | None = None) -> str:
             f"ratio {ratio:5.2f}x{verdict}")
 
 
+def baseline_row(t: Timer, name: str, cmd: str, ours: float) -> list[str]:
+    """The same command run with ``--baseline``'s source tree (an older checkout)."""
+    if not t.baseline:
+        return []
+    env = t.env
+    t.env = {**env, "PYTHONPATH": t.baseline,
+             "PYTHONPYCACHEPREFIX": env["PYTHONPYCACHEPREFIX"] + "-base"}
+    try:
+        before = t.whole(cmd)
+    finally:
+        t.env = env
+    return [row(f"{name} now vs baseline", ours, before)]
+
+
 def bench_ext(t: Timer, work: Path, tree: Path, fstype: str) -> list[str]:
     q = shlex.quote
     img, ref = work / "ours.img", work / "ref.img"
@@ -116,7 +132,8 @@ def bench_ext(t: Timer, work: Path, tree: Path, fstype: str) -> list[str]:
     ours = t.whole(f"{fsu} {' '.join(map(q, argv))}")
     inproc = t.inproc(argv)
     return [row(f"{fstype} whole process ({size >> 20} MiB)", ours, mke2fs, 2),
-            row(f"{fstype} in-process", inproc, mke2fs, 2)]
+            row(f"{fstype} in-process", inproc, mke2fs, 2),
+            *baseline_row(t, fstype, f"{fsu} {' '.join(map(q, argv))}", ours)]
 
 
 def bench_fat(t: Timer, work: Path, tree: Path) -> list[str]:
@@ -134,7 +151,8 @@ def bench_fat(t: Timer, work: Path, tree: Path) -> list[str]:
     inproc = t.inproc(argv)
     return [row(f"fat whole process ({fsize >> 20} MiB)", ours, fat_ref),
             row("  ... vs mkfs.fat + mcopy + sync IMG", ours, durable),
-            row("fat in-process", inproc, fat_ref)]
+            row("fat in-process", inproc, fat_ref),
+            *baseline_row(t, "fat", f"{fsu} {' '.join(map(q, argv))}", ours)]
 
 
 def main() -> None:
@@ -143,6 +161,8 @@ def main() -> None:
     ap.add_argument("--types", default="ext4,fat", help="comma-separated: ext4,ext3,ext2,fat")
     ap.add_argument("--trees", default=",".join(TREES), help="comma-separated: small,many,big")
     ap.add_argument("--quick", action="store_true", help="the small tree only, 3 repeats")
+    ap.add_argument("--baseline", metavar="SRC",
+                    help="also time an older checkout's src/ (e.g. from git archive) whole")
     args = ap.parse_args()
     types = args.types.split(",")
     trees = ["small"] if args.quick else args.trees.split(",")
@@ -155,7 +175,7 @@ def main() -> None:
     sys.path.insert(0, SRC)
     with tempfile.TemporaryDirectory(prefix="bench-makefs-") as d:
         work = Path(d)
-        t = Timer(work, repeats)
+        t = Timer(work, repeats, args.baseline)
         print(f"python {sys.version.split()[0]} ({PY}); "
               f"timing: {'hyperfine' if shutil.which('hyperfine') else 'own loop'}, "
               f"median of {repeats}; load {os.getloadavg()[0]:.2f}")

@@ -35,7 +35,12 @@ features (``^has_journal:extent``; ``:`` separates), journal_blocks, reserved_pe
 root_entries, sector_size, volume_id; all: keep-owner.
 
 The image is written under a temporary name and renamed into place when complete: a failed
-build leaves no image (and an older image of the same name untouched).
+build leaves no image (and an older image of the same name untouched).  That is why the
+build can skip crash safety: the kernel boots with only vfs and the one file system, newfs
+is told the new sparse file reads as zeros, ext mounts with ``build`` (no journal, no undo
+log, one write-back and one flush at unmount; the journal stays empty and valid), and each
+small file is created, written and stamped in one kernel entry (``Kernel.put_file``);
+large or sparse files go through descriptors.
 """
 
 from __future__ import annotations
