@@ -132,3 +132,17 @@ def test_newfs_zeroed_skips_only_zeros(tmp_path: Path, fstype: str) -> None:
     assert (tmp_path / "z0.img").read_bytes() == (tmp_path / "z1.img").read_bytes()
     assert sizes[True] * 4 < sizes[False]
     assert_fsck_clean(tmp_path / "z1.img")
+
+
+def test_build_unmount_frees_what_was_unlinked(tmp_path: Path) -> None:
+    img = new_image(tmp_path / "x.img", "ext4")
+    with HostFileDevice(img) as host:
+        ctx = MountContext(dev=host, now_ns=lambda: NOW_NS, options={"build": ""})
+        fs = Ext4Type.mount(ctx)
+        root = fs.vget(2)
+        node = fs.vget(fs.create(root, b"gone", REG, 0, 0, 0))
+        fs.write(node, 0, b"g" * 10000)
+        fs.create(root, b"kept", REG, 0, 0, 0)
+        fs.unlink(root, b"gone", node)
+        fs.unmount()                 # "gone" is still cached with no links: freed here
+    assert_fsck_clean(img)

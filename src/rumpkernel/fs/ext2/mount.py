@@ -537,6 +537,9 @@ class MountState:
     def _unmount_build(self) -> None:
         """``build``: every dirty block out once, in ascending order, and one flush."""
         vol = self.vol
+        for node in list(self.inodes.values()):
+            if node.links == 0 and node.mode:       # unlinked while still open
+                self._free_inode(node)  # type: ignore[attr-defined]
         self._write_dirty_inodes()
         if vol.changed:
             secs = self.now() // 1_000_000_000
