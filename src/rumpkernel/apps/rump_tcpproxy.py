@@ -26,8 +26,9 @@ Policies:
 Statistics -- totals, and one line per open connection with its bytes each way and age --
 go to stdout on SIGUSR1, every ``--stats`` seconds, and at exit.  ``-v`` also logs each
 connection as it closes.  SIGTERM/SIGINT close every connection, halt the kernel and exit 0.
-Bad arguments exit 2 with ``rump_tcpproxy: why`` (one line); a TAP that cannot be opened, a
-port in use or no DHCP lease in time exit 1 the same way.
+Arguments that cannot be satisfied -- bad syntax or address, a host name that does not
+resolve, a TAP that cannot be opened, a port in use -- exit 2 with ``rump_tcpproxy: why`` (one
+line); no DHCP lease in time or a failure while running exits 1.
 
 How: one kernel thread polls every kernel socket (the kernel's poll, through
 ``k.socket.selector()``); the main thread runs a host ``selectors`` loop over the host sockets;
@@ -166,8 +167,8 @@ class Options:
 
 
 class Totals:
-    __slots__ = ("accepted", "refused", "failed", "idle", "reset", "closed", "bytes_in",
-                 "bytes_out")
+    __slots__ = ("accepted", "refused", "failed", "idle", "reset", "closed", "peak",
+                 "bytes_in", "bytes_out")
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -250,6 +251,12 @@ class Proxy:
                 raise OSError(e.errno, f"listen on {m.listen_addr}:{m.listen_port}: "
                               f"{e.strerror or e}") from None
             self.listeners.append((ls, m))
+
+    def close(self) -> None:
+        """Close what ``__init__`` and ``listen`` opened, when ``run`` is never called."""
+        for s in (self.hw_r, self.hw_w, self.kw_r, self.kw_w, *(ls for ls, _ in self.listeners)):
+            with contextlib.suppress(OSError):
+                s.close()
 
     # ---- wake-ups -----------------------------------------------------------------------------
     def wake_kernel(self) -> None:
@@ -385,6 +392,7 @@ class Proxy:
                              self.opts.connect_timeout)
                     self.next_id += 1
                     self.conns[c.id] = c
+                    self.totals.peak = max(self.totals.peak, len(self.conns))
                     self.pending.append(c)
             if full:
                 if self.opts.verbose:
@@ -691,7 +699,8 @@ class Proxy:
         ks = self.kernel_sockets()
         self.out.write(f"{PROG}: stats active {d['active']} accepted {d['accepted']} "
                        f"refused {d['refused']} failed {d['failed']} reset {d['reset']} "
-                       f"idle {d['idle']} closed {d['closed']} bytes_in {d['bytes_in']} "
+                       f"idle {d['idle']} closed {d['closed']} peak {d['peak']} "
+                       f"bytes_in {d['bytes_in']} "
                        f"bytes_out {d['bytes_out']} kernel_sockets {ks}\n")
         for line in d["lines"]:
             self.out.write(f"{PROG}:   {line}\n")
@@ -768,7 +777,11 @@ def _check_args(a: argparse.Namespace) -> None:
 
 
 class _Startup(Exception):
-    """Setting up failed for a reason outside the arguments' syntax: exit 1."""
+    """What the arguments name cannot be had (a TAP, a port): exit 2."""
+
+
+class _NoLease(Exception):
+    """No DHCP lease in time: exit 1."""
 
 
 def _configure(k: Any, a: argparse.Namespace) -> Any:
@@ -798,7 +811,7 @@ def _configure(k: Any, a: argparse.Namespace) -> Any:
         session.acquire(a.dhcp_timeout)
     except TimeoutError:
         session.close()
-        raise _Startup(f"no DHCP lease on {a.tap} within {a.dhcp_timeout:g} s") from None
+        raise _NoLease(f"no DHCP lease on {a.tap} within {a.dhcp_timeout:g} s") from None
     return session
 
 
@@ -832,18 +845,20 @@ def main(argv: list[str] | None = None) -> int:
                         hostname="tcpproxy")
     session = None
     stop_dhcp = threading.Event()
+    proxy = Proxy(k, a.listen, opts)
     try:
-        proxy = Proxy(k, a.listen, opts)
         proxy.resolve()
         session = _configure(k, a)
         proxy.listen()
-    except Usage as e:
+    except (Usage, _Startup, OSError) as e:
+        proxy.close()
+        k.halt()
+        _err(str(e) if not isinstance(e, OSError) else (e.strerror or str(e)))
+        return 2
+    except _NoLease as e:
+        proxy.close()
         k.halt()
         _err(str(e))
-        return 2
-    except (_Startup, OSError) as e:
-        k.halt()
-        _err(str(e) if isinstance(e, _Startup) else (e.strerror or str(e)))
         return 1
     if session is not None:
         _keep_lease(session, stop_dhcp)
