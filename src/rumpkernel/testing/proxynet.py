@@ -14,7 +14,8 @@ Interface:
         .run_cli(*cmd, timeout=60) -> CompletedProcess (text, captured)
         .service(*args) -> Popen  ``python -m rumpkernel.testing.proxypeer serve ...`` in srv,
                                   after it printed "ready"
-        .http_server(directory, port) -> Popen   ``python -m http.server`` on 127.0.0.1 in srv
+        .http_server(directory, port) -> Popen   Linux's http.server on 127.0.0.1 in srv
+                                  (backlog 512: proxypeer's "serve http")
         .stats(timeout=10) -> dict   SIGUSR1, then the next statistics line parsed into ints
                                   (active, accepted, refused, failed, reset, idle, closed,
                                   peak, bytes_in, bytes_out, kernel_sockets)
@@ -92,15 +93,7 @@ class ProxyNet:
         return p
 
     def http_server(self, directory: str, port: int) -> subprocess.Popen:
-        p = self.srv(PY, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                     "--directory", directory, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL)
-        probe = (f"import socket,time\nfor _ in range(300):\n  try:\n"
-                 f"    socket.create_connection(('127.0.0.1',{port}),1).close(); break\n"
-                 f"  except OSError: time.sleep(0.05)\nelse: raise SystemExit(1)")
-        subprocess.run(["ip", "netns", "exec", self.srv_ns, PY, "-c", probe], timeout=30,
-                       check=True)
-        return p
+        return self.service("http", str(port), directory)
 
     # ---- the proxy ----------------------------------------------------------------------------
     def start_proxy(self, args: list[str], timeout: float = 30) -> None:

@@ -7,6 +7,9 @@ listening):
     serve digest PORT     read until the peer's FIN, answer sha256 hex of it, close
     serve greet PORT      send "hello\\n", shut down the sending side (FIN first), read until
                           the peer's FIN and print "got SHA256" on stdout
+    serve http PORT DIR   Linux's http.server (ThreadingHTTPServer) serving DIR, quiet, with
+                          a listen backlog of 512 -- ``python -m http.server`` listens with 5,
+                          and the proxy's many connects then wait in SYN retransmissions
 Clients (print one result line, exit 0 when it is what the test expects, else 1):
     digest HOST PORT N    send N random bytes, FIN, expect their sha256 back, then EOF
     greet HOST PORT N     expect "hello\\n" then EOF, then send N random bytes and FIN;
@@ -49,7 +52,27 @@ def _handle(mode: str, c: socket.socket) -> None:
             pass
 
 
-def serve(mode: str, port: int) -> None:
+def serve_http(port: int, directory: str) -> None:
+    import functools
+    import http.server
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+    class Server(http.server.ThreadingHTTPServer):
+        request_queue_size = 512
+        daemon_threads = True
+
+    srv = Server(("127.0.0.1", port), functools.partial(Quiet, directory=directory))
+    print("ready", flush=True)
+    srv.serve_forever()
+
+
+def serve(mode: str, port: int, *rest: str) -> None:
+    if mode == "http":
+        serve_http(port, rest[0])
+        return
     ls = socket.create_server(("127.0.0.1", port), backlog=256, reuse_port=False)
     print("ready", flush=True)
     while True:
@@ -116,7 +139,7 @@ def client_refused(host: str, port: int) -> bool:
 def main(argv: list[str]) -> int:
     mode, *rest = argv
     if mode == "serve":
-        serve(rest[0], int(rest[1]))
+        serve(rest[0], int(rest[1]), *rest[2:])
         return 0
     fn = {"digest": client_digest, "greet": client_greet, "hold": client_hold,
           "refused": client_refused}[mode]
