@@ -127,6 +127,23 @@ def test_connection_limit_idle_timeout_and_sigterm(tmp_path: Path) -> None:
         assert any(" stats " in ln for ln in net.out)    # the final statistics
 
 
+def test_backpressure_a_host_that_never_reads_holds_the_client_back() -> None:
+    with proxy_net("pxbp", ["--listen", "9003=127.0.0.1:9003", "--buffer", "65536",
+                            "--idle-timeout", "3"], subnet="10.99.64") as net:
+        net.service("stall", "9003")
+        r = net.run_cli(*PEER, "flood", net.kernel, "9003", "3")
+        assert r.returncode == 0, r.stderr
+        sent = int(r.stdout)
+        st = net.stats()
+        # what the proxy took in is bounded by its buffer and the host sockets' buffers,
+        # however long the client pushes; the rest waits in the kernel's and the client's
+        assert 0 < st["max_buffered"] <= 65536, st
+        assert st["bytes_in"] < 16 << 20 and st["bytes_in"] <= sent, (st, sent)
+        st = net.wait_stats(lambda s: s["active"] == 0, timeout=30)   # idle: reset
+        assert st["active"] == 0 and st["idle"] == 1 and st["kernel_sockets"] == 0, st
+        assert net.stop()[0] == 0
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--tap", "t0", "--addr", "10.1.2/24", "--listen", "80=127.0.0.1:80"], "bad address"),
     (["--tap", "t0", "--addr", "10.1.2.3", "--listen", "80=127.0.0.1:80"], "prefix length"),

@@ -152,7 +152,8 @@ class Conn:
         if self.k_eof or self.h_eof:
             state = "half-closed"
         return (f"#{self.id} {self.peer} -> {self.mapping.host}:{self.mapping.host_port} "
-                f"{state} in {self.bytes_in} out {self.bytes_out} age {now - self.started:.1f}s "
+                f"{state} in {self.bytes_in} out {self.bytes_out} "
+                f"buffered {len(self.k2h)}+{len(self.h2k)} age {now - self.started:.1f}s "
                 f"idle {now - self.last:.1f}s")
 
 
@@ -683,6 +684,7 @@ class Proxy:
             d["bytes_in"] += sum(c.bytes_in for c in conns)
             d["bytes_out"] += sum(c.bytes_out for c in conns)
             d["active"] = len(conns)
+            d["buffered"] = max((len(c.k2h) + len(c.h2k) for c in conns), default=0)
             d["lines"] = [c.describe(now) for c in conns]
         return d
 
@@ -701,7 +703,8 @@ class Proxy:
                        f"refused {d['refused']} failed {d['failed']} reset {d['reset']} "
                        f"idle {d['idle']} closed {d['closed']} peak {d['peak']} "
                        f"bytes_in {d['bytes_in']} "
-                       f"bytes_out {d['bytes_out']} kernel_sockets {ks}\n")
+                       f"bytes_out {d['bytes_out']} max_buffered {d['buffered']} "
+                       f"kernel_sockets {ks}\n")
         for line in d["lines"]:
             self.out.write(f"{PROG}:   {line}\n")
         self.out.flush()

@@ -7,6 +7,7 @@ listening):
     serve digest PORT     read until the peer's FIN, answer sha256 hex of it, close
     serve greet PORT      send "hello\\n", shut down the sending side (FIN first), read until
                           the peer's FIN and print "got SHA256" on stdout
+    serve stall PORT      accept and never read (the peer's data piles up in buffers)
     serve http PORT DIR   Linux's http.server (ThreadingHTTPServer) serving DIR, quiet, with
                           a listen backlog of 512 -- ``python -m http.server`` listens with 5,
                           and the proxy's many connects then wait in SYN retransmissions
@@ -17,6 +18,8 @@ Clients (print one result line, exit 0 when it is what the test expects, else 1)
     hold HOST PORT N      open N connections, check each echoes, print "held", keep them
                           until stdin closes, then print "open" per connection still echoing
                           or "reset"/"eof" per connection the other side ended
+    flood HOST PORT S     send as fast as the connection takes it for S seconds; print the
+                          bytes sent
     refused HOST PORT     expect the connection to be reset (or closed) at once: "refused"
 """
 
@@ -52,6 +55,14 @@ def _handle(mode: str, c: socket.socket) -> None:
             pass
 
 
+def serve_stall(port: int) -> None:
+    ls = socket.create_server(("127.0.0.1", port), backlog=16)
+    held = []
+    print("ready", flush=True)
+    while True:
+        held.append(ls.accept()[0])
+
+
 def serve_http(port: int, directory: str) -> None:
     import functools
     import http.server
@@ -72,6 +83,9 @@ def serve_http(port: int, directory: str) -> None:
 def serve(mode: str, port: int, *rest: str) -> None:
     if mode == "http":
         serve_http(port, rest[0])
+        return
+    if mode == "stall":
+        serve_stall(port)
         return
     ls = socket.create_server(("127.0.0.1", port), backlog=256, reuse_port=False)
     print("ready", flush=True)
@@ -125,6 +139,25 @@ def client_hold(host: str, port: int, n: int) -> bool:
     return True
 
 
+def client_flood(host: str, port: int, seconds: int) -> bool:
+    import select
+    import time
+
+    sent = 0
+    chunk = os.urandom(1 << 16)
+    with socket.create_connection((host, port), timeout=30) as c:
+        c.setblocking(False)
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if select.select([], [c], [], min(left, 0.1))[1]:
+                try:
+                    sent += c.send(chunk)
+                except BlockingIOError:
+                    pass
+    print(sent)
+    return True
+
+
 def client_refused(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=30) as c:
@@ -142,7 +175,8 @@ def main(argv: list[str]) -> int:
         serve(rest[0], int(rest[1]), *rest[2:])
         return 0
     fn = {"digest": client_digest, "greet": client_greet, "hold": client_hold,
-          "refused": client_refused}[mode]
+          "refused": client_refused,
+          "flood": client_flood}[mode]
     ok = fn(rest[0], *map(int, rest[1:]))
     sys.stdout.flush()
     return 0 if ok else 1
