@@ -92,8 +92,9 @@ class ProxyNet:
             raise RuntimeError(f"service {args} did not start: {line!r}")
         return p
 
-    def http_server(self, directory: str, port: int) -> subprocess.Popen:
-        return self.service("http", str(port), directory)
+    def http_server(self, directory: str, port: int, addr: str = "127.0.0.1"
+                    ) -> subprocess.Popen:
+        return self.service("http", f"{addr}:{port}", directory)
 
     # ---- the proxy ----------------------------------------------------------------------------
     def start_proxy(self, args: list[str], timeout: float = 30) -> None:

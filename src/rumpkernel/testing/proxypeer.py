@@ -1,8 +1,8 @@
 """Linux-side peers for rump_tcpproxy tests: small servers for the host namespace and clients
 for the client namespace, run as ``python -m rumpkernel.testing.proxypeer MODE ...``.
 
-Servers (on 127.0.0.1:PORT, a thread per connection, until killed; "ready" on stdout once
-listening):
+Servers (on 127.0.0.1:PORT -- or ADDR:PORT where PORT is written so --, a thread per
+connection, until killed; "ready" on stdout once listening):
     serve echo PORT       send back what arrives; close after the peer's FIN
     serve digest PORT     read until the peer's FIN, answer sha256 hex of it, close
     serve greet PORT      send "hello\\n", shut down the sending side (FIN first), read until
@@ -55,15 +55,15 @@ def _handle(mode: str, c: socket.socket) -> None:
             pass
 
 
-def serve_stall(port: int) -> None:
-    ls = socket.create_server(("127.0.0.1", port), backlog=16)
+def serve_stall(addr: tuple[str, int]) -> None:
+    ls = socket.create_server(addr, backlog=16)
     held = []
     print("ready", flush=True)
     while True:
         held.append(ls.accept()[0])
 
 
-def serve_http(port: int, directory: str) -> None:
+def serve_http(addr: tuple[str, int], directory: str) -> None:
     import functools
     import http.server
 
@@ -75,19 +75,21 @@ def serve_http(port: int, directory: str) -> None:
         request_queue_size = 512
         daemon_threads = True
 
-    srv = Server(("127.0.0.1", port), functools.partial(Quiet, directory=directory))
+    srv = Server(addr, functools.partial(Quiet, directory=directory))
     print("ready", flush=True)
     srv.serve_forever()
 
 
-def serve(mode: str, port: int, *rest: str) -> None:
+def serve(mode: str, where: str, *rest: str) -> None:
+    host, _, port = where.rpartition(":")
+    addr = (host or "127.0.0.1", int(port))
     if mode == "http":
-        serve_http(port, rest[0])
+        serve_http(addr, rest[0])
         return
     if mode == "stall":
-        serve_stall(port)
+        serve_stall(addr)
         return
-    ls = socket.create_server(("127.0.0.1", port), backlog=256, reuse_port=False)
+    ls = socket.create_server(addr, backlog=256)
     print("ready", flush=True)
     while True:
         c, _ = ls.accept()
@@ -172,7 +174,7 @@ def client_refused(host: str, port: int) -> bool:
 def main(argv: list[str]) -> int:
     mode, *rest = argv
     if mode == "serve":
-        serve(rest[0], int(rest[1]), *rest[2:])
+        serve(rest[0], rest[1], *rest[2:])
         return 0
     fn = {"digest": client_digest, "greet": client_greet, "hold": client_hold,
           "refused": client_refused,
