@@ -144,6 +144,43 @@ def test_backpressure_a_host_that_never_reads_holds_the_client_back() -> None:
         assert net.stop()[0] == 0
 
 
+@pytest.mark.oracle("dnsmasq")
+def test_dhcp_lease_then_relay_and_a_host_port_nobody_listens_on(tmp_path: Path) -> None:
+    """--dhcp: a lease from dnsmasq on a TAP made beforehand (the clients share the
+    namespace here); a target that refuses resets the client and counts as failed."""
+    with proxy_net("pxdhcp", None, subnet="10.99.66") as net:
+        for cmd in (["tuntap", "add", "dev", net.tap, "mode", "tap"],
+                    ["addr", "add", "10.99.66.1/24", "dev", net.tap],
+                    ["link", "set", net.tap, "up"]):
+            subprocess.run(["ip", "-n", net.srv_ns, *cmd], check=True, timeout=30)
+        leases = tmp_path / "leases"
+        net.srv("dnsmasq", "-k", "--conf-file=/dev/null", "--pid-file=",
+                f"--interface={net.tap}", "--bind-interfaces", "--no-ping", "--port=0",
+                "--dhcp-range=10.99.66.100,10.99.66.150,255.255.255.0,1h",
+                f"--dhcp-leasefile={leases}", "--log-facility=/dev/null",
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        net.service("digest", "9001")
+        net.start_proxy(["--dhcp", "--dhcp-timeout", "30", "--listen", "9001=127.0.0.1:9001",
+                         "--listen", "9002=127.0.0.1:9", "-v"], configure=False)
+        got = [ln.split()[2] for ln in net.err if "from DHCP" in ln]
+        assert got and got[0].startswith("10.99.66."), net.err
+        addr = got[0]
+        r = subprocess.run(["ip", "netns", "exec", net.srv_ns, *PEER, "digest", addr, "9001",
+                            str(1 << 20)], capture_output=True, text=True, timeout=60)
+        assert r.stdout.strip() == "ok", (r.stdout, r.stderr)
+        r = subprocess.run(["ip", "netns", "exec", net.srv_ns, *PEER, "refused", addr, "9002"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.stdout.strip() == "refused", (r.stdout, r.stderr)
+        st = net.wait_stats(lambda s: s["active"] == 0)
+        assert st["failed"] == 1 and st["closed"] == 2 and st["kernel_sockets"] == 0, st
+        assert addr in leases.read_text()
+        assert net.stop()[0] == 0
+        deadline = time.monotonic() + 10             # released at exit
+        while addr in leases.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert addr not in leases.read_text()
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--tap", "t0", "--addr", "10.1.2/24", "--listen", "80=127.0.0.1:80"], "bad address"),
     (["--tap", "t0", "--addr", "10.1.2.3", "--listen", "80=127.0.0.1:80"], "prefix length"),

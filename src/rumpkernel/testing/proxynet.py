@@ -7,7 +7,9 @@ Interface:
     proxy_net(tag, proxy_args, subnet="10.99.61") -> context manager yielding a ProxyNet:
         runs ``rump_tcpproxy --tap TAP --addr <subnet>.2/24 *proxy_args`` in "srv" (the
         arguments carry the ``--listen`` mappings), waits for its "listening" lines, moves the
-        TAP into "cli" and gives Linux <subnet>.1/24 there.
+        TAP into "cli" and gives Linux <subnet>.1/24 there.  ``proxy_args=None``: the caller
+        starts it: ``.start_proxy(args, configure=False)`` leaves out ``--addr`` and the move.
+        .tap / .srv_ns / .cli_ns  the names (unique: tag and pid)
         .kernel / .linux          the kernel's and the client side's addresses
         .srv(*cmd, **popen_kw) / .cli(*cmd, **popen_kw) -> Popen   a process in a namespace
                                   (killed on exit if still running)
@@ -97,9 +99,11 @@ class ProxyNet:
         return self.service("http", f"{addr}:{port}", directory)
 
     # ---- the proxy ----------------------------------------------------------------------------
-    def start_proxy(self, args: list[str], timeout: float = 30) -> None:
-        cmd = [PY, "-m", "rumpkernel.apps.rump_tcpproxy", "--tap", self.tap,
-               "--addr", f"{self.kernel}/24", *args]
+    def start_proxy(self, args: list[str], timeout: float = 30, configure: bool = True) -> None:
+        """``configure=False``: no ``--addr``, and the TAP stays in "srv" as it is."""
+        cmd = [PY, "-m", "rumpkernel.apps.rump_tcpproxy", "--tap", self.tap, *args]
+        if configure:
+            cmd[5:5] = ["--addr", f"{self.kernel}/24"]
         self.proxy = self.srv(*cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for stream, lines in ((self.proxy.stdout, self.out), (self.proxy.stderr, self.err)):
             threading.Thread(target=_collect, args=(stream, lines, self.cond),
@@ -108,6 +112,8 @@ class ProxyNet:
         ok = self._wait(lambda: sum("listening" in ln for ln in self.err) >= want, timeout)
         if not ok:
             raise RuntimeError(f"rump_tcpproxy did not start: {self.err}")
+        if not configure:
+            return
         _ip("-n", self.srv_ns, "link", "set", self.tap, "netns", self.cli_ns)
         _ip("-n", self.cli_ns, "addr", "add", f"{self.linux}/24", "dev", self.tap)
         _ip("-n", self.cli_ns, "link", "set", self.tap, "up")
@@ -171,14 +177,16 @@ def parse_stats(line: str) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def proxy_net(tag: str, proxy_args: list[str], subnet: str = "10.99.61") -> Iterator[ProxyNet]:
+def proxy_net(tag: str, proxy_args: list[str] | None, subnet: str = "10.99.61"
+              ) -> Iterator[ProxyNet]:
     net = ProxyNet(tag, subnet)
     _ip("netns", "add", net.srv_ns)
     try:
         _ip("netns", "add", net.cli_ns)
         for ns in (net.srv_ns, net.cli_ns):
             _ip("-n", ns, "link", "set", "lo", "up")
-        net.start_proxy(proxy_args)
+        if proxy_args is not None:
+            net.start_proxy(proxy_args)
         yield net
     finally:
         net.cleanup()
