@@ -645,14 +645,15 @@ class Proxy:
         return sum(1 for r in rows if r["proto"] == "tcp" and r["id"] and not r["listening"])
 
     def print_stats(self) -> None:
+        """The totals line and one line per open connection (a closed stdout is ignored)."""
         d = self.snapshot()
         ks = self.kernel_sockets()
-        self.out.write(f"{PROG}: stats active {d['active']} accepted {d['accepted']} "
-                       f"refused {d['refused']} failed {d['failed']} reset {d['reset']} "
-                       f"idle {d['idle']} closed {d['closed']} peak {d['peak']} "
-                       f"bytes_in {d['bytes_in']} "
-                       f"bytes_out {d['bytes_out']} max_buffered {d['buffered']} "
-                       f"kernel_sockets {ks}\n")
-        for line in d["lines"]:
-            self.out.write(f"{PROG}:   {line}\n")
-        self.out.flush()
+        text = (f"{PROG}: stats active {d['active']} accepted {d['accepted']} "
+                f"refused {d['refused']} failed {d['failed']} reset {d['reset']} "
+                f"idle {d['idle']} closed {d['closed']} peak {d['peak']} "
+                f"bytes_in {d['bytes_in']} bytes_out {d['bytes_out']} "
+                f"max_buffered {d['buffered']} kernel_sockets {ks}\n")
+        text += "".join(f"{PROG}:   {line}\n" for line in d["lines"])
+        with contextlib.suppress(OSError, ValueError):
+            self.out.write(text)
+            self.out.flush()
