@@ -23,6 +23,8 @@ Policies:
     memory            at most ``--buffer`` bytes (default 256 KiB) wait per direction and
                       connection; a full buffer stops reading that side (backpressure)
 
+Once serving it says ``rump_tcpproxy: listening ADDR:PORT -> HOST:PORT`` (and with --dhcp
+``rump_tcpproxy: virt0 A.B.C.D from DHCP``) on stderr.
 Statistics -- totals, and one line per open connection with its bytes each way and age --
 go to stdout on SIGUSR1, every ``--stats`` seconds, and at exit.  ``-v`` also logs each
 connection as it closes.  SIGTERM/SIGINT close every connection, halt the kernel and exit 0.
@@ -243,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         k.halt()
         _err(str(e))
         return 1
+    keeper = None
     if session is not None:
-        _keep_lease(session, stop_dhcp)
+        keeper = _keep_lease(session, stop_dhcp)
         lease = session.lease
         where = ".".join(map(str, lease.address)) if lease else "?"
         _err(f"virt0 {where} from DHCP")
@@ -258,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         proxy.print_stats()
         stop_dhcp.set()
+        if keeper is not None:
+            keeper.join(5)         # the session is not shared between threads
         if session is not None:
             with contextlib.suppress(Exception):
                 session.release()
