@@ -69,7 +69,7 @@ class Conn:
 
     __slots__ = ("id", "mapping", "peer", "ks", "hs", "k2h", "h2k", "k_eof", "h_eof",
                  "k_shut", "h_shut", "connected", "abort", "k_closed", "h_closed", "started",
-                 "last", "bytes_in", "bytes_out", "deadline")
+                 "last", "bytes_in", "bytes_out", "deadline", "kev", "hev")
 
     def __init__(self, cid: int, mapping: Mapping, peer: str, ks: Any, now: float,
                  connect_timeout: float) -> None:
@@ -88,6 +88,7 @@ class Conn:
         self.started = self.last = now
         self.bytes_in = self.bytes_out = 0   # client->host, host->client
         self.deadline = now + connect_timeout
+        self.kev = self.hev = 0           # what each loop's selector polls for (0: nothing)
 
     def k_done(self) -> bool:
         return self.abort is not None or (self.k_eof and self.k_shut)
@@ -124,18 +125,18 @@ class Totals:
             setattr(self, name, 0)
 
 
-def _sync(sel: selectors.BaseSelector, obj: Any, events: int, data: Any) -> None:
-    """Make ``obj``'s registration in ``sel`` be ``events`` (0: not registered)."""
-    try:
-        key = sel.get_key(obj)
-    except KeyError:
-        if events:
-            sel.register(obj, events, data)
-        return
+def _sync(sel: selectors.BaseSelector, obj: Any, have: int, events: int, data: Any) -> int:
+    """Change ``obj``'s registration in ``sel`` from ``have`` to ``events`` (0: not
+    registered); the new value, which the caller keeps (no lookups, no KeyError per poll)."""
+    if events == have:
+        return have
     if not events:
         sel.unregister(obj)
-    elif key.events != events:
+    elif not have:
+        sel.register(obj, events, data)
+    else:
         sel.modify(obj, events, data)
+    return events
 
 
 def _rst_close(sock: Any, level: int, opt: int) -> None:
@@ -259,8 +260,7 @@ class Proxy:
         for c in conns:
             self._kernel_step(c, now)
             if c.k_done():
-                with contextlib.suppress(KeyError):
-                    sel.unregister(c.ks)
+                c.kev = _sync(sel, c.ks, c.kev, 0, c)
                 self._close_kernel(c)
                 continue
             ev = 0
@@ -268,7 +268,7 @@ class Proxy:
                 ev |= selectors.EVENT_READ
             if c.h2k:
                 ev |= selectors.EVENT_WRITE
-            _sync(sel, c.ks, ev, c)
+            c.kev = _sync(sel, c.ks, c.kev, ev, c)
             if idle > 0:
                 timeout = min(timeout, max(0.0, c.last + idle - now))
             if not c.connected:
@@ -447,8 +447,7 @@ class Proxy:
             if c.hs is None:
                 continue
             if c.h_closed:
-                with contextlib.suppress(KeyError, ValueError):
-                    sel.unregister(c.hs)
+                c.hev = _sync(sel, c.hs, c.hev, 0, c)
                 c.hs.close()
                 continue
             ev = 0
@@ -456,7 +455,7 @@ class Proxy:
                 ev |= selectors.EVENT_WRITE
             if c.connected and not c.h_eof and len(c.h2k) < self.opts.buffer:
                 ev |= selectors.EVENT_READ
-            _sync(sel, c.hs, ev, c)
+            c.hev = _sync(sel, c.hs, c.hev, ev, c)
 
     def _host_connect(self, c: Conn) -> None:
         m = c.mapping
