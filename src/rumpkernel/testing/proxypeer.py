@@ -20,7 +20,8 @@ Clients (print one result line, exit 0 when it is what the test expects, else 1)
                           or "reset"/"eof" per connection the other side ended
     flood HOST PORT S     send as fast as the connection takes it for S seconds; print the
                           bytes sent
-    refused HOST PORT     expect the connection to be reset (or closed) at once: "refused"
+    refused HOST PORT     expect the connection to end at once without an answer: "reset"
+                          (RST) or "eof" (FIN)
 """
 
 from __future__ import annotations
@@ -161,13 +162,15 @@ def client_flood(host: str, port: int, seconds: int) -> bool:
 
 
 def client_refused(host: str, port: int) -> bool:
+    """The connection is reset (prints "reset") or closed ("eof") without an answer."""
     try:
         with socket.create_connection((host, port), timeout=30) as c:
             c.sendall(b"ping")
             got = c.recv(16)
     except (ConnectionResetError, BrokenPipeError):
-        got = b""
-    print("refused" if not got else f"answered {got!r}")
+        print("reset")
+        return True
+    print("eof" if not got else f"answered {got!r}")
     return not got
 
 
