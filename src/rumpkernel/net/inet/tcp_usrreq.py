@@ -136,6 +136,8 @@ class TcpProtocol(Protocol):
         return r.ifp.mtu - 40 if r is not None else None
 
     def _route_tso(self, laddr: bytes, raddr: bytes) -> tuple[int, int]:
+        if len(raddr) != 4:
+            return (0, 0)                   # TSO for IPv4 routes only
         r = self.ns.routes.lookup(raddr)
         return (r.ifp.mtu, r.ifp.tso_max) if r is not None else (0, 0)
 
