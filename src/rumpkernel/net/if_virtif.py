@@ -119,7 +119,7 @@ class VirtifDriver(NicDriver):
                 if data[1] != gso.GSO_NONE:
                     self.gso_in += 1
                 flags = data[0]
-                frame = data[hl:]
+                frame = memoryview(data)[hl:]
                 if flags & gso.F_NEEDS_CSUM and not _tcp4(frame):
                     frame = self._complete(frame, data)   # a protocol that checks itself
                     if frame is None:

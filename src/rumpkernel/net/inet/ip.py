@@ -79,7 +79,8 @@ def ip_input(inet: Inet, ifp: Any, buf: bytes) -> None:
         header, payload = got
     else:
         header = bytes(b[:hlen])
-        payload = bytes(b[hlen:total])
+        # TCP copies the data once, into the socket buffer: it gets a view of the frame
+        payload = b[hlen:total] if b[9] == 6 else bytes(b[hlen:total])
     deliver(inet, ifp, header, payload, src, dst, broadcast)
 
 

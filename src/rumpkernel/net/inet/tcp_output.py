@@ -166,8 +166,7 @@ def transmit(c, seq: int, maxlen: int, now: float) -> int:
         flags |= FIN
     if length:
         off = seq - buf.start
-        with memoryview(buf.data) as view:
-            payload = bytes(view[off:off + length])
+        payload = buf.data.peek(off, length)
         if seq + length == data_end:
             flags |= PSH
     else:
