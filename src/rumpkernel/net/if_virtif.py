@@ -147,7 +147,7 @@ class VirtifDriver(NicDriver):
         ifp = self.ifp
         mtu = ifp.mtu if ifp is not None else 1500
         if len(frame) <= mtu + 14:
-            self.k.hostcall(port.send, gso.VNET_NONE + frame if self.vnet else frame)
+            self.k.hostcall(port.send, (gso.VNET_NONE, frame) if self.vnet else frame)
             return True
         pkt = memoryview(frame)[14:]
         try:
@@ -159,7 +159,7 @@ class VirtifDriver(NicDriver):
                 hdr = gso.vnet_emit(gso.F_NEEDS_CSUM, gso.GSO_TCPV6 if v6 else gso.GSO_TCPV4,
                                     14 + ihl + thl, size, 14 + ihl, 16)
                 self.gso_out += 1
-                self.k.hostcall(port.send, hdr + frame)
+                self.k.hostcall(port.send, (hdr, frame))
                 return True
             pieces = gso.tcp_segment(pkt, size)
         except FormatError as e:
