@@ -371,12 +371,15 @@ def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
 
 # ---- profile ---------------------------------------------------------------------------------
 WAITS = ("acquire' of '_thread.lock", "acquire' of '_thread.RLock", "select.poll",
-         "wait' of 'threading.Condition")
+         "wait' of 'threading.Condition", "select.select", "time.sleep", "fork_exec",
+         "waitpid")
 
 
-def profile(nbytes: int) -> None:
-    """cProfile in every thread of a fresh kernel pair (senders, receive threads, callouts):
-    self time per data segment by module, lock and poll waits set apart."""
+def profile(nbytes: int, where: str = "wire") -> None:
+    """cProfile in every thread of a fresh kernel pair (senders, receive threads, callouts),
+    or (``where`` "tap-out"/"tap-in") of a kernel on a TAP with offloads sending to or
+    receiving from Linux: self time per data segment (per 1448 bytes, and per TSO
+    super-segment on the TAP) by module, lock and poll waits set apart."""
     profiles: list[cProfile.Profile] = []
 
     def start(frame, event, arg):      # the first event of each new thread
@@ -388,17 +391,28 @@ def profile(nbytes: int) -> None:
     threading.setprofile(start)
     main_prof = cProfile.Profile()
     profiles.append(main_prof)
+    supers = 0
     try:
         main_prof.enable()
-        pair = KernelPair()                     # its threads start now: each is profiled
-        st_a = pair.a.net.inet.tcp.stack.stats
-        st_b = pair.b.net.inet.tcp.stack.stats
-        t0 = time.perf_counter()
-        pair.bulk(nbytes)
-        dt = time.perf_counter() - t0
-        segs = st_a.segs_out + st_b.segs_out
-        main_prof.disable()
-        pair.close()
+        if where == "wire":
+            pair = KernelPair()                 # its threads start now: each is profiled
+            st_a = pair.a.net.inet.tcp.stack.stats
+            st_b = pair.b.net.inet.tcp.stack.stats
+            t0 = time.perf_counter()
+            pair.bulk(nbytes)
+            dt = time.perf_counter() - t0
+            segs = st_a.segs_out + st_b.segs_out
+            main_prof.disable()
+            pair.close()
+        else:
+            with linux_peer("tcpprof", subnet="10.99.57") as peer:
+                st = peer.k.net.inet.tcp.stack.stats
+                drv = peer.k.net.interfaces["virt0"].driver
+                t0 = time.perf_counter()
+                dt = tap_bulk(peer, nbytes, where[4:])
+                segs = st.segs_out + st.segs_in
+                supers = drv.gso_out + drv.gso_in
+                main_prof.disable()
     finally:
         threading.setprofile(None)
     data_segs = -(-nbytes // 1448)
@@ -415,11 +429,14 @@ def profile(nbytes: int) -> None:
         busy += v[2]
         key = _group(fname, fn)
         groups[key] = groups.get(key, 0.0) + v[2]
-    print(f"\nprofile: {nbytes >> 20} MiB kernel->kernel under cProfile in every thread: "
-          f"{data_segs} data segments, {segs} segments with the ACKs, {dt:.2f} s wall, "
-          f"{dt / data_segs * 1e6:.0f} us wall per data segment")
+    what = "kernel->kernel" if where == "wire" else f"TAP {where[4:]} with offloads"
+    print(f"\nprofile: {nbytes >> 20} MiB {what} under cProfile in every thread: "
+          f"{data_segs} 1448-byte data segments, {segs} TCP segments with the ACKs, "
+          f"{dt:.2f} s wall, {dt / data_segs * 1e6:.0f} us wall per data segment")
     print(f"  CPU (self time, all threads) {busy / data_segs * 1e6:.1f} us per data segment; "
           f"threads blocked in locks/poll {waits:.2f} s")
+    if supers:
+        print(f"  {supers} GSO/GRO super-frames: {busy / supers * 1e6:.0f} us CPU each")
     for key, tt in sorted(groups.items(), key=lambda kv: -kv[1])[:16]:
         print(f"  {key:<48} {tt / data_segs * 1e6:6.1f} us/segment  {100 * tt / busy:5.1f} %")
     out = io.StringIO()
@@ -453,6 +470,9 @@ def main() -> None:
     nbytes = args.mib << 20
     if args.profile_only:
         profile(nbytes)
+        if os.geteuid() == 0:
+            profile(nbytes, "tap-out")
+            profile(nbytes, "tap-in")
         return
     rows: dict[str, Any] = {}
     R = range(args.repeat)
@@ -492,6 +512,9 @@ def main() -> None:
     report(rows, nbytes, args)
     if not args.no_profile:
         profile(min(nbytes, 8 << 20))
+        if os.geteuid() == 0:
+            profile(nbytes, "tap-out")
+            profile(nbytes, "tap-in")
 
 
 def report(rows: dict[str, Any], nbytes: int, args: argparse.Namespace) -> None:
