@@ -7,8 +7,12 @@ Interface:
                                    (Ethernet + ARP, or loopback) frames and queues it
     ifp.transmit(frame)            queue a finished frame and start the driver (bounded queue:
                                    ``oqdrops`` when full)
-    ifp.input(frame)               from a driver's receive thread (lock NOT held): counted,
-                                   tapped, handed to the link layer
+    ifp.input(frame, csum_ok=False)  from a driver's receive thread (lock NOT held): counted,
+                                   tapped, handed to the link layer; ``csum_ok``: the host
+                                   vouched for the transport checksum (``rx_csum_ok`` is set
+                                   while it is processed: TCP skips its verification)
+    ifp.capabilities, ifp.tso_max  IFCAP_* offloads the driver negotiated; the largest TCP
+                                   super-segment (IP datagram) it segments itself, 0: none
     ifp.start_pcap(path) / stop_pcap()   every frame sent and received, to a host pcap file
     ifp.stop_driver() / detach()
     ifp.info() -> dict             for netstat -i / ifconfig ("addrs6": IPv6 addresses when

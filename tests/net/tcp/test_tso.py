@@ -204,3 +204,43 @@ def test_mtu_limits_per_driver() -> None:
             assert ei.value.errno == errno.EINVAL
     finally:
         k.halt()
+
+
+def test_forwarded_gro_super_frame_is_cut_for_the_next_link() -> None:
+    """A router kernel given a TCP datagram larger than the link it came on (what a TAP hands
+    up after GRO) cuts it into valid MSS segments for the next link instead of answering
+    "fragmentation needed"."""
+    from rumpkernel.net.inet.ip import ip_input
+
+    r = rumpkernel.boot(hostname="gro-router")
+    k2 = rumpkernel.boot(hostname="gro-far")
+    try:
+        tag = id(r)
+        netkit.plug(r, "wire0", f"gro-a-{tag}", "10.99.71.1/24")
+        netkit.plug(r, "wire1", f"gro-b-{tag}", "10.99.72.1/24")
+        netkit.plug(k2, "wire0", f"gro-b-{tag}", "10.99.72.2/24")
+        r.net.inet.forwarding = 1
+        netkit.ping(r, "10.99.72.2")                       # the next hop is resolved
+        out = r.net.interfaces["wire1"]
+        frames: list[bytes] = []
+        send = out.driver.transmit
+        out.driver.transmit = lambda f: (frames.append(bytes(f)), send(f))[1]
+        src, dst = bytes([10, 99, 71, 9]), bytes([10, 99, 72, 2])
+        payload = bytes((i * 13) & 0xFF for i in range(20 * 1448))
+        seg = TcpSegment(40000, 80, 1000, 1, 0x18, 512, 0, TcpOptions.data_options(5, 6),
+                         payload)
+        tcp = emit_for(seg, src, dst)                        # complete checksum (DATA_VALID)
+        pkt = ipv4.header(src, dst, 6, len(tcp), 64, 0, 7, ipv4.FLAG_DF) + tcp
+        with r.net.lock:
+            ip_input(r.net.inet, r.net.interfaces["wire0"], memoryview(pkt))
+        tcp_frames = [f for f in frames if f[12:14] == b"\x08\x00" and f[23] == 6]
+        assert len(tcp_frames) == 20
+        got = b""
+        for f in tcp_frames:
+            ip = ipv4.parse(f[14:])
+            assert len(f) <= 1514 and ip.ttl == 63
+            got += parse_for(ip.payload, src, dst).payload
+        assert got == payload
+    finally:
+        r.halt()
+        k2.halt()

@@ -29,6 +29,7 @@ from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.net.inet import icmp
 from rumpkernel.net.inet.inet import ANY, BROADCAST_ALL, IpIn
 from rumpkernel.net.wire import gso, ipv4
+from rumpkernel.net.wire import tcp as tcpwire
 from rumpkernel.net.wire.base import FormatError
 from rumpkernel.net.wire.checksum import internet_checksum
 
@@ -240,6 +241,16 @@ def ip_forward(inet: Inet, ifp: Any, v: ipv4.Ipv4View) -> None:
     try:
         if len(hdr) + len(payload) <= out.mtu:
             out.output(bytes(hdr) + payload, nexthop)
+        elif v.proto == 6 and ifp is not None and v.total > ifp.mtu:
+            # a GRO super-frame from the host (larger than the link it came on): cut it
+            # back into segments for the next link, as Linux's GSO does when forwarding; its
+            # checksum (complete, or partial from the host) becomes the partial one TSO takes
+            pkt = bytearray(hdr + payload)
+            if len(payload) >= 20:
+                at = len(hdr) + 16
+                pkt[at:at + 2] = gso.partial_checksum(
+                    tcpwire.pseudo_sum(v.src, dst, len(payload))).to_bytes(2, "big")
+            _send_gso(out, nexthop, bytes(pkt))
         elif v.flags & ipv4.FLAG_DF:
             ns.count("ip", "cantfrag")
             icmp.error(inet, orig, icmp.UNREACH, icmp.UNREACH_NEEDFRAG, mtu=out.mtu)
