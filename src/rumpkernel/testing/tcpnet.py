@@ -69,10 +69,11 @@ def _ip(*args: str, check: bool = True) -> None:
 
 
 @contextlib.contextmanager
-def linux_peer(tag: str, subnet: str = "10.99.41", mode: str = "local",
+def linux_peer(tag: str, subnet: str = "10.99.41", mode: str = "local", offload: str = "on",
                **boot: Any) -> Iterator[LinuxPeer]:
     """See the module docstring; ``mode="remote"``: the kernel is a rump_server process
-    inside the namespace (its TAP made there) and the peer talks to it through sysproxy."""
+    inside the namespace (its TAP made there) and the peer talks to it through sysproxy.
+    ``offload``: virtif's virtio-net offloads ("on", "csum" or "off")."""
     pid = os.getpid()
     ns = f"rk-{tag}-{pid}"
     tap = f"rk{tag[:5]}{pid % 100000}"[:15]
@@ -84,7 +85,8 @@ def linux_peer(tag: str, subnet: str = "10.99.41", mode: str = "local",
         if mode == "local":
             k = rumpkernel.boot(hostname=tag, **boot)
             S = k.socket
-            S.config.ifconfig("virt0", create=True, linkstr=tap, inet=f"{subnet}.2/24")
+            S.config.ifconfig("virt0", create=True, linkstr=f"{tap},offload={offload}",
+                             inet=f"{subnet}.2/24")
             _ip("link", "set", tap, "netns", ns)
         else:
             from rumpkernel.testing.remote import env, wait_connectable
@@ -95,7 +97,8 @@ def linux_peer(tag: str, subnet: str = "10.99.41", mode: str = "local",
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             conn = wait_connectable(url, proc)
             S = conn.socket
-            S.config.ifconfig("virt0", create=True, linkstr=tap, inet=f"{subnet}.2/24")
+            S.config.ifconfig("virt0", create=True, linkstr=f"{tap},offload={offload}",
+                             inet=f"{subnet}.2/24")
         _ip("-n", ns, "addr", "add", f"{subnet}.1/24", "dev", tap)
         _ip("-n", ns, "link", "set", tap, "up")
         yield LinuxPeer(k, S, ns, tap, subnet, mode)

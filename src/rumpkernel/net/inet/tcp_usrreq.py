@@ -117,6 +117,7 @@ class TcpProtocol(Protocol):
         self.stack = TcpStack(k.random_bytes(32), TcpConfig(),
                               account_factory=lambda: KMemAccount(k.kmem, "tcp"))
         self.stack.route_mss = self._route_mss
+        self.stack.route_tso = self._route_tso
         self.ports = TcpPorts(ns.inet)
         self.callout = ns.callout(self._timer)
         self.armed: float | None = None
@@ -134,6 +135,12 @@ class TcpProtocol(Protocol):
         r = self.ns.routes.lookup(raddr)
         return r.ifp.mtu - 40 if r is not None else None
 
+    def _route_tso(self, laddr: bytes, raddr: bytes) -> tuple[int, int]:
+        if len(raddr) != 4:
+            return (0, 0)                   # TSO for IPv4 routes only
+        r = self.ns.routes.lookup(raddr)
+        return (r.ifp.mtu, r.ifp.tso_max) if r is not None else (0, 0)
+
     def _flush(self) -> None:
         """Send what the stack queued and re-arm the timer (after every engine call)."""
         stack = self.stack
@@ -145,9 +152,10 @@ class TcpProtocol(Protocol):
                 conn = conns.get((src, seg.src_port, dst, seg.dst_port))
                 pcb = conn.user if conn is not None else None
                 ttl, tos = (pcb.ttl, pcb.tos) if pcb is not None else (None, 0)
+                gso = conn is not None and len(seg.payload) > conn.snd_mss  # TSO
                 try:
-                    ip_output(inet, src, dst, IPPROTO_TCP, emit_for(seg, src, dst), ttl=ttl,
-                              tos=tos, df=True)
+                    ip_output(inet, src, dst, IPPROTO_TCP, emit_for(seg, src, dst, gso),
+                              ttl=ttl, tos=tos, df=True, gso=gso)
                 except KernelError as e:
                     stack.stats.drop("output_" + Errno(e.errno).name.lower())
         if self.mem_waiters:
@@ -584,7 +592,8 @@ class TcpProtocol(Protocol):
         if ip.broadcast:
             self.stack.stats.drop("broadcast")
             return
-        self.stack.input_bytes(ip.src, ip.dst, payload, self.now())
+        self.stack.input_bytes(ip.src, ip.dst, payload, self.now(),
+                               verified=ifp is not None and ifp.rx_csum_ok)
         self._flush()
 
     def ctlinput(self, errno: int, src: bytes, dst: bytes, inner: bytes) -> None:
