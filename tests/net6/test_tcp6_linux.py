@@ -14,6 +14,7 @@ Every wait is bounded; namespaces and kernels go away afterwards."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import os
@@ -171,7 +172,27 @@ def test_dual_stack_listener_and_v6only_against_linux_curl(tmp_path: Path) -> No
             r = peer.run("curl", "-4", "-sS", "--max-time", "10",
                          f"http://{peer.kernel}:8081/", timeout=30, check=False)
             assert r.returncode == 7, r.stderr          # curl: couldn't connect (a reset)
-            assert peer.tcp_stats()["out_rsts"] >= 1
+            r = peer.run("curl", "-6", "-gsS", "--max-time", "10",
+                         f"http://[{peer.kernel6}]:8082/", timeout=30, check=False)
+            assert r.returncode == 7, r.stderr          # a closed port over IPv6: a reset
+            assert peer.tcp_stats()["out_rsts"] >= 2
+
+
+def test_icmpv6_unreachable_from_a_linux_router_fails_the_connect() -> None:
+    """Linux forwards for the kernel but has no route to fd00:97::/64: its ICMPv6 no-route
+    error ends the kernel's SYN_SENT at once with ENETUNREACH (not a timeout)."""
+    with linux_peer("t6unr", subnet="10.99.66", inet6=True) as peer:
+        peer.run("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        peer.S.config.route6_add("fd00:97::/64", peer.linux6)
+        S = peer.S
+        with S.socket(S.AF_INET6, S.SOCK_STREAM) as s:
+            s.settimeout(20)
+            t0 = time.monotonic()
+            with pytest.raises(OSError) as e:
+                s.connect(("fd00:97::5", 80))
+            assert e.value.errno == errno.ENETUNREACH
+            assert time.monotonic() - t0 < 10          # the first SYN's answer, not retries
+        assert S.config.stats()["icmp6"]["in_1"] >= 1
 
 
 def test_packet_too_big_from_a_linux_router_lowers_the_mss(tmp_path: Path) -> None:
