@@ -237,3 +237,52 @@ def test_packet_too_big_from_a_linux_router_lowers_the_mss(tmp_path: Path) -> No
                     lsn.wait()
         finally:
             subprocess.run(["ip", "netns", "del", far], capture_output=True, timeout=30)
+
+
+def _curl_until_up(peer, *args: str, timeout: float = 30) -> bytes:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = peer.run("curl", "-gsS", "--max-time", "20", *args, timeout=40, check=False)
+        if r.returncode == 0:
+            return r.stdout
+        assert r.returncode == 7 and time.monotonic() < deadline, r.stderr  # 7: refused
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0", "::"])
+def test_hijacked_http_server_on_the_kernel_stack_answers_linux_curl(tmp_path: Path,
+                                                                      bind: str) -> None:
+    """An unmodified ``python -m http.server --bind BIND`` hijacked to a rump_server whose
+    virt0 is a TAP in the namespace: Linux's curl fetches from it over the kernel's TCP,
+    over IPv4, and with ``--bind ::`` over IPv6 and (dual stack) IPv4 too."""
+    import sys
+
+    from rumpkernel.testing.remote import env
+
+    big = os.urandom(4 << 20)
+    (tmp_path / "big.bin").write_bytes(big)
+    sub = "10.99.67" if bind == "::" else "10.99.68"
+    with linux_peer("t6hj", subnet=sub, mode="remote", inet6=True) as peer:
+        prog = subprocess.Popen([sys.executable, "-m", "rumpkernel.hijack", "-u", peer.url,
+                                 "-m", "http.server", "8080", "--bind", bind, "--directory",
+                                 str(tmp_path)], cwd=tmp_path, env=env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            hosts = [peer.kernel] + ([f"[{peer.kernel6}]"] if bind == "::" else [])
+            for host in hosts:
+                got = _curl_until_up(peer, f"http://{host}:8080/big.bin")
+                assert sha(got) == sha(big), host
+            if bind != "::":
+                r = peer.run("curl", "-gsS", "--max-time", "10",
+                             f"http://[{peer.kernel6}]:8080/big.bin", timeout=30, check=False)
+                assert r.returncode == 7              # an IPv4 server: IPv6 gets a reset
+            rows = [r for r in peer.S.config.sockets() if r.get("tcp_state") == "LISTEN"]
+            assert [r["proto"] for r in rows] == ["tcp6" if bind == "::" else "tcp"]
+        finally:
+            prog.terminate()
+            try:
+                prog.wait(15)
+            except subprocess.TimeoutExpired:
+                prog.kill()
+                prog.wait()
+            prog.stderr.close()

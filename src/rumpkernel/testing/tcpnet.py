@@ -8,6 +8,7 @@ Interface:
                            mode; mode="remote": a rump_server process in the namespace,
                            reached through sysproxy, and .k is None)
         .ns, .tap          the namespace and TAP names (unique: tag and pid)
+        .url               the rump_server's URL (remote mode; hijacked programs can use it)
         .linux, .kernel    the addresses (<subnet>.1 is Linux's, on the TAP in the namespace)
         .linux6, .kernel6  with ``inet6=True``: fd00:99:<x>::1 and ::2 (/64, x the subnet's
                            last number), both settled (no DAD pending) before the yield
@@ -53,6 +54,7 @@ class LinuxPeer:
         self.linux = f"{subnet}.1"
         self.kernel = f"{subnet}.2"
         self.linux6 = self.kernel6 = ""
+        self.url = ""
 
     def tcp_stats(self) -> dict[str, int]:
         """The kernel's TCP counters (netstat -s), through the client."""
@@ -103,6 +105,8 @@ def linux_peer(tag: str, subnet: str = "10.99.41", mode: str = "local", inet6: b
         _ip("-n", ns, "addr", "add", f"{subnet}.1/24", "dev", tap)
         _ip("-n", ns, "link", "set", tap, "up")
         peer = LinuxPeer(k, S, ns, tap, subnet, mode)
+        if mode != "local":
+            peer.url = url
         if inet6:
             _add_inet6(peer, subnet)
         yield peer
