@@ -39,7 +39,8 @@ Options (level IPPROTO_TCP): TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE/KEEPINTVL (se
 1..32767), TCP_KEEPCNT (1..127), TCP_CONGESTION ("cubic", "newreno", "reno"; ENOENT
 otherwise), TCP_INFO (read-only, structs.TCP_INFO: Linux's layout); SOL_SOCKET SO_KEEPALIVE,
 SO_RCVBUF/SO_SNDBUF (fix the engine's buffer sizes; otherwise they autotune up to
-net.inet.tcp.rmem_max/wmem_max); IPPROTO_IP IP_TTL/IP_TOS.  ioctl SIOCATMARK.
+net.inet.tcp.rmem_max/wmem_max); IPPROTO_IP IP_TTL/IP_TOS; in AF_INET6, IPPROTO_IPV6
+IPV6_V6ONLY/IPV6_UNICAST_HOPS/IPV6_TCLASS (net/inet6/tcp6.py).  ioctl SIOCATMARK.
 """
 
 from __future__ import annotations
