@@ -1,8 +1,8 @@
 """TCP in AF_INET6 beyond the family-neutral suite (tests/net/test_tcp_sockets.py runs over ::1
-too), each test as a local and as a remote client (``knet``): dual-stack listeners and
-IPV6_V6ONLY with v4-mapped addresses, one port space across the families, the
+too) and the dual-stack socket tests of test_sock6.py (which sockin runs as well), each test
+as a local and as a remote client (``knet``): connect to a v4-mapped address over IPv4, the
 net.inet6.ip6.v6only default, IPv6 socket options, TCP_INFO, netstat, MSS from the IPv6 MTU,
-ISNs keyed over the IPv6 4-tuple."""
+ISNs keyed over the IPv6 4-tuple -- what reads the kernel stack's own state."""
 
 from __future__ import annotations
 
@@ -19,59 +19,6 @@ from tests.net.test_tcp_sockets import info
 
 def _stream6(S):
     return S.socket(S.AF_INET6, S.SOCK_STREAM)
-
-
-def test_dual_stack_listener_accepts_ipv4_as_v4_mapped(knet) -> None:  # noqa: F811
-    S = knet.socket
-    with _stream6(S) as srv:
-        assert srv.getsockopt(S.IPPROTO_IPV6, S.IPV6_V6ONLY) == 0        # Linux's default
-        srv.bind(("::", 0))
-        port = srv.getsockname()[1]
-        srv.listen(4)
-        with S.create_connection(("127.0.0.1", port), timeout=10) as c:
-            a, addr = srv.accept()
-            with a:
-                assert addr == ("::ffff:127.0.0.1", c.getsockname()[1], 0, 0)
-                assert a.getsockname() == ("::ffff:127.0.0.1", port, 0, 0)
-                c.sendall(b"over ipv4")
-                assert a.recv(100) == b"over ipv4"
-                a.sendall(b"back")
-                assert c.recv(100) == b"back"
-                assert info(a, S)["pmtu"] == info(a, S)["snd_mss"] + 40     # IPv4 headers
-        with S.socket(S.AF_INET, S.SOCK_STREAM) as clash:
-            with pytest.raises(OSError) as e:
-                clash.bind(("0.0.0.0", port))                 # the dual-stack one holds it
-            assert e.value.errno == errno.EADDRINUSE
-        with pytest.raises(OSError) as e:
-            srv.setsockopt(S.IPPROTO_IPV6, S.IPV6_V6ONLY, 1)  # after bind
-        assert e.value.errno == errno.EINVAL
-
-
-def test_v6only_listener_refuses_ipv4_and_shares_the_port(knet) -> None:  # noqa: F811
-    S = knet.socket
-    with _stream6(S) as six, S.socket(S.AF_INET, S.SOCK_STREAM) as four:
-        six.setsockopt(S.IPPROTO_IPV6, S.IPV6_V6ONLY, 1)
-        six.bind(("::", 0))
-        port = six.getsockname()[1]
-        six.listen(4)
-        with S.socket(S.AF_INET, S.SOCK_STREAM) as c, pytest.raises(ConnectionRefusedError):
-            c.connect(("127.0.0.1", port))                    # a RST: nobody listens in IPv4
-        four.bind(("0.0.0.0", port))                          # coexists with the v6-only one
-        four.listen(4)
-        with S.create_connection(("127.0.0.1", port), timeout=10) as c4, \
-                S.create_connection(("::1", port), timeout=10) as c6:
-            a4, addr4 = four.accept()
-            a6, addr6 = six.accept()
-            with a4, a6:
-                assert addr4 == c4.getsockname() and addr6 == c6.getsockname()
-        with _stream6(S) as s:
-            s.setsockopt(S.IPPROTO_IPV6, S.IPV6_V6ONLY, 1)
-            with pytest.raises(OSError) as e:
-                s.connect(("::ffff:127.0.0.1", port))
-            assert e.value.errno == errno.ENETUNREACH
-            with pytest.raises(OSError) as e:
-                s.bind(("::ffff:127.0.0.1", 0))
-            assert e.value.errno == errno.EADDRNOTAVAIL
 
 
 def test_connect_to_v4_mapped_goes_over_ipv4(knet) -> None:  # noqa: F811
@@ -131,7 +78,7 @@ def test_ipv6_options_tcp_info_mss_and_netstat(knet) -> None:  # noqa: F811
             assert a.getsockopt(S.IPPROTO_IPV6, S.IPV6_UNICAST_HOPS) == 64   # the default
             mtu = next(i["mtu"] for i in S.config.interfaces() if i["name"] == "lo0")
             i = info(c, S)
-            assert i["state"] == 1 and i["pmtu"] == i["snd_mss"] + 60
+            assert i["state"] == 1 and i["pmtu"] == i["snd_mss"] + 60    # IPv6 headers
             assert i["advmss"] == mtu - 60 - 12                 # less the timestamp option
             c.sendall(b"q" * 1000)
             assert a.recv(2000)

@@ -11,7 +11,7 @@ Interface:
                              every operation is ``tcp``'s (which reads ``pcb.family``)
     Tcp6Glue(ns, tcp)        what TcpProtocol asks of IPv6:
         local_sockaddr(pcb, addr) -> (addr, port)    bind: a v4-mapped address becomes the
-                                  IPv4 one (EADDRNOTAVAIL on an IPV6_V6ONLY socket); a
+                                  IPv4 one (EINVAL on an IPV6_V6ONLY socket, as Linux); a
                                   link-local one needs a zone (EINVAL), ENXIO for a bad one
         route(so, pcb, addr) -> (laddr, faddr, fport, mss)   connect: source, destination and
                                   our MSS; a v4-mapped destination goes over IPv4
@@ -87,8 +87,8 @@ class Tcp6Glue:
         a, port, scope = in6_sockaddr(addr)
         if is_v4mapped(a):
             if pcb.v6only:
-                raise KernelError(Errno.EADDRNOTAVAIL, "IPV6_V6ONLY socket and a v4-mapped "
-                                  "address")
+                raise KernelError(Errno.EINVAL, "IPV6_V6ONLY socket and a v4-mapped "
+                                  "address")           # Linux's inet6_bind
             return a[12:], port
         if is_multicast(a):
             raise KernelError(Errno.EINVAL, "TCP cannot bind a multicast address")
