@@ -6,7 +6,8 @@ Interface:
         ``secret``: 16..64 random bytes (ISNs, SYN cookies, timestamp offsets);
         ``account_factory()``: a BufferAccount for each new connection (kernel memory).
     .listen(laddr, lport, backlog, cc=None) -> TcpListener  (EADDRINUSE if taken;
-                                               laddr ANY4 = b"\\0\\0\\0\\0" listens on all)
+                                               laddr ANY4 = b"\\0\\0\\0\\0" listens on all
+                                               IPv4 addresses, ANY6 = bytes(16) on all IPv6)
     .route_mss                               -- optional hook (laddr, raddr) -> MSS from the
                                                route's MTU, for listeners' SYN-ACKs
     .route_tso                               -- optional hook (laddr, raddr) -> (MTU, largest
@@ -48,6 +49,7 @@ from rumpkernel.net.wire.tcp import TcpFormatError, TcpSegment, emit_for, parse,
 
 MASK = 0xFFFFFFFF
 ANY4 = b"\x00\x00\x00\x00"
+ANY6 = bytes(16)
 SYN, RST, ACK = 0x02, 0x04, 0x10
 
 
@@ -176,7 +178,8 @@ class TcpStack:
             if conn.state == TcpState.CLOSED:
                 self.forget(conn)
             return
-        lst = self.listeners.get((dst, seg.dst_port)) or self.listeners.get((ANY4, seg.dst_port))
+        lst = self.listeners.get((dst, seg.dst_port)) or self.listeners.get(
+            (ANY4 if len(dst) == 4 else ANY6, seg.dst_port))
         if lst is not None and lst.state == TcpState.LISTEN:
             new = lst.input(dst, src, seg, now)
             if new is not None:
