@@ -32,7 +32,7 @@ def local_call(k: Kernel) -> Any:
 
 
 def _socket_module(sys: Sys) -> Any:
-    from rumpkernel.client.socket import SocketModule    # imported on first use of k.socket
+    from rumpkernel.client.socket import SocketModule  # imported on first use of k.socket
 
     return SocketModule(sys)
 
