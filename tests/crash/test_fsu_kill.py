@@ -146,13 +146,14 @@ def kill_once(bed: Bed, fstype: str, delay: float, sync: bool, n: int,
             leftover.unlink()
 
 
-def _check(bed: Bed, got: dict[str, bytes], reported: set[str]) -> list[str]:
+def _check(bed: Bed, got: dict, reported: set[str]) -> list[str]:
     problems = []
     if got.get(KEEP) != bed.keep:
         problems.append(f"{KEEP} changed")
     for path, data in got.items():
         if path.startswith("/copy/") and bed.files.get(path[5:]) != data:
-            problems.append(f"{path}: {len(data)} bytes, not the source's")
+            problems.append(f"{path}: {len(data) if isinstance(data, bytes) else data}, "
+                            "not the source's")
     for path in sorted(reported):
         if path[5:] in bed.files and path not in got:
             problems.append(f"{path}: reported durable, missing")

@@ -7,6 +7,7 @@ power cut; ``crashbed`` covers power cuts.
 Running and killing
     delays(span, count, seed, lo=0.15, hi=1.05) -> [float]
                                       seeded kill moments, uniform in [lo*span, hi*span]
+    first_line(child, timeout) -> str the first stdout line of a ``Popen`` (text mode), bounded
     run_killed(argv, delay, env=None, wait_line=True) -> Killed
                                       start ``argv`` (stdout and stderr piped), wait for its
                                       first stdout line when ``wait_line`` (the program is
@@ -37,10 +38,11 @@ Judging an image (each check works on copies; the image is not changed)
                                       window).  ``Judged.problems`` ([] = fine), ``.repairs``
                                       (the fsck lines of allowed repairs), ``.readable``: the
                                       image to read from (replayed or repaired copy)
-    read_tree(image, fstype, skip=None) -> {path: bytes}
+    read_tree(image, fstype, skip=None) -> {path: bytes | OSError}
                                       every regular file, read through our driver in a fresh
                                       kernel (read-only: ext journals replay in memory); names
-                                      ``skip(name)`` accepts are left out
+                                      ``skip(name)`` accepts are left out; a file that cannot
+                                      be read maps to the error
 
 Rules: every wait is bounded; children are killed and reaped in ``finally``; temporary files
 carry the pid.  Test-only (``testing/`` may use the host freely).
@@ -100,7 +102,7 @@ def run_killed(argv: list[str], delay: float, env: dict[str, str] | None = None,
     first = ""
     try:
         if wait_line:
-            first = _first_line(child, timeout)
+            first = first_line(child, timeout)
         time.sleep(delay)
         alive = child.poll() is None
     finally:
@@ -110,7 +112,7 @@ def run_killed(argv: list[str], delay: float, env: dict[str, str] | None = None,
     return Killed((first + out).splitlines(), err.splitlines(), alive, child.returncode)
 
 
-def _first_line(child: subprocess.Popen, timeout: float) -> str:
+def first_line(child: subprocess.Popen, timeout: float) -> str:
     """The child's first stdout line (bounded: a watchdog kills a child that says nothing)."""
     import threading
 
@@ -303,14 +305,14 @@ def kernel_type(fstype: str) -> str:
 
 
 def read_tree(image: Path, fstype: str,
-              skip: Callable[[str], bool] | None = None) -> dict[str, bytes]:
+              skip: Callable[[str], bool] | None = None) -> dict[str, bytes | OSError]:
     """Every regular file of the image (paths from its root, "/a/b"), through our driver."""
     import stat
 
     import rumpkernel
 
     k = rumpkernel.boot()
-    out: dict[str, bytes] = {}
+    out: dict[str, bytes | OSError] = {}
     try:
         k.mount_image(str(image), "/t", fstype=kernel_type(fstype), readonly=True)
         stack = [""]
@@ -320,11 +322,14 @@ def read_tree(image: Path, fstype: str,
                 p = f"{d}/{name}"
                 if skip is not None and skip(name):
                     continue
-                st = k.sys.lstat("/t" + p)
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(p)
-                elif stat.S_ISREG(st.st_mode):
-                    out[p] = crashbed._read_all(k.sys, "/t" + p)
+                try:
+                    st = k.sys.lstat("/t" + p)
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(p)
+                    elif stat.S_ISREG(st.st_mode):
+                        out[p] = crashbed._read_all(k.sys, "/t" + p)
+                except OSError as e:    # e.g. FAT: one of two names sharing a chain
+                    out[p] = e
     finally:
         k.halt()
     return out
