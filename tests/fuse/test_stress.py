@@ -84,31 +84,9 @@ def test_stress_ng_and_fio_then_fsck_and_loop_mount_agree(tmp_path: Path, mnt: P
     _mixed_tree(mnt / "tree")
     seen = manifest(mnt)
     assert rump_umount(mnt).returncode == 0
-    leaked = fsck_clean_but_known_leak(img)
+    fsck_clean(img)
     with loop_mounted(img) as lm:
         assert manifest(lm) == seen
-    if leaked:
-        pytest.xfail(f"issue 17 item 4: {leaked}")
-
-
-def fsck_clean_but_known_leak(img: Path) -> str:
-    """e2fsck -fn must find the image clean -- or find only blocks marked in use that no file
-    owns (issue 17 item 4, an ext driver defect: extent-tree blocks leaked when a fragmented
-    file is freed).  Returns that finding, or "" when clean; anything else fails."""
-    r = run("e2fsck", "-fn", str(img), check=False)
-    if r.returncode == 0:
-        return ""
-    lines = [x.strip() for x in r.stdout.split("Pass 5: Checking group summary information")[-1]
-             .splitlines() if x.strip()]
-    known = ("Block bitmap differences:", "Fix? no", "Free blocks count wrong")
-    problems = [x for x in lines if not x.startswith(known) and "WARNING" not in x
-                and "files (" not in x]
-    diffs = " ".join(x for x in lines if x.startswith("Block bitmap differences:"))
-    assert "Pass 1:" in r.stdout and not problems and diffs and "+" not in diffs, r.stdout
-    before_pass5 = r.stdout.split("Pass 5:")[0]
-    assert all(x.startswith(("Pass ", "e2fsck")) for x in before_pass5.splitlines()
-               if x.strip()), r.stdout
-    return diffs
 
 
 def _mixed_tree(top: Path) -> None:
@@ -128,13 +106,11 @@ def _mixed_tree(top: Path) -> None:
     os.rename(top / "d2", top / "moved")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 4: freeing a file with many extents "
-                   "(here built by writes between fsyncs) leaks extent-tree blocks")
 def test_fsync_interleaved_writes_then_unlink_leave_fsck_clean(tmp_path: Path,
                                                                mnt: Path) -> None:  # noqa: F811
     """The pattern stress-ng's copy-file stressor makes (found by it): random writes over a
     256 MiB range with an fsync every 5 writes, then unlink.  A kernel-level replay without FUSE
-    leaks the same blocks: a driver defect."""
+    leaked extent-tree blocks (issue 17 item 4)."""
     img = tmp_path / "leak.img"
     run("mke2fs", "-q", "-F", "-t", "ext4", str(img), "64M")
     rump_mount(str(img), str(mnt))
