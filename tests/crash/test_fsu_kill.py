@@ -212,6 +212,7 @@ def test_fsu_put_killed_at_random_moments(bed: Bed, fstype: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("fstype", FSTYPES)
 def test_fsu_put_killed_sixty_times(bed: Bed, fstype: str) -> None:
     problems = run_kills(bed, fstype, 60, seed=2)

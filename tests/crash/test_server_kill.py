@@ -218,6 +218,7 @@ def test_server_and_client_killed(tmp_path: Path, fstype: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("fstype", FSTYPES)
 def test_server_killed_sixty_times(tmp_path: Path, fstype: str) -> None:
     problems = run_kills(tmp_path, fstype, 60, 20, seed=2)
