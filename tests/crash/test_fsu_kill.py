@@ -192,6 +192,8 @@ def _count(fstype: str, k: killbed.Killed, j: killbed.Judged, got: dict[str, byt
     c["with --sync"] += sync
     c["kills with repairs"] += bool(j.repairs)
     c["failed kills"] += bool(problems)
+    for kind in killbed.repair_kinds(j) if j else ():
+        c[f"repair: {kind}"] += 1
 
 
 def run_kills(bed: Bed, fstype: str, count: int, seed: int) -> list[str]:

@@ -199,6 +199,8 @@ def _count(fstype: str, kind: str, synced: int, j: killbed.Judged | None,
     c[f"fsync'd files checked ({kind})"] += synced + 1
     c["kills with allowed repairs"] += bool(j and j.repairs)
     c["failed kills"] += bool(problems)
+    for kind in killbed.repair_kinds(j) if j else ():
+        c[f"repair: {kind}"] += 1
 
 
 def run_kills(tmp: Path, fstype: str, servers: int, clients: int, seed: int) -> list[str]:

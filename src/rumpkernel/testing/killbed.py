@@ -38,6 +38,7 @@ Judging an image (each check works on copies; the image is not changed)
                                       window).  ``Judged.problems`` ([] = fine), ``.repairs``
                                       (the fsck lines of allowed repairs), ``.readable``: the
                                       image to read from (replayed or repaired copy)
+    repair_kinds(judged) -> {str}     the repairs as kinds (paths and numbers blanked)
     read_tree(image, fstype, skip=None) -> {path: bytes | OSError}
                                       every regular file, read through our driver in a fresh
                                       kernel (read-only: ext journals replay in memory); names
@@ -197,6 +198,15 @@ class Judged:
     problems: list[str] = field(default_factory=list)
     repairs: list[str] = field(default_factory=list)
     readable: Path | None = None
+
+
+def repair_kinds(j: Judged) -> set[str]:
+    """The kinds of repairs ``j`` needed: fsck lines with paths and numbers blanked."""
+    out = set()
+    for ln in j.repairs:
+        ln = re.sub(r"/\S*( / |$)", r"PATH\1", ln)
+        out.add(re.sub(r"\d+", "N", ln)[:90])
+    return out
 
 
 def _copy(src: Path, dst: Path) -> Path:
