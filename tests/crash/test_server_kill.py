@@ -87,6 +87,7 @@ class Run:
             if p.poll() is None:
                 p.kill()
             p.wait(30)
+        self.client.communicate(timeout=30)         # closes its pipes
         self.srv.close()
         for f in (self.img, Path(self.srv.url[len("unix://"):])):
             f.unlink(missing_ok=True)
