@@ -1,5 +1,7 @@
-"""Whole-process crashes (issue #15): ``fsu put -r HOST_TREE IMAGE /copy`` as a real process,
+"""Whole-process crashes (issue #15): ``fsu put -r HOST_DIRS... IMAGE /copy`` as a real process,
 SIGKILLed at seeded random moments, on ext4, ext3, ext2 and FAT32 (``testing/killbed.py``).
+The image already holds a file and an older version of half the tree under /copy: fsu
+creates new files and replaces old ones (a rename over them frees their blocks).
 
 What must hold after each kill:
 - the image is consistent: ext3/4 -- after journal replay (e2fsck's, and ours: a read-write
@@ -8,9 +10,10 @@ What must hold after each kill:
   only leaked clusters, counts, the dirty bit, or a file and its own fsu temporary sharing
   a chain (fsu's rename window: the new entry is durable before the old one goes);
 - the file that was in the image before reads back exactly;
-- every file under its final name is complete (fsu writes a temporary, renames it in place);
+- every file under its final name is complete, the old version or the new one (fsu writes a
+  temporary and renames it in place);
 - with ``--sync`` (every other kill), every file ``fsu put -v`` named on stderr (it names a
-  file once it is durable) is there with its contents.  Without ``--sync`` fsu promises no
+  file once it is durable) is there with its new contents.  Without ``--sync`` fsu promises no
   file until it exits: which files got there is up to the file system's commits.
 
 Reads go through our driver (fresh kernel, read-only: an ext journal replays in memory) and,
@@ -42,9 +45,9 @@ pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in ("mke2fs", "e2f
 STATS: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 
 
-def _tree(root: Path, rnd: random.Random) -> dict[str, bytes]:
+def _tree(root: Path, rnd: random.Random, dirs: int = 8) -> dict[str, bytes]:
     files = {}
-    for d in range(8):
+    for d in range(dirs):
         for f in range(30):
             rel = f"/dir {d}/file {f} with a long name.bin"
             files[rel] = rnd.randbytes(rnd.choice((0, 1, 700, 4096, 5000, 30_000)))
@@ -76,10 +79,17 @@ class Bed:
         self.base = base
         rnd = random.Random(5)
         self.files = _tree(base / "tree", rnd)
+        self.old = _tree(base / "old", rnd, dirs=4)    # in the image before: replaced
         self.keep = rnd.randbytes(50_000)
         (base / "keep.bin").write_bytes(self.keep)
         self.images: dict[str, bytes] = {}
         self.span: dict[tuple[str, bool], float] = {}
+
+    def argv(self, img: Path, sync: bool) -> list[str]:
+        """``fsu put -r -v [--sync] IMAGE tree/dir* /copy``: into the existing /copy, over
+        the old versions of the first four directories."""
+        dirs = sorted(str(p) for p in (self.base / "tree").iterdir())
+        return _fsu("put", "-r", "-v", *(["--sync"] if sync else []), str(img), *dirs, "/copy")
 
     def image(self, fstype: str) -> bytes:
         if fstype not in self.images:
@@ -87,13 +97,14 @@ class Bed:
             _mkfs(img, fstype)
             subprocess.run(_fsu("put", str(img), str(self.base / "keep.bin"), KEEP),
                            env=killbed.python_env(), check=True, capture_output=True)
+            subprocess.run(_fsu("put", "-r", str(img), str(self.base / "old"), "/copy"),
+                           env=killbed.python_env(), check=True, capture_output=True)
             self.images[fstype] = img.read_bytes()
             full = self.base / f"full-{fstype}.img"
             for sync in (False, True):
                 full.write_bytes(self.images[fstype])
                 t0 = time.monotonic()
-                subprocess.run(_fsu("put", "-r", *(["--sync"] if sync else []), str(full),
-                                    str(self.base / "tree"), "/copy"),
+                subprocess.run(self.argv(full, sync),
                                env=killbed.python_env(), check=True, capture_output=True,
                                timeout=300)
                 self.span[fstype, sync] = time.monotonic() - t0
@@ -127,9 +138,7 @@ def kill_once(bed: Bed, fstype: str, delay: float, sync: bool, n: int,
     img = bed.base / f"kill-{fstype}-{os.getpid()}.img"
     img.write_bytes(bed.image(fstype))
     try:
-        argv = _fsu("put", "-r", "-v", *(["--sync"] if sync else []), str(img),
-                    str(bed.base / "tree"), "/copy")
-        k = killbed.run_killed(argv, delay, wait_line=False)
+        k = killbed.run_killed(bed.argv(img, sync), delay, wait_line=False)
         reported = {ln.split(": ", 1)[1] for ln in k.err if ln.startswith("fsu put: /copy/")}
         j = killbed.judge(img, fstype, bed.base, shared_ok=_own_temp)
         problems = list(j.problems)
@@ -137,7 +146,8 @@ def kill_once(bed: Bed, fstype: str, delay: float, sync: bool, n: int,
         problems += _check(bed, got, reported if sync else set())
         if linux and fstype != "fat32" and os.geteuid() == 0:
             problems += _check_linux(bed, j.readable or img, reported if sync else set())
-        _count(fstype, k, j, got, sync, problems)
+        _count(fstype, k, j, {p: d for p, d in got.items() if d == bed.files.get(p[5:])}, sync,
+               problems)
         return [f"kill {n} ({fstype}, {delay:.2f} s{', --sync' if sync else ''}): {p}"
                 for p in problems]
     finally:
@@ -151,12 +161,13 @@ def _check(bed: Bed, got: dict, reported: set[str]) -> list[str]:
     if got.get(KEEP) != bed.keep:
         problems.append(f"{KEEP} changed")
     for path, data in got.items():
-        if path.startswith("/copy/") and bed.files.get(path[5:]) != data:
+        if path.startswith("/copy/") and data not in (bed.files.get(path[5:]),
+                                                      bed.old.get(path[5:])):
             problems.append(f"{path}: {len(data) if isinstance(data, bytes) else data}, "
-                            "not the source's")
+                            "neither the source's nor the old version")
     for path in sorted(reported):
-        if path[5:] in bed.files and path not in got:
-            problems.append(f"{path}: reported durable, missing")
+        if path[5:] in bed.files and got.get(path) != bed.files[path[5:]]:
+            problems.append(f"{path}: reported durable, missing or the old version")
     return problems[:20]
 
 
@@ -172,10 +183,10 @@ def _check_linux(bed: Bed, image: Path, reported: set[str]) -> list[str]:
                 problems.append(f"Linux: {KEEP} changed")
             for rel, data in bed.files.items():
                 p = mnt / "copy" / rel[1:]
-                if p.exists() and p.read_bytes() != data:
-                    problems.append(f"Linux: /copy{rel}: not the source's")
-                elif not p.exists() and f"/copy{rel}" in reported:
-                    problems.append(f"Linux: /copy{rel}: reported durable, missing")
+                if p.exists() and p.read_bytes() not in (data, bed.old.get(rel)):
+                    problems.append(f"Linux: /copy{rel}: neither the source's nor the old")
+                elif f"/copy{rel}" in reported and (not p.exists() or p.read_bytes() != data):
+                    problems.append(f"Linux: /copy{rel}: reported durable, missing or old")
     finally:
         copy.unlink()
     return problems[:20]
@@ -186,7 +197,7 @@ def _count(fstype: str, k: killbed.Killed, j: killbed.Judged, got: dict[str, byt
     c = STATS[fstype]
     c["kills"] += 1
     c["killed while running"] += k.alive
-    copied = sum(p.startswith("/copy/") for p in got)
+    copied = sum(p.startswith("/copy/") for p in got)     # got: the new versions only
     c["files found after kills"] += copied
     c["kills mid-copy"] += bool(k.alive and copied)
     c["with --sync"] += sync
