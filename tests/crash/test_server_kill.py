@@ -93,21 +93,6 @@ class Run:
             f.unlink(missing_ok=True)
 
 
-def _promised(synced: int) -> dict[str, bytes]:
-    return {f"/f{i}": killbed.body(i) for i in range(synced + 1)}
-
-
-def _check_files(got: dict, synced: int, who: str) -> list[str]:
-    bad = []
-    for path, data in _promised(synced).items():
-        have = got.get(path)
-        if have != data:
-            seen = ("missing" if have is None else f"{len(have)} bytes" if isinstance(have, bytes)
-                    else str(have))
-            bad.append(f"{who}: {path} fsync'd ({len(data)} bytes), read {seen}")
-    return bad[:10]
-
-
 def _linux(img: Path, synced: int, tmp: Path) -> list[str]:
     from tests.ext2.kimages import loop_mounted
 
@@ -115,11 +100,11 @@ def _linux(img: Path, synced: int, tmp: Path) -> list[str]:
     shutil.copyfile(img, copy)
     try:
         with loop_mounted(copy, readonly=False) as mnt:
-            got = {f"/f{i}": (mnt / f"f{i}").read_bytes()
-                   for i in range(synced + 1) if (mnt / f"f{i}").exists()}
+            got = {p: (mnt / p[1:]).read_bytes() for p in killbed.promised(synced)
+                   if (mnt / p[1:]).exists()}
     finally:
         copy.unlink()
-    return _check_files(got, synced, "Linux")
+    return killbed.broken_promises(got, synced, "Linux")
 
 
 def kill_server(tmp: Path, fstype: str, delay: float, n: int, linux: bool) -> list[str]:
@@ -133,7 +118,8 @@ def kill_server(tmp: Path, fstype: str, delay: float, n: int, linux: bool) -> li
         problems = [] if alive else [f"the server ended by itself: {r.srv.stderr[-500:]}"]
         j = killbed.judge(r.img, fstype, tmp, shared_ok=killbed.writer_rename_window)
         problems += j.problems
-        problems += _check_files(killbed.read_tree(j.readable or r.img, fstype), synced, "ours")
+        problems += killbed.broken_promises(killbed.read_tree(j.readable or r.img, fstype),
+                                            synced, "ours")
         if linux and fstype != "fat32" and os.geteuid() == 0:
             problems += _linux(j.readable or r.img, synced, tmp)
         _count(fstype, "server kills", synced, j, problems)
@@ -152,13 +138,13 @@ def kill_client(tmp: Path, fstype: str, delay: float, n: int) -> list[str]:
         problems = [] if r.srv.proc.poll() is None else ["the server died with its client"]
         if not problems:
             with r.srv.connect() as c:                 # still serving, the files are there
-                got = {p: _read(c.sys, "/m" + p) for p in _promised(synced)}
-            problems += _check_files(got, synced, "live, through the server")
+                got = {p: _read(c.sys, "/m" + p) for p in killbed.promised(synced)}
+            problems += killbed.broken_promises(got, synced, "live, through the server")
             rc = r.srv.stop(signal.SIGTERM)
             if rc != 0:
                 problems.append(f"rump_server exit {rc} at SIGTERM: {r.srv.stderr[-500:]}")
         problems += _clean(r.img, fstype)
-        problems += _check_files(killbed.read_tree(r.img, fstype), synced, "ours")
+        problems += killbed.broken_promises(killbed.read_tree(r.img, fstype), synced, "ours")
         _count(fstype, "client kills", synced, None, problems)
         return [f"client kill {n} ({fstype}, {delay:.2f} s, f0..f{synced} fsync'd): {p}"
                 for p in problems]
@@ -166,13 +152,16 @@ def kill_client(tmp: Path, fstype: str, delay: float, n: int) -> list[str]:
         r.close()
 
 
-def _read(s, path: str) -> bytes | None:
+def _read(s, path: str) -> bytes | OSError:
     try:
         fd = s.open(path, os.O_RDONLY)
-    except OSError:
-        return None
+    except OSError as e:
+        return e
     try:
-        return s.read(fd, 1 << 20)
+        parts = []
+        while chunk := s.read(fd, 1 << 20):
+            parts.append(chunk)
+        return b"".join(parts)
     finally:
         s.close(fd)
 

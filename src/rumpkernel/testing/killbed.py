@@ -21,9 +21,15 @@ The writer workload (a client of a local or remote kernel)
     python -m rumpkernel.testing.killbed remote URL FSTYPE DEVICE
                                       mount the image (the device) on /m and run ``writer``
     writer(sys, root, report)         forever: churn (unsynced files, renames over older ones,
-                                      mkdirs), then ``f{i}`` written with ``body(i)`` and
-                                      fsync'd; ``report(i)`` after each fsync returned
+                                      truncates, mkdir, rmdir), then ``f{i}`` written with
+                                      ``body(i)`` and a line appended to ``log``, both fsync'd;
+                                      ``report(i)`` after the fsyncs returned
     body(i) -> bytes                  what ``f{i}`` holds
+    promised(synced) -> {path: (data, prefix)}
+                                      what must read back once ``synced`` was reported: every
+                                      ``f{i}``, and ``log`` starting with lines 0..synced
+    broken_promises(got, synced, who) -> [str]
+                                      the promises ``got`` ({path: bytes | error}) breaks
 
 Judging an image (each check works on copies; the image is not changed)
     judge(image, fstype, tmp, shared_ok=None) -> Judged
@@ -133,8 +139,15 @@ def body(i: int) -> bytes:
     return f"file {i} ".encode() * (1 + i * 37 % 900)
 
 
+def log_line(i: int) -> bytes:
+    return f"entry {i} ".encode() * (1 + i * 7 % 60) + b"\n"
+
+
 def writer(s: Any, root: str, report: Callable[[int], None]) -> None:
-    """Churn (never synced) and fsync'd files ``f{i}``; ``report(i)`` once fsync returned."""
+    """Churn (never synced: new files, renames over older ones, truncates, mkdir, rmdir),
+    then ``f{i}`` written and a line appended to ``log``, both fsync'd; ``report(i)`` once
+    fsync returned."""
+    log = s.open(f"{root}/log", os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
     i = 0
     while True:
         data = body(i)
@@ -143,14 +156,43 @@ def writer(s: Any, root: str, report: Callable[[int], None]) -> None:
         s.close(fd)
         if i % 3 == 0:
             s.mkdir(f"{root}/dir{i}")
+            if i >= 9:
+                s.rmdir(f"{root}/dir{i - 9}")
         if i:
             s.rename(f"{root}/tmp{i - 1}", f"{root}/moved{i % 5}")   # over an older one
+        if i % 7 == 6:
+            s.truncate(f"{root}/moved{(i + 2) % 5}", i * 13 % 3000)  # frees its tail
         fd = s.open(f"{root}/f{i}", os.O_CREAT | os.O_WRONLY, 0o644)
         s.write(fd, data)
+        s.write(log, log_line(i))
         s.fsync(fd)
+        s.fsync(log)
         s.close(fd)
         report(i)
         i += 1
+
+
+def promised(synced: int) -> dict[str, tuple[bytes, bool]]:
+    """What must read back after the writer reported ``synced``: path -> (data, prefix)."""
+    if synced < 0:
+        return {}
+    out = {f"/f{i}": (body(i), False) for i in range(synced + 1)}
+    out["/log"] = (b"".join(log_line(i) for i in range(synced + 1)), True)
+    return out
+
+
+def broken_promises(got: dict[str, Any], synced: int, who: str) -> list[str]:
+    """The writer's promises ``got`` (path -> bytes, error or missing) does not keep."""
+    bad = []
+    for path, (data, prefix) in promised(synced).items():
+        have = got.get(path)
+        if isinstance(have, bytes) and (have.startswith(data) if prefix else have == data):
+            continue
+        seen = ("missing" if have is None else f"{len(have)} bytes"
+                if isinstance(have, bytes) else str(have))
+        bad.append(f"{who}: {path} fsync'd ({len(data)} bytes{' at least' if prefix else ''})"
+                   f", read {seen}")
+    return bad[:10]
 
 
 def writer_rename_window(a: str, b: str) -> bool:
