@@ -5,8 +5,6 @@ page cache), so this is the crash a journal or careful write ordering must survi
 power cut; ``crashbed`` covers power cuts.
 
 Running and killing
-    delays(span, count, seed, lo=0.15, hi=1.05) -> [float]
-                                      seeded kill moments, uniform in [lo*span, hi*span]
     first_line(child, timeout) -> str the first stdout line of a ``Popen`` (text mode), bounded
     run_killed(argv, delay, env=None, wait_line=True) -> Killed
                                       start ``argv`` (stdout and stderr piped), wait for its
@@ -58,7 +56,6 @@ carry the pid.  Test-only (``testing/`` may use the host freely).
 from __future__ import annotations
 
 import os
-import random
 import re
 import shutil
 import signal
@@ -83,12 +80,6 @@ def python_env(**extra: str) -> dict[str, str]:
     e.pop("RUMP_AUTH_FILE", None)
     e.update(extra)
     return e
-
-
-def delays(span: float, count: int, seed: int, lo: float = 0.15,
-           hi: float = 1.05) -> list[float]:
-    rng = random.Random(seed)
-    return [rng.uniform(lo * span, hi * span) for _ in range(count)]
 
 
 # -- running and killing -----------------------------------------------------------------------
