@@ -64,6 +64,6 @@ def test_links_reach_the_disk_after_the_clusters_they_link(recorded: Session) ->
 def test_reordered_writes_never_link_into_a_free_cluster(recorded: Session) -> None:
     s = recorded
     rng = random.Random(5)
-    states = crashbed.sample(crashbed.crash_states(s.rec.log, rng, per_point=3), 120, rng)
+    states = crashbed.sample(crashbed.crash_states(s.rec.log, rng, per_point=3), 60, rng)
     bad = _verdicts(s, states)
     assert not bad, f"{len(bad)} of {len(states)} crash states: {_report(bad)}"
