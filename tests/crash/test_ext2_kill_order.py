@@ -1,20 +1,30 @@
 """ext2 (no journal) under a SIGKILL: the image a killed process leaves is a prefix of its
-writes in issue order.  ``killbed.writer`` (renames over older files, rmdir, fsync'd files)
-is recorded on ext2 and the image is rebuilt at every write (``crashbed``, "in order" states).
+writes in issue order.  A workload is recorded on ext2 and the image rebuilt at every write
+(``crashbed``, "in order" states); ``e2fsck -fy`` must never clear a name because its entry
+points at a deleted inode ("Entry ... has deleted/unused inode").
 
-Known gap (#15): ``e2fsck -fy`` clears directory entries at some of these points
-("Entry 'moved1' ... has deleted/unused inode", also 'dirN' after an rmdir): the freed inode's
-record (links 0, dtime) is written back before the directory block that drops its name, so
-after a crash the name is gone and the renamed file sits in /lost+found.  fsync'd files are
-not affected (the soaks in test_server_kill.py pass), but a rename over a file is not atomic
-across a kill.  The fix: on ext2, write a freed inode's record with the other deferred frees
-(after the barrier that makes the directory change durable)."""
+Found by the kill tests (#15): the freed inode's record (links 0, dtime) was written back
+before the directory block that drops its name, so a kill in between made e2fsck clear the
+name -- after a rename over a file the renamed file sat in /lost+found (a rename over a file
+was not atomic across a kill); the same for rmdir and the unlink of a last name.  Fixed in
+the ext driver: without a journal, an inode that lost its last name is written with the
+links count it had until a flush has made the removal durable, and its freed record goes
+with the deferred bitmap frees, after that flush.  A kill may now leave an inode with no
+name (e2fsck: /lost+found) or a links count to fix, never a name without its inode.
+
+- ``killbed.writer`` (renames over older files, mkdir, rmdir, fsync'd files);
+- every removal once, over names made durable first: unlink of a last name and of one of two
+  names, rmdir, a directory renamed over an empty one, a file renamed over another across
+  directories, and an unlinked file still open across a sync."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +38,7 @@ class _Enough(Exception):
     pass
 
 
-def _recorded(tmp: Path, rounds: int) -> crashbed.Recorder:
+def _recorded(tmp: Path, workload: Callable[[Any], None]) -> crashbed.Recorder:
     img = tmp / "order.img"
     subprocess.run(["mke2fs", "-q", "-F", "-t", "ext2", "-b", "2048", "-I", "256", str(img),
                     "16M"], check=True, capture_output=True)
@@ -37,28 +47,64 @@ def _recorded(tmp: Path, rounds: int) -> crashbed.Recorder:
     try:
         crashbed.install(k, lambda dev: recs.append(crashbed.Recorder(dev)) or recs[-1])
         k.mount_image(str(img), "/m", fstype="ext2")
-
-        def report(i: int) -> None:
-            if i + 1 >= rounds:
-                raise _Enough
-
-        with pytest.raises(_Enough):
-            killbed.writer(k.sys, "/m", report)
+        workload(k.sys)
     finally:
         k.halt()
     return recs[0]
 
 
-@pytest.mark.xfail(strict=True, reason="#15: ext2 writes a freed inode before the directory "
-                   "block that drops its name")
-def test_killed_ext2_keeps_every_name(tmp_path: Path) -> None:
-    rec = _recorded(tmp_path, 8)
-    state = tmp_path / "state.img"
+def _cleared_names(tmp: Path, rec: crashbed.Recorder) -> list[str]:
+    """e2fsck's "deleted/unused inode" lines at every in-order crash point."""
+    state = tmp / "state.img"
     cleared = []
     for p in crashbed.crash_points(rec.log):
         st = crashbed.CrashState(p, tuple(crashbed._pending(rec.log, p, False, 512)))
         state.write_bytes(st.image(rec.base, rec.log))
         out = subprocess.run(["e2fsck", "-fy", str(state)], capture_output=True,
-                             text=True).stdout
+                             text=True, timeout=120).stdout
         cleared += [f"point {p}: {ln}" for ln in out.splitlines() if "deleted/unused" in ln]
+    return cleared
+
+
+def _writer(s: Any) -> None:
+    def report(i: int) -> None:
+        if i + 1 >= 8:
+            raise _Enough
+
+    try:
+        killbed.writer(s, "/m", report)
+    except _Enough:
+        pass
+
+
+def _put(s: Any, path: str, data: bytes) -> None:
+    fd = s.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
+    s.write(fd, data)
+    s.close(fd)
+
+
+def _removals(s: Any) -> None:
+    for d in ("/m/gone", "/m/over", "/m/under", "/m/sub"):
+        s.mkdir(d)
+    for name in ("last", "two", "target", "open"):
+        _put(s, f"/m/{name}", name.encode() * 3000)
+    _put(s, "/m/sub/new", b"new" * 3000)
+    s.link("/m/two", "/m/two2")
+    s.sync()                                   # every name durable before it goes
+    s.unlink("/m/last")                        # the last name: the inode is freed
+    s.unlink("/m/two2")                        # one of two names: a count only
+    s.rmdir("/m/gone")
+    s.rename("/m/over", "/m/under")            # a directory over an empty one
+    s.rename("/m/sub/new", "/m/target")        # across directories, over a file
+    fd = s.open("/m/open", os.O_RDONLY)
+    s.unlink("/m/open")                        # nameless but open across a sync
+    s.sync()
+    s.close(fd)
+    s.unmount("/m")
+
+
+@pytest.mark.parametrize("workload", [_writer, _removals], ids=["writer", "removals"])
+def test_killed_ext2_keeps_every_name(tmp_path: Path, workload: Callable[[Any], None]) -> None:
+    rec = _recorded(tmp_path, workload)
+    cleared = _cleared_names(tmp_path, rec)
     assert not cleared, "\n".join(cleared[:10])

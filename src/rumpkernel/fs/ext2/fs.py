@@ -583,10 +583,16 @@ class ExtFileSystem(MountState, FileSystem):
         node.iblock[:] = empty_root() if node.uses_extents else bytes(60)
         node.blocks = 0
         node.dirty = True
-        self._write_inode(node)
+        record = None
+        if self._names_first():       # written once the names are durably gone
+            record = node.encode(self.vol)
+        else:
+            self._write_inode(node)
         node.mode = 0
-        self.vol.free_inode(node.ino, is_dir)
+        self.vol.free_inode(node.ino, is_dir, record)
         node.dirty = False
+        self._written_live.discard(node.ino)
+        self._nameless_durable.discard(node.ino)
         self.inodes.pop(node.ino, None)
 
     def _write_inode(self, node: Inode) -> None:
@@ -595,7 +601,7 @@ class ExtFileSystem(MountState, FileSystem):
         if node.emap is not None and node.emap.dirty:
             node.emap.store()
         if node.dirty:
-            self.vol.write_inode_raw(node.ino, node.encode(self.vol))
+            self.vol.write_inode_raw(node.ino, self._record(node))
             node.dirty = False
 
 

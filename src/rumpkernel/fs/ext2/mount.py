@@ -23,6 +23,11 @@ Policy:
   superblock's mount fields (not-clean state, mount count and time) are written before the
   first change, not at mount: a read-write mount that changes nothing, or whose every
   operation failed, leaves the image byte-identical.
+- without a journal, an inode that lost its last name is written with the links count it
+  had (1, or 2 for a directory) until a flush has made the name's removal durable
+  (``_record``, ``_names_gone``); its freed record (links 0, dtime) waits with its bitmap bit
+  (``vol.free_inode(..., record)``).  A crash can then leave an inode without a name
+  (e2fsck: /lost+found) or a count to fix, never a name pointing at a deleted inode.
 """
 
 from __future__ import annotations
@@ -138,6 +143,8 @@ class MountState:
         self.ctx = ctx
         self.fstype = name
         self.inodes: dict[int, Any] = {}
+        self._written_live: set[int] = set()     # nameless, on disk with their old links
+        self._nameless_durable: set[int] = set()  # their names' removal is durable
         self.replayed = False
         self.had_errors = False
         self.unmounted = False
@@ -441,11 +448,45 @@ class MountState:
             if node.emap is not None and node.emap.dirty:
                 node.emap.store()
             if node.dirty:
-                out.append((node.ino, node.encode(self.vol)))
+                out.append((node.ino, self._record(node)))
                 nodes.append(node)
         self.vol.write_inodes_raw(out)
         for node in nodes:
             node.dirty = False
+
+    def _names_first(self) -> bool:
+        """In-place writes with ordered frees (ext2, ``nojournal``): a name's removal must be
+        durable before its inode is written as deleted."""
+        return self.vol.defer_frees and not self.vol.journaled
+
+    def _record(self, node: Any) -> bytes:
+        """The on-disk record of ``node``.  Without a journal, an inode whose last name went
+        is written with the links count it had until a flush has made the removal durable
+        (e2fsck would clear a name still on the disk that points at a links-0 inode)."""
+        if node.links or not node.mode or node.ino in self._nameless_durable or \
+                not self._names_first():
+            return node.encode(self.vol)
+        links = node.links
+        node.links = 2 if node.is_dir else 1
+        try:
+            raw = node.encode(self.vol)
+        finally:
+            node.links = links
+        self._written_live.add(node.ino)
+        return raw
+
+    def _names_gone(self) -> bool:
+        """After a flush: the names of the inodes written with their old links count are
+        durably gone, so their true count (0) may go to the disk now (they are marked dirty
+        for the next write-back).  Returns whether any was."""
+        again = False
+        for ino in self._written_live:
+            node = self.inodes.get(ino)
+            if node is not None and not node.links and node.mode:
+                self._nameless_durable.add(ino)
+                node.dirty = again = True
+        self._written_live.clear()
+        return again
 
     def sync(self) -> None:
         """Everything durable and in place: a journal commit and a checkpoint (so the image
@@ -471,7 +512,10 @@ class MountState:
             return
         vol = self.vol              # ext2: what the frees depend on is durable first
         vol.flush(sync=True)
-        if vol.pending_frees or vol.pending_ifrees:
+        settled = self._names_gone()
+        if settled:
+            self._write_dirty_inodes()
+        if settled or vol.pending_frees or vol.pending_ifrees:
             vol.apply_frees()
             vol.flush(sync=True)
 
@@ -482,6 +526,7 @@ class MountState:
         if not self.vol.journaled and not self.readonly:
             self._write_dirty_inodes()
             self.vol.flush(sync=True)
+            self._names_gone()
 
     def release_frees(self) -> None:
         """Make what waits to be freed reusable (an operation ran out of space)."""

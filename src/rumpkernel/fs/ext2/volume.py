@@ -12,12 +12,14 @@ Interface:
                                     ``pending_ifrees`` until the commit or sync that makes
                                     the pointers to them go away durable (``apply_frees``):
                                     nothing freed is reused before then, so a crash can leak
-                                    but never cross-link
+                                    but never cross-link.  Without a journal the freed
+                                    inode's record waits with its bitmap bit (``record``):
+                                    it is written only after the names are durably gone
     vol.gd(group) / vol.set_gd(group, gd)
     vol.alloc_blocks(goal, count) -> (start, n)      ENOSPC
     vol.free_blocks(start, n)
     vol.alloc_inode(near_group, is_dir) -> ino       ENOSPC
-    vol.free_inode(ino, is_dir)
+    vol.free_inode(ino, is_dir, record=None)   record: the freed inode, written by apply_frees
     vol.read_inode_raw(ino) -> bytes / vol.write_inode_raw(ino, raw)
     vol.csum(seed, data), vol.inode_seed(ino, gen), vol.flush(sync)
 
@@ -146,7 +148,7 @@ class Volume:
         self.journaled = False
         self.defer_frees = False
         self.pending_frees: list[tuple[int, int]] = []
-        self.pending_ifrees: list[tuple[int, bool]] = []
+        self.pending_ifrees: list[tuple[int, bool, bytes | None]] = []
         self.journal_live: set[int] = set()  # blocks with a copy in the journal's live log
         self.revokes: set[int] = set()       # of those, rewritten in place since the commit
         self.home_sb_stale = False          # the device's superblock differs from ``sb``
@@ -543,12 +545,22 @@ class Volume:
 
     def apply_frees(self) -> list[tuple[int, int]]:
         """Clear the bitmap bits of the blocks and inodes freed since the last commit or sync
-        (which then carries them); returns the block ranges freed."""
+        (which then carries them, and the freed inode records deferred with them); returns
+        the block ranges freed.  The records are written and every bitmap read before
+        anything is taken off the lists, so a read that fails (EIO) loses no free: the next
+        sync applies them."""
+        g = self.geo
+        for ino, _, record in self.pending_ifrees:
+            if record is not None:          # rewriting one on a retry changes nothing
+                self.write_inode_raw(ino, record)
+            self.inode_bitmap((ino - 1) // g.inodes_per_group)
+        for start, count in self.pending_frees:
+            for group in range(g.group_of_block(start), g.group_of_block(start + count - 1) + 1):
+                self.block_bitmap(group)
         ifrees, self.pending_ifrees = self.pending_ifrees, []
-        for ino, is_dir in ifrees:
+        for ino, is_dir, _ in ifrees:
             self._clear_inode_bit(ino, is_dir)
         frees, self.pending_frees = self.pending_frees, []
-        g = self.geo
         for start, count in frees:
             self.bio.forget(start, count)
             groups = []
@@ -613,15 +625,20 @@ class Volume:
         self._adjust_gd(group, inodes=-1, dirs=1 if is_dir else 0,
                         clear_flags=L.BG_INODE_UNINIT, unused=unused)
 
-    def free_inode(self, ino: int, is_dir: bool) -> None:
+    def free_inode(self, ino: int, is_dir: bool, record: bytes | None = None) -> None:
+        """Free inode ``ino``.  ``record`` (deferred frees only): its freed on-disk record,
+        written by ``apply_frees`` just before its bit is cleared; without one the caller has
+        written the record already."""
         group, bit = divmod(ino - 1, self.geo.inodes_per_group)
         bm = self.inode_bitmap(group)
-        if not test_bit(bm, bit) or any(i == ino for i, _ in self.pending_ifrees):
+        if not test_bit(bm, bit) or any(i == ino for i, _, _ in self.pending_ifrees):
             raise corrupt(f"ext: freeing inode {ino}: already free")
         self._writable()
         if self.defer_frees:
-            self.pending_ifrees.append((ino, is_dir))
+            self.pending_ifrees.append((ino, is_dir, record))
             return
+        if record is not None:
+            self.write_inode_raw(ino, record)
         self._clear_inode_bit(ino, is_dir)
 
     def _clear_inode_bit(self, ino: int, is_dir: bool) -> None:
