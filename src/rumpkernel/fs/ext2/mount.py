@@ -463,6 +463,8 @@ class MountState:
         """The on-disk record of ``node``.  Without a journal, an inode whose last name went
         is written with the links count it had until a flush has made the removal durable
         (e2fsck would clear a name still on the disk that points at a links-0 inode)."""
+        if node.links:              # linked again (an operation undone): forget the past
+            self._nameless_durable.discard(node.ino)
         if node.links or not node.mode or node.ino in self._nameless_durable or \
                 not self._names_first():
             return node.encode(self.vol)
