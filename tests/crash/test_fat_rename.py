@@ -22,8 +22,9 @@ import random
 import pytest
 
 from rumpkernel.testing import crashbed
+from rumpkernel.vfs.bio import MemoryDevice
 from tests.crash.test_fat_crash import Session, _fresh, _read, _report
-from tests.msdos.helpers import HAVE_TOOLS
+from tests.msdos.helpers import HAVE_TOOLS, MiniVfs, mount_dev
 
 pytestmark = pytest.mark.skipif(not HAVE_TOOLS, reason="dosfstools")
 
@@ -102,3 +103,29 @@ def test_each_rename_is_one_directory_write(recorded: Session) -> None:
             if e.kind != "flush":
                 seen += range(e.offset // 512, (e.offset + len(e.data)) // 512)
         assert len(seen) == len(set(seen)), (lo, hi, sorted(seen))
+
+
+def test_renames_that_do_not_fit_their_sector() -> None:
+    """A new name with no room in the old entry's sector (here a full one) takes the other
+    path -- new entry durable, old one removed and flushed before the call returns -- also for
+    a case-only change; the directory stays sound and fsck.fat clean."""
+    s = Session(_fresh())
+    s.v.mkdir("d")
+    for i in range(14):                                   # with . and .. a full sector
+        s.v.create(f"d/F{i:02d}.TXT", bytes([i]) * 100)
+    s.fs.sync()
+    s.v.rename("d/F05.TXT", "d/File 05.txt")              # a long name: 2 slots, no room
+    s.v.rename("d/F07.TXT", "d/f07.Txt")                  # case only, mixed: needs an LFN
+    flushes = sum(e.kind == "flush" for e in s.rec.log)
+    s.v.rename("d/F09.TXT", "d/G09.TXT")                  # one slot: fits, no barrier
+    assert sum(e.kind == "flush" for e in s.rec.log) == flushes
+    s.fs.unmount()
+    img = crashbed.CrashState(len(s.rec.log), ()).image(s.rec.base, s.rec.log)
+    assert crashbed.fsck_fat(img) == []
+    got = _read(img, ["d/File 05.txt", "d/f07.Txt", "d/G09.TXT", "d/F05.TXT", "d/F09.TXT"])
+    assert got["d/File 05.txt"] == bytes([5]) * 100
+    assert got["d/f07.Txt"] == bytes([7]) * 100
+    assert got["d/G09.TXT"] == bytes([9]) * 100
+    assert isinstance(got["d/F05.TXT"], OSError) and isinstance(got["d/F09.TXT"], OSError)
+    names = MiniVfs(mount_dev(MemoryDevice(img), readonly=True)).listdir("d")
+    assert "f07.Txt" in names and "F07.TXT" not in names and len(names) == 14

@@ -203,7 +203,8 @@ class Directory:
             self.subdirs += 1
 
     def _unindex(self, s: DirSlot) -> None:
-        del self.by_key[fold(s.name)]
+        if self.by_key.get(fold(s.name)) is s:    # a case-only rename indexed its new slot
+            del self.by_key[fold(s.name)]
         if self.by_short_key.get(s.short_key) is s:
             del self.by_short_key[s.short_key]
         self.shorts.discard(s.short)

@@ -25,7 +25,7 @@ from rumpkernel.fs.msdos.layout import (
     DIRENT_SIZE,
     ShortEntry,
 )
-from rumpkernel.fs.msdos.names import DOT, DOTDOT, check_long, fold
+from rumpkernel.fs.msdos.names import DOT, DOTDOT, check_long
 from rumpkernel.fs.msdos.node import ROOT_INO, Node
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.vfs.vattr import DT_DIR, DT_REG, S_IFMT, S_IFREG, DirEnt, SetAttr
@@ -264,12 +264,7 @@ class DirOps:
         (fsck.fat keeps the data under one of them), never none; the second barrier keeps that
         window to the two writes instead of until the next sync.  An old entry that was never
         flushed needs no barriers (a cut loses it either way).  A case-only rename that did
-        not fit swaps the entry in place of the old one."""
-        if sd is td and fold(sslot.name) == fold(plan.name):
-            sd.remove(sslot)
-            slot, written = td.add(plan.name, snode.entry)
-            self._moved(snode, written, td, slot, tdnode, sd)
-            return
+        not fit goes the same way (the new entry gets another short name)."""
         slot, written = td.add(plan.name, snode.entry, plan)
         durable = sslot.gen < self.sync_gen     # the old entry may be on disk: new one first
         failed: KernelError | None = None
