@@ -11,6 +11,8 @@ Interface:
     waiting(mountpoint) -> int | None       requests the host sent and the server has not
                                             answered (/sys/fs/fuse/connections/N/waiting)
     abort(mountpoint) -> bool               abort the connection: every waiter gets ECONNABORTED
+                                            (both mount fusectl at /sys/fs/fuse/connections
+                                            when it is not there and we are root)
     server_stacks(stacks_file, pid, timeout) -> str   SIGUSR1 to a rump_mount server, then what
                                             it appended to its stacks file
     stuck_tasks(pids) -> str                state, wchan and /proc/PID/stack of each task
@@ -52,7 +54,13 @@ def _unescape(field: str) -> str:
 
 def _connection(mountpoint: str) -> str | None:
     dev = mount_device(mountpoint)
-    return None if dev is None else os.path.join(CONNECTIONS, str(dev[1]))
+    if dev is None:
+        return None
+    conn = os.path.join(CONNECTIONS, str(dev[1]))
+    if not os.path.isdir(conn) and os.path.isdir(CONNECTIONS) and os.geteuid() == 0:
+        subprocess.run(["mount", "-t", "fusectl", "fusectl", CONNECTIONS], capture_output=True,
+                       timeout=30)            # the control file system (systemd mounts it)
+    return conn
 
 
 def waiting(mountpoint: str) -> int | None:
@@ -125,7 +133,7 @@ def session_pids(sid: int) -> list[int]:
         stat = _read(f"/proc/{name}/stat")
         if ")" in stat:
             fields = stat.rsplit(")", 1)[1].split()
-            if len(fields) > 4 and fields[4] == str(sid):
+            if len(fields) > 3 and fields[3] == str(sid):
                 pids.append(int(name))
     return pids
 
