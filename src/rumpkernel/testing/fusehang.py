@@ -19,16 +19,28 @@ Interface:
     run_bounded(cmd, timeout, mountpoint, server_pid, stacks_file) -> CompletedProcess
         the program in its own session; on timeout: AssertionError with the diagnosis
         (after abort + kill), never a silent wait
+    alone_with(mountpoint, cmd) -> list[str]    ``cmd`` run in a private mount namespace
+        where every other FUSE mount is detached (root; else ``cmd`` unchanged).  Host tools
+        that walk the whole tree (stress-ng's getdent walks /tmp, /run, /proc, /sys, /dev)
+        otherwise enter every FUSE mount on the machine -- other tests' and other users' --
+        and wait, in D state, for any server that is stopped, stuck or being torn down.
+    with watchdog(mountpoint, timeout, server_pid, stacks_file):   a bound on a block of
+        this process's own calls on the mount: when it expires, the diagnosis is taken and
+        the connection aborted (the stuck call fails ECONNABORTED); leaving the block then
+        raises AssertionError with the diagnosis
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import sys
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 CONNECTIONS = "/sys/fs/fuse/connections"
 
@@ -61,6 +73,30 @@ def _connection(mountpoint: str) -> str | None:
         subprocess.run(["mount", "-t", "fusectl", "fusectl", CONNECTIONS], capture_output=True,
                        timeout=30)            # the control file system (systemd mounts it)
     return conn
+
+
+def fuse_mounts() -> list[str]:
+    """Every FUSE mount point in this mount namespace."""
+    with open("/proc/self/mountinfo") as f:
+        lines = f.read().splitlines()
+    return [_unescape(line.split()[4]) for line in lines
+            if " - " in line and line.split(" - ", 1)[1].split()[0].startswith("fuse")
+            and line.split(" - ", 1)[1].split()[0] != "fusectl"]
+
+
+def alone_with(mountpoint: str, cmd: Sequence[str]) -> list[str]:
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return list(cmd)
+    return ["unshare", "--mount", "--propagation", "private", "--", sys.executable, "-m",
+            __name__, os.path.abspath(mountpoint), *cmd]
+
+
+def _detach_others_and_exec(keep: str, cmd: list[str]) -> None:
+    """In a private mount namespace: detach every FUSE mount but ``keep``, then run ``cmd``."""
+    for m in sorted(fuse_mounts(), key=len, reverse=True):
+        if m != keep and not m.startswith(keep + "/"):
+            subprocess.run(["umount", "-l", m], capture_output=True, timeout=60)
+    os.execvp(cmd[0], cmd)
 
 
 def waiting(mountpoint: str) -> int | None:
@@ -108,7 +144,7 @@ def server_stacks(stacks_file: str, pid: int, timeout: float = 5.0) -> str:
 
 def _read(path: str) -> str:
     try:
-        with open(path) as f:
+        with open(path, errors="replace") as f:
             return f.read().strip()
     except OSError as e:
         return f"({e.strerror})"
@@ -124,11 +160,15 @@ def stuck_tasks(pids: Iterable[int]) -> str:
     return "\n".join(out)
 
 
-def session_pids(sid: int) -> list[int]:
-    """Every process in session ``sid``."""
+def session_pids(sid: int | None) -> list[int]:
+    """Every process in session ``sid``; with None, every task waiting for a FUSE answer."""
     pids = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
+            continue
+        if sid is None:
+            if "fuse" in _read(f"/proc/{name}/stack"):
+                pids.append(int(name))
             continue
         stat = _read(f"/proc/{name}/stat")
         if ")" in stat:
@@ -148,7 +188,10 @@ def run_bounded(cmd: Sequence[str], timeout: float, mountpoint: str, server_pid:
         out, err = p.communicate(timeout=timeout)
         return subprocess.CompletedProcess(p.args, p.returncode, out, err)
     except subprocess.TimeoutExpired:
-        report = diagnose(cmd, timeout, mountpoint, server_pid, stacks_file, p.pid)
+        try:
+            report = diagnose(cmd, timeout, mountpoint, server_pid, stacks_file, p.pid)
+        except Exception as e:
+            report = f"{cmd[0]} did not finish within {timeout:g}s (diagnosis failed: {e!r})"
         abort(mountpoint)
         with contextlib.suppress(OSError):
             os.killpg(p.pid, signal.SIGKILL)
@@ -157,11 +200,51 @@ def run_bounded(cmd: Sequence[str], timeout: float, mountpoint: str, server_pid:
         raise AssertionError(report) from None
 
 
+@contextlib.contextmanager
+def watchdog(mountpoint: str, timeout: float, server_pid: int | None,
+             stacks_file: str | None, what: str = "the test") -> Iterator[None]:
+    found: list[str] = []
+
+    def expire() -> None:
+        try:
+            found.append(diagnose([what], timeout, mountpoint, server_pid, stacks_file, None))
+        except Exception as e:         # the abort matters more than the report
+            found.append(f"{what} did not finish within {timeout:g}s on {mountpoint} "
+                         f"(diagnosis failed: {e!r})")
+        finally:
+            abort(mountpoint)
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except BaseException:
+        timer.cancel()
+        timer.join()
+        if found:
+            raise AssertionError(found[0]) from None
+        raise
+    timer.cancel()
+    timer.join()
+    if found:
+        raise AssertionError(found[0])
+
+
 def diagnose(cmd: Sequence[str], timeout: float, mountpoint: str, server_pid: int | None,
-             stacks_file: str | None, sid: int) -> str:
+             stacks_file: str | None, sid: int | None) -> str:
+    """What is stuck: the server's threads, and the tasks of session ``sid`` (None: every
+    task in a FUSE wait)."""
     head = (f"{cmd[0]} did not finish within {timeout:g}s on {mountpoint}; "
             f"FUSE requests unanswered: {waiting(mountpoint)}")
+    others = ", ".join(f"{m}: {n}" for m in fuse_mounts()
+                       if m != os.path.abspath(mountpoint) and (n := waiting(m)))
+    head += f"\nother FUSE mounts with unanswered requests: {others or 'none'}"
     tasks = stuck_tasks(session_pids(sid))
     stacks = ("(no server pid)" if server_pid is None or stacks_file is None
               else server_stacks(stacks_file, server_pid))
     return f"{head}\n=== server threads\n{stacks}\n=== client tasks\n{tasks}"
+
+
+if __name__ == "__main__":
+    _detach_others_and_exec(sys.argv[1], sys.argv[2:])
