@@ -25,6 +25,7 @@ need socat socat
 need nc netcat-openbsd
 need curl curl
 need iperf3 iperf3
+need ethtool ethtool
 need ping iputils-ping
 need dnsmasq dnsmasq
 if [ -n "$pkgs" ]; then

@@ -1,5 +1,6 @@
 """Fixtures for the network tests: one kernel seen through a local or a remote (sysproxy)
-client, so every socket test runs both ways (DESIGN: every socket test x local and remote)."""
+client, so every socket test runs both ways (DESIGN: every socket test x local and remote);
+``fam``: the address family a family-neutral socket test runs over (IPv4 and IPv6)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,33 @@ def knet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NetView]:
         k.halt()
     problems += halt_report(k)
     assert not problems, "kernel leaked: " + "; ".join(problems)
+
+
+class Fam:
+    """One address family's names for the suite: ``af(S)``, ``addr(port)`` (the tuple
+    getsockname returns), ``text(port)`` (netstat's form), ``proto`` (netstat's name)."""
+
+    def __init__(self, name: str) -> None:
+        self.v6 = name == "inet6"
+        self.host = "::1" if self.v6 else "127.0.0.1"
+        self.proto = "tcp6" if self.v6 else "tcp"
+
+    def af(self, S: Any) -> int:
+        return S.AF_INET6 if self.v6 else S.AF_INET
+
+    def addr(self, port: int) -> tuple:
+        return (self.host, port, 0, 0) if self.v6 else (self.host, port)
+
+    def text(self, port: int) -> str:
+        return f"[{self.host}]:{port}" if self.v6 else f"{self.host}:{port}"
+
+    def __repr__(self) -> str:
+        return "inet6" if self.v6 else "inet"
+
+
+@pytest.fixture(params=["inet", "inet6"])
+def fam(request: pytest.FixtureRequest) -> Fam:
+    return Fam(request.param)
 
 
 @pytest.fixture(scope="module")

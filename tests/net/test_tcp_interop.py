@@ -41,7 +41,8 @@ def file_sha(path: Path) -> str:
 
 
 def start_capture(peer, pcap: Path, bpf: str) -> subprocess.Popen:
-    dump = peer.popen("tcpdump", "-i", peer.tap, "-n", "-U", "-s", "128", "-w", str(pcap),
+    dump = peer.popen("tcpdump", "-i", peer.tap, "-n", "-U", "--immediate-mode", "-s", "128",
+                      "-w", str(pcap),
                       bpf, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 15
     seen = b""

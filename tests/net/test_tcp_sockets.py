@@ -2,7 +2,8 @@
 local and remote (sysproxy) clients: connect/accept, blocking and non-blocking, MSG_PEEK,
 MSG_WAITALL, shutdown both ways, poll readiness (POLLHUP, POLLERR), SO_LINGER, SO_REUSEADDR
 with TIME_WAIT, keepalive and TCP options, TCP_INFO, buffers and memory, sysctl, netstat,
-makefile and asyncio."""
+makefile and asyncio.  Each test that is about sockets runs over IPv4 and IPv6 (``fam``:
+127.0.0.1 or ::1, same calls)."""
 
 from __future__ import annotations
 
@@ -18,17 +19,22 @@ import pytest
 from rumpkernel.apps import rump_net
 from rumpkernel.apps.rump_net_aio import run as aio_run
 from rumpkernel.kern.syscall.structs import TCP_INFO
+from tests.net.conftest import Fam
 
 IN, OUT, ERR, HUP = select.POLLIN, select.POLLOUT, select.POLLERR, select.POLLHUP
 PORT = 8080
 
 
-def listener(S: Any, port: int = PORT, backlog: int = 8, reuse: bool = True) -> Any:
-    srv = S.socket(S.AF_INET, S.SOCK_STREAM)
+V4 = Fam("inet")
+
+
+def listener(S: Any, port: int = PORT, backlog: int = 8, reuse: bool = True,
+             fam: Fam = V4) -> Any:
+    srv = S.socket(fam.af(S), S.SOCK_STREAM)
     try:
         if reuse:
             srv.setsockopt(S.SOL_SOCKET, S.SO_REUSEADDR, 1)
-        srv.bind(("127.0.0.1", port))
+        srv.bind((fam.host, port))
         srv.listen(backlog)
     except BaseException:
         srv.close()
@@ -36,10 +42,10 @@ def listener(S: Any, port: int = PORT, backlog: int = 8, reuse: bool = True) -> 
     return srv
 
 
-def pair(S: Any, port: int = PORT) -> tuple[Any, Any, Any]:
+def pair(S: Any, port: int = PORT, fam: Fam = V4) -> tuple[Any, Any, Any]:
     """(listener, client, accepted server side)."""
-    srv = listener(S, port)
-    c = S.create_connection(("127.0.0.1", port), timeout=10)
+    srv = listener(S, port, fam=fam)
+    c = S.create_connection((fam.host, port), timeout=10)
     a, addr = srv.accept()
     assert addr == c.getsockname()
     return srv, c, a
@@ -80,11 +86,11 @@ def info(s: Any, S: Any) -> dict[str, int]:
     return dict(zip(TCP_INFO.names, TCP_INFO.unpack(raw)))
 
 
-def test_connect_accept_and_bytes_both_ways(knet) -> None:
+def test_connect_accept_and_bytes_both_ways(knet, fam) -> None:
     S = knet.socket
-    srv, c, a = pair(S)
+    srv, c, a = pair(S, fam=fam)
     with srv, c, a:
-        assert c.getpeername() == ("127.0.0.1", PORT) == a.getsockname()
+        assert c.getpeername() == fam.addr(PORT) == a.getsockname()
         assert c.getsockname()[1] >= 49152
         up = bytes(range(256)) * 1024                      # 256 KiB each way, at once
         down = bytes(reversed(range(256))) * 1024
@@ -98,13 +104,13 @@ def test_connect_accept_and_bytes_both_ways(knet) -> None:
         assert c.getsockopt(S.SOL_SOCKET, S.SO_TYPE) == S.SOCK_STREAM
 
 
-def test_connect_refused_blocking_and_nonblocking(knet) -> None:
+def test_connect_refused_blocking_and_nonblocking(knet, fam) -> None:
     S = knet.socket
-    with S.socket(S.AF_INET, S.SOCK_STREAM) as s, pytest.raises(ConnectionRefusedError):
-        s.connect(("127.0.0.1", 9))
-    with S.socket(S.AF_INET, S.SOCK_STREAM) as s:
+    with S.socket(fam.af(S), S.SOCK_STREAM) as s, pytest.raises(ConnectionRefusedError):
+        s.connect((fam.host, 9))
+    with S.socket(fam.af(S), S.SOCK_STREAM) as s:
         s.setblocking(False)
-        assert s.connect_ex(("127.0.0.1", 9)) == errno.EINPROGRESS
+        assert s.connect_ex((fam.host, 9)) == errno.EINPROGRESS
         ready = dict(knet.sys.poll([(s.fileno(), OUT)], 5000))
         assert ready[s.fileno()] & (OUT | ERR)
         assert s.getsockopt(S.SOL_SOCKET, S.SO_ERROR) == errno.ECONNREFUSED
@@ -115,15 +121,15 @@ def test_connect_refused_blocking_and_nonblocking(knet) -> None:
     assert knet.socket.config.stats()["tcp"]["out_rsts"] >= 2
 
 
-def test_nonblocking_connect_accept_and_eagain(knet) -> None:
+def test_nonblocking_connect_accept_and_eagain(knet, fam) -> None:
     S = knet.socket
-    srv = listener(S)
-    with srv, S.socket(S.AF_INET, S.SOCK_STREAM) as c:
+    srv = listener(S, fam=fam)
+    with srv, S.socket(fam.af(S), S.SOCK_STREAM) as c:
         srv.setblocking(False)
         with pytest.raises(BlockingIOError):
             srv.accept()
         c.setblocking(False)
-        assert c.connect_ex(("127.0.0.1", PORT)) in (0, errno.EINPROGRESS)
+        assert c.connect_ex((fam.host, PORT)) in (0, errno.EINPROGRESS)
         assert dict(knet.sys.poll([(c.fileno(), OUT)], 5000))[c.fileno()] == OUT
         assert c.getsockopt(S.SOL_SOCKET, S.SO_ERROR) == 0
         assert dict(knet.sys.poll([(srv.fileno(), IN)], 5000))[srv.fileno()] == IN
@@ -144,9 +150,9 @@ def test_nonblocking_connect_accept_and_eagain(knet) -> None:
             assert dict(knet.sys.poll([(c.fileno(), OUT)], 5000)) == {c.fileno(): OUT}
 
 
-def test_peek_waitall_and_fionread(knet) -> None:
+def test_peek_waitall_and_fionread(knet, fam) -> None:
     S = knet.socket
-    srv, c, a = pair(S)
+    srv, c, a = pair(S, fam=fam)
     with srv, c, a:
         c.sendall(b"0123456789")
         assert a.recv(4, S.MSG_PEEK | S.MSG_WAITALL) in (b"0123",)
@@ -162,9 +168,9 @@ def test_peek_waitall_and_fionread(knet) -> None:
         assert a.recv(100, S.MSG_WAITALL) == b"xyz"        # EOF ends a WAITALL read early
 
 
-def test_shutdown_write_then_read_and_pollhup(knet) -> None:
+def test_shutdown_write_then_read_and_pollhup(knet, fam) -> None:
     S = knet.socket
-    srv, c, a = pair(S)
+    srv, c, a = pair(S, fam=fam)
     with srv, c, a:
         c.sendall(b"request")
         c.shutdown(S.SHUT_WR)
@@ -182,9 +188,9 @@ def test_shutdown_write_then_read_and_pollhup(knet) -> None:
         assert info(c, S)["state"] in (5, 6)               # FIN_WAIT_2 or TIME_WAIT
 
 
-def test_shutdown_read_discards(knet) -> None:
+def test_shutdown_read_discards(knet, fam) -> None:
     S = knet.socket
-    srv, c, a = pair(S)
+    srv, c, a = pair(S, fam=fam)
     with srv, c, a:
         c.sendall(b"unread")
         assert dict(knet.sys.poll([(a.fileno(), IN)], 5000))
@@ -192,14 +198,14 @@ def test_shutdown_read_discards(knet) -> None:
         assert a.recv(10) == b""
         a.sendall(b"still sends")
         assert recv_exact(c, 11) == b"still sends"
-    with S.socket(S.AF_INET, S.SOCK_STREAM) as s, pytest.raises(OSError) as e:
+    with S.socket(fam.af(S), S.SOCK_STREAM) as s, pytest.raises(OSError) as e:
         s.shutdown(S.SHUT_RDWR)
     assert e.value.errno == errno.ENOTCONN
 
 
-def test_linger_zero_resets_and_peer_sees_pollerr(knet) -> None:
+def test_linger_zero_resets_and_peer_sees_pollerr(knet, fam) -> None:
     S = knet.socket
-    srv, c, a = pair(S)
+    srv, c, a = pair(S, fam=fam)
     with srv, c:
         a.setsockopt(S.SOL_SOCKET, S.SO_LINGER, (1).to_bytes(4, "little") + bytes(4))
         a.close()
@@ -214,9 +220,9 @@ def test_linger_zero_resets_and_peer_sees_pollerr(knet) -> None:
     assert knet.socket.config.stats()["tcp"]["in_rsts"] >= 1
 
 
-def test_close_with_unread_data_resets(knet) -> None:
+def test_close_with_unread_data_resets(knet, fam) -> None:
     S = knet.socket
-    srv, c, a = pair(S)
+    srv, c, a = pair(S, fam=fam)
     with srv, c:
         c.sendall(b"never read")
         assert dict(knet.sys.poll([(a.fileno(), IN)], 5000))
@@ -226,9 +232,9 @@ def test_close_with_unread_data_resets(knet) -> None:
             c.recv(10)
 
 
-def test_linger_waits_until_data_is_acknowledged(knet) -> None:
+def test_linger_waits_until_data_is_acknowledged(knet, fam) -> None:
     S = knet.socket
-    srv, c, a = pair(S)
+    srv, c, a = pair(S, fam=fam)
     with srv, a:
         c.setsockopt(S.SOL_SOCKET, S.SO_LINGER, (1).to_bytes(4, "little")
                      + (5).to_bytes(4, "little"))
@@ -240,35 +246,35 @@ def test_linger_waits_until_data_is_acknowledged(knet) -> None:
         assert not t.is_alive()
 
 
-def test_reuseaddr_and_time_wait(knet) -> None:
+def test_reuseaddr_and_time_wait(knet, fam) -> None:
     S = knet.socket
-    srv, c, a = pair(S)
+    srv, c, a = pair(S, fam=fam)
     a.close()                                   # the server closes first: its side TIME_WAITs
     assert recv_all(c) == b""
     c.close()
     srv.close()
-    with S.socket(S.AF_INET, S.SOCK_STREAM) as s, pytest.raises(OSError) as e:
-        s.bind(("127.0.0.1", PORT))
+    with S.socket(fam.af(S), S.SOCK_STREAM) as s, pytest.raises(OSError) as e:
+        s.bind((fam.host, PORT))
     assert e.value.errno == errno.EADDRINUSE
-    with listener(S) as again:                  # SO_REUSEADDR on both: allowed
-        assert again.getsockname() == ("127.0.0.1", PORT)
-        with pytest.raises(OSError) as e, listener(S):
+    with listener(S, fam=fam) as again:                  # SO_REUSEADDR on both: allowed
+        assert again.getsockname() == fam.addr(PORT)
+        with pytest.raises(OSError) as e, listener(S, fam=fam):
             pass
         assert e.value.errno == errno.EADDRINUSE       # but not over a listener
-    want = [(f"127.0.0.1:{PORT}", "TIME_WAIT")]       # netstat lists the orphan, settled
+    want = [(fam.text(PORT), "TIME_WAIT")]       # netstat lists the orphan, settled
     deadline = time.monotonic() + 10
     while True:
         rows = [(r["local"], r["tcp_state"]) for r in knet.socket.config.sockets()
-                if r["proto"] == "tcp"]
+                if r["proto"] == fam.proto]
         if rows == want or time.monotonic() > deadline:
             break
         time.sleep(0.01)
     assert rows == want
 
 
-def test_tcp_options(knet) -> None:
+def test_tcp_options(knet, fam) -> None:
     S = knet.socket
-    srv, c, a = pair(S)
+    srv, c, a = pair(S, fam=fam)
     with srv, c, a:
         assert c.getsockopt(S.IPPROTO_TCP, S.TCP_NODELAY) == 0
         c.setsockopt(S.IPPROTO_TCP, S.TCP_NODELAY, 1)
@@ -296,10 +302,10 @@ def test_tcp_options(knet) -> None:
         assert info(srv, S)["state"] == 10
 
 
-def test_buffer_sizes_autotuning_and_memory(knet) -> None:
+def test_buffer_sizes_autotuning_and_memory(knet, fam) -> None:
     S = knet.socket
     k = knet.k
-    srv, c, a = pair(S)
+    srv, c, a = pair(S, fam=fam)
     with srv, c, a:
         rcv0 = a.getsockopt(S.SOL_SOCKET, S.SO_RCVBUF)
         assert rcv0 == k.net.inet.tcp.stack.config.rmem_default
@@ -309,12 +315,12 @@ def test_buffer_sizes_autotuning_and_memory(knet) -> None:
         assert recv_exact(a, len(data)) == data
         t.join(30)
         assert rcv0 < a.getsockopt(S.SOL_SOCKET, S.SO_RCVBUF) <= 6 << 20   # autotuned
-    srv = listener(S, PORT + 1)
+    srv = listener(S, PORT + 1, fam=fam)
     srv.setsockopt(S.SOL_SOCKET, S.SO_RCVBUF, 4096)        # accepted sockets inherit it
-    with srv, S.socket(S.AF_INET, S.SOCK_STREAM) as c:
+    with srv, S.socket(fam.af(S), S.SOCK_STREAM) as c:
         c.setsockopt(S.SOL_SOCKET, S.SO_SNDBUF, 8192)
         assert c.getsockopt(S.SOL_SOCKET, S.SO_SNDBUF) == 8192
-        c.connect(("127.0.0.1", PORT + 1))
+        c.connect((fam.host, PORT + 1))
         a, _ = srv.accept()
         with a:
             assert a.getsockopt(S.SOL_SOCKET, S.SO_RCVBUF) == 4096
@@ -330,20 +336,20 @@ def test_buffer_sizes_autotuning_and_memory(knet) -> None:
     assert k.kmem.stats()["by_tag"].get("tcp", 0) == 0
 
 
-def test_sysctl_tunables_and_counters(knet) -> None:
+def test_sysctl_tunables_and_counters(knet, fam) -> None:
     S, sys_ = knet.socket, knet.sys
     assert sys_.sysctl("net.inet.tcp.msl") == "30.0"
     assert sys_.sysctl("net.inet.tcp.sack") == 1
     old = sys_.sysctl("net.inet.tcp.initial_cwnd", 4)
     try:
-        srv, c, a = pair(S)
+        srv, c, a = pair(S, fam=fam)
         with srv, c, a:
             assert info(c, S)["snd_cwnd"] == 4
     finally:
         sys_.sysctl("net.inet.tcp.initial_cwnd", old)
     sys_.sysctl("net.inet.tcp.congestion_control", "newreno")
     try:
-        with S.socket(S.AF_INET, S.SOCK_STREAM) as s:
+        with S.socket(fam.af(S), S.SOCK_STREAM) as s:
             assert s.getsockopt(S.IPPROTO_TCP, S.TCP_CONGESTION, 16).rstrip(b"\0") == \
                 b"newreno"
         with pytest.raises(OSError):
@@ -356,11 +362,11 @@ def test_sysctl_tunables_and_counters(knet) -> None:
     assert sys_.sysctl("net.inet.tcp.stats.passive_opens") >= 1
 
 
-def test_netstat_shows_connections_states_and_counters(knet) -> None:
+def test_netstat_shows_connections_states_and_counters(knet, fam) -> None:
     import io
 
     S = knet.socket
-    srv, c, a = pair(S)
+    srv, c, a = pair(S, fam=fam)
     with srv, c, a:
         c.sendall(b"q" * 1000)
         assert dict(knet.sys.poll([(a.fileno(), IN)], 5000))
@@ -376,21 +382,21 @@ def test_netstat_shows_connections_states_and_counters(knet) -> None:
         assert "tcp:" in text and " segs_in" in text and " sack_recoveries" in text
 
 
-def test_listener_close_resets_queued_connections(knet) -> None:
+def test_listener_close_resets_queued_connections(knet, fam) -> None:
     S = knet.socket
-    srv = listener(S)
-    c = S.create_connection(("127.0.0.1", PORT), timeout=5)
+    srv = listener(S, fam=fam)
+    c = S.create_connection((fam.host, PORT), timeout=5)
     with c:
         srv.close()                         # c was never accepted
         with pytest.raises(ConnectionResetError):
             c.recv(10)
 
 
-def test_many_connections_one_listener(knet) -> None:
+def test_many_connections_one_listener(knet, fam) -> None:
     S = knet.socket
-    srv = listener(S, backlog=128)
+    srv = listener(S, backlog=128, fam=fam)
     with srv:
-        clients = [S.create_connection(("127.0.0.1", PORT), timeout=10) for _ in range(40)]
+        clients = [S.create_connection((fam.host, PORT), timeout=10) for _ in range(40)]
         servers = [srv.accept()[0] for _ in clients]
         by_port = {s.getpeername()[1]: s for s in servers}
         for i, c in enumerate(clients):
@@ -404,9 +410,9 @@ def test_many_connections_one_listener(knet) -> None:
             s.close()
 
 
-def test_makefile_lines(knet) -> None:
+def test_makefile_lines(knet, fam) -> None:
     S = knet.socket
-    srv, c, a = pair(S)
+    srv, c, a = pair(S, fam=fam)
     with srv, c, a:
         w = c.makefile("wb")
         r = a.makefile("rb")
@@ -417,7 +423,7 @@ def test_makefile_lines(knet) -> None:
         r.close()
 
 
-def test_asyncio_open_connection_and_start_server(knet) -> None:
+def test_asyncio_open_connection_and_start_server(knet, fam) -> None:
     S = knet.socket
 
     async def main() -> list[bytes]:
@@ -428,11 +434,11 @@ def test_asyncio_open_connection_and_start_server(knet) -> None:
             writer.close()
             await writer.wait_closed()
 
-        server = await asyncio.start_server(handle, "127.0.0.1", 8081)
+        server = await asyncio.start_server(handle, fam.host, 8081)
         out = []
         async with server:
             for i in range(3):
-                reader, writer = await asyncio.open_connection("127.0.0.1", 8081)
+                reader, writer = await asyncio.open_connection(fam.host, 8081)
                 writer.write(b"hello %d\n" % i)
                 await writer.drain()
                 out.append(await reader.read())
@@ -444,11 +450,11 @@ def test_asyncio_open_connection_and_start_server(knet) -> None:
                                                          b"HELLO 2\n"]
 
 
-def test_autotuning_stops_at_the_sysctl_limit(knet) -> None:
+def test_autotuning_stops_at_the_sysctl_limit(knet, fam) -> None:
     S, sys_ = knet.socket, knet.sys
     old = sys_.sysctl("net.inet.tcp.rmem_max", 256 << 10)
     try:
-        srv, c, a = pair(S)
+        srv, c, a = pair(S, fam=fam)
         with srv, c, a:
             data = b"B" * (4 << 20)
             t = threading.Thread(target=c.sendall, args=(data,))

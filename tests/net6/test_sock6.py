@@ -1,6 +1,7 @@
 """AF_INET6 sockets through the protocol switch, each test as a local and as a remote
 (sysproxy) client of one kernel (the ``knet`` fixture of tests/net): UDP over ::1, the
-sockaddr_in6 4-tuples, dual stack and IPV6_V6ONLY with v4-mapped addresses, ICMPv6 echo and
+sockaddr_in6 4-tuples, dual stack and IPV6_V6ONLY with v4-mapped addresses (UDP and TCP
+listeners; the TCP suite itself runs over ::1 in tests/net/test_tcp_sockets.py), ICMPv6 echo and
 raw sockets, multicast on lo0, options, errors, getaddrinfo/inet_pton, netstat, sysctl."""
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from tests.net.conftest import knet  # noqa: F401  (the local/remote fixture)
 
 def _udp6(S):
     return S.socket(S.AF_INET6, S.SOCK_DGRAM)
+
+
+def _stream6(S):
+    return S.socket(S.AF_INET6, S.SOCK_STREAM)
 
 
 def test_udp6_over_loopback_with_sockaddr_in6_tuples(knet) -> None:  # noqa: F811
@@ -80,6 +85,58 @@ def test_v6only_socket_leaves_ipv4_alone(knet) -> None:  # noqa: F811
         with pytest.raises(OSError) as e:
             six.sendto(b"x", ("::ffff:127.0.0.1", port))
         assert e.value.errno == errno.ENETUNREACH
+
+
+def test_tcp_dual_stack_listener_accepts_ipv4_as_v4_mapped(knet) -> None:  # noqa: F811
+    S = knet.socket
+    with _stream6(S) as srv:
+        assert srv.getsockopt(S.IPPROTO_IPV6, S.IPV6_V6ONLY) == 0        # Linux's default
+        srv.bind(("::", 0))
+        port = srv.getsockname()[1]
+        srv.listen(4)
+        with S.create_connection(("127.0.0.1", port), timeout=10) as c:
+            a, addr = srv.accept()
+            with a:
+                assert addr == ("::ffff:127.0.0.1", c.getsockname()[1], 0, 0)
+                assert a.getsockname() == ("::ffff:127.0.0.1", port, 0, 0)
+                c.sendall(b"over ipv4")
+                assert a.recv(100) == b"over ipv4"
+                a.sendall(b"back")
+                assert c.recv(100) == b"back"
+        with S.socket(S.AF_INET, S.SOCK_STREAM) as clash:
+            with pytest.raises(OSError) as e:
+                clash.bind(("0.0.0.0", port))                 # the dual-stack one holds it
+            assert e.value.errno == errno.EADDRINUSE
+        with pytest.raises(OSError) as e:
+            srv.setsockopt(S.IPPROTO_IPV6, S.IPV6_V6ONLY, 1)  # after bind
+        assert e.value.errno == errno.EINVAL
+
+
+def test_tcp_v6only_listener_refuses_ipv4_and_shares_the_port(knet) -> None:  # noqa: F811
+    S = knet.socket
+    with _stream6(S) as six, S.socket(S.AF_INET, S.SOCK_STREAM) as four:
+        six.setsockopt(S.IPPROTO_IPV6, S.IPV6_V6ONLY, 1)
+        six.bind(("::", 0))
+        port = six.getsockname()[1]
+        six.listen(4)
+        with S.socket(S.AF_INET, S.SOCK_STREAM) as c, pytest.raises(ConnectionRefusedError):
+            c.connect(("127.0.0.1", port))                    # a RST: nobody listens in IPv4
+        four.bind(("0.0.0.0", port))                          # coexists with the v6-only one
+        four.listen(4)
+        with S.create_connection(("127.0.0.1", port), timeout=10) as c4, \
+                S.create_connection(("::1", port), timeout=10) as c6:
+            a4, addr4 = four.accept()
+            a6, addr6 = six.accept()
+            with a4, a6:
+                assert addr4 == c4.getsockname() and addr6 == c6.getsockname()
+        with _stream6(S) as s:
+            s.setsockopt(S.IPPROTO_IPV6, S.IPV6_V6ONLY, 1)
+            with pytest.raises(OSError) as e:
+                s.connect(("::ffff:127.0.0.1", port))
+            assert e.value.errno == errno.ENETUNREACH
+            with pytest.raises(OSError) as e:
+                s.bind(("::ffff:127.0.0.1", 0))
+            assert e.value.errno == errno.EINVAL                 # as Linux
 
 
 def test_address_errors(knet) -> None:  # noqa: F811

@@ -14,7 +14,7 @@ import pytest
 import rumpkernel
 from rumpkernel.testing import netns
 from rumpkernel.testing.plugin import halt_report
-from tests.net.conftest import NetView, leak_report
+from tests.net.conftest import NetView, fam, leak_report  # noqa: F401  (fam: the suite's)
 
 SOCKIN = ["all", "net_sockin"]
 EPHEMERAL = (49152, 65535)         # the kernel stack's (BSD's) range, so the suite's checks hold

@@ -11,7 +11,8 @@ selector is a host descriptor.  Sockets handed to the loop must be ``KernelSocke
 (``loop.sock_recv``, ``create_datagram_endpoint(sock=...)``, ``open_unix_connection(sock=...)``,
 ``start_unix_server(sock=...)``).  TCP by host and port makes kernel sockets:
 ``asyncio.open_connection("10.0.0.2", 80)`` and ``asyncio.start_server(cb, "0.0.0.0", 80)``
-(numeric addresses, names from the kernel's /etc/hosts) run on the kernel's TCP.  Host-side
+(numeric addresses, IPv6 ones too, names from the kernel's /etc/hosts) run on the kernel's
+TCP.  Host-side
 signal handlers (``add_signal_handler``) are not supported.
 
 Interface: ``KernelEventLoop(socketmod)``; ``new_event_loop(socketmod)``;
@@ -68,7 +69,8 @@ class KernelEventLoop(asyncio.SelectorEventLoop):
                             reuse_address: bool | None = None, **kw: Any) -> Any:
         if sock is None and (host is not None or port is not None):
             S = self._ksock
-            sock = S.socket(S.AF_INET, S.SOCK_STREAM)
+            v6 = isinstance(host, str) and ":" in host      # an IPv6 literal: TCP over IPv6
+            sock = S.socket(S.AF_INET6 if v6 else S.AF_INET, S.SOCK_STREAM)
             try:
                 if reuse_address is not False:
                     sock.setsockopt(S.SOL_SOCKET, S.SO_REUSEADDR, 1)

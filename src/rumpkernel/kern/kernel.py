@@ -436,6 +436,13 @@ class Kernel:
         """Create an empty ``fstype`` file system on a host file (the kernel's newfs)."""
         self._faction_call("vfs", "newfs", fstype, host_path, partition, offset, options)
 
+    def put_file(self, dirfd: int, name: bytes, mode: int, uid: int, gid: int, data: bytes,
+                 size: int, atime_ns: int, mtime_ns: int) -> None:
+        """One new regular file, whole, in one kernel entry (see ``vfs.component.VfsApi``):
+        what an image builder does per file without four system calls."""
+        self._faction_call("vfs", "put_file", dirfd, name, mode, uid, gid, data, size,
+                           atime_ns, mtime_ns)
+
     # ---- the client file API (k.open, k.path, ...) -----------------------------------------------
     def __getattr__(self, name: str) -> Any:
         files = self.__dict__.get("files")

@@ -3,7 +3,8 @@ by EtherType, address resolution around the sans-IO ``ArpCache`` with its timers
 
 Interface (stack lock held):
     ether_input(ifp, frame)          registered as ``ns.link_input["ether"]``; EtherTypes
-                                     other than IPv4 and ARP go to ``ns.ethertypes``
+                                     other than IPv4 and ARP go to ``ns.ethertypes``; ``frame``
+                                     may be a memoryview, IPv4 gets a view of it
     ether_output(ifp, pkt, nexthop)  registered as ``ns.link_output["ether"]``: broadcast
                                      frames for broadcasts, else the resolved link address (the
                                      packet waits in the ARP cache meanwhile; EHOSTDOWN when
@@ -148,16 +149,16 @@ def ether_input(ifp: Ifnet, frame: bytes) -> None:
             return                          # promiscuous: seen, not for us
         from rumpkernel.net.inet.ip import ip_input
 
-        ip_input(ns.inet, ifp, frame[14:])
+        ip_input(ns.inet, ifp, memoryview(frame)[14:])    # no copy of a 64 KiB frame
     elif et == _HDR_ARP:
-        arp_input(ifp, frame[14:])
+        arp_input(ifp, bytes(frame[14:]))
     else:
         other = ns.ethertypes.get(et)          # IPv6 (net/inet6/nd6.py)
         if other is None:
             ifp.noproto += 1
             ns.count("ether", "noproto")
         elif dst == ifp.lladdr or dst[0] & 1:
-            other(ifp, frame[14:])
+            other(ifp, bytes(frame[14:]))
 
 
 def arp_input(ifp: Ifnet, buf: bytes) -> None:

@@ -11,7 +11,8 @@ Interface:
     NicDriver(k, companion, version)       subclasses set ``companion``/``version`` and may
                                            override ``open_port(comp, linkstr)``
     make_cloner(driver_cls) -> (ns, name) -> Ifnet   an Ethernet interface with a random
-                                           locally administered address, MTU 1500
+                                           locally administered address, MTU 1500 (settable
+                                           up to ``driver_cls.max_mtu``)
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class NicDriver:
     version = 1
     #: the port's send may block (a file lock, a device write): give the vCPU up around it
     blocking_send = True
+    #: largest MTU ``ifconfig mtu`` accepts (jumbo links between kernels go up to 64 KiB)
+    max_mtu = 9000
 
     def __init__(self, k: Any) -> None:
         self.k = k
@@ -105,6 +108,7 @@ def random_lladdr(k: Any) -> bytes:
 def make_cloner(driver_cls: type[NicDriver], lladdr: Any = random_lladdr) -> Any:
     def create(ns: Any, name: str) -> Ifnet:
         ifp = Ifnet(ns, name, "ether", driver_cls(ns.k), ETHERMTU, lladdr(ns.k))
+        ifp.max_mtu = driver_cls.max_mtu
         ifp.flags = IFF_BROADCAST | IFF_SIMPLEX | IFF_MULTICAST
         attach_ether(ifp)
         return ifp

@@ -3,6 +3,8 @@
 
     ifconfig shmif0 create; ifconfig shmif0 linkstr /tmp/busfile; ifconfig shmif0 inet 10.0.0.1/24
 
+``ifconfig shmif0 mtu 65521`` makes the bus a jumbo link (the largest frame a bus record holds).
+
 Component "net_shmif" (NET_IF): registers the "shmif" interface cloner.  Link addresses are
 b2:a0:xx:xx:xx:xx as on NetBSD.
 """
@@ -17,6 +19,7 @@ from rumpkernel.net.if_nic import NicDriver
 class ShmifDriver(NicDriver):
     companion = "shmif"
     version = 1
+    max_mtu = 65535 - 14           # a frame (with its Ethernet header) fits a bus record
 
     def open_port(self, comp: Any, linkstr: str) -> Any:
         return comp.attach(linkstr)

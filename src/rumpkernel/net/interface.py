@@ -7,8 +7,12 @@ Interface:
                                    (Ethernet + ARP, or loopback) frames and queues it
     ifp.transmit(frame)            queue a finished frame and start the driver (bounded queue:
                                    ``oqdrops`` when full)
-    ifp.input(frame)               from a driver's receive thread (lock NOT held): counted,
-                                   tapped, handed to the link layer
+    ifp.input(frame, csum_ok=False)  from a driver's receive thread (lock NOT held): counted,
+                                   tapped, handed to the link layer; ``csum_ok``: the host
+                                   vouched for the transport checksum (``rx_csum_ok`` is set
+                                   while it is processed: TCP skips its verification)
+    ifp.capabilities, ifp.tso_max  IFCAP_* offloads the driver negotiated; the largest TCP
+                                   super-segment (IP datagram) it segments itself, 0: none
     ifp.start_pcap(path) / stop_pcap()   every frame sent and received, to a host pcap file
     ifp.stop_driver() / detach()
     ifp.info() -> dict             for netstat -i / ifconfig ("addrs6": IPv6 addresses when
@@ -31,6 +35,12 @@ if TYPE_CHECKING:
     from rumpkernel.net.stack import NetStack
 
 IFQ_MAXLEN = 256
+# NetBSD's if_capabilities bits (the offloads a driver negotiated with its host side)
+IFCAP_TSOv4, IFCAP_CSUM_TCPv4_Rx, IFCAP_CSUM_TCPv4_Tx = 0x00080, 0x00400, 0x00800
+IFCAP_CSUM_TCPv6_Rx, IFCAP_CSUM_TCPv6_Tx, IFCAP_TSOv6 = 0x04000, 0x08000, 0x40000
+IFCAP_NAMES = {IFCAP_TSOv4: "TSO4", IFCAP_TSOv6: "TSO6", IFCAP_CSUM_TCPv4_Rx: "TCP4CSUM_Rx",
+               IFCAP_CSUM_TCPv4_Tx: "TCP4CSUM_Tx", IFCAP_CSUM_TCPv6_Rx: "TCP6CSUM_Rx",
+               IFCAP_CSUM_TCPv6_Tx: "TCP6CSUM_Tx"}
 LINKTYPE_NULL, LINKTYPE_ETHERNET = 0, 1       # pcap link types: BSD loopback, Ethernet
 COUNTERS = ("ipackets", "ierrors", "iqdrops", "ibytes", "opackets", "oerrors", "oqdrops",
             "obytes", "noproto")
@@ -89,6 +99,9 @@ class Ifnet:
         self.snd_maxlen = IFQ_MAXLEN
         self.pcap: PcapTap | None = None
         self.link: Any = None            # link-layer state (the ARP cache of an Ethernet)
+        self.capabilities = 0            # IFCAP_* the driver negotiated (offloads in use)
+        self.tso_max = 0                 # largest TCP super-segment it cuts itself (0: none)
+        self.rx_csum_ok = False          # the frame being input was checksummed by the host
         for c in COUNTERS:
             setattr(self, c, 0)
 
@@ -130,8 +143,10 @@ class Ifnet:
             snd.popleft()
 
     # ---- input -------------------------------------------------------------------------------
-    def input(self, frame: bytes) -> None:
-        """A received frame, from the driver's thread (takes the stack lock)."""
+    def input(self, frame: bytes, csum_ok: bool = False) -> None:
+        """A received frame, from the driver's thread (takes the stack lock).  ``csum_ok``:
+        the host vouched for its transport checksum (virtio DATA_VALID or NEEDS_CSUM), so TCP
+        does not verify it (``rx_csum_ok`` while it is processed)."""
         ns = self.ns
         with ns.lock:
             if ns.halting:
@@ -143,7 +158,14 @@ class Ifnet:
             if not self.flags & IFF_UP:
                 self.iqdrops += 1
                 return
-            ns.link_input[self.kind](self, frame)
+            if not csum_ok:
+                ns.link_input[self.kind](self, frame)
+                return
+            self.rx_csum_ok = True
+            try:
+                ns.link_input[self.kind](self, frame)
+            finally:
+                self.rx_csum_ok = False
 
     # ---- pcap ----------------------------------------------------------------------------------
     def start_pcap(self, path: str) -> None:
@@ -183,6 +205,8 @@ class Ifnet:
                        "broadcast": ip4str(a.broadcast) if a.broadcast else None}
                       for a in self.addrs],
             "pcap": self.pcap.path if self.pcap is not None else None,
+            "capabilities": [n for bit, n in IFCAP_NAMES.items() if self.capabilities & bit],
+            "tso_max": self.tso_max,
         }
         if self.ns.inet6 is not None:
             from rumpkernel.net.inet6.info6 import if_addrs6

@@ -8,13 +8,17 @@ Interface:
                            mode; mode="remote": a rump_server process in the namespace,
                            reached through sysproxy, and .k is None)
         .ns, .tap          the namespace and TAP names (unique: tag and pid)
+        .url               the rump_server's URL (remote mode; hijacked programs can use it)
         .linux, .kernel    the addresses (<subnet>.1 is Linux's, on the TAP in the namespace)
+        .linux6, .kernel6  with ``inet6=True``: fd00:99:<x>::1 and ::2 (/64, x the subnet's
+                           last number), both settled (no DAD pending) before the yield
         .run(*cmd, timeout=60, check=True, **kw) -> CompletedProcess   ``cmd`` inside the
                            namespace;  .popen(*cmd, **kw) -> Popen  likewise
       Everything is removed on exit (the kernel halted, the namespace deleted), also on error.
       Needs root (CAP_NET_ADMIN): the TAP is created by the kernel in this process's namespace
       and then moved into the new one, which keeps the open descriptor working.
     KernelHTTPServer(S, addr, handler)   http.server.ThreadingHTTPServer on kernel sockets
+        (an IPv6 literal in ``addr`` makes it an AF_INET6 server)
         (``S`` a client socket module such as ``k.socket``); .start() serves on a thread,
         .stop() ends it (bounded).  No host DNS lookups.
     KernelHTTPConnection(S, host, port, timeout)   http.client.HTTPConnection over ``S``
@@ -49,6 +53,8 @@ class LinuxPeer:
         self.tap = tap
         self.linux = f"{subnet}.1"
         self.kernel = f"{subnet}.2"
+        self.linux6 = self.kernel6 = ""
+        self.url = ""
 
     def tcp_stats(self) -> dict[str, int]:
         """The kernel's TCP counters (netstat -s), through the client."""
@@ -69,10 +75,11 @@ def _ip(*args: str, check: bool = True) -> None:
 
 
 @contextlib.contextmanager
-def linux_peer(tag: str, subnet: str = "10.99.41", mode: str = "local",
-               **boot: Any) -> Iterator[LinuxPeer]:
+def linux_peer(tag: str, subnet: str = "10.99.41", mode: str = "local", offload: str = "on",
+               inet6: bool = False, **boot: Any) -> Iterator[LinuxPeer]:
     """See the module docstring; ``mode="remote"``: the kernel is a rump_server process
-    inside the namespace (its TAP made there) and the peer talks to it through sysproxy."""
+    inside the namespace (its TAP made there) and the peer talks to it through sysproxy.
+    ``offload``: virtif's virtio-net offloads ("on", "csum" or "off")."""
     pid = os.getpid()
     ns = f"rk-{tag}-{pid}"
     tap = f"rk{tag[:5]}{pid % 100000}"[:15]
@@ -84,7 +91,8 @@ def linux_peer(tag: str, subnet: str = "10.99.41", mode: str = "local",
         if mode == "local":
             k = rumpkernel.boot(hostname=tag, **boot)
             S = k.socket
-            S.config.ifconfig("virt0", create=True, linkstr=tap, inet=f"{subnet}.2/24")
+            S.config.ifconfig("virt0", create=True, linkstr=f"{tap},offload={offload}",
+                             inet=f"{subnet}.2/24")
             _ip("link", "set", tap, "netns", ns)
         else:
             from rumpkernel.testing.remote import env, wait_connectable
@@ -95,10 +103,16 @@ def linux_peer(tag: str, subnet: str = "10.99.41", mode: str = "local",
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             conn = wait_connectable(url, proc)
             S = conn.socket
-            S.config.ifconfig("virt0", create=True, linkstr=tap, inet=f"{subnet}.2/24")
+            S.config.ifconfig("virt0", create=True, linkstr=f"{tap},offload={offload}",
+                             inet=f"{subnet}.2/24")
         _ip("-n", ns, "addr", "add", f"{subnet}.1/24", "dev", tap)
         _ip("-n", ns, "link", "set", tap, "up")
-        yield LinuxPeer(k, S, ns, tap, subnet, mode)
+        peer = LinuxPeer(k, S, ns, tap, subnet, mode)
+        if mode != "local":
+            peer.url = url
+        if inet6:
+            _add_inet6(peer, subnet)
+        yield peer
     finally:
         if k is not None:
             k.halt()
@@ -116,6 +130,23 @@ def linux_peer(tag: str, subnet: str = "10.99.41", mode: str = "local",
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _add_inet6(peer: LinuxPeer, subnet: str) -> None:
+    import time
+
+    prefix = f"fd00:99:{subnet.rsplit('.', 1)[1]}::"
+    peer.linux6, peer.kernel6 = prefix + "1", prefix + "2"
+    _ip("-n", peer.ns, "addr", "add", f"{peer.linux6}/64", "dev", peer.tap, "nodad")
+    peer.S.config.address6("virt0", f"{peer.kernel6}/64")
+    deadline = time.monotonic() + 20
+    while True:
+        addrs = next(i for i in peer.S.config.interfaces() if i["name"] == "virt0")["addrs6"]
+        if len(addrs) >= 2 and all(a["state"] == "preferred" for a in addrs):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"virt0's IPv6 addresses did not settle: {addrs}")
+        time.sleep(0.05)
+
+
 class KernelHTTPServer(http.server.ThreadingHTTPServer):
     """ThreadingHTTPServer whose sockets are kernel sockets (socketserver creates a host socket
     in its constructor: it is replaced before binding)."""
@@ -127,7 +158,9 @@ class KernelHTTPServer(http.server.ThreadingHTTPServer):
         self._S = S
         super().__init__(addr, handler, bind_and_activate=False)
         self.socket.close()
-        self.socket = S.socket(S.AF_INET, S.SOCK_STREAM)
+        v6 = ":" in str(addr[0])                # an IPv6 literal: an AF_INET6 socket
+        self.address_family = S.AF_INET6 if v6 else S.AF_INET
+        self.socket = S.socket(self.address_family, S.SOCK_STREAM)
         try:
             self.server_bind()
             self.server_activate()

@@ -12,6 +12,10 @@ with the calling lwp first):
                 options=None) -> fstype name
     newfs(l, fstype, host_path, partition, offset, options)   format a host file (or a
                                              partition window of it)
+    put_file(l, dirfd, name, mode, uid, gid, data, size, atime_ns, mtime_ns)
+                                             one new regular file, whole, in one kernel entry
+                                             (makefs: creat + write + utimens without the
+                                             per-call descriptor and path work)
 """
 
 from __future__ import annotations
@@ -219,6 +223,46 @@ class VfsApi:
             dev.flush()
         finally:
             self.etfs_remove(l, key)
+
+    def put_file(self, l: Any, dirfd: int, name: bytes, mode: int, uid: int, gid: int,
+                 data: bytes, size: int, atime_ns: int, mtime_ns: int) -> None:
+        """Create regular file ``name`` (one component) in the directory open as ``dirfd``,
+        owned by ``uid``:``gid`` with permission bits ``mode`` (no umask), holding ``data``
+        from offset 0 and ``size`` bytes long (a hole after the data), with the times given:
+        the driver's own create, write and setattr under one hold of the mount's lock.
+        Superuser only (EPERM); EEXIST when the name exists, EINVAL for a bad name or size,
+        ENOTDIR, EROFS, ENAMETOOLONG, ENOSPC as creat(2) and write(2).  A failure after the
+        create leaves the file (as a failed write(2) does)."""
+        from rumpkernel.vfs.vattr import S_IFREG, SetAttr
+        from rumpkernel.vfs.vfs_common import check_name, fd_vnode, require_writable
+
+        if l.proc.cred.euid != 0:
+            raise KernelError(Errno.EPERM, "put_file: superuser only")
+        if not name or b"/" in name or b"\0" in name or name in (b".", b".."):
+            raise KernelError(Errno.EINVAL, f"put_file: bad name {name!r}")
+        if size < len(data) or mode & ~0o7777:
+            raise KernelError(Errno.EINVAL, "put_file: size below the data, or bad mode")
+        dvp = fd_vnode(l, dirfd)
+        if not dvp.isdir:
+            raise KernelError(Errno.ENOTDIR, f"fd {dirfd} is not a directory")
+        mp = dvp.mount
+        if mp.dead:
+            raise KernelError(Errno.EIO, "file system was unmounted")
+        require_writable(dvp)
+        check_name(dvp, name)
+        with mp.lock:
+            ino = mp.fs.create(dvp.node, name, S_IFREG | mode, uid, gid, 0)
+        vp = self.vfs.vcache.get(mp, ino, S_IFREG)
+        try:
+            with mp.lock:
+                fs = mp.fs
+                done = 0
+                while done < len(data):
+                    done += fs.write(vp.node, done, data[done:] if done else data)
+                fs.setattr(vp.node, SetAttr(size=size if size > done else None,
+                                            atime_ns=atime_ns, mtime_ns=mtime_ns))
+        finally:
+            self.vfs.vcache.vrele(vp)
 
     def close_all(self) -> None:
         for key in list(self.etfs):

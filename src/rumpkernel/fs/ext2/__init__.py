@@ -24,7 +24,7 @@ from rumpkernel.vfs.fstype import FileSystemType, MountContext
 
 
 class _ExtType(FileSystemType):
-    option_names: ClassVar[frozenset[str]] = frozenset({"ro", "rw", "nojournal"})
+    option_names: ClassVar[frozenset[str]] = frozenset({"ro", "rw", "nojournal", "build"})
     flavour: ClassVar[str] = "ext4"
 
     @classmethod

@@ -74,11 +74,12 @@ def _operation(fn: Any, modifying: bool) -> Any:
     mount is then recorded in the superblock (error state, count, times), as Linux does.
     When journaling, a transaction is committed between operations once it grows large, and
     an operation that ran out of space while blocks wait for a commit to be freed is retried
-    after one."""
+    after one.  A ``build`` mount (a new image that is thrown away unless the whole build
+    succeeds) keeps no undo log: an operation that fails leaves the file system as it is."""
 
     def op(self: ExtFileSystem, *args: Any) -> Any:
         vol = self.vol
-        if not modifying or self.readonly or vol.txn is not None:
+        if not modifying or self.readonly or vol.txn is not None or self.build:
             try:
                 return fn(self, *args)
             except KernelError as err:

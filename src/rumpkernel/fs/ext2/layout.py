@@ -190,9 +190,11 @@ class RecordBase:
         """``parse(buf).replace(**changes).emit()`` without building records (hot paths)."""
         if len(buf) < cls.SIZE:
             raise corrupt(f"{cls.__name__}: need {cls.SIZE} bytes, have {len(buf)}")
-        values = dict(zip(cls._NAMES, cls._STRUCT.unpack_from(buf, 0)))
-        values.update(changes)
-        return cls._STRUCT.pack(*(values[n] for n in cls._NAMES))
+        values = list(cls._STRUCT.unpack_from(buf, 0))
+        index = cls._INDEX
+        for name, value in changes.items():
+            values[index[name]] = value
+        return cls._STRUCT.pack(*values)
 
 
 def record(name: str, size: int, spec: str, *, endian: str = "<") -> type:
@@ -207,6 +209,7 @@ def record(name: str, size: int, spec: str, *, endian: str = "<") -> type:
     cls.LAYOUT = tuple(rows)
     cls._STRUCT = struct.Struct(endian + "".join(f for _, _, f in rows))
     cls._NAMES = tuple(n for n, _, _ in rows)
+    cls._INDEX = {n: i for i, n in enumerate(cls._NAMES)}
     cls.__module__ = __name__
     assert cls._STRUCT.size == size, name
     return cls

@@ -14,6 +14,11 @@ Policy:
   (``jwrite.py``; mount option ``nojournal`` writes in place instead, for tools that build
   a new image and need no crash safety until they are done).  An external journal, or one
   that cannot be replayed, refuses a read-write mount (EROFS/EUCLEAN).
+- mount option ``build`` (makefs: a brand-new image that is discarded unless the whole build
+  succeeds): no journal, no undo log (an operation that fails may leave the file system
+  inconsistent), frees not deferred, nothing written before unmount except when the
+  buffer cache must make room, and one flush at unmount.  The journal stays as newfs left it
+  (empty, valid); the superblock's mount count and time stay as newfs left them.
 - nothing is written while mounting until the root directory has been read and checked; the
   superblock's mount fields (not-clean state, mount count and time) are written before the
   first change, not at mount: a read-write mount that changes nothing, or whose every
@@ -158,6 +163,7 @@ class MountState:
         why = self._policy(sb)
         asked_ro = bool(ctx.readonly or ctx.dev.readonly or "ro" in ctx.options)
         self.readonly = asked_ro or bool(why)
+        self.build = "build" in ctx.options and not self.readonly
         self.ro_reason = "" if asked_ro else why
         if self.ro_reason:
             ctx.log(f"ext: {ctx.dev.name}: mounting read-only: {why}")
@@ -206,6 +212,9 @@ class MountState:
         if self._replay is not None:
             self._write_replay(self._replay)
             self._replay = None
+        if self.build:                  # a new image, written once, no crash safety
+            self.vol.on_first_change = self._mark_building
+            return
         self._open_journal()
         self.vol.defer_frees = True
         self.vol.on_first_change = self._mark_mounted
@@ -370,6 +379,11 @@ class MountState:
                          s_feature_incompat=incompat)
         vol.write_super_home()
 
+    def _mark_building(self) -> None:
+        """``build``: the not-clean mark stays in memory (the image is not in use until the
+        unmount that writes it); the mount count and time stay as newfs left them."""
+        self.was_clean = bool(self.vol.sb.s_state & L.STATE_VALID)
+
     def note_error(self, detail: str) -> None:
         """Record detected corruption in the superblock (Linux's ext4_error bookkeeping)."""
         if self.readonly or not self.mounted:
@@ -419,8 +433,19 @@ class MountState:
         self.ctx.log(f"ext: cleaned up {len(seen)} orphan inodes")
 
     def _write_dirty_inodes(self) -> None:
+        """Every changed inode into its table block (each block read and written once)."""
+        if self.readonly:
+            return
+        nodes, out = [], []
         for node in list(self.inodes.values()):
-            self._write_inode(node)  # type: ignore[attr-defined]
+            if node.emap is not None and node.emap.dirty:
+                node.emap.store()
+            if node.dirty:
+                out.append((node.ino, node.encode(self.vol)))
+                nodes.append(node)
+        self.vol.write_inodes_raw(out)
+        for node in nodes:
+            node.dirty = False
 
     def sync(self) -> None:
         """Everything durable and in place: a journal commit and a checkpoint (so the image
@@ -493,7 +518,9 @@ class MountState:
         self._sync(checkpoint=False)
 
     def unmount(self) -> None:
-        if not self.readonly:
+        if self.build:
+            self._unmount_build()
+        elif not self.readonly:
             for node in list(self.inodes.values()):
                 if node.links == 0 and node.mode:
                     self._free_inode(node)  # type: ignore[attr-defined]
@@ -506,6 +533,19 @@ class MountState:
             self.vol.take_pending(blk)
         self.inodes.clear()
         self.unmounted = True
+
+    def _unmount_build(self) -> None:
+        """``build``: every dirty block out once, in ascending order, and one flush."""
+        vol = self.vol
+        for node in list(self.inodes.values()):
+            if node.links == 0 and node.mode:       # unlinked while still open
+                self._free_inode(node)  # type: ignore[attr-defined]
+        self._write_dirty_inodes()
+        if vol.changed:
+            secs = self.now() // 1_000_000_000
+            vol.update_super(s_wtime=secs & 0xFFFFFFFF, s_wtime_hi=(secs >> 32) & 0xFF,
+                             s_state=vol.sb.s_state | (L.STATE_VALID if self.was_clean else 0))
+        vol.flush(sync=True)
 
     def _mark_clean(self) -> None:
         """Clean unmount: the superblock without needs_recovery and, if it was clean before,

@@ -15,6 +15,8 @@ options (all optional):
     features        names to add, or ``^name`` to remove, from the flavour's default set, as a
                     comma-separated string or an iterable
     journal_blocks  journal size in blocks (default like mke2fs)
+    zeroed          true when the device already reads as zeros (a new sparse file): the
+                    inode tables and the journal are not written over with zeros
 
 Default features: ext2 = ext_attr, dir_index, filetype, sparse_super, large_file; ext3 adds
 has_journal; ext4 = that plus extent, 64bit, flex_bg, huge_file, dir_nlink, extra_isize,
@@ -128,6 +130,7 @@ class _Plan:
             raise KernelError(Errno.EINVAL, "ext newfs: reserved_percent out of range")
         self.reserved = int(self.blocks * rp / 100)
         self.journal_blocks = self._journal_size(options)
+        self.zeroed = bool(options.get("zeroed"))
 
     def _layout(self, size: int, ratio: int, options: dict[str, Any]) -> None:
         bs = self.bs
@@ -199,8 +202,9 @@ def _group_layout(geo: Geometry, group: int) -> tuple[int, int, int, int]:
     return start, start + 1, start + 2, start + 2 + geo.itable_blocks
 
 
-def _write_tables(vol: Any, geo: Geometry) -> None:
-    """Descriptors, bitmaps and zeroed inode tables of every group (through the Volume)."""
+def _write_tables(vol: Any, geo: Geometry, zeroed: bool = False) -> None:
+    """Descriptors, bitmaps and zeroed inode tables of every group (through the Volume;
+    the tables are not written when the device reads as zeros already)."""
     gds, bbm, ibm = [], {}, {}
     csum = vol.metadata_csum
     zero_chunk = bytes(geo.block_size * 64)
@@ -228,7 +232,7 @@ def _write_tables(vol: Any, geo: Geometry) -> None:
             bg_free_inodes_count_lo=free_i & 0xFFFF, bg_free_inodes_count_hi=free_i >> 16,
             bg_flags=L.BG_INODE_ZEROED if csum else 0)
         gds.append(gd)
-        for k in range(0, geo.itable_blocks, 64):
+        for k in range(0, 0 if zeroed else geo.itable_blocks, 64):
             n = min(64, geo.itable_blocks - k)
             vol.bio.write_run(it + k, zero_chunk[:n * geo.block_size])
     vol.install_gds(gds)
@@ -274,7 +278,7 @@ def _make(dev: Any, flavour: str, options: dict[str, Any]) -> None:
     bio = BlockIO(dev, plan.bs, cache_bytes=4 * MiB)
     bio.write_run(0, bytes(plan.bs * (2 if plan.bs == 1024 else 1)))
     vol = Volume(bio, _with_csum(sb), dev.size // plan.bs, False, lambda m: None)
-    _write_tables(vol, geo)
+    _write_tables(vol, geo, plan.zeroed)
     vol.sb_dirty = True
     vol.flush()
     bio.close()
@@ -345,7 +349,7 @@ def _make_journal(fs: Any, plan: _Plan) -> None:
     goal = vol.geo.group_first_block(vol.geo.group_count // 2)
     runs = fs.bmap(node).map_alloc(0, n, goal)
     zeros = bytes(bs * 256)
-    for _, pblk, cnt, _ in runs:
+    for _, pblk, cnt, _ in [] if plan.zeroed else runs:
         for k in range(0, cnt, 256):
             vol.write_run(pblk + k, zeros[:min(256, cnt - k) * bs])
     node.size = n * bs

@@ -464,15 +464,17 @@ class Volume:
         limit = g.group_nblocks(group)
         low = self._bhint.get(group, 0)          # no free bit below this one
         bit = find_zero_bit(bm, max(start, low), limit)
+        from_low = start <= low                  # then every bit in [low, bit) is set
         if bit < 0 and start > low:
             bit = find_zero_bit(bm, low, limit)
+            from_low = True
         if bit < 0:
             self._bhint[group] = limit
             return None
         n = zero_run(bm, bit, min(limit, bit + count))
         self._note_group("b", group, bm)
         set_bits(bm, bit, n, True)
-        if bit <= low:
+        if from_low:
             self._bhint[group] = bit + n
         self._bbm_dirty.add(group)
         self._adjust_gd(group, blocks=-n, clear_flags=L.BG_BLOCK_UNINIT)
@@ -648,6 +650,18 @@ class Volume:
         data = bytearray(self.read(blk))
         data[off:off + len(raw)] = raw
         self.write(blk, data)
+
+    def write_inodes_raw(self, items: list[tuple[int, bytes]]) -> None:
+        """Several inodes: each inode table block read and written once."""
+        by_block: dict[int, list[tuple[int, bytes]]] = {}
+        for ino, raw in items:
+            blk, off = self.inode_block(ino)
+            by_block.setdefault(blk, []).append((off, raw))
+        for blk in sorted(by_block):
+            data = bytearray(self.read(blk))
+            for off, raw in by_block[blk]:
+                data[off:off + len(raw)] = raw
+            self.write(blk, data)
 
     # -- write-back ---------------------------------------------------------------------------
     def _flush_bitmaps(self) -> None:

@@ -7,13 +7,17 @@ Interface (the stack lock is held for all of them):
                                       and the protocol, or forwarded when
                                       net.inet.ip.forwarding is on
     ip_output(inet, src, dst, proto, payload, ttl=None, tos=0, df=False, broadcast_ok=False,
-              bound=None, bound_if=0) route (through interface index ``bound_if`` only, when
+              bound=None, bound_if=0, gso=False)
+                                      route (through interface index ``bound_if`` only, when
                                       set: SO_BINDTODEVICE), pick the source address, fragment
                                       to the MTU and
                                       hand to the interface.  ENETUNREACH (no route),
                                       EHOSTUNREACH (reject route), EACCES (broadcast without
                                       SO_BROADCAST), EMSGSIZE (DF and too big), ENETDOWN,
-                                      EHOSTDOWN (ARP gave up), EADDRNOTAVAIL
+                                      EHOSTDOWN (ARP gave up), EADDRNOTAVAIL.
+                                      ``gso``: ``payload`` is a TCP super-segment with a
+                                      partial checksum (net/wire/gso.py): handed whole to an
+                                      interface with ``tso_max`` room, else cut in software
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from rumpkernel.kern.abi import IFF_LOOPBACK, RTF_BLACKHOLE, RTF_LOCAL, RTF_REJE
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.net.inet import icmp
 from rumpkernel.net.inet.inet import ANY, BROADCAST_ALL, IpIn
-from rumpkernel.net.wire import ipv4
+from rumpkernel.net.wire import gso, ipv4
+from rumpkernel.net.wire import tcp as tcpwire
 from rumpkernel.net.wire.base import FormatError
 from rumpkernel.net.wire.checksum import internet_checksum
 
@@ -75,7 +80,8 @@ def ip_input(inet: Inet, ifp: Any, buf: bytes) -> None:
         header, payload = got
     else:
         header = bytes(b[:hlen])
-        payload = bytes(b[hlen:total])
+        # TCP copies the data once, into the socket buffer: it gets a view of the frame
+        payload = b[hlen:total] if b[9] == 6 else bytes(b[hlen:total])
     deliver(inet, ifp, header, payload, src, dst, broadcast)
 
 
@@ -123,7 +129,7 @@ def deliver(inet: Inet, ifp: Any, header: bytes, payload: bytes, src: bytes, dst
 def ip_output(inet: Inet, src: bytes | None, dst: bytes, proto: int, payload: bytes, *,
               ttl: int | None = None, tos: int = 0, df: bool = False,
               broadcast_ok: bool = False, bound: bytes | None = None,
-              options: bytes = b"", bound_if: int = 0) -> None:
+              options: bytes = b"", bound_if: int = 0, gso: bool = False) -> None:
     ns = inet.ns
     source, rt = inet.select_source(dst, src if src not in (None, ANY) else bound, bound_if)
     if source == ANY and bound_if and (dst == BROADCAST_ALL or inet.is_broadcast(dst, rt.ifp)):
@@ -150,8 +156,28 @@ def ip_output(inet: Inet, src: bytes | None, dst: bytes, proto: int, payload: by
         ns.netisr_enqueue(ifp, "ip", ipv4.header(source, dst, proto, len(payload), ttl, tos,
                                                  ident, flags, 0, options) + payload)
     nexthop = BROADCAST_ALL if broadcast else rt.nexthop(dst)
+    if gso:
+        _send_gso(ifp, nexthop, ipv4.header(source, dst, proto, len(payload), ttl, tos, ident,
+                                            flags, 0, options) + payload)
+        return
     send_fragmented(inet, ifp, nexthop, source, dst, proto, payload, ttl, tos, ident, flags,
                     options)
+
+
+def _send_gso(ifp: Any, nexthop: bytes, pkt: bytes) -> None:
+    """A TCP super-segment: whole to a TSO interface, else MTU-sized segments (software GSO,
+    which also completes the partial checksum when it fits as it is)."""
+    n = len(pkt)
+    if ifp.mtu < n <= ifp.tso_max:
+        ifp.output(pkt, nexthop)
+        return
+    try:
+        pieces = gso.tcp_segment(pkt, gso.gso_size_for(pkt, ifp.mtu))
+    except FormatError as e:
+        raise KernelError(Errno.EMSGSIZE, f"software GSO: {e}") from None
+    ifp.ns.count("ip", "gso_software")
+    for piece in pieces:
+        ifp.output(piece, nexthop)
 
 
 def send_fragmented(inet: Inet, ifp: Any, nexthop: bytes, src: bytes, dst: bytes, proto: int,
@@ -215,6 +241,16 @@ def ip_forward(inet: Inet, ifp: Any, v: ipv4.Ipv4View) -> None:
     try:
         if len(hdr) + len(payload) <= out.mtu:
             out.output(bytes(hdr) + payload, nexthop)
+        elif v.proto == 6 and ifp is not None and v.total > ifp.mtu:
+            # a GRO super-frame from the host (larger than the link it came on): cut it
+            # back into segments for the next link, as Linux's GSO does when forwarding; its
+            # checksum (complete, or partial from the host) becomes the partial one TSO takes
+            pkt = bytearray(hdr + payload)
+            if len(payload) >= 20:
+                at = len(hdr) + 16
+                pkt[at:at + 2] = gso.partial_checksum(
+                    tcpwire.pseudo_sum(v.src, dst, len(payload))).to_bytes(2, "big")
+            _send_gso(out, nexthop, bytes(pkt))
         elif v.flags & ipv4.FLAG_DF:
             ns.count("ip", "cantfrag")
             icmp.error(inet, orig, icmp.UNREACH, icmp.UNREACH_NEEDFRAG, mtu=out.mtu)

@@ -47,6 +47,7 @@ class TcpConfig:
     dupthresh: int = 3                 # duplicate ACKs that start fast retransmit
     tw_reuse: bool = True              # connect() may reuse a TIME_WAIT 4-tuple (timestamps)
     abort_on_overflow: bool = False    # RST (not a silent drop) when the accept queue is full
+    tso: bool = True                   # super-segments up to 64 KiB when the interface does TSO
 
     def set(self, name: str, value: object) -> None:
         types = {f.name: f.type for f in fields(self)}

@@ -131,7 +131,7 @@ class TcpConnection:
         "nodelay", "keepalive", "keepidle", "keepintvl", "keepcnt", "linger_zero",
         "shut_rd", "shut_wr", "app_closed", "so_error", "connected", "passive_open",
         "rcvbuf_locked", "sndbuf_locked", "rcv_copied", "rcv_space_time", "read_seq",
-        "sws_hold",
+        "sws_hold", "tso_max",
         # plumbing
         "out", "sink", "on_deadline", "on_events", "account", "owner", "user",
     )
@@ -197,6 +197,7 @@ class TcpConnection:
         self.rcv_copied = 0
         self.rcv_space_time = 0.0
         self.sws_hold = False
+        self.tso_max = 0
         self.out: list[TcpSegment] = []
         self.sink = self.on_deadline = self.on_events = None
         self.owner = None

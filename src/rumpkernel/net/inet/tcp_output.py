@@ -14,6 +14,13 @@ Interface (functions of a TcpConnection ``c``; the engine and tcp_input call the
     enter_recovery(c, now)       -- fast retransmit; SACK-based (RFC 6675) or NewReno (RFC 6582).
     retransmit_timeout / persist_timeout / keepalive_timeout(c, now) -- timer handlers.
 
+TSO: a connection whose interface segments itself (``c.tso_max``, the largest datagram it
+takes, set by the stack) sends new data in super-segments of whole MSS-sized pieces up to
+``size_goal`` (Linux's tcp_tso_autosize without pacing) once the peer's MSS is at least ours;
+the socket layer emits them with a partial checksum and the device (or software GSO) cuts
+them into MSS-sized segments.  Nagle applies to the short piece at the tail: it is trimmed
+off while a short segment is unacknowledged.  Loss recovery retransmits MSS-sized segments.
+
 Rules: sender SWS avoidance sends a short segment only when it is all the queued data and
 nothing is outstanding (Nagle; or TCP_NODELAY), or when it is at least half the largest window
 the peer offered; a persist timer overrides both.  Every segment carries the current ACK, window
@@ -129,13 +136,25 @@ def current_mss(c) -> int:
     return mss
 
 
+def size_goal(c, mss: int) -> int:
+    """Payload bytes of the largest segment to build: ``mss``, or a whole number of MSS-sized
+    pieces filling one TSO datagram (headers and 40 bytes of options kept free)."""
+    limit = c.tso_max
+    if not limit or c.peer_mss < c.our_mss:
+        return mss
+    n = (limit - 120) // mss
+    return n * mss if n > 1 else mss
+
+
 def transmit(c, seq: int, maxlen: int, now: float) -> int:
     buf = c.sndbuf
     data_end = buf.start + len(buf.data)
     length = data_end - seq
     room = current_mss(c)
     if maxlen > room:
-        maxlen = room
+        goal = size_goal(c, room) if c.tso_max else room
+        if maxlen > goal:
+            maxlen = goal
     if length > maxlen:
         length = maxlen
     if length < 0:
@@ -147,7 +166,7 @@ def transmit(c, seq: int, maxlen: int, now: float) -> int:
         flags |= FIN
     if length:
         off = seq - buf.start
-        payload = bytes(buf.data[off:off + length])
+        payload = buf.data.peek(off, length)
         if seq + length == data_end:
             flags |= PSH
     else:
@@ -185,6 +204,7 @@ def output(c, now: float) -> None:
 def _send_loop(c, now: float) -> bool:
     sent = False
     mss = current_mss(c)
+    goal = size_goal(c, mss) if c.tso_max else mss
     buf = c.sndbuf
     board = c.board
     c.sws_hold = False
@@ -202,9 +222,12 @@ def _send_loop(c, now: float) -> bool:
         win = c.snd_wnd if c.snd_wnd < cwnd else cwnd
         usable = c.snd_una + win - nxt
         avail = data_end - nxt
-        length = avail if avail < mss else mss
+        length = avail if avail < goal else goal
         if usable < length:
             length = usable
+        if length > mss and length % mss and not (
+                length == avail and (c.nodelay or c.snd_sml <= c.snd_una)):
+            length -= length % mss    # TSO: the short tail waits (Nagle, window edge)
         if nxt < c.snd_max and board.blocks:
             nb = board.next_block_start(nxt)
             if nb is not None and nb - nxt < length:
@@ -220,7 +243,7 @@ def _send_loop(c, now: float) -> bool:
         if nxt == c.snd_una == c.snd_max and c.last_send and now - c.last_send > c.rtt.rto:
             c.cc.on_idle_restart(now)  # RFC 5681 4.1: restart window after idle
         c.snd_nxt = transmit(c, nxt, length, now)
-        if length < mss and c.snd_nxt > c.snd_sml:
+        if length % mss and c.snd_nxt > c.snd_sml:
             c.snd_sml = c.snd_nxt
         sent = True
         if fin:

@@ -2,14 +2,20 @@
 (the socket-side half of NetBSD's tcp_usrreq.c / in_pcb.c for TCP).
 
 Interface:
-    TcpPcb(so)                 per socket: addresses, the engine's TcpConnection or TcpListener,
+    TcpPcb(so, family=AF_INET) per socket: addresses, the engine's TcpConnection or TcpListener,
                                the options to apply to connections made later (TCP_NODELAY,
                                keepalive, TCP_MAXSEG, TCP_CONGESTION, buffer sizes), IP TTL/TOS.
                                A pcb outlives its socket while its connection lingers (FIN_WAIT,
                                TIME_WAIT: ``so`` is None then) so the port stays taken.
-    TcpPorts(inet)
+                               Addresses are as on the wire: 4 bytes for IPv4 (also for an
+                               AF_INET6 socket bound or connected to a v4-mapped address),
+                               16 for IPv6; ``family`` is the socket's, ``v6only`` and
+                               ``scope`` (a link-local address's zone) matter in AF_INET6.
+    TcpPorts(inet)             one port space for TCP over IPv4 and IPv6
         bind(pcb, laddr, lport, root)   EADDRINUSE, EACCES (< 1024 without root),
                                         EADDRNOTAVAIL (not ours), EINVAL (already bound)
+        overlap(a, b) -> bool           do two pcbs' local addresses meet (a dual-stack
+                                        AF_INET6 wildcard covers IPv4's as well)
         connect_port(pcb, laddr, faddr, fport, in_use) -> port    an ephemeral port whose
                                         4-tuple is free (``in_use(laddr, port, faddr, fport)``);
                                         EADDRNOTAVAIL when none is
@@ -24,6 +30,8 @@ Interface:
 Bind rules (Linux's): two sockets may share a local port when their addresses differ (neither
 is the wildcard), when both set SO_REUSEPORT, or when both set SO_REUSEADDR and the one already
 there is not listening (a restarted server binds over its old connections in TIME_WAIT).
+Across families as Linux: an AF_INET6 socket bound to :: takes the port in IPv4 too unless it
+is IPV6_V6ONLY; one bound to a specific IPv6 address leaves IPv4 alone.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from rumpkernel.kern.abi import SO_REUSEADDR, SO_REUSEPORT
+from rumpkernel.kern.abi import AF_INET, SO_REUSEADDR, SO_REUSEPORT
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.net.inet.inet import ANY
 from rumpkernel.net.socket import Record, SockBuf
@@ -41,19 +49,24 @@ if TYPE_CHECKING:
 
 PORT_FIRST, PORT_LAST = 49152, 65535
 RESERVED = 1024
+ANY6 = bytes(16)
+WILD = b"*"
 _NO_CONTROL = (Record(b"", None, None),)   # what ``q`` shows while bytes are readable
 
 
 class TcpPcb:
-    __slots__ = ("cc", "closing", "conn", "faddr", "fport", "keepalive", "keepcnt",
+    __slots__ = ("cc", "closing", "conn", "faddr", "family", "fport", "keepalive", "keepcnt",
                  "keepidle", "keepintvl", "laddr", "listener", "lport", "maxseg", "nodelay",
-                 "rcvbuf", "reuse", "sndbuf", "so", "tos", "ttl")
+                 "rcvbuf", "reuse", "scope", "sndbuf", "so", "tos", "ttl", "v6only")
 
-    def __init__(self, so: Any) -> None:
+    def __init__(self, so: Any, family: int = AF_INET, v6only: bool = False) -> None:
         self.so = so
-        self.laddr = ANY
+        self.family = family
+        self.v6only = v6only
+        self.scope = 0
+        self.laddr = ANY if family == AF_INET else ANY6
         self.lport = 0
-        self.faddr = ANY
+        self.faddr = self.laddr
         self.fport = 0
         self.conn: Any = None
         self.listener: Any = None
@@ -74,8 +87,22 @@ class TcpPcb:
     def inherit(self, head: TcpPcb) -> None:
         """Options an accepted connection takes from its listener."""
         for name in ("nodelay", "keepalive", "keepidle", "keepintvl", "keepcnt", "maxseg", "cc",
-                     "rcvbuf", "sndbuf", "ttl", "tos", "reuse"):
+                     "rcvbuf", "sndbuf", "ttl", "tos", "reuse", "v6only"):
             setattr(self, name, getattr(head, name))
+
+    @property
+    def unbound(self) -> bool:
+        """No local address chosen yet (the family's wildcard)."""
+        return self.laddr in (ANY, ANY6)
+
+    def covers(self) -> tuple[bytes | None, bytes | None]:
+        """(IPv4, IPv6) local addresses this pcb takes: None (none), WILD (all) or one."""
+        a = self.laddr
+        if len(a) == 4:
+            return (WILD if a == ANY else a), None
+        if a == ANY6:
+            return (None if self.v6only else WILD), WILD
+        return None, a
 
     @property
     def reuse_flags(self) -> int:
@@ -97,22 +124,40 @@ class TcpPorts:
             return True
         return bool(new & old & SO_REUSEADDR) and other.listener is None
 
-    def conflict(self, pcb: TcpPcb, laddr: bytes, lport: int) -> bool:
-        flags = pcb.reuse_flags
-        for other in self.ports.get(lport, ()):
-            if other is pcb:
-                continue
-            if laddr != ANY and other.laddr != ANY and laddr != other.laddr:
-                continue
-            if not self._compatible(flags, other):
+    @staticmethod
+    def overlap(a: TcpPcb, b: TcpPcb) -> bool:
+        for x, y in zip(a.covers(), b.covers()):
+            if x is not None and y is not None and (WILD in (x, y) or x == y):
                 return True
         return False
+
+    def conflict(self, pcb: TcpPcb, laddr: bytes, lport: int) -> bool:
+        flags = pcb.reuse_flags
+        old = pcb.laddr
+        pcb.laddr = laddr
+        try:
+            for other in self.ports.get(lport, ()):
+                if other is pcb or not self.overlap(pcb, other):
+                    continue
+                if not self._compatible(flags, other):
+                    return True
+            return False
+        finally:
+            pcb.laddr = old
+
+    def _check_local(self, pcb: TcpPcb, laddr: bytes) -> None:
+        if len(laddr) == 4:
+            if laddr != ANY and laddr not in self.inet.local:
+                raise KernelError(Errno.EADDRNOTAVAIL, "not a local address")
+            return
+        inet6 = self.inet.ns.inet6
+        if laddr != ANY6 and (inet6 is None or inet6.owner(laddr, pcb.scope) is None):
+            raise KernelError(Errno.EADDRNOTAVAIL, "not a local address")
 
     def bind(self, pcb: TcpPcb, laddr: bytes, lport: int, root: bool) -> None:
         if pcb.lport:
             raise KernelError(Errno.EINVAL, "socket is already bound")
-        if laddr != ANY and laddr not in self.inet.local:
-            raise KernelError(Errno.EADDRNOTAVAIL, "not a local address")
+        self._check_local(pcb, laddr)
         if lport == 0:
             lport = self._free_port()
         else:

@@ -6,17 +6,23 @@ Interface:
         ``secret``: 16..64 random bytes (ISNs, SYN cookies, timestamp offsets);
         ``account_factory()``: a BufferAccount for each new connection (kernel memory).
     .listen(laddr, lport, backlog, cc=None) -> TcpListener  (EADDRINUSE if taken;
-                                               laddr ANY4 = b"\\0\\0\\0\\0" listens on all)
+                                               laddr ANY4 = b"\\0\\0\\0\\0" listens on all
+                                               IPv4 addresses, ANY6 = bytes(16) on all IPv6)
     .route_mss                               -- optional hook (laddr, raddr) -> MSS from the
                                                route's MTU, for listeners' SYN-ACKs
+    .route_tso                               -- optional hook (laddr, raddr) -> (MTU, largest
+                                               datagram the interface segments itself, 0:
+                                               no TSO); a connection whose MSS is the MTU's
+                                               gets ``tso_max`` (config.tso turns it off)
     .connect(laddr, lport, raddr, rport, now, reuse=False, cc=None, mss_clamp=None,
              route_mss=None, setup=None) -> TcpConnection (SYN sent;
                                                EADDRINUSE when the 4-tuple is in use, except a
                                                TIME_WAIT one with ``reuse``/config.tw_reuse
                                                and timestamps)
     .input(src, dst, seg, now)               -- one parsed segment (addresses as bytes)
-    .input_bytes(src, dst, buf, now)         -- raw TCP bytes: checksum verified, malformed
-                                               segments counted by reason and dropped
+    .input_bytes(src, dst, buf, now, verified=False) -- raw TCP bytes: checksum verified
+                                               (unless the device did: ``verified``),
+                                               malformed segments counted and dropped
     .timeout(now), .deadline                 -- every connection's and listener's timers
     .take_output() -> [(src, dst, TcpSegment)] and .take_output_bytes() -> [(src, dst, bytes)]
     .connections / .listeners / .stats / .config
@@ -39,10 +45,11 @@ from rumpkernel.net.inet.tcp_fsm import TcpEvent, TcpState
 from rumpkernel.net.inet.tcp_input import reset_for
 from rumpkernel.net.inet.tcp_isn import IsnGenerator
 from rumpkernel.net.inet.tcp_listener import TcpListener
-from rumpkernel.net.wire.tcp import TcpFormatError, TcpSegment, emit_for, parse_for
+from rumpkernel.net.wire.tcp import TcpFormatError, TcpSegment, emit_for, parse, parse_for
 
 MASK = 0xFFFFFFFF
 ANY4 = b"\x00\x00\x00\x00"
+ANY6 = bytes(16)
 SYN, RST, ACK = 0x02, 0x04, 0x10
 
 
@@ -60,6 +67,7 @@ class TcpStack:
         self._heap: list = []
         self._seq = itertools.count()
         self.route_mss = None
+        self.route_tso = None
 
     # --- endpoints ---------------------------------------------------------------------------
 
@@ -117,6 +125,10 @@ class TcpStack:
         conn.sink = self._conn_sink
         conn.on_deadline = self._schedule
         conn.owner = self
+        if self.route_tso is not None and self.config.tso:
+            mtu, limit = self.route_tso(conn.laddr, conn.raddr)
+            hdrs = 40 if len(conn.laddr) == 4 else 60
+            conn.tso_max = limit if limit and conn.our_mss + hdrs == mtu else 0
         for seg in conn.take_output():
             self.out.append((conn.laddr, conn.raddr, seg))
         if conn.deadline is not None:
@@ -134,9 +146,10 @@ class TcpStack:
 
     # --- segments ----------------------------------------------------------------------------
 
-    def input_bytes(self, src: bytes, dst: bytes, buf: bytes, now: float) -> None:
+    def input_bytes(self, src: bytes, dst: bytes, buf: bytes, now: float,
+                    verified: bool = False) -> None:
         try:
-            seg = parse_for(buf, src, dst)
+            seg = parse(buf) if verified else parse_for(buf, src, dst)
         except TcpFormatError as e:
             if e.reason == "checksum":
                 self.stats.checksum_errors += 1
@@ -165,7 +178,8 @@ class TcpStack:
             if conn.state == TcpState.CLOSED:
                 self.forget(conn)
             return
-        lst = self.listeners.get((dst, seg.dst_port)) or self.listeners.get((ANY4, seg.dst_port))
+        lst = self.listeners.get((dst, seg.dst_port)) or self.listeners.get(
+            (ANY4 if len(dst) == 4 else ANY6, seg.dst_port))
         if lst is not None and lst.state == TcpState.LISTEN:
             new = lst.input(dst, src, seg, now)
             if new is not None:

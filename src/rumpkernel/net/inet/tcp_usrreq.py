@@ -1,5 +1,7 @@
 """TCP sockets (NetBSD's tcp_usrreq.c): the protocol-switch entry for SOCK_STREAM in AF_INET,
-joining the socket layer to the sans-IO engine (``tcp_stack.TcpStack``).
+joining the socket layer to the sans-IO engine (``tcp_stack.TcpStack``); with IPv6, the same
+object serves AF_INET6 stream sockets too (net/inet6/tcp6.py: their protosw entry and the
+IPv6 half of the glue, ``.v6``).
 
 Interface:
     TcpProtocol(ns)      made by attach_inet (net/inet/proto.py); ``ns.inet.tcp`` is it.
@@ -8,6 +10,7 @@ Interface:
         the Protocol operations (net/socket.py) -- attach, bind, listen, connect, send, rcvd,
         shutdown, disconnect, detach, getopt/setopt, control, info
         .input(ifp, ip, payload) / .ctlinput(errno, src, dst, inner)   from IPv4 and ICMP
+        .v6              the Tcp6 glue (None without IPv6)
 
 How it fits together (everything below runs with ``ns.lock`` held):
   * A socket's ``pcb`` (tcp_pcb.TcpPcb) holds its addresses and its engine object: a
@@ -26,12 +29,18 @@ How it fits together (everything below runs with ``ns.lock`` held):
     SO_LINGER 0 / unread data) and ``detach`` leaves it to finish on its own; its pcb keeps
     the port until the connection is CLOSED.  A connection never accepted is reset when its
     listener closes.
+  * One engine, one port space and one set of counters for both families: the engine sees
+    addresses as bytes (4 or 16), the family lives in the pcb (``pcb.family``) and in the
+    output glue (``_flush`` sends 16-byte destinations through ``v6.output``).  A dual-stack
+    AF_INET6 listener on :: is also the stack's IPv4 wildcard listener for its port; its IPv4
+    connections keep 4-byte addresses and the socket shows them v4-mapped.
 
 Options (level IPPROTO_TCP): TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE/KEEPINTVL (seconds
 1..32767), TCP_KEEPCNT (1..127), TCP_CONGESTION ("cubic", "newreno", "reno"; ENOENT
 otherwise), TCP_INFO (read-only, structs.TCP_INFO: Linux's layout); SOL_SOCKET SO_KEEPALIVE,
 SO_RCVBUF/SO_SNDBUF (fix the engine's buffer sizes; otherwise they autotune up to
-net.inet.tcp.rmem_max/wmem_max); IPPROTO_IP IP_TTL/IP_TOS.  ioctl SIOCATMARK.
+net.inet.tcp.rmem_max/wmem_max); IPPROTO_IP IP_TTL/IP_TOS; in AF_INET6, IPPROTO_IPV6
+IPV6_V6ONLY/IPV6_UNICAST_HOPS/IPV6_TCLASS (net/inet6/tcp6.py).  ioctl SIOCATMARK.
 """
 
 from __future__ import annotations
@@ -42,7 +51,9 @@ from typing import Any
 
 from rumpkernel.kern.abi import (
     AF_INET,
+    AF_INET6,
     IPPROTO_IP,
+    IPPROTO_IPV6,
     IPPROTO_TCP,
     MSG_OOB,
     POLLPRI,
@@ -71,9 +82,10 @@ from rumpkernel.net.inet.tcp_buffers import KMemAccount
 from rumpkernel.net.inet.tcp_config import TcpConfig
 from rumpkernel.net.inet.tcp_engine import EV_WRITABLE, SHUT_RD, SHUT_WR, TcpConnection
 from rumpkernel.net.inet.tcp_fsm import TcpState
-from rumpkernel.net.inet.tcp_pcb import StreamRcvBuf, StreamSndBuf, TcpPcb, TcpPorts
+from rumpkernel.net.inet.tcp_pcb import WILD, StreamRcvBuf, StreamSndBuf, TcpPcb, TcpPorts
 from rumpkernel.net.inet.tcp_stack import TcpStack
 from rumpkernel.net.inet.udp import inet_sockaddr, ip_getopt, ip_setopt
+from rumpkernel.net.netinfo import fmt_addr
 from rumpkernel.net.socket import (
     PR_CONNREQUIRED,
     PR_LISTEN,
@@ -117,10 +129,12 @@ class TcpProtocol(Protocol):
         self.stack = TcpStack(k.random_bytes(32), TcpConfig(),
                               account_factory=lambda: KMemAccount(k.kmem, "tcp"))
         self.stack.route_mss = self._route_mss
+        self.stack.route_tso = self._route_tso
         self.ports = TcpPorts(ns.inet)
         self.callout = ns.callout(self._timer)
         self.armed: float | None = None
         self.mem_waiters: set[Socket] = set()    # senders waiting for kernel memory
+        self.v6: Any = None                      # net/inet6/tcp6.Tcp6Glue once IPv6 is here
         ns.inet.tcp = self
         ns.inet.register_protocol(IPPROTO_TCP, self.input, self.ctlinput)
         ns.stats["tcp"] = StatsView(self.stack.stats)
@@ -131,8 +145,16 @@ class TcpProtocol(Protocol):
         return self.k.monotonic_ns() * 1e-9
 
     def _route_mss(self, laddr: bytes, raddr: bytes) -> int | None:
+        if len(raddr) == 16:
+            return self.v6.route_mss(laddr, raddr)
         r = self.ns.routes.lookup(raddr)
         return r.ifp.mtu - 40 if r is not None else None
+
+    def _route_tso(self, laddr: bytes, raddr: bytes) -> tuple[int, int]:
+        if len(raddr) != 4:
+            return (0, 0)                   # TSO for IPv4 routes only
+        r = self.ns.routes.lookup(raddr)
+        return (r.ifp.mtu, r.ifp.tso_max) if r is not None else (0, 0)
 
     def _flush(self) -> None:
         """Send what the stack queued and re-arm the timer (after every engine call)."""
@@ -145,9 +167,13 @@ class TcpProtocol(Protocol):
                 conn = conns.get((src, seg.src_port, dst, seg.dst_port))
                 pcb = conn.user if conn is not None else None
                 ttl, tos = (pcb.ttl, pcb.tos) if pcb is not None else (None, 0)
+                gso = conn is not None and len(seg.payload) > conn.snd_mss  # TSO
                 try:
-                    ip_output(inet, src, dst, IPPROTO_TCP, emit_for(seg, src, dst), ttl=ttl,
-                              tos=tos, df=True)
+                    if len(dst) == 4:
+                        ip_output(inet, src, dst, IPPROTO_TCP, emit_for(seg, src, dst, gso),
+                                  ttl=ttl, tos=tos, df=True, gso=gso)
+                    else:
+                        self.v6.output(pcb, src, dst, seg)
                 except KernelError as e:
                     stack.stats.drop("output_" + Errno(e.errno).name.lower())
         if self.mem_waiters:
@@ -235,7 +261,10 @@ class TcpProtocol(Protocol):
 
     # ---- the protocol switch --------------------------------------------------------------
     def attach(self, so: Socket, proto: int) -> None:
-        pcb = TcpPcb(so)
+        if so.domain == AF_INET6:
+            pcb = TcpPcb(so, AF_INET6, bool(self.ns.inet6.v6only))
+        else:
+            pcb = TcpPcb(so)
         so.pcb = pcb
         so.rcv = StreamRcvBuf(self, pcb)
         so.snd = StreamSndBuf(self, pcb)
@@ -251,6 +280,8 @@ class TcpProtocol(Protocol):
         self.mem_waiters.discard(so)
         lst = pcb.listener
         if lst is not None:
+            if self.stack.listeners.get((ANY, lst.lport)) is lst:
+                del self.stack.listeners[ANY, lst.lport]     # a dual-stack listener's alias
             self.stack.unlisten(lst, now)
             lst.user = lst.on_events = lst.queue_len = None
             pcb.listener = None
@@ -268,8 +299,12 @@ class TcpProtocol(Protocol):
         self._flush()
 
     def bind(self, so: Socket, addr: tuple, l: Any) -> None:
-        a, port = inet_sockaddr(addr)
-        self.ports.bind(so.pcb, a, port, l.proc.cred.is_root)
+        pcb = so.pcb
+        if pcb.family == AF_INET6:
+            a, port = self.v6.local_sockaddr(pcb, addr)
+        else:
+            a, port = inet_sockaddr(addr)
+        self.ports.bind(pcb, a, port, l.proc.cred.is_root)
 
     def listen(self, so: Socket, backlog: int) -> None:
         pcb = so.pcb
@@ -280,12 +315,15 @@ class TcpProtocol(Protocol):
             pcb.listener.backlog = max(qlimit, 1)
             return
         if not pcb.lport:
-            self.ports.bind(pcb, ANY, 0, False)
+            self.ports.bind(pcb, pcb.laddr, 0, False)
         for other in self.ports.ports.get(pcb.lport, ()):
-            if other is not pcb and other.listener is not None and (
-                    ANY in (other.laddr, pcb.laddr) or other.laddr == pcb.laddr):
+            if other is not pcb and other.listener is not None and \
+                    self.ports.overlap(other, pcb):
                 raise KernelError(Errno.EADDRINUSE, f"port {pcb.lport} has a listener")
         lst = self.stack.listen(pcb.laddr, pcb.lport, qlimit, cc=pcb.cc, mss_clamp=pcb.maxseg)
+        if pcb.covers()[0] is WILD and len(pcb.laddr) == 16 and \
+                (ANY, pcb.lport) not in self.stack.listeners:
+            self.stack.listeners[ANY, pcb.lport] = lst   # dual stack: IPv4 SYNs find it too
         lst.user = pcb
         lst.rcvbuf = pcb.rcvbuf
         lst.queue_len = lambda: len(so.q)
@@ -307,12 +345,13 @@ class TcpProtocol(Protocol):
             cp.inherit(hpcb)
             cp.laddr, cp.lport, cp.faddr, cp.fport = conn.laddr, conn.lport, conn.raddr, \
                 conn.rport
+            if len(conn.laddr) == 16:
+                cp.scope = self.v6.zone_of(conn.laddr)
             self.ports.add(cp)
             self._adopt(cp, conn)
             self._sync(child, cp, conn)
 
     def connect(self, so: Socket, addr: tuple, l: Any) -> None:
-        faddr, fport = inet_sockaddr(addr)
         pcb = so.pcb
         old = pcb.conn
         if old is not None:
@@ -321,20 +360,18 @@ class TcpProtocol(Protocol):
             old.user = None                   # a failed attempt: start over (as Linux)
             self.stack.forget(old)
             pcb.conn = None
-        if faddr == ANY:
-            faddr = LOOPBACK
-        inet = self.inet
-        if faddr[0] >= 224 or inet.is_broadcast(faddr):
-            raise KernelError(Errno.ENETUNREACH, "TCP to a broadcast or multicast address")
-        src, rt = inet.select_source(faddr, pcb.laddr if pcb.laddr != ANY else None)
-        laddr = pcb.laddr if pcb.laddr != ANY else src
+        if pcb.family == AF_INET6:
+            laddr, faddr, fport, mss = self.v6.route(so, pcb, addr)
+        else:
+            faddr, fport = inet_sockaddr(addr)
+            laddr, faddr, mss = self.route4(pcb, faddr)
         fresh = not pcb.lport
         if fresh:
             pcb.lport = self.ports.connect_port(pcb, laddr, faddr, fport, self._tuple_busy)
             pcb.reuse = pcb.reuse_flags
         try:
             self.stack.connect(laddr, pcb.lport, faddr, fport, self.now(), cc=pcb.cc,
-                               mss_clamp=pcb.maxseg, route_mss=rt.ifp.mtu - 40,
+                               mss_clamp=pcb.maxseg, route_mss=mss,
                                setup=lambda c: self._adopt(pcb, c))
         except KernelError:
             if fresh:
@@ -343,7 +380,7 @@ class TcpProtocol(Protocol):
         if fresh:
             pcb.laddr = laddr
             self.ports.add(pcb)
-        elif pcb.laddr == ANY:
+        elif pcb.unbound:
             self.ports.remove(pcb)
             pcb.laddr = laddr
             self.ports.add(pcb)
@@ -353,6 +390,17 @@ class TcpProtocol(Protocol):
         self._flush()
         if pcb.conn is not None:
             self._sync(so, pcb, pcb.conn)
+
+    def route4(self, pcb: TcpPcb, faddr: bytes) -> tuple[bytes, bytes, int]:
+        """(source, destination, our MSS) of an active open to IPv4 ``faddr``."""
+        if faddr == ANY:
+            faddr = LOOPBACK
+        inet = self.inet
+        if faddr[0] >= 224 or inet.is_broadcast(faddr):
+            raise KernelError(Errno.ENETUNREACH, "TCP to a broadcast or multicast address")
+        bound = None if pcb.unbound else pcb.laddr
+        src, rt = inet.select_source(faddr, bound)
+        return bound or src, faddr, rt.ifp.mtu - 40
 
     def _tuple_busy(self, laddr: bytes, lport: int, faddr: bytes, fport: int) -> bool:
         c = self.stack.connections.get((laddr, lport, faddr, fport))
@@ -445,12 +493,16 @@ class TcpProtocol(Protocol):
 
     def sockaddr(self, so: Socket) -> tuple:
         pcb = so.pcb
+        if pcb.family == AF_INET6:
+            return self.v6.sockaddr(pcb.laddr, pcb.lport, pcb.scope)
         return (AF_INET, pcb.laddr, pcb.lport)
 
     def peeraddr(self, so: Socket) -> tuple:
         pcb = so.pcb
         if pcb.conn is None or not pcb.fport:
             raise KernelError(Errno.ENOTCONN, "not connected")
+        if pcb.family == AF_INET6:
+            return self.v6.sockaddr(pcb.faddr, pcb.fport, pcb.scope)
         return (AF_INET, pcb.faddr, pcb.fport)
 
     # ---- options ------------------------------------------------------------------------------
@@ -469,6 +521,9 @@ class TcpProtocol(Protocol):
             raise KernelError(Errno.ENOPROTOOPT, f"tcp: socket option 0x{name:x}")
         if level == IPPROTO_IP:
             ip_setopt(pcb, name, value)
+            return
+        if level == IPPROTO_IPV6 and pcb.family == AF_INET6:
+            self.v6.setopt(pcb, name, value)
             return
         if level != IPPROTO_TCP:
             raise KernelError(Errno.ENOPROTOOPT, f"tcp: level {level}")
@@ -514,6 +569,8 @@ class TcpProtocol(Protocol):
         conn = pcb.conn
         if level == IPPROTO_IP:
             return ip_getopt(pcb, self.inet, name)
+        if level == IPPROTO_IPV6 and pcb.family == AF_INET6:
+            return self.v6.getopt(pcb, name)
         if level != IPPROTO_TCP:
             raise KernelError(Errno.ENOPROTOOPT, f"tcp: level {level}")
         if name == TCP_NODELAY:
@@ -570,21 +627,28 @@ class TcpProtocol(Protocol):
                 conn = pcb.conn
                 if pcb.so is not None or conn is None or conn.state == S.CLOSED:
                     continue
-                rows.append({"id": 0, "family": AF_INET, "type": SOCK_STREAM,
-                             "protocol": IPPROTO_TCP, "proto": self.name,
-                             "local": f"{ip4str(pcb.laddr)}:{pcb.lport}",
-                             "remote": f"{ip4str(pcb.faddr)}:{pcb.fport}", "state": 0,
+                v6 = pcb.family == AF_INET6
+                rows.append({"id": 0, "family": pcb.family, "type": SOCK_STREAM,
+                             "protocol": IPPROTO_TCP, "proto": "tcp6" if v6 else self.name,
+                             "local": self._fmt(pcb, pcb.laddr, pcb.lport),
+                             "remote": self._fmt(pcb, pcb.faddr, pcb.fport), "state": 0,
                              "listening": False, "rcv": conn.rcvbuf.readable,
                              "snd": conn.sndbuf.used, "qlen": 0, "qlimit": 0,
                              "tcp_state": conn.state.name})
         return rows
+
+    def _fmt(self, pcb: TcpPcb, addr: bytes, port: int) -> str:
+        if pcb.family == AF_INET6:
+            return fmt_addr(self.v6.sockaddr(addr, port, pcb.scope))
+        return f"{ip4str(addr)}:{port}"
 
     # ---- input --------------------------------------------------------------------------------
     def input(self, ifp: Any, ip: Any, payload: bytes) -> None:
         if ip.broadcast:
             self.stack.stats.drop("broadcast")
             return
-        self.stack.input_bytes(ip.src, ip.dst, payload, self.now())
+        self.stack.input_bytes(ip.src, ip.dst, payload, self.now(),
+                               verified=ifp is not None and ifp.rx_csum_ok)
         self._flush()
 
     def ctlinput(self, errno: int, src: bytes, dst: bytes, inner: bytes) -> None:
@@ -632,7 +696,8 @@ def tcp_info(pcb: TcpPcb) -> bytes:
         (i.snd_wscale & 0xF) | ((i.rcv_wscale & 0xF) << 4), 0,
         int(i.rto * us), 0, i.snd_mss, i.rcv_mss,
         -(-i.unacked // mss), -(-i.sacked // mss), -(-i.lost // mss), 0, 0,
-        0, 0, 0, 0, i.snd_mss + 40, i.rcv_wnd, int((i.srtt or 0) * us),
+        0, 0, 0, 0, i.snd_mss + (60 if len(conn.raddr) == 16 else 40), i.rcv_wnd,
+        int((i.srtt or 0) * us),
         int((i.rttvar or 0) * us), min(i.ssthresh // mss, 0x7FFFFFFF),
         i.cwnd // mss, i.rcv_mss, 3, 0, i.rcvbuf, min(i.total_retrans, 0xFFFFFFFF))
 

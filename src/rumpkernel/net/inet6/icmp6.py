@@ -98,11 +98,15 @@ def _notify(inet6: Inet6, m: wire.Icmp6Message) -> None:
         inet6.ns.count("icmp6", "badinner")
         return
     src, dst = bytes(inner[8:24]), bytes(inner[24:40])
+    up = upper_offset(inner[ipv6.HEADER_LEN:], inner[6])
     if m.type == wire.PACKET_TOO_BIG:
         if m.rest:
             inet6.set_pmtu(dst, m.rest)
+            hook = inet6.pmtu_hooks.get(up[0]) if up is not None else None
+            if hook is not None:
+                off = ipv6.HEADER_LEN + up[1]
+                hook(src, dst, bytes(inner[off:off + 8]), max(m.rest, 1280))
         return
-    up = upper_offset(inner[ipv6.HEADER_LEN:], inner[6])
     if up is None:
         inet6.ns.count("icmp6", "badinner")
         return

@@ -28,6 +28,8 @@ Interface (the stack lock is held for all of them):
     join(ifp, group) / leave(ifp, group) multicast memberships (counted)
     rand(n) / now() / next_ident()
     pmtu(dst) / set_pmtu(dst, mtu)       path MTU from packet-too-big (10 minutes, 1024 entries)
+    pmtu_hooks[nh] = fn(src, dst, upper, mtu)   a transport told of a packet-too-big about
+                                         one of its datagrams (TCP lowers its MSS)
     params: forwarding, hlim, accept_rtadv, dad_count, v6only, stable_iid, errppslimit,
             mcastecho, reass (Reassembler6), errlimit (icmp6_error.RateLimit)
 
@@ -206,6 +208,7 @@ class Inet6:
         self.reass_armed = 0
         self.ident = int.from_bytes(self.k.random_bytes(4), "big")
         self.pmtus: dict[bytes, tuple[int, int]] = {}
+        self.pmtu_hooks: dict[int, Callable[[bytes, bytes, bytes, int], None]] = {}
         self.raw: Any = None
         self.udp: Any = None
         self.ping: Any = None

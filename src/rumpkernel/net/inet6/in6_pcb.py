@@ -11,7 +11,8 @@ Interface:
                                         dual-stack sockets
         bind(pcb, laddr, lport, scope, root)   EADDRINUSE, EACCES (port < 1024), EADDRNOTAVAIL
                                                (not ours), EINVAL (bound already; a
-                                               link-local address without a zone)
+                                               link-local address without a zone; a
+                                               v4-mapped one on a V6ONLY socket)
         connect(pcb, faddr, fport, scope)      picks the source address and a port
         disconnect(pcb) / detach(pcb)
         lookup(dst, dport, src, sport, ifindex) -> In6Pcb | None   the most specific match
@@ -151,8 +152,8 @@ class Pcb6Table:
             self.inet6.zone_ifp(scope)
         is_mapped = is_v4mapped(laddr)
         if is_mapped and pcb.v6only:
-            raise KernelError(Errno.EADDRNOTAVAIL, "IPV6_V6ONLY socket and a v4-mapped "
-                              "address")
+            raise KernelError(Errno.EINVAL, "IPV6_V6ONLY socket and a v4-mapped "
+                              "address")               # Linux's inet6_bind
         self._check_local(laddr, scope)
         dual = self.v4 is not None and not pcb.v6only and (laddr == UNSPECIFIED or is_mapped)
         if lport == 0:

@@ -6,10 +6,8 @@ Interface:
                             in AF_INET6, ICMPv6 input (next header 58), the "ip6" netisr queue,
                             EtherType 0x86dd, the "ether"/"loop" IPv6 link outputs, and the
                             interface up/down/detach hooks
-    register_tcp6(ns, protocol)   add a SOCK_STREAM protosw entry to AF_INET6 later (TCP over
-                            IPv6: the protocol registers its input with
-                            ``ns.inet6.register_protocol(6, ...)`` and sends with
-                            ``ip6.ip6_output``)
+                            and TCP over IPv6 when IPv4 has TCP (net/inet6/tcp6.py)
+    register_tcp6(ns, protocol)   add a SOCK_STREAM protosw entry to AF_INET6 (tcp6.py does)
 
 Sysctl (rw): net.inet6.ip6.forwarding, net.inet6.ip6.hlim, net.inet6.ip6.accept_rtadv,
 net.inet6.ip6.dad_count, net.inet6.ip6.v6only (default for new sockets; Linux's 0),
@@ -66,6 +64,9 @@ def attach_inet6(ns: Any) -> None:
     ns.ifstate_hooks.append(_ifstate(inet6))
     ns.k.hooks.add("halt_final", lambda *a: inet6.halt_final())
     _sysctl(ns, inet6, udp)
+    from rumpkernel.net.inet6.tcp6 import attach_tcp6
+
+    attach_tcp6(ns)
 
 
 def register_tcp6(ns: Any, protocol: Any) -> None:

@@ -501,10 +501,18 @@ def pseudo_sum(src: bytes, dst: bytes, length: int) -> int:
     raise ValueError("pseudo-header needs two 4-byte or two 16-byte addresses")
 
 
-def emit_for(seg: TcpSegment, src: bytes, dst: bytes) -> bytes:
-    """Encode ``seg`` with its checksum for the addresses ``src`` -> ``dst``."""
+def emit_for(seg: TcpSegment, src: bytes, dst: bytes, partial: bool = False) -> bytes:
+    """Encode ``seg`` with its checksum for the addresses ``src`` -> ``dst``.  ``partial``:
+    only the folded pseudo-header sum goes in the checksum field, for a device (or software
+    GSO, net/wire/gso.py) to complete -- Linux's CHECKSUM_PARTIAL."""
     opts = emit_options(seg.options)
-    return _emit(seg, opts, pseudo_sum(src, dst, HEADER_LEN + len(opts) + len(seg.payload)))
+    pseudo = pseudo_sum(src, dst, HEADER_LEN + len(opts) + len(seg.payload))
+    if not partial:
+        return _emit(seg, opts, pseudo)
+    off_byte = ((HEADER_LEN + len(opts)) // 4) << 4 | seg.reserved
+    return b"".join((_HDR.pack(seg.src_port, seg.dst_port, seg.seq, seg.ack, off_byte,
+                               seg.flags, seg.window, ones_complement_sum(b"", pseudo),
+                               seg.urgent), opts, seg.payload))
 
 
 def parse_for(buf: bytes | bytearray | memoryview, src: bytes, dst: bytes) -> TcpSegment:
