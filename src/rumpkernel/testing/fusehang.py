@@ -92,10 +92,12 @@ def alone_with(mountpoint: str, cmd: Sequence[str]) -> list[str]:
 
 
 def _detach_others_and_exec(keep: str, cmd: list[str]) -> None:
-    """In a private mount namespace: detach every FUSE mount but ``keep``, then run ``cmd``."""
+    """In a private mount namespace: detach every FUSE mount but ``keep``, then run ``cmd``
+    (paths not canonicalised: a stat of a stuck mount would block)."""
     for m in sorted(fuse_mounts(), key=len, reverse=True):
         if m != keep and not m.startswith(keep + "/"):
-            subprocess.run(["umount", "-l", m], capture_output=True, timeout=60)
+            subprocess.run(["umount", "--no-canonicalize", "-l", m], capture_output=True,
+                           timeout=60)
     os.execvp(cmd[0], cmd)
 
 
