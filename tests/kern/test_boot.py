@@ -141,3 +141,20 @@ def test_kernel_crc32c_matches_the_reference_package() -> None:
     data = bytes(range(256)) * 17
     assert crc32c(data) == reference.crc32c(data)
     assert crc32c(data[100:], crc32c(data[:100])) == crc32c(data)   # chainable
+
+
+def test_file_only_kernel_imports_no_network_code() -> None:
+    """A program that boots only the file-system faction (every fsu command, makefs) imports
+    no network code (the components' declarations only): ``k.socket`` is made on first use."""
+    code = ("import sys, rumpkernel\n"
+            "k = rumpkernel.boot(components=['vfs', 'ext2', 'msdos'])\n"
+            "decl = ('rumpkernel.net', 'rumpkernel.net.component', 'rumpkernel.net.components')\n"
+            "bad = sorted(m for m in sys.modules if m.startswith(('rumpkernel.net.',"
+            " 'rumpkernel.client.socket')) and not m.startswith(decl[2]) and m not in decl)\n"
+            "print(','.join(bad))\n"
+            "s = k.socket\n"
+            "print('rumpkernel.client.socket' in sys.modules)\n"
+            "k.halt()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.splitlines()
+    assert out == ["", "True"], out

@@ -12,7 +12,6 @@ from typing import Any
 
 from rumpkernel.client.abi import oserror
 from rumpkernel.client.files import FileAPI
-from rumpkernel.client.socket import SocketModule
 from rumpkernel.client.sys import Sys
 from rumpkernel.hypercall.hostio import halt_at_exit
 from rumpkernel.kern.abi import RB_NOSYNC
@@ -32,6 +31,12 @@ def local_call(k: Kernel) -> Any:
     return _call
 
 
+def _socket_module(sys: Sys) -> Any:
+    from rumpkernel.client.socket import SocketModule  # imported on first use of k.socket
+
+    return SocketModule(sys)
+
+
 def attach(k: Kernel) -> Sys:
     """Fill the kernel's client slots: ``k.sys``, ``k.files`` (whose methods ``k.open`` ...
     delegate to) and ``k.errtrans`` (the kernel-object API raises OSError), and make sure a
@@ -42,7 +47,7 @@ def attach(k: Kernel) -> Sys:
 
     k.sys = Sys(local_call(k), after_reboot)
     k.files = FileAPI(k.sys)
-    k.socket = SocketModule(k.sys)
+    k.lazy["socket"] = lambda: _socket_module(k.sys)
     k.errtrans = lambda e: oserror(e.errno, e.detail)
     if not k.host.deterministic:
         halt_at_exit(k)

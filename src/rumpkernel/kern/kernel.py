@@ -21,6 +21,7 @@ fills its slot, an absent faction leaves it None (and its system calls answer EN
     k.sys     the local client's libc-shaped facade (``client/local.py``)
     k.files   the client file API (``k.open``, ``k.path``, ``k.listdir`` ... delegate to it)
     k.errtrans  the client layer's KernelError -> OSError translation for the kernel-object API
+    k.lazy    attributes a client adds on first use (``k.socket``: the stdlib-shaped socket module)
 ``k.etfs_register / etfs_remove / mount_image / newfs`` are the VFS faction's API offered on the
 kernel object: EOPNOTSUPP without the faction; failures arrive as the client's OSError.
 
@@ -127,6 +128,7 @@ class Kernel:
         self.net: Any = None
         self.sys: Any = None
         self.files: Any = None
+        self.lazy: dict[str, Callable[[], Any]] = {}     # client attributes made on first use
         self.errtrans: Callable[[KernelError], Exception] = lambda e: e
         self.reboot_requested: int | None = None
         self._init_sysctl()
@@ -448,6 +450,11 @@ class Kernel:
         files = self.__dict__.get("files")
         if files is not None and name in files.names:
             return getattr(files, name)
+        make = self.__dict__.get("lazy", {}).pop(name, None)
+        if make is not None:            # e.g. k.socket: its imports cost a file-only program
+            value = make()
+            setattr(self, name, value)
+            return value
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ---- introspection ------------------------------------------------------------------------

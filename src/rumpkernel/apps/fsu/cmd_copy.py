@@ -1,15 +1,22 @@
 """``fsu put`` (host -> image), ``fsu get`` (image -> host) and ``fsu cp`` (inside the image).
 
-    fsu put [-r] [-p] [-v] [--owner U:G] IMAGE HOSTSRC ... IMAGEDEST
+    fsu put [-r] [-p] [-v] [--sync] [--owner U:G] IMAGE HOSTSRC ... IMAGEDEST
     fsu put IMAGE - IMAGEFILE              standard input into IMAGEFILE
     fsu get [-r] [-p] [-v] IMAGE IMAGESRC ... HOSTDEST
     fsu get IMAGE IMAGEFILE ... -          the files to standard output
-    fsu cp  [-r] [-p] [-a] [-v] IMAGE SRC ... DEST
+    fsu cp  [-r] [-p] [-a] [-v] [--sync] IMAGE SRC ... DEST
 
 cp semantics (``client.files.copy``): a directory destination receives the sources by name;
 several sources need a directory; ``-r`` copies trees (symlinks as symlinks); ``-p`` keeps
 modes, owners, times and hard links (``-a`` = ``-r -p``).  Each file is written under a
 temporary name and renamed into place, so an error (ENOSPC ...) leaves no partial file.
+A killed ``fsu put`` (SIGKILL, a CI job timing out) leaves a consistent image (after journal
+replay on ext3/4, after ``e2fsck -p``/``fsck.fat -a`` on ext2/FAT) in which every file under its
+final name is complete; which files got there is decided by the file system's own commits.
+``--sync`` makes each entry durable before the next one starts (the file fsync'd under its
+temporary name, renamed, its directory fsync'd), so a killed copy keeps every entry it finished;
+with ``-v`` each entry is named on stderr (``fsu put: DEST``) once it is in place (and durable,
+with ``--sync``), then the totals.
 A progress line appears on stderr for copies that take more than a second when stderr is a
 terminal (``--progress`` / ``--no-progress`` force it).
 """
@@ -27,7 +34,8 @@ from rumpkernel.apps.fsu.progress import Progress, wanted
 from rumpkernel.client.files.copy import Copier, HostSide, KernelSide, tree_size
 
 
-def _copy_parser(prog: str, summary: str, srcs: str, dest: str, owner: bool = False) -> Any:
+def _copy_parser(prog: str, summary: str, srcs: str, dest: str, owner: bool = False,
+                 sync: bool = False) -> Any:
     p = new_parser(prog, summary, f"{prog} IMAGE [-rpv] {srcs} ... {dest}")
     p.add_argument("-r", "-R", "--recursive", dest="recursive", action="store_true",
                    help="copy directories recursively")
@@ -35,7 +43,11 @@ def _copy_parser(prog: str, summary: str, srcs: str, dest: str, owner: bool = Fa
                    help="keep modes, owners, times and hard links")
     p.add_argument("-a", "--archive", dest="archive", action="store_true", help="same as -rp")
     p.add_argument("-v", "--verbose", dest="verbose", action="store_true",
-                   help="report what was copied")
+                   help="name each entry copied, then the totals")
+    if sync:
+        p.add_argument("--sync", dest="sync", action="store_true",
+                       help="make each file durable before the next (fsync file and "
+                            "directory): a killed copy keeps every file it finished")
     if owner:
         p.add_argument("--owner", dest="owner", metavar="USER:GROUP",
                        help="give everything copied this owner")
@@ -48,7 +60,8 @@ def _copy_parser(prog: str, summary: str, srcs: str, dest: str, owner: bool = Fa
 
 
 def _put_parser(prog: str) -> Any:
-    return _copy_parser(prog, "Copy host files into the image.", "HOSTSRC", "IMAGEDEST", True)
+    return _copy_parser(prog, "Copy host files into the image.", "HOSTSRC", "IMAGEDEST", True,
+                        sync=True)
 
 
 def _get_parser(prog: str) -> Any:
@@ -57,7 +70,7 @@ def _get_parser(prog: str) -> Any:
 
 
 def _cp_parser(prog: str) -> Any:
-    return _copy_parser(prog, "Copy files inside the image.", "SRC", "DEST", True)
+    return _copy_parser(prog, "Copy files inside the image.", "SRC", "DEST", True, sync=True)
 
 
 def _put_stdin(ctx: Ctx, dest: str) -> None:
@@ -128,8 +141,13 @@ def _run(ctx: Ctx, ns: Any, src_side: Any, dst_side: Any, label: str) -> None:
         else:
             ctx.err(where, e)
 
+    def done(dst: Any) -> None:
+        bar.finish()
+        ctx.warn(dst if isinstance(dst, str) else dst.decode(errors="replace"))
+
     copier = Copier(src_side, dst_side, recursive=recursive, preserve=preserve, owners=owners,
-                    progress=bar, onerror=onerror)
+                    progress=bar, onerror=onerror, sync=getattr(ns, "sync", False),
+                    done=done if ns.verbose else None)
     try:
         for s in srcs:
             copier.copy(s, dest)

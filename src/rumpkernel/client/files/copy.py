@@ -4,7 +4,8 @@ Interface:
     HostSide()              the host's file system (through ``hypercall.hostio``)
     KernelSide(sys)         a kernel's, through its ``sys`` facade
     Copier(src_side, dst_side, *, recursive=False, preserve=False, owners=None,
-           follow_symlinks=None, progress=None, onerror=None, umask=0o022)
+           follow_symlinks=None, progress=None, onerror=None, umask=0o022, sync=False,
+           done=None)
         .copy(src, dst) -> None         one source; ``dst`` an existing directory means "into it"
         .files, .bytes                  counts of what was copied
     tree_size(side, path, recursive) -> (files, bytes)   what a copy will move (for progress)
@@ -21,6 +22,12 @@ into place only when complete, so a failure (ENOSPC, EIO, a read error on the so
 leaves a half-written file under the real name; the temporary is removed.  ``onerror(exc)``
 receives each per-entry ``OSError`` (the copy continues); without it the first error is raised.
 ``progress(n)`` is called with the byte count of each chunk written.
+
+``sync``: every entry is durable before the next one starts -- a file is fsync'd under its
+temporary name (data and attributes), renamed, and its directory fsync'd (a new directory:
+its parent fsync'd), so a copy killed at any moment keeps every entry it had finished.
+``done(dst)`` is called after each entry is in place (and durable, with ``sync``).  The
+destination side needs ``fsync(path)`` for ``sync``.
 """
 
 from __future__ import annotations
@@ -189,6 +196,14 @@ class KernelSide:
     def replace(self, a: Any, b: Any) -> None:
         self.sys.rename(a, b)
 
+    def fsync(self, p: Any) -> None:
+        """Make the file or directory ``p`` durable (fsync(2) on a read-only descriptor)."""
+        fd = self.sys.open(p, self._RD)
+        try:
+            self.sys.fsync(fd)
+        finally:
+            self.sys.close(fd)
+
     def unlink(self, p: Any) -> None:
         self.sys.unlink(p)
 
@@ -277,7 +292,8 @@ class Copier:
     def __init__(self, src: Any, dst: Any, *, recursive: bool = False, preserve: bool = False,
                  owners: tuple[int, int] | None = None, follow_symlinks: bool | None = None,
                  progress: Callable[[int], None] | None = None,
-                 onerror: Callable[[OSError], None] | None = None, umask: int = 0o022) -> None:
+                 onerror: Callable[[OSError], None] | None = None, umask: int = 0o022,
+                 sync: bool = False, done: Callable[[Any], None] | None = None) -> None:
         self.src, self.dst = src, dst
         self.recursive = recursive
         self.preserve = preserve
@@ -286,6 +302,8 @@ class Copier:
         self.progress = progress
         self.onerror = onerror
         self.umask = umask
+        self.sync = sync
+        self.done = done
         self.links: dict[tuple[int, int], Any] = {}
         self.files = 0
         self.bytes = 0
@@ -382,6 +400,7 @@ class Copier:
             dst_st = None
         if dst_st is None:
             self.dst.mkdir(dst, 0o700 | (st.st_mode & 0o777))
+            self._durable(None, dst)
         elif not S.S_ISDIR(dst_st.st_mode):
             raise FileExistsError(errno.EEXIST, "cannot overwrite non-directory with directory",
                                   dst)
@@ -407,7 +426,10 @@ class Copier:
                     moved = self._pump(fin, out, src, dst)
             out.close()
             self._attrs(tmp, st, follow=True, created=True)
+            if self.sync:
+                self.dst.fsync(tmp)
             self.dst.replace(tmp, dst)
+            self._durable(None, dst)
         except BaseException:
             self.bytes -= moved
             try:
@@ -420,6 +442,15 @@ class Copier:
                 pass
             raise
         self.files += 1
+        if self.done is not None:
+            self.done(dst)
+
+    def _durable(self, node: Any, dst: Any) -> None:
+        """With ``sync``: fsync ``node`` (None: nothing) and the directory holding ``dst``."""
+        if self.sync:
+            if node is not None:
+                self.dst.fsync(node)
+            self.dst.fsync(posixpath.dirname(dst) or (b"." if isinstance(dst, bytes) else "."))
 
     def _pump(self, fin: Any, out: Any, src: Any = None, dst: Any = None) -> int:
         """Copy ``fin`` to ``out``; returns the bytes moved.  An error names ``src`` (reading)
@@ -504,12 +535,15 @@ class Copier:
             if st is not None:
                 self._attrs(tmp, st, follow=False, created=True)
             self.dst.replace(tmp, dst)
+            self._durable(None, dst)
         except BaseException:
             try:
                 self.dst.unlink(tmp)
             except OSError:
                 pass
             raise
+        if self.done is not None:
+            self.done(dst)
 
     def _symlink(self, src: Any, dst: Any, st: Any) -> None:
         target = self.src.readlink(src)

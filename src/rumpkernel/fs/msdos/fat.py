@@ -7,7 +7,8 @@ Interface:
                                    (a cycle).  Work is bounded by the cluster count.
     .allocate(n, near) -> list  -- ``n`` free clusters (contiguous from ``near`` when possible),
                                    linked into a chain ending in EOC; ENOSPC when fewer are free.
-    .link(prev, first)          -- make ``prev`` point at ``first``
+    .link(prev, first)          -- make ``prev`` point at ``first`` (on disk only after the
+                                   clusters it links: see ``flush``)
     .unallocate(clusters)       -- undo an allocation nothing uses yet
     .free_chain(clusters)       -- free clusters, deferred: they stay used (on disk and for the
                                    allocator) until ``commit_frees``
@@ -16,7 +17,10 @@ Interface:
     .ensure_free(n)             -- commit pending frees (``short_hook``) when only they make room
     .clean / .set_clean(flag)   -- the FAT16/32 "volume clean" bit in FAT[1]
     .flush() -> bool            -- write dirty FAT sectors to every mirrored FAT copy, straight
-                                   to the device (``BlockIO.write_run``); the caller barriers
+                                   to the device (``BlockIO.write_run``); the caller barriers.
+                                   With links made since the last flush it writes twice: every
+                                   sector with the links' old values, a barrier, then the
+                                   sectors holding the links
     .free_count, .next_free     -- for statfs and the FAT32 FSInfo sector
     .pin(c)                     -- never allocate free cluster ``c`` (a directory entry uses it)
     .merge_copies() -> (merged, conflicts)
@@ -31,7 +35,9 @@ Interface:
 Rules: entries are kept in an ``array`` (FAT12 also keeps its packed bytes); the top 4 bits of
 FAT32 entries are preserved on update.  Crash ordering (see ``vfsops.sync``): allocations and
 links reach the disk before the directory entries that use them; frees and chain cuts only
-after the entries that dropped them -- so a cut can only leak clusters.  Only the sectors
+after the entries that dropped them -- so a cut can only leak clusters.  A link that grows a
+chain reaches the disk after the new clusters' own entries (their links and end mark), never
+in the same unordered batch: a chain never runs into a free cluster.  Only the sectors
 touched since the last flush are written, to each FAT copy (or only the active one when FAT32
 mirroring is off).
 """
@@ -53,7 +59,8 @@ _LOAD_CHUNK = 2048
 
 
 class FatTable:
-    __slots__ = ("_deferred", "_dirty", "_raw12", "_shadow", "arr", "bio", "bits", "eoc",
+    __slots__ = ("_deferred", "_dirty", "_links", "_raw12", "_shadow", "arr", "bio", "bits",
+                 "eoc",
                  "free_count", "geo", "mask", "max_cluster", "next_free", "pending_free",
                  "short_hook")
 
@@ -67,6 +74,7 @@ class FatTable:
         self._dirty: set[int] = set()
         self._shadow: dict[int, int] = {}
         self._deferred: dict[int, int] = {}
+        self._links: dict[int, int] = {}      # cluster -> its value on disk before link()
         self.pending_free: list[int] = []
         self.short_hook = None
         raw = self._load()
@@ -160,6 +168,8 @@ class FatTable:
             self._shadow.pop(c, None)
         if self._deferred:
             self._deferred.pop(c, None)
+        if self._links:
+            self._links.pop(c, None)
         bits = self.bits
         if bits == 32:
             self.arr[c] = (self.arr[c] & 0xF0000000) | v
@@ -169,18 +179,17 @@ class FatTable:
             self._dirty.add(c * 2 // self.geo.sector_size)
         else:
             self.arr[c] = v
-            raw = self._raw12
-            assert raw is not None
+            assert self._raw12 is not None
+            _pack12(self._raw12, c, v)
+            self._dirty.update(self._sectors_of(c))
+
+    def _sectors_of(self, c: int) -> tuple[int, ...]:
+        """The FAT sectors holding entry ``c``."""
+        bps = self.geo.sector_size
+        if self.bits == 12:
             off = c + (c >> 1)
-            if c & 1:
-                raw[off] = (raw[off] & 0x0F) | ((v & 0x0F) << 4)
-                raw[off + 1] = v >> 4
-            else:
-                raw[off] = v & 0xFF
-                raw[off + 1] = (raw[off + 1] & 0xF0) | (v >> 8)
-            bps = self.geo.sector_size
-            self._dirty.add(off // bps)
-            self._dirty.add((off + 1) // bps)
+            return (off // bps, (off + 1) // bps)
+        return (c * (self.bits // 8) // bps,)
 
     def set_eoc(self, c: int) -> None:
         """Cut a chain at ``c`` (a shrink): in memory now, on disk with the frees (phase 3),
@@ -192,7 +201,10 @@ class FatTable:
         self._deferred[c] = v
 
     def link(self, prev: int, first: int) -> None:
+        """``prev`` -> ``first``; until the next flush the disk keeps ``prev``'s old value."""
+        old = self._links.get(prev, self._shadow.get(prev, self.arr[prev]))
         self._set(prev, first)
+        self._links[prev] = old
 
     def _find_free(self, start: int) -> int:
         arr, top = self.arr, self.max_cluster + 1
@@ -280,13 +292,21 @@ class FatTable:
             self._set(1, v)
 
     # -- write-back -------------------------------------------------------------------------
-    def _sector_bytes(self, s: int) -> bytes:
+    def _sector_bytes(self, s: int, overrides: dict[int, int]) -> bytes:
+        """Sector ``s`` of the table as it is in memory, but with ``overrides`` (cluster ->
+        value) in place."""
         bps = self.geo.sector_size
         if self._raw12 is not None:
-            return bytes(self._raw12[s * bps : (s + 1) * bps])
+            raw = self._raw12
+            if overrides:
+                raw = bytearray(raw[: (s + 1) * bps + 1])
+                for c, v in overrides.items():
+                    if c + (c >> 1) + 1 < len(raw):
+                        _pack12(raw, c, v & 0xFFF)
+            return bytes(raw[s * bps : (s + 1) * bps])
         per = bps // self.arr.itemsize
         part = self.arr[s * per : (s + 1) * per]
-        for c, v in self._shadow.items():
+        for c, v in overrides.items():
             if s * per <= c < (s + 1) * per:
                 part[c - s * per] = v
         if _BIG:
@@ -296,19 +316,42 @@ class FatTable:
 
     def flush(self) -> bool:
         """Write the dirty FAT sectors to every copy, straight to the device (the caller
-        issues the barrier); True if anything was written."""
-        geo = self.geo
-        copies = [geo.active_fat] if geo.active_fat is not None else range(geo.num_fats)
+        issues the barrier); True if anything was written.  Links made since the last flush
+        go in a second pass after a barrier: first every dirty sector with the links' old
+        values (the new clusters' entries land), then the sectors holding the links."""
         if not self._dirty:
             return False
-        for s in sorted(self._dirty):
-            if s >= geo.fat_sectors:
-                continue
-            data = self._sector_bytes(s)
-            for k in copies:
-                self.bio.write_run(geo.reserved + k * geo.fat_sectors + s, data)
+        links, self._links = self._links, {}
+        shadow = self._shadow
+        if links:
+            self._write(self._dirty, {**shadow, **links})
+            self.bio.dev.flush()
+            self._write({s for c in links for s in self._sectors_of(c)}, shadow)
+        else:
+            self._write(self._dirty, shadow)
         self._dirty.clear()
         return True
+
+    def _write(self, sectors: set[int], overrides: dict[int, int]) -> None:
+        geo = self.geo
+        copies = [geo.active_fat] if geo.active_fat is not None else range(geo.num_fats)
+        for s in sorted(sectors):
+            if s >= geo.fat_sectors:
+                continue
+            data = self._sector_bytes(s, overrides)
+            for k in copies:
+                self.bio.write_run(geo.reserved + k * geo.fat_sectors + s, data)
+
+
+def _pack12(raw: bytearray, c: int, v: int) -> None:
+    """Store 12-bit entry ``c`` = ``v`` in the packed FAT12 bytes."""
+    off = c + (c >> 1)
+    if c & 1:
+        raw[off] = (raw[off] & 0x0F) | ((v & 0x0F) << 4)
+        raw[off + 1] = v >> 4
+    else:
+        raw[off] = v & 0xFF
+        raw[off + 1] = (raw[off + 1] & 0xF0) | (v >> 8)
 
 
 def _differing(a: array, b: array, lo: int, hi: int, step: int = 1024):

@@ -23,7 +23,7 @@ _rumpkernel_fsu() {
         chgrp) flags="--help --no-dereference --recursive --verbose -R -h -v" ;;
         chmod) flags="--help --recursive --verbose -R -v" ;;
         chown) flags="--help --no-dereference --recursive --verbose -R -h -v" ;;
-        cp) flags="--archive --help --no-progress --owner --preserve --progress --recursive --verbose -R -a -h -p -r -v" ;;
+        cp) flags="--archive --help --no-progress --owner --preserve --progress --recursive --sync --verbose -R -a -h -p -r -v" ;;
         df) flags="--help --human-readable --inodes --json --print-type -T -h -i" ;;
         diff) flags="--brief --help --in-image --meta --recursive -h -q -r" ;;
         du) flags="--bytes --help --human-readable --max-depth -a -b -c -d -h -s" ;;
@@ -36,7 +36,7 @@ _rumpkernel_fsu() {
         mkdir) flags="--help --mode --parents --verbose -h -m -p -v" ;;
         mv) flags="--force --help --no-clobber --verbose -f -h -n -v" ;;
         parts) flags="--help --json -h" ;;
-        put) flags="--archive --help --no-progress --owner --preserve --progress --recursive --verbose -R -a -h -p -r -v" ;;
+        put) flags="--archive --help --no-progress --owner --preserve --progress --recursive --sync --verbose -R -a -h -p -r -v" ;;
         rm) flags="--dir --force --help --recursive --verbose -R -d -f -h -r -v" ;;
         rmdir) flags="--help --parents --verbose -h -p -v" ;;
         stat) flags="--dereference --format --help --json -L -c -h" ;;
