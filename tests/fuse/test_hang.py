@@ -106,3 +106,38 @@ def test_stress_ng_runs_alone_with_its_mount(tmpfs_kernel: Any) -> None:
             assert fusehang.mount_device(stopped.mountpoint)     # still mounted out here
         finally:
             release.set()
+
+
+def test_the_server_finds_its_mount_without_asking_itself(tmpfs_kernel: Any) -> None:
+    """rump_mount names its pid and stacks files and sets read-ahead by the mount's device
+    number right after mounting, before its run loop: a stat() through the mount there waited
+    on the server itself whenever a client request (a panicking mkdir in the test suite) had
+    taken the workers first.  The device number now comes from /proc/self/mountinfo."""
+    from rumpkernel.apps.rump_mount import pidfile_for, stacks_for
+    from rumpkernel.hypercall import fusedev
+
+    k = tmpfs_kernel
+    release = threading.Event()
+    calls: list[int] = []
+    with served(k) as m:
+        real = m.server.handlers[Op.GETATTR]
+
+        def stuck(req: Any, worker: Any) -> Any:
+            calls.append(1)
+            release.wait(30)
+            return real(req, worker)
+
+        m.server.handlers[Op.GETATTR] = stuck
+        try:
+            with fusehang.watchdog(m.mountpoint, 10.0, None, None, "finding the mount"):
+                pid_path, stacks_path = pidfile_for(m.mountpoint), stacks_for(m.mountpoint)
+                fusedev.set_readahead(m.mountpoint, 1024)
+            assert calls == [], calls
+            dev = fusedev.mount_dev(m.mountpoint)
+            assert dev is not None
+            assert pid_path.endswith(f"{os.major(dev)}-{os.minor(dev)}.pid")
+            assert stacks_path.endswith(f"{os.major(dev)}-{os.minor(dev)}.stacks")
+        finally:
+            release.set()
+        assert os.stat(m.mountpoint).st_dev == dev              # the same mount, asked the slow way
+    assert fusedev.mount_dev(m.mountpoint) is None or fusedev.mount_dev(m.mountpoint) != dev

@@ -199,7 +199,11 @@ def pidfile_for(mountpoint: str, dev: int | None = None) -> str:
     """Where the server of the mount at ``mountpoint`` records its pid (keyed by the mount's
     device number, so a dead or moved mount point does not find a stale server)."""
     if dev is None:
-        dev = os.stat(mountpoint).st_dev
+        from rumpkernel.hypercall import fusedev
+
+        dev = fusedev.mount_dev(mountpoint)   # never a stat through the mount (see there)
+        if dev is None:
+            raise OSError(errno.ENOENT, "not a mount point", mountpoint)
     base = "/run/rump_mount" if os.geteuid() == 0 else os.path.join(
         os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/rump_mount-{os.getuid()}", "rump_mount")
     return os.path.join(base, f"{os.major(dev)}-{os.minor(dev)}.pid")
