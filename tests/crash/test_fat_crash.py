@@ -6,10 +6,12 @@ plus none, all, or seeded subsets of the unflushed writes in any order).  Every 
 chain longer than its file's size), the free count, the dirty bit -- and every file fsync'd
 before the cut must read back exactly through our driver.
 
-The one exception FAT allows: inside a rename's window (between the barrier that makes the new
-entry durable and the removal of the old one) both names point at the file's chain; fsck.fat
-reports the two as sharing clusters and keeps the data under one of them.  The test accepts
-that report only for the renamed file's two names, only inside that window.
+The one exception FAT allows: inside a rename *across directories* (between the barrier that
+makes the new entry durable and the one that makes the old one's removal durable, both inside
+the rename call) both names point at the file's chain; fsck.fat reports the two as sharing
+clusters and keeps the data under one of them.  The test accepts that report only for the
+renamed file's two names, only while the rename runs (docs/fat.md; same-directory renames
+get no window at all: test_fat_rename.py).
 """
 
 from __future__ import annotations
@@ -151,14 +153,14 @@ RENAME_WINDOW = ("share clusters.", "Truncating second to 0 bytes.",
                  "Truncating file to 0 bytes.")
 
 
-def _window_end(log, end: int) -> int:
-    """The rename's old entry goes out with the next flush: the window closes there."""
-    return next((i for i in range(end, len(log)) if log[i].kind == crashbed.FLUSH), len(log))
+def _in_window(s: Session, point: int) -> list[tuple[int, int, set[str]]]:
+    """The renames running at ``point`` (the old entry's removal is flushed before a rename
+    returns, so the window closes with the call)."""
+    return [w for w in s.windows if w[0] < point <= w[1]]
 
 
 def _fsck(s: Session, point: int):
-    names = set().union(*(w[2] for w in s.windows
-                          if w[0] < point <= _window_end(s.rec.log, w[1])))
+    names = set().union(*(w[2] for w in _in_window(s, point)))
 
     def allowed(b: crashbed.FsckBlock) -> bool:
         if crashbed.fat_block_allowed(b):
@@ -233,7 +235,7 @@ def test_write_mount_after_a_crash(name: str) -> None:
     s = _recorded(name)
     rng = random.Random(3)
     states = [st for st in crashbed.sample(crashbed.crash_states(s.rec.log, rng), 25, rng)
-              if not any(w[0] < st.point <= _window_end(s.rec.log, w[1]) for w in s.windows)]
+              if not _in_window(s, st.point)]
     assert len(states) >= 15
     for st in states:
         dev = MemoryDevice(st.image(s.rec.base, s.rec.log))

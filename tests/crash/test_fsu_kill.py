@@ -7,8 +7,8 @@ What must hold after each kill:
 - the image is consistent: ext3/4 -- after journal replay (e2fsck's, and ours: a read-write
   mount and unmount) ``e2fsck -fn`` is clean; ext2 -- ``e2fsck -fy`` repairs only leaks and
   counts, never a block claimed twice, and is ``-fn`` clean after; FAT -- ``fsck.fat -n`` finds
-  only leaked clusters, counts, the dirty bit, or a file and its own fsu temporary sharing
-  a chain (fsu's rename window: the new entry is durable before the old one goes);
+  only leaked clusters, counts and the dirty bit -- never a file and its own fsu temporary
+  sharing a chain (the temporary -> final rename is one directory-sector write on FAT);
 - the file that was in the image before reads back exactly;
 - every file under its final name is complete, the old version or the new one (fsu writes a
   temporary and renames it in place);
@@ -121,17 +121,6 @@ def _is_temp(name: str) -> bool:
     return name.startswith(".") and name.endswith(".fsutmp")
 
 
-def _own_temp(a: str, b: str) -> bool:
-    """fsu's rename window on FAT: a file and its own temporary (``.NAME.N.fsutmp``)."""
-    a, t = sorted((a, b), key=_is_temp_path)
-    head, _, name = a.rpartition("/")
-    return _is_temp_path(t) and t.startswith(f"{head}/.{name}.")
-
-
-def _is_temp_path(p: str) -> bool:
-    return _is_temp(p.rpartition("/")[2])
-
-
 def kill_once(bed: Bed, fstype: str, delay: float, sync: bool, n: int,
               linux: bool) -> list[str]:
     """One kill; the problems found ([] = fine)."""
@@ -140,7 +129,7 @@ def kill_once(bed: Bed, fstype: str, delay: float, sync: bool, n: int,
     try:
         k = killbed.run_killed(bed.argv(img, sync), delay, wait_line=False)
         reported = {ln.split(": ", 1)[1] for ln in k.err if ln.startswith("fsu put: /copy/")}
-        j = killbed.judge(img, fstype, bed.base, shared_ok=_own_temp)
+        j = killbed.judge(img, fstype, bed.base)     # FAT: no rename window
         problems = list(j.problems)
         got = killbed.read_tree(j.readable or img, fstype, skip=_is_temp)
         problems += _check(bed, got, reported if sync else set())

@@ -4,8 +4,9 @@ unsynced files, renames over older ones, mkdirs, then ``f{i}`` fsync'd and repor
 
 - SIGKILL the *server* at a seeded random moment: after replay the image is consistent (the
   rules of ``killbed.judge``: ext3/4 clean after e2fsck's replay and after ours, ext2 only
-  leaks and counts for ``e2fsck -fy``, FAT only leaks, counts, the dirty bit and the writer's
-  own rename window), and every file the client saw fsync() return for reads back exactly
+  leaks and counts for ``e2fsck -fy``, FAT only leaks, counts and the dirty bit -- never two
+  names sharing a chain: the writer's renames stay in one directory and the driver does them
+  by one sector write), and every file the client saw fsync() return for reads back exactly
   through our driver -- and, for a sample of the ext kills, through a Linux loop mount.
 - SIGKILL the *client*: the server lives on, a new client reads every fsync'd file back, and
   a SIGTERM then shuts the server down cleanly: the image needs nothing at all (``e2fsck -fn``
@@ -116,7 +117,7 @@ def kill_server(tmp: Path, fstype: str, delay: float, n: int, linux: bool) -> li
         r.srv.proc.wait(30)
         synced = r.synced()
         problems = [] if alive else [f"the server ended by itself: {r.srv.stderr[-500:]}"]
-        j = killbed.judge(r.img, fstype, tmp, shared_ok=killbed.writer_rename_window)
+        j = killbed.judge(r.img, fstype, tmp)    # FAT: no rename window (one-sector renames)
         problems += j.problems
         problems += killbed.broken_promises(killbed.read_tree(j.readable or r.img, fstype),
                                             synced, "ours")

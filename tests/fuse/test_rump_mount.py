@@ -193,6 +193,26 @@ def test_sigterm_unmounts_and_flushes(tmp_path: Path, mnt: Path) -> None:
     assert run("debugfs", "-R", "cat /f", str(img)).stdout == "before SIGTERM"
 
 
+def test_sigusr1_dumps_every_server_thread(tmp_path: Path, mnt: Path) -> None:
+    """A hang's diagnosis: SIGUSR1 appends every thread's stack to the stacks file beside the
+    pid file; the server keeps serving, and the file goes with the server."""
+    from rumpkernel.apps.rump_mount import stacks_for
+    from rumpkernel.testing.fusehang import server_stacks
+
+    img = ext4(tmp_path)
+    rump_mount("-o", "threads=3", str(img), str(mnt))
+    pid = server_pid(mnt)
+    path = stacks_for(str(mnt))
+    first = server_stacks(path, pid)
+    assert first.count("in _loop") == 3 and "in receive" in first, first   # the workers
+    assert "rump_mount.py" in first, first                                 # main thread
+    second = server_stacks(path, pid)                   # again: appended, still serving
+    assert second.count("in _loop") == 3 and alive(pid)
+    (mnt / "f").write_bytes(b"still serving")
+    assert rump_umount(mnt).returncode == 0
+    assert not os.path.exists(path)
+
+
 def wait_for(cond, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():

@@ -14,15 +14,26 @@ from pathlib import Path
 
 import pytest
 
+from rumpkernel.apps.rump_mount import stacks_for
 from rumpkernel.hypercall import fusedev
+from rumpkernel.testing.fusehang import alone_with, run_bounded, watchdog
 from rumpkernel.testing.plugin import need_tools
 from tests.fuse.conftest import host_dir, run
-from tests.fuse.test_rump_mount import fsck_clean, mnt, rump_mount, rump_umount  # noqa: F401
+from tests.fuse.test_rump_mount import (  # noqa: F401
+    fsck_clean,
+    mnt,
+    rump_mount,
+    rump_umount,
+    server_pid,
+)
 
 # stressors that test the host kernel or need what FUSE has not (fanotify, FIEMAP, leases,
 # bind mounts, file handles, fs-verity, io_uring-ish priorities)
 NOT_FUSE = ("bind-mount,binderfs,fanotify,procfs,verity,dnotify,inotify,io,ioprio,iomix,"
             "handle,lease,fiemap,chattr,inode-flags,file-ioctl")
+# seconds each tool may take (a healthy run: ~35 s on 2 loaded cores); past that the test fails
+# with the server's thread stacks and the stuck programs' kernel stacks, and unsticks them
+BOUND = 180.0
 
 
 def manifest(root: Path) -> dict[str, tuple]:
@@ -65,24 +76,29 @@ def test_stress_ng_and_fio_then_fsck_and_loop_mount_agree(tmp_path: Path, mnt: P
     img = tmp_path / "stress.img"
     run("mke2fs", "-q", "-F", "-t", "ext4", str(img), "256M")
     rump_mount("-o", "allow_other,threads=2", str(img), str(mnt))
+    pid, stacks = server_pid(mnt), stacks_for(str(mnt))
+
+    def bounded(*cmd: str) -> subprocess.CompletedProcess:
+        # alone with our mount: stress-ng's getdent walks /tmp and /run, and waited forever
+        # in any other FUSE mount whose server did not answer (other tests', other users')
+        return run_bounded(alone_with(str(mnt), cmd), BOUND, str(mnt), pid, stacks)
+
     work = mnt / "work"
     work.mkdir(mode=0o777)
     work.chmod(0o777)
-    r = subprocess.run(["stress-ng", "--class", "filesystem", "--parallel", "1", "--timeout",
-                        "6s", "--verify", "--temp-path", str(work), "--exclude",
-                        NOT_FUSE + ",copy-file"], capture_output=True, text=True, timeout=300)
+    r = bounded("stress-ng", "--class", "filesystem", "--parallel", "1", "--timeout", "6s",
+                "--verify", "--temp-path", str(work), "--exclude", NOT_FUSE + ",copy-file")
     assert r.returncode == 0, r.stderr[-3000:]
     fio = mnt / "fio"
     fio.mkdir()
     for rw, bs in (("randwrite", "4k"), ("write", "256k")):
-        r = subprocess.run(["fio", f"--name={rw}", f"--directory={fio}", f"--rw={rw}",
-                            f"--bs={bs}", "--size=16m", "--numjobs=2", "--ioengine=psync",
-                            "--verify=crc32c", "--do_verify=1", "--verify_fatal=1",
-                            "--unlink=0", "--fsync=64"], capture_output=True, text=True,
-                           timeout=300)
+        r = bounded("fio", f"--name={rw}", f"--directory={fio}", f"--rw={rw}", f"--bs={bs}",
+                    "--size=16m", "--numjobs=2", "--ioengine=psync", "--verify=crc32c",
+                    "--do_verify=1", "--verify_fatal=1", "--unlink=0", "--fsync=64")
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    _mixed_tree(mnt / "tree")
-    seen = manifest(mnt)
+    with watchdog(str(mnt), BOUND, pid, stacks, "the tree and manifest"):
+        _mixed_tree(mnt / "tree")
+        seen = manifest(mnt)
     assert rump_umount(mnt).returncode == 0
     fsck_clean(img)
     with loop_mounted(img) as lm:

@@ -131,16 +131,24 @@ def test_backpressure_a_host_that_never_reads_holds_the_client_back() -> None:
     with proxy_net("pxbp", ["--listen", "9003=127.0.0.1:9003", "--buffer", "65536",
                             "--idle-timeout", "3"], subnet="10.99.64") as net:
         net.service("stall", "9003")
-        r = net.run_cli(*PEER, "flood", net.kernel, "9003", "3")
-        assert r.returncode == 0, r.stderr
-        sent = int(r.stdout)
-        st = net.stats()
-        # what the proxy took in is bounded by its buffer and the host sockets' buffers,
-        # however long the client pushes; the rest waits in the kernel's and the client's
-        assert 0 < st["max_buffered"] <= 65536, st
-        assert st["bytes_in"] < 16 << 20 and st["bytes_in"] <= sent, (st, sent)
+        # a loaded machine may not fill the host sockets' buffers in a short flood: flood
+        # longer until the proxy's own buffer is reached (bounded: 3 + 6 + 12 s)
+        total = 0
+        for n, seconds in enumerate((3, 6, 12), 1):
+            r = net.run_cli(*PEER, "flood", net.kernel, "9003", str(seconds))
+            assert r.returncode == 0, r.stderr
+            total += int(r.stdout)
+            st = net.stats()
+            # what the proxy took in is bounded by its buffer and the host sockets' buffers,
+            # however long the client pushes; the rest waits in the kernel's and the client's
+            assert st["max_buffered"] <= 65536, st
+            assert st["bytes_in"] <= total, (st, total)
+            assert st["bytes_in"] < n * (16 << 20), (st, total)    # per connection
+            if st["max_buffered"] > 0:
+                break
+        assert st["max_buffered"] > 0, (st, total)
         st = net.wait_stats(lambda s: s["active"] == 0, timeout=30)   # idle: reset
-        assert st["active"] == 0 and st["idle"] == 1 and st["kernel_sockets"] == 0, st
+        assert st["active"] == 0 and st["kernel_sockets"] == 0 and st["idle"] == n, st
         assert net.stop()[0] == 0
 
 

@@ -12,6 +12,9 @@ foreground, ``-d`` also logs every request to stderr.  ``fusermount3 -u MOUNTPOI
 ``rump_umount MOUNTPOINT`` (which also waits until the server has flushed the image) and
 SIGTERM unmount; the driver then flushes and marks the file system clean.  If the server dies
 (killed, or a driver panic), the host keeps an ENOTCONN mount point to unmount, nothing worse.
+SIGUSR1 writes the Python stack of every server thread (a hang's diagnosis) to stderr in the
+foreground, else appends it to ``stacks_for(MOUNTPOINT)`` (beside the pid file); it works even
+when every thread is stuck (``faulthandler``, no interpreter lock needed).
 
 Options (``-o``, comma separated; anything else goes to the file system driver):
     ro / rw                    read-only / read-write (default rw)
@@ -37,6 +40,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import faulthandler
 import os
 import signal
 import sys
@@ -195,10 +199,36 @@ def pidfile_for(mountpoint: str, dev: int | None = None) -> str:
     """Where the server of the mount at ``mountpoint`` records its pid (keyed by the mount's
     device number, so a dead or moved mount point does not find a stale server)."""
     if dev is None:
-        dev = os.stat(mountpoint).st_dev
+        from rumpkernel.hypercall import fusedev
+
+        dev = fusedev.mount_dev(mountpoint)   # never a stat through the mount (see there)
+        if dev is None:
+            raise OSError(errno.ENOENT, "not a mount point", mountpoint)
     base = "/run/rump_mount" if os.geteuid() == 0 else os.path.join(
         os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/rump_mount-{os.getuid()}", "rump_mount")
     return os.path.join(base, f"{os.major(dev)}-{os.minor(dev)}.pid")
+
+
+def stacks_for(mountpoint: str, dev: int | None = None) -> str:
+    """Where a background server of the mount at ``mountpoint`` appends its thread stacks on
+    SIGUSR1 (``pidfile_for`` with ``.stacks`` for ``.pid``)."""
+    return pidfile_for(mountpoint, dev)[:-len(".pid")] + ".stacks"
+
+
+def _dump_stacks_on_signal(mountpoint: str, foreground: bool) -> Any:
+    """SIGUSR1 -> every thread's Python stack (stderr, or the stacks file in the background).
+    Returns the file kept open for it (None: stderr or nowhere to write)."""
+    if foreground:
+        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True, chain=False)
+        return None
+    try:
+        path = stacks_for(mountpoint)
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        f = open(path, "w")           # noqa: SIM115 -- open until the process ends
+    except OSError:
+        return None
+    faulthandler.register(signal.SIGUSR1, file=f, all_threads=True, chain=False)
+    return f
 
 
 def _write_pidfile(mountpoint: str) -> str | None:
@@ -237,6 +267,7 @@ class Runner:
         self.session: Any = None
         self.mount: Any = None
         self.pidfile: str | None = None
+        self.stacks: Any = None
         self.stop_requested = False
 
     def setup(self) -> None:
@@ -267,6 +298,7 @@ class Runner:
             raise Trouble(f"{a.mountpoint}: cannot mount: {e.strerror or e}") from None
         self.mount = m
         self.pidfile = _write_pidfile(mnt)
+        self.stacks = _dump_stacks_on_signal(mnt, a.foreground)
         from rumpkernel.hypercall import fusedev
 
         fusedev.set_readahead(mnt, o.readahead)
@@ -359,6 +391,12 @@ class Runner:
         if self.pidfile:
             with contextlib.suppress(OSError):
                 os.unlink(self.pidfile)
+        if self.stacks is not None:
+            faulthandler.unregister(signal.SIGUSR1)
+            with contextlib.suppress(OSError):
+                os.unlink(self.stacks.name)
+            self.stacks.close()
+            self.stacks = None
 
 
 def _say(msg: str) -> None:

@@ -269,6 +269,22 @@ def is_mounted(mountpoint: str) -> bool:
     return False
 
 
+def mount_dev(mountpoint: str) -> int | None:
+    """The device number of the mount at ``mountpoint`` from ``/proc/self/mountinfo`` (the
+    last mount there), without a request to the file system: a server that stat()s its own
+    mount point before its workers run, or after one of them failed, waits on itself."""
+    target = os.path.abspath(mountpoint)       # the parent resolved, never the mount itself
+    target = os.path.join(os.path.realpath(os.path.dirname(target)), os.path.basename(target))
+    dev = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) > 4 and _unescape(parts[4]) == target:
+                major, _, minor = parts[2].partition(":")
+                dev = os.makedev(int(major), int(minor))
+    return dev
+
+
 def _unescape(field: str) -> str:
     return (field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n")
             .replace("\\134", "\\"))
@@ -314,7 +330,9 @@ def set_readahead(mountpoint: str, kib: int) -> bool:
     """Let the host read ahead ``kib`` KiB on this mount (FUSE READs up to max_pages long
     instead of 128 KiB).  Needs root; False when the knob is not there or not writable."""
     try:
-        dev = os.stat(mountpoint).st_dev
+        dev = mount_dev(mountpoint)
+        if dev is None:
+            return False
         with open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb", "w") as f:
             f.write(f"{kib}\n")
         return True

@@ -38,8 +38,10 @@ Judging an image (each check works on copies; the image is not changed)
                                       never blocks claimed twice; the repaired copy must then be
                                       ``-fn`` clean.  FAT: ``fsck.fat -n`` finds only crash
                                       leftovers (``crashbed.fat_block_allowed``) or two names
-                                      sharing a chain that ``shared_ok(a, b)`` accepts (a rename
-                                      window).  ``Judged.problems`` ([] = fine), ``.repairs``
+                                      sharing a chain that ``shared_ok(a, b)`` accepts (a
+                                      rename across directories or sectors: see docs/fat.md;
+                                      same-sector renames are atomic and get no allowance).
+                                      ``Judged.problems`` ([] = fine), ``.repairs``
                                       (the fsck lines of allowed repairs), ``.readable``: the
                                       image to read from (replayed or repaired copy)
     repair_kinds(judged) -> {str}     the repairs as kinds (paths and numbers blanked)
@@ -184,15 +186,6 @@ def broken_promises(got: dict[str, Any], synced: int, who: str) -> list[str]:
         bad.append(f"{who}: {path} fsync'd ({len(data)} bytes{' at least' if prefix else ''})"
                    f", read {seen}")
     return bad[:10]
-
-
-def writer_rename_window(a: str, b: str) -> bool:
-    """The writer's rename ``tmp{i-1}`` -> ``moved{i % 5}``: both names may share a FAT chain."""
-    m, n = re.fullmatch(r"/?(?:.*/)?tmp(\d+)", a), re.fullmatch(r"/?(?:.*/)?moved(\d)", b)
-    if not m:
-        a, b = b, a
-        m, n = re.fullmatch(r"/?(?:.*/)?tmp(\d+)", a), re.fullmatch(r"/?(?:.*/)?moved(\d)", b)
-    return bool(m and n and (int(m[1]) + 1) % 5 == int(n[1]))
 
 
 def _report(i: int) -> None:

@@ -8,6 +8,8 @@ Interface:
                                                      (ENOSPC, EFBIG past 65,536 slots)
     .add(name, entry, plan) -> (DirSlot, entry)   -- write LFN slots + short entry
     .remove(slot)                                 -- mark the entry's slots deleted (0xE5)
+    .replace(old, name, entry, drop) -> (DirSlot, entry) | None
+                                                  -- rename in one sector write (see there)
     .epos(index) -> int                           -- absolute entry number (32-byte units from
                                                      the start of the file system): the natural
                                                      inode number of the entry at ``index``
@@ -201,7 +203,8 @@ class Directory:
             self.subdirs += 1
 
     def _unindex(self, s: DirSlot) -> None:
-        del self.by_key[fold(s.name)]
+        if self.by_key.get(fold(s.name)) is s:    # a case-only rename indexed its new slot
+            del self.by_key[fold(s.name)]
         if self.by_short_key.get(s.short_key) is s:
             del self.by_short_key[s.short_key]
         self.shorts.discard(s.short)
@@ -329,13 +332,7 @@ class Directory:
         if i < 0:
             raise KernelError(Errno.ENOSPC, "msdos: directory slots vanished")
         self._prefetch(i, i + k + 1)
-        csum = lfn_checksum(short11)
-        raw = bytearray()
-        n = len(chunks)
-        for seq in range(n, 0, -1):
-            raw += _lfn_raw(seq | (LFN_LAST if seq == n else 0), chunks[seq - 1], csum)
-        written = entry.replace(name=short11, ntres=(entry.ntres & ~0x18) | ntres)
-        raw += written.emit()
+        raw, written = _entry_raw(chunks, short11, ntres, entry)
         if i > self.end:
             self._fill_gap(i)
         if i + k > self.end:
@@ -347,12 +344,87 @@ class Directory:
             self.end = i + k + fill
         self.write_slots(i, bytes(raw))
         self.used[i : i + k] = b"\x01" * k
+        return self._new_slot(name, short11, ntres, need_lfn, i, k, entry), written
+
+    def _new_slot(self, name: str, short11: bytes, ntres: int, need_lfn: bool, i: int, k: int,
+                  entry: ShortEntry) -> DirSlot:
         store = self.store
         short = display_short(short11, ntres, store.mode, store.codepage)
         slot = DirSlot(name if need_lfn else short, short11, i, i + k - 1,
                        bool(entry.attr & ATTR_DIR), fold(short), store.sync_gen)
         self._index(slot)
-        return slot, written
+        return slot
+
+    def in_sector(self, a: DirSlot, b: DirSlot | None = None) -> bool:
+        """Whether ``a`` (and ``b``) lie wholly in one and the same sector."""
+        sec = a.first // self.per_sector
+        return all(s.first // self.per_sector == sec == s.index // self.per_sector
+                   for s in (a, b) if s is not None)
+
+    def replace(self, old: DirSlot, name: str, entry: ShortEntry,
+                drop: DirSlot | None = None) -> tuple[DirSlot, ShortEntry] | None:
+        """Rename ``old`` to ``name`` (removing ``drop``, a replaced target, too) by ONE write
+        of the sector that holds ``old``: its slots, ``drop``'s and free ones of that sector
+        take the new LFN slots + short entry, the rest of the old ones are marked deleted.  A
+        sector write is atomic, so a crash leaves the old names or the new one, never two
+        names sharing a chain.  None (nothing changed) when ``old`` and ``drop`` do not lie in
+        one sector or the new name does not fit in it (``fits`` says so beforehand); the
+        caller falls back to ``add`` then ``remove``."""
+        gone = [old] if drop is None or drop is old else [old, drop]
+        place = self._placement(gone, name)
+        if place is None:
+            return None
+        short11, ntres, need_lfn, chunks, i = place
+        k = len(chunks) + 1
+        store, per = self.store, self.per_sector
+        lo = old.first // per * per
+        hi = min(lo + per, self.nslots)
+        blk = bytearray(store.bio.read(self.sectors[lo // per]))
+        for s in gone:
+            for j in range(s.first, s.index + 1):
+                blk[(j - lo) * DIRENT_SIZE] = 0xE5
+        raw, written = _entry_raw(chunks, short11, ntres, entry)
+        blk[(i - lo) * DIRENT_SIZE : (i - lo) * DIRENT_SIZE + len(raw)] = raw
+        if self.end < hi:                # the end mark sits in this sector: fill it (as add)
+            deleted = b"\xe5" + bytes(DIRENT_SIZE - 1)
+            for j in range(self.end, hi):
+                if not i <= j < i + k:
+                    blk[(j - lo) * DIRENT_SIZE : (j - lo + 1) * DIRENT_SIZE] = deleted
+            self.end = hi
+        store.bio.write(self.sectors[lo // per], bytes(blk))
+        for s in gone:
+            self.used[s.first : s.index + 1] = bytes(s.index + 1 - s.first)
+            self._unindex(s)
+        self.used[i : i + k] = b"\x01" * k
+        return self._new_slot(name, short11, ntres, need_lfn, i, k, entry), written
+
+    def fits(self, old: DirSlot, name: str) -> bool:
+        """Whether ``replace(old, name)`` can rename in one sector write."""
+        return self._placement([old], name) is not None
+
+    def _placement(self, gone: list[DirSlot],
+                   name: str) -> tuple[bytes, int, bool, list[bytes], int] | None:
+        """Short name, flags, LFN chunks and first slot for ``name`` in the sector of
+        ``gone[0]``, counting the slots of ``gone`` as free (None: no room, or ``gone`` spans
+        sectors).  Changes nothing."""
+        if not self.in_sector(*gone):
+            return None
+        self.check_sound()
+        store, per = self.store, self.per_sector
+        for s in gone:
+            self._unindex(s)             # their short names are free for the new name
+        try:
+            short11, ntres, need_lfn = store.namer.plan(name, self.taken, dict(self.hints))
+        finally:
+            for s in gone:
+                self._index(s)
+        chunks = lfn_slots(name) if need_lfn else []
+        lo = gone[0].first // per * per
+        free = bytearray(self.used[lo : min(lo + per, self.nslots)])
+        for s in gone:
+            free[s.first - lo : s.index + 1 - lo] = bytes(s.index + 1 - s.first)
+        i = free.find(bytes(len(chunks) + 1))
+        return None if i < 0 else (short11, ntres, need_lfn, chunks, lo + i)
 
     def _fill_gap(self, i: int) -> None:
         """An entry placed in a fresh sector past an end mark that sits inside a sector (only
@@ -421,6 +493,18 @@ class Directory:
         ent = ShortEntry.parse(raw).with_cluster(cluster)
         self.write_slots(1, ent.emit())
         self.dotdot = cluster
+
+
+def _entry_raw(chunks: list[bytes], short11: bytes, ntres: int,
+               entry: ShortEntry) -> tuple[bytes, ShortEntry]:
+    """The LFN slots (last first) and the short entry of a name, and the short entry."""
+    csum = lfn_checksum(short11)
+    raw = bytearray()
+    n = len(chunks)
+    for seq in range(n, 0, -1):
+        raw += _lfn_raw(seq | (LFN_LAST if seq == n else 0), chunks[seq - 1], csum)
+    written = entry.replace(name=short11, ntres=(entry.ntres & ~0x18) | ntres)
+    return bytes(raw + written.emit()), written
 
 
 def _lfn_raw(seq: int, chunk: bytes, csum: int) -> bytes:

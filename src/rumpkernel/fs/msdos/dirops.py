@@ -25,7 +25,7 @@ from rumpkernel.fs.msdos.layout import (
     DIRENT_SIZE,
     ShortEntry,
 )
-from rumpkernel.fs.msdos.names import DOT, DOTDOT, check_long, fold
+from rumpkernel.fs.msdos.names import DOT, DOTDOT, check_long
 from rumpkernel.fs.msdos.node import ROOT_INO, Node
 from rumpkernel.kern.errno import Errno, KernelError
 from rumpkernel.vfs.vattr import DT_DIR, DT_REG, S_IFMT, S_IFREG, DirEnt, SetAttr
@@ -218,39 +218,70 @@ class DirOps:
                 raise KernelError(Errno.ENOTEMPTY)
         elif tslot is not None:
             raise KernelError(Errno.EEXIST)
+        if tnode is not None:
+            self.check_writable(tnode)
+        if sd is td and self._rename_in_sector(sd, sslot, snode, ttext, tslot, tnode):
+            self.touch_dir(sdnode)
+            return
         plan = td.grow(td.plan_add(ttext))
         td.prefetch(plan, tslot)
         sd.prefetch(None, sslot)
-        if tnode is not None and tslot is not None:
-            self.check_writable(tnode)
+        if tnode is not None and tslot is not None and td.lookup(ttext) is tslot:
             self._drop_target(td, tslot, tnode)
         self._move(sd, sslot, snode, td, plan, tdnode)
         if sd is not td:
             self.touch_dir(tdnode)
         self.touch_dir(sdnode)
 
+    def _rename_in_sector(self, d: Directory, sslot: DirSlot, snode: Node, ttext: str,
+                          tslot: DirSlot | None, tnode: Node | None) -> bool:
+        """A rename inside one directory by one atomic sector write (``Directory.replace``):
+        no crash can leave both names.  A replaced target in another sector is removed first
+        (a crash between leaves the source under its old name and the target gone; its
+        clusters are freed at the next sync, after the entry).  False: nothing changed (the
+        new name does not fit in the source's sector)."""
+        drop = tslot if tnode is not None else None
+        if drop is not None and not d.in_sector(sslot, drop):
+            if not d.fits(sslot, ttext):
+                return False
+            self._drop_target(d, drop, tnode)
+            drop = None
+        done = d.replace(sslot, ttext, snode.entry, drop)
+        if done is None:
+            return False
+        if drop is not None:
+            self._forget_target(tnode)
+        slot, written = done
+        snode.entry = written
+        self.inos.moved(snode, d.epos(slot.index))
+        return True
+
     def _move(self, sd: Directory, sslot: DirSlot, snode: Node, td: Directory, plan: AddPlan,
               tdnode: Node) -> None:
-        """New entry first, made durable, then the old one removed: a crash in between leaves
-        two names for one chain (fsck.fat keeps the data under one of them), never none.  An
-        old entry that was never flushed needs no barrier (a cut loses it either way).  A
-        case-only rename in one directory swaps the entry in place of the old one."""
-        if sd is td and fold(sslot.name) == fold(plan.name):
-            sd.remove(sslot)
-            slot, written = td.add(plan.name, snode.entry)
-        else:
-            slot, written = td.add(plan.name, snode.entry, plan)
-            failed: KernelError | None = None
-            if sslot.gen < self.sync_gen:   # the old entry may be on disk: new one first
-                try:
-                    self.barrier()
-                except KernelError as e:    # finish in memory; the write is retried later
-                    failed = e
-            sd.remove(sslot)
-            if failed is not None:
-                self._moved(snode, written, td, slot, tdnode, sd)
-                raise failed
+        """A rename ``replace`` could not do in one sector write (another directory, or no
+        room in the old entry's sector): new entry first, made durable, then the old one
+        removed and made durable at once -- a crash in between leaves two names for one chain
+        (fsck.fat keeps the data under one of them), never none; the second barrier keeps that
+        window to the two writes instead of until the next sync.  An old entry that was never
+        flushed needs no barriers (a cut loses it either way).  A case-only rename that did
+        not fit goes the same way (the new entry gets another short name)."""
+        slot, written = td.add(plan.name, snode.entry, plan)
+        durable = sslot.gen < self.sync_gen     # the old entry may be on disk: new one first
+        failed: KernelError | None = None
+        if durable:
+            try:
+                self.barrier()
+            except KernelError as e:            # finish in memory; the write is retried later
+                failed = e
+        sd.remove(sslot)
         self._moved(snode, written, td, slot, tdnode, sd)
+        if durable and failed is None:
+            try:
+                self.barrier()                  # the old entry's removal: window closed
+            except KernelError as e:
+                failed = e
+        if failed is not None:
+            raise failed
 
     def _moved(self, snode: Node, written: ShortEntry, td: Directory, slot: DirSlot,
                tdnode: Node, sd: Directory) -> None:
@@ -263,6 +294,10 @@ class DirOps:
 
     def _drop_target(self, td: Directory, tslot: DirSlot, tnode: Node) -> None:
         td.remove(tslot)
+        self._forget_target(tnode)
+
+    def _forget_target(self, tnode: Node) -> None:
+        """The replaced target's entry is gone: its node is unlinked (clusters freed later)."""
         if tnode.is_dir:
             self._kill_dir(tnode)
         else:
