@@ -214,10 +214,12 @@ class TcpPorts:
         return sum(len(v) for v in self.ports.values())
 
 
-class StreamRcvBuf(SockBuf):
-    """``so.rcv`` of a TCP socket: the connection's receive buffer seen through SockBuf."""
+class _StreamBuf(SockBuf):
+    """A view of one of the connection's buffers through SockBuf (the generic socket code's
+    accounting and waits); ``which`` names it on the connection, ``kw`` for set_bufsize."""
 
     __slots__ = ("pcb", "pr")
+    which = ""
 
     def __init__(self, pr: TcpProtocol, pcb: TcpPcb) -> None:
         self.pr = pr
@@ -226,32 +228,47 @@ class StreamRcvBuf(SockBuf):
         self.lowat = 1
         self.timeout_ns = 0
 
-    @property
-    def cc(self) -> int:                       # type: ignore[override]
+    def _buf(self) -> Any:
         conn = self.pcb.conn
-        return conn.rcvbuf.readable if conn is not None else 0
+        return getattr(conn, self.which + "buf") if conn is not None else None
+
+    def _unset_limit(self) -> int:
+        raise NotImplementedError
 
     @property
     def hiwat(self) -> int:                    # type: ignore[override]
-        conn = self.pcb.conn
-        if conn is not None:
-            return conn.rcvbuf.limit
-        return self.pcb.rcvbuf or self.pr.stack.config.rmem_default
+        buf = self._buf()
+        return buf.limit if buf is not None else self._unset_limit()
 
     @hiwat.setter
     def hiwat(self, n: int) -> None:
-        self.pr.set_bufsize(self.pcb, rcv=n)
-
-    @property
-    def q(self) -> Any:                        # type: ignore[override]
-        return _NO_CONTROL if self.cc else ()
+        self.pr.set_bufsize(self.pcb, **{self.which: n})
 
     def __bool__(self) -> bool:
         return self.cc > 0
 
     def space(self) -> int:
-        conn = self.pcb.conn
-        return conn.rcvbuf.free if conn is not None else 0
+        buf = self._buf()
+        return buf.free if buf is not None else 0
+
+
+class StreamRcvBuf(_StreamBuf):
+    """``so.rcv`` of a TCP socket: the connection's receive buffer seen through SockBuf."""
+
+    __slots__ = ()
+    which = "rcv"
+
+    def _unset_limit(self) -> int:
+        return self.pcb.rcvbuf or self.pr.stack.config.rmem_default
+
+    @property
+    def cc(self) -> int:                       # type: ignore[override]
+        buf = self._buf()
+        return buf.readable if buf is not None else 0
+
+    @property
+    def q(self) -> Any:                        # type: ignore[override]
+        return _NO_CONTROL if self.cc else ()
 
     def take_stream(self, n: int, peek: bool) -> tuple[bytes, list | None]:
         return self.pr.read(self.pcb, n, peek), None
@@ -266,44 +283,23 @@ class StreamRcvBuf(SockBuf):
     append_record = append_stream
 
 
-class StreamSndBuf(SockBuf):
+class StreamSndBuf(_StreamBuf):
     """``so.snd`` of a TCP socket: the connection's send buffer seen through SockBuf."""
 
-    __slots__ = ("pcb", "pr")
+    __slots__ = ()
+    which = "snd"
 
-    def __init__(self, pr: TcpProtocol, pcb: TcpPcb) -> None:
-        self.pr = pr
-        self.pcb = pcb
-        self.k = pr.ns.k
-        self.lowat = 1
-        self.timeout_ns = 0
+    def _unset_limit(self) -> int:
+        return self.pcb.sndbuf or self.pr.stack.config.wmem_default
 
     @property
     def cc(self) -> int:                       # type: ignore[override]
-        conn = self.pcb.conn
-        return conn.sndbuf.used if conn is not None else 0
-
-    @property
-    def hiwat(self) -> int:                    # type: ignore[override]
-        conn = self.pcb.conn
-        if conn is not None:
-            return conn.sndbuf.limit
-        return self.pcb.sndbuf or self.pr.stack.config.wmem_default
-
-    @hiwat.setter
-    def hiwat(self, n: int) -> None:
-        self.pr.set_bufsize(self.pcb, snd=n)
+        buf = self._buf()
+        return buf.used if buf is not None else 0
 
     @property
     def q(self) -> Any:                        # type: ignore[override]
         return deque()
-
-    def __bool__(self) -> bool:
-        return self.cc > 0
-
-    def space(self) -> int:
-        conn = self.pcb.conn
-        return conn.sndbuf.free if conn is not None else 0
 
     def flush(self, dispose: Any = None) -> None:
         return None
