@@ -376,26 +376,33 @@ class Proxy:
         self.wake_host()
 
     def _kernel_write(self, c: Conn) -> None:
+        self._send(c, c.ks, c.h2k, "client", self.wake_host, counted=True)
+
+    def _send(self, c: Conn, sock: Any, buf: bytearray, who: str, wake_other: Any,
+              counted: bool) -> None:
+        """Send from ``buf`` (one direction's buffer) on ``sock``; wake the loop that fills
+        it when room appears or it runs empty.  Both loops' writers."""
         with self.lock:
-            chunk = bytes(c.h2k[:CHUNK])
+            chunk = bytes(buf[:CHUNK])
         if not chunk:
             return
         try:
-            n = c.ks.send(chunk)
+            n = sock.send(chunk)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as e:
             with self.lock:
-                self._abort(c, f"client: {e.strerror or e}")
-            self.wake_host()
+                self._abort(c, f"{who}: {e.strerror or e}")
+            wake_other()
             return
         with self.lock:
-            was_full = len(c.h2k) >= self.opts.buffer
-            del c.h2k[:n]
-            c.bytes_out += n
+            was_full = len(buf) >= self.opts.buffer
+            del buf[:n]
+            if counted:
+                c.bytes_out += n
             c.last = time.monotonic()
-        if was_full or not c.h2k:
-            self.wake_host()
+        if was_full or not buf:
+            wake_other()
 
     def _kernel_teardown(self) -> None:
         for ls, _m in self.listeners:
@@ -558,25 +565,7 @@ class Proxy:
 
     def _host_write(self, c: Conn) -> None:
         assert c.hs is not None
-        with self.lock:
-            chunk = bytes(c.k2h[:CHUNK])
-        if not chunk:
-            return
-        try:
-            n = c.hs.send(chunk)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as e:
-            with self.lock:
-                self._abort(c, f"host: {e.strerror or e}")
-            self.wake_kernel()
-            return
-        with self.lock:
-            was_full = len(c.k2h) >= self.opts.buffer
-            del c.k2h[:n]
-            c.last = time.monotonic()
-        if was_full or not c.k2h:
-            self.wake_kernel()
+        self._send(c, c.hs, c.k2h, "host", self.wake_kernel, counted=False)
 
     def _host_teardown(self) -> None:
         with self.lock:
