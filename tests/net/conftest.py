@@ -44,9 +44,14 @@ class NetView:
 @pytest.fixture(params=["local", "remote"])
 def knet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NetView]:
     """A fresh posix-host kernel with every component, as a local or a remote client."""
-    k = rumpkernel.boot(hostname="knet")
+    yield from views_of(rumpkernel.boot(hostname="knet"), request.param, tmp_path)
+
+
+def views_of(k: Any, mode: str, tmp_path: Path) -> Iterator[NetView]:
+    """The kernel as a ``mode`` ("local"/"remote") client for one test; halted after it, and
+    the test fails if it leaked (the knet fixtures' body, shared with sockin's)."""
     baseline = k.statistics()
-    if request.param == "local":
+    if mode == "local":
         yield NetView(k, "local", k.sys)
         problems = leak_report(k, baseline) if not k.dead else []
         k.halt()

@@ -13,8 +13,7 @@ import pytest
 
 import rumpkernel
 from rumpkernel.testing import netns
-from rumpkernel.testing.plugin import halt_report
-from tests.net.conftest import NetView, fam, leak_report  # noqa: F401  (fam: the suite's)
+from tests.net.conftest import NetView, fam, views_of  # noqa: F401  (fam: the suite's)
 
 SOCKIN = ["all", "net_sockin"]
 EPHEMERAL = (49152, 65535)         # the kernel stack's (BSD's) range, so the suite's checks hold
@@ -38,21 +37,4 @@ def boot_sockin(**kw: object) -> rumpkernel.Kernel:
 @pytest.fixture(params=["local", "remote"])
 def knet(request: pytest.FixtureRequest, tmp_path: Path, hostns: bool) -> Iterator[NetView]:
     """A fresh sockin kernel as a local or a remote client."""
-    k = boot_sockin(hostname="knet")
-    baseline = k.statistics()
-    if request.param == "local":
-        yield NetView(k, "local", k.sys)
-        problems = leak_report(k, baseline) if not k.dead else []
-        k.halt()
-    else:
-        from tests.remote.harness import RemoteView
-
-        view = RemoteView(k, tmp_path)
-        try:
-            yield NetView(k, "remote", view.sys, view)
-        finally:
-            view.close()
-        problems = []
-        k.halt()
-    problems += halt_report(k)
-    assert not problems, "kernel leaked: " + "; ".join(problems)
+    yield from views_of(boot_sockin(hostname="knet"), request.param, tmp_path)
